@@ -1,0 +1,1 @@
+"""dspy-tracekit plugin: redact."""
