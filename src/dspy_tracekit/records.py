@@ -21,6 +21,7 @@ __all__ = ["SpanRecord", "TraceRecord", "Settings", "SpanKind", "jsonable"]
 
 _rand = random.Random()
 _getrandbits = _rand.getrandbits
+_EMPTY: dict = {}
 
 
 def new_span_id() -> int:
@@ -69,7 +70,7 @@ class SpanRecord:
         "trace", "span_id", "parent_id", "name", "kind", "span_type", "start_ns", "end_ns",
         "instance", "func", "args", "kwargs", "inputs", "outputs", "error", "attributes",
         "model", "provider", "params", "usage", "cache_hit", "first_token_ns", "cost",
-        "module_path", "materialized",
+        "module_path", "tags", "materialized",
     )
 
     def __init__(self, trace: TraceRecord, parent_id: int | None, name: str, kind: str,
@@ -103,6 +104,8 @@ class SpanRecord:
         self.cost: dict[str, float] | None = None
         #: dotted path of the DSPy module that made the call, e.g. ``IntentDetector.classify``.
         self.module_path: str | None = None
+        #: the ``dspy_tracekit.context(...)`` tags in force when the span started (do not mutate).
+        self.tags: dict[str, str] = _EMPTY
         self.materialized = False
 
     # -- convenience for plugins --------------------------------------------------------------
@@ -154,6 +157,7 @@ class SpanRecord:
             "attributes": self.attributes, "model": self.model, "provider": self.provider,
             "params": self.params, "usage": self.usage, "cache_hit": self.cache_hit,
             "first_token_ns": self.first_token_ns, "cost": self.cost, "module_path": self.module_path,
+            "tags": dict(self.tags),
         }
 
     @classmethod
@@ -163,6 +167,7 @@ class SpanRecord:
         for key in ("end_ns", "inputs", "outputs", "error", "attributes", "model", "provider", "params",
                     "usage", "cache_hit", "first_token_ns", "cost", "module_path"):
             setattr(s, key, d.get(key))
+        s.tags = dict(d.get("tags") or {})
         s.materialized = True
         return s
 
