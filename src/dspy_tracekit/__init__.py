@@ -1,1 +1,258 @@
-print('x')
+"""dspy-tracekit: pluggable tracing middleware for DSPy programs, stored as MLflow traces.
+
+::
+
+    import dspy_tracekit as tk
+    tk.enable()                                   # config from pyproject.toml / dspy-tracekit.toml / env
+    with tk.context(user_role="admin", session_id="s-1"):
+        program(message="Help me create a workflow")
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import inspect
+import logging
+import threading
+import warnings
+from typing import Any, Callable
+
+from . import _state
+from .errors import BudgetExceeded, ConfigError, TracekitAbort
+from .hookspecs import hookimpl
+from .records import SpanKind
+from .tracer import SpanHandle, current_span, current_tags, end_span, start_span
+
+__all__ = [
+    "enable", "disable", "flush", "context", "trace", "span", "counters", "hookimpl",
+    "TracekitAbort", "BudgetExceeded", "ConfigError",
+]
+__version__ = "0.1.0"
+
+logger = logging.getLogger("dspy_tracekit")
+_lock = threading.RLock()
+_atexit_registered = False
+
+
+def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = None,
+           experiment: str | None = None, config: dict[str, dict] | None = None) -> bool:
+    """Read config, load plugins, instrument DSPy. Returns False when tracing stays off.
+
+    :param plugins: plugin names (entry points of the group ``dspy_tracekit``) and/or plugin objects
+        (modules or instances with ``@hookimpl`` functions). ``[]`` = the MLflow core alone;
+        ``None`` = as configured.
+    :param tracking_uri: MLflow tracking URI (default: config, ``MLFLOW_TRACKING_URI``, ``sqlite:///mlflow.db``).
+    :param experiment: MLflow experiment name.
+    :param config: plugin name → config table; overrides files and environment.
+    :raises ConfigError: unknown plugin or key, wrong type, unreadable file (names key and file).
+    """
+    global _atexit_registered
+    from .config import resolve, tracing_disabled_by_env
+
+    with _lock:
+        if _state.manager is not None:
+            warnings.warn("dspy_tracekit.enable() called while enabled; call disable() first to reconfigure",
+                          RuntimeWarning, stacklevel=2)
+            return False
+        if tracing_disabled_by_env():
+            return False
+        from .instrument import instrument
+        from .manager import TracekitManager
+        from .mlflow_core import MlflowBridge
+        from .records import Settings
+
+        mgr = TracekitManager()
+        names = None if plugins is None else [p for p in plugins if isinstance(p, str)]
+        objects = [] if plugins is None else [p for p in plugins if not isinstance(p, str)]
+        cfg = resolve(plugins=names, tracking_uri=tracking_uri, experiment=experiment, config=config,
+                      installed=tuple(mgr.installed_plugins()))
+        if not cfg.core["enabled"]:
+            return False
+        try:
+            mgr.load(cfg.core["plugins"], cfg.core["blocked"], extra=objects)
+            settings = Settings(tracking_uri=cfg.core["tracking_uri"], experiment=cfg.core["experiment"],
+                                plugins=tuple(mgr.plugin_names()), config_files=cfg.files,
+                                sources=dict(cfg.sources))
+            mgr.configure(cfg.tables, settings, cfg.sources)
+        except Exception:
+            try:
+                mgr.shutdown(0.0)
+            except Exception:  # noqa: BLE001
+                pass
+            raise
+        mgr.bridge = MlflowBridge()
+        mgr.flush_timeout = float(cfg.core["flush_timeout"])
+        instrument()
+        _state.settings = settings
+        _state.manager = mgr
+        if not _atexit_registered:
+            atexit.register(_at_exit)
+            _atexit_registered = True
+        return True
+
+
+def disable(timeout: float | None = None) -> bool:
+    """Flush pending traces, shut plugins down and restore DSPy. ``enable()`` works again after it."""
+    from .instrument import uninstrument
+
+    with _lock:
+        mgr = _state.manager
+        if mgr is None:
+            return False
+        wait = mgr.flush_timeout if timeout is None else timeout
+        try:
+            mgr.flush(wait)
+        finally:
+            _state.manager = None
+            _state.settings = None
+            uninstrument()
+            mgr.shutdown(wait)
+        return True
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """Wait until every trace finished so far is stored, or ``timeout`` seconds pass.
+
+    :return: True when nothing is pending any more.
+    """
+    mgr = _state.manager
+    if mgr is None:
+        return True
+    return mgr.flush(timeout)
+
+
+def counters() -> dict[str, int | float]:
+    """Counters of the core (``core.*``) and of every plugin (``<plugin>.*``)."""
+    mgr = _state.manager
+    return {} if mgr is None else mgr.counters_snapshot()
+
+
+def _at_exit() -> None:
+    try:
+        disable()
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("dspy-tracekit: error while flushing at exit: %s", exc)
+
+
+@contextlib.contextmanager
+def context(**tags: Any):
+    """Tags (user_role, current_module, tab, session_id, user_id, …) on every span inside, and on the trace.
+
+    ``session_id`` and ``user_id`` also become MLflow's trace session and user.
+    """
+    merged = {**current_tags.get(), **{k: str(v) for k, v in tags.items()}}
+    token = current_tags.set(merged)
+    cur = current_span.get()
+    if cur is not None and cur.trace.sampled:
+        cur.trace.tags.update(merged)
+    try:
+        yield merged
+    finally:
+        current_tags.reset(token)
+
+
+@contextlib.contextmanager
+def span(name: str, span_type: str = "UNKNOWN", attributes: dict[str, Any] | None = None):
+    """A custom span: ``with span("database_query", span_type="TOOL") as s: s.set_inputs(...)``.
+
+    An exception inside is recorded on the span and re-raised unchanged.
+    """
+    opened = start_span(name, SpanKind.CUSTOM, span_type)
+    if opened is None:
+        yield SpanHandle(None)
+        return
+    record, token = opened
+    handle = SpanHandle(record)
+    if attributes:
+        handle.set_attributes(attributes)
+    try:
+        yield handle
+    except BaseException as exc:
+        end_span(record, token, record.outputs, exc)
+        raise
+    end_span(record, token, record.outputs)
+
+
+def trace(func: Callable | None = None, *, name: str | None = None, span_type: str = "UNKNOWN"):
+    """Decorator for a custom span around a function (sync, async, generator or async generator).
+
+    Same shape as ``mlflow.trace``: the call's arguments are the inputs, the return value (or the
+    list of yielded items) the outputs.
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        span_name = name or fn.__name__
+
+        if inspect.isasyncgenfunction(fn):
+            @functools.wraps(fn)
+            async def agen_wrapper(*args, **kwargs):
+                opened = start_span(span_name, SpanKind.CUSTOM, span_type, func=fn, args=args, kwargs=kwargs)
+                if opened is None:
+                    async for item in fn(*args, **kwargs):
+                        yield item
+                    return
+                record, token = opened
+                items = []
+                try:
+                    async for item in fn(*args, **kwargs):
+                        items.append(item)
+                        yield item
+                except BaseException as exc:
+                    end_span(record, token, items, exc)
+                    raise
+                end_span(record, token, items)
+            return agen_wrapper
+
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen_wrapper(*args, **kwargs):
+                opened = start_span(span_name, SpanKind.CUSTOM, span_type, func=fn, args=args, kwargs=kwargs)
+                if opened is None:
+                    return (yield from fn(*args, **kwargs))
+                record, token = opened
+                items = []
+                gen = fn(*args, **kwargs)
+                try:
+                    for item in gen:
+                        items.append(item)
+                        yield item
+                except BaseException as exc:
+                    end_span(record, token, items, exc)
+                    raise
+                end_span(record, token, items)
+            return gen_wrapper
+
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args, **kwargs):
+                opened = start_span(span_name, SpanKind.CUSTOM, span_type, func=fn, args=args, kwargs=kwargs)
+                if opened is None:
+                    return await fn(*args, **kwargs)
+                record, token = opened
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    end_span(record, token, None, exc)
+                    raise
+                end_span(record, token, result)
+                return result
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            opened = start_span(span_name, SpanKind.CUSTOM, span_type, func=fn, args=args, kwargs=kwargs)
+            if opened is None:
+                return fn(*args, **kwargs)
+            record, token = opened
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                end_span(record, token, None, exc)
+                raise
+            end_span(record, token, result)
+            return result
+        return wrapper
+
+    return decorate(func) if func is not None else decorate

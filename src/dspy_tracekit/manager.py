@@ -57,6 +57,8 @@ class TracekitManager:
         self.span_end_fns: list[Callable] = []
         self.take_fns: list[Callable] = []
         self._undo_monitoring = None
+        self.bridge = None
+        self.flush_timeout = 10.0
 
     # ---------------------------------------------------------------- loading
     @staticmethod

@@ -70,7 +70,7 @@ class SpanRecord:
         "trace", "span_id", "parent_id", "name", "kind", "span_type", "start_ns", "end_ns",
         "instance", "func", "args", "kwargs", "inputs", "outputs", "error", "attributes",
         "model", "provider", "params", "usage", "cache_hit", "first_token_ns", "cost",
-        "module_path", "tags", "materialized",
+        "module_path", "tags", "materialized", "live", "ctx_token",
     )
 
     def __init__(self, trace: TraceRecord, parent_id: int | None, name: str, kind: str,
@@ -107,6 +107,9 @@ class SpanRecord:
         #: the ``dspy_tracekit.context(...)`` tags in force when the span started (do not mutate).
         self.tags: dict[str, str] = _EMPTY
         self.materialized = False
+        #: interop only: the live MLflow span this record was materialized as, and the context token.
+        self.live: Any = None
+        self.ctx_token: Any = None
 
     # -- convenience for plugins --------------------------------------------------------------
     def set_attribute(self, key: str, value: Any) -> None:

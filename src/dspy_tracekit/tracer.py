@@ -1,0 +1,162 @@
+"""The request path: start and end spans as plain records, on the calling thread.
+
+No serialization, no regex, no I/O here: a span costs an object, two clock reads, a context
+variable set/reset and the plugins' span hooks.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from time import time_ns
+from typing import Any
+
+from . import _state
+from .errors import TracekitAbort
+from .records import SpanKind, SpanRecord, TraceRecord
+
+logger = logging.getLogger("dspy_tracekit")
+
+_EMPTY: dict[str, str] = {}
+current_span: ContextVar[SpanRecord | None] = ContextVar("dspy_tracekit_span", default=None)
+current_tags: ContextVar[dict[str, str]] = ContextVar("dspy_tracekit_tags", default=_EMPTY)
+
+_WORKLOAD = {SpanKind.EVALUATE: "evaluate", SpanKind.COMPILE: "compile"}
+
+
+def start_span(name: str, kind: str, span_type: str | None = None, instance: Any = None, func: Any = None,
+               args: tuple = (), kwargs: dict | None = None, module_path: str | None = None):
+    """Open a span under the current one (or a new trace). Returns ``(span, token)``, or ``None``
+    when tracing is off. Raises only a :class:`TracekitAbort` from a plugin (span then ended)."""
+    mgr = _state.manager
+    if mgr is None:
+        return None
+    parent = current_span.get()
+    if parent is None:
+        trace = TraceRecord()
+        span = SpanRecord(trace, None, name, kind, span_type, instance, func, args, kwargs, time_ns())
+        trace.root = span
+        tags = current_tags.get()
+        span.tags = tags
+        if tags:
+            trace.tags.update(tags)
+        span.module_path = module_path
+        trace.workload = _WORKLOAD.get(kind, "default")
+        bridge = mgr.bridge
+        if bridge is not None:
+            parent_live = bridge.active_mlflow_span()
+            if parent_live is not None:
+                trace.mlflow_parent = parent_live
+                trace.trace_id = bridge.trace_id_of(parent_live)
+                span.parent_id = None
+        try:
+            for fn in mgr.sample_fns:
+                decision = fn(trace)
+                if decision is not None:
+                    trace.sampled = bool(decision)
+                    break
+        except TracekitAbort:
+            raise
+        except Exception as exc:  # noqa: BLE001 - defensive: isolation wraps hooks already
+            mgr.hook_failed("core", "sample", exc)
+        if trace.sampled:
+            trace.spans.append(span)
+    else:
+        trace = parent.trace
+        span = SpanRecord(trace, parent.span_id, name, kind, span_type, instance, func, args, kwargs, time_ns())
+        span.tags = current_tags.get()
+        span.module_path = module_path if module_path is not None else parent.module_path
+        if trace.sampled:
+            trace.spans.append(span)
+    token = current_span.set(span)
+    if mgr.bridge is not None and trace.sampled:
+        mgr.bridge.on_span_start(span)
+    if mgr.span_start_fns:
+        try:
+            for fn in mgr.span_start_fns:
+                fn(span)
+        except TracekitAbort as exc:
+            end_span(span, token, None, exc)
+            raise
+    return span, token
+
+
+def end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException | None = None) -> None:
+    """Close ``span`` (never raises). Completes the trace when ``span`` is its root."""
+    span.end_ns = time_ns()
+    span.outputs = outputs
+    if error is not None:
+        span.error = error
+    try:
+        current_span.reset(token)
+    except ValueError:
+        # reset from another context (e.g. an async generator finished elsewhere): restore the parent
+        current_span.set(_parent_of(span))
+    mgr = _state.manager
+    if mgr is None:
+        return
+    if mgr.bridge is not None and span.trace.sampled:
+        mgr.bridge.on_span_end(span)
+    for fn in mgr.span_end_fns:
+        try:
+            fn(span)
+        except Exception as exc:  # noqa: BLE001 - an abort after the call makes no sense: swallow
+            mgr.hook_failed("core", "span_end", exc)
+    if span.trace.root is span:
+        finish_trace(mgr, span.trace)
+
+
+def _parent_of(span: SpanRecord) -> SpanRecord | None:
+    if span.parent_id is None:
+        return None
+    for s in span.trace.spans:
+        if s.span_id == span.parent_id:
+            return s
+    return None
+
+
+def finish_trace(mgr, trace: TraceRecord) -> None:
+    if not trace.sampled:
+        mgr.counters.add("traces_dropped.sampled_out_head")
+        return
+    mgr.counters.add("traces_finished")
+    if trace.mlflow_parent is not None or getattr(trace.root, "live", None) is not None:
+        # interop: the trace lives inside an MLflow trace; it must be attached while that is open.
+        mgr.bridge.deliver_live(mgr, trace)
+        return
+    try:
+        for fn in mgr.take_fns:
+            if fn(trace):
+                return
+    except Exception as exc:  # noqa: BLE001
+        mgr.hook_failed("core", "take_trace", exc)
+    mgr.deliver_inline(trace)
+
+
+class SpanHandle:
+    """What ``with dspy_tracekit.span(...) as s`` yields: set inputs, outputs and attributes."""
+
+    __slots__ = ("_span",)
+
+    def __init__(self, span: SpanRecord | None):
+        self._span = span
+
+    @property
+    def record(self) -> SpanRecord | None:
+        return self._span
+
+    def set_inputs(self, inputs: Any) -> None:
+        if self._span is not None:
+            self._span.inputs = inputs
+
+    def set_outputs(self, outputs: Any) -> None:
+        if self._span is not None:
+            self._span.outputs = outputs
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self._span is not None:
+            self._span.set_attribute(key, value)
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        for k, v in attributes.items():
+            self.set_attribute(k, v)
