@@ -1,0 +1,442 @@
+"""Built-in detectors: compiled regexes, cheap pre-filters and validators for each entity type.
+
+A detector answers "where in this text are values of my entity type?" with ``(start, end)`` pairs.
+Every detector has a pre-filter (a substring or character test that costs ~nothing) so that the
+regex only runs on text that could hold a match; most prompt text is rejected by the pre-filters.
+Validators (Luhn, mod-97, SSN rules, IP octets, ...) keep look-alikes such as order numbers,
+timestamps and version strings out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterator
+
+Span = tuple[int, int]
+
+# ----------------------------------------------------------------------------------------------
+# Validators
+# ----------------------------------------------------------------------------------------------
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+_CARD_PREFIX = re.compile(r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3(?:0[0-5]|[68])|35|6(?:011|5|4[4-9]|2)")
+
+
+def card_ok(value: str) -> bool:
+    digits = value.replace(" ", "").replace("-", "")
+    if not 13 <= len(digits) <= 19 or not _CARD_PREFIX.match(digits):
+        return False
+    seps = {c for c in value if c in " -"}
+    if len(seps) > 1:  # "4111 1111-1111 1111" is not how anyone writes a card
+        return False
+    if len(set(digits)) < 2:
+        return False
+    return luhn_ok(digits)
+
+
+#: IBAN length per country (ISO 13616 registry).
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+    "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
+    "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "LY": 25, "SD": 18, "BI": 27,
+    "DJ": 27, "SO": 23, "NI": 28, "RU": 33, "FK": 18, "OM": 23, "MN": 20, "YE": 30,
+}
+
+
+def iban_ok(compact: str) -> bool:
+    if IBAN_LENGTHS.get(compact[:2]) != len(compact):
+        return False
+    rearranged = compact[4:] + compact[:4]
+    try:
+        number = int("".join(str(int(c, 36)) for c in rearranged))
+    except ValueError:
+        return False
+    return number % 97 == 1
+
+
+def ssn_ok(area: str, group: str, serial: str) -> bool:
+    return (area != "000" and area != "666" and area[0] != "9" and group != "00" and serial != "0000"
+            and area + group + serial not in ("123456789", "078051120", "219099999"))
+
+
+def ipv4_ok(value: str) -> bool:
+    parts = value.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if len(p) > 1 and p[0] == "0":
+            return False
+        if int(p) > 255:
+            return False
+    # "1.0.0.0"-like sequences are far more often versions than hosts
+    return not (parts[1] == parts[2] == parts[3] == "0" and int(parts[0]) < 10)
+
+
+def ipv6_ok(value: str) -> bool:
+    value = value.split("%", 1)[0]
+    groups = [g for g in value.split(":") if g]
+    if len(groups) < 2 and "." not in value:
+        return False
+    if "::" not in value and value.count(":") < 7:
+        return False
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def jwt_ok(value: str) -> bool:
+    head = value.split(".", 1)[0]
+    try:
+        raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
+        obj = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(obj, dict) and ("alg" in obj or "typ" in obj)
+
+
+# ----------------------------------------------------------------------------------------------
+# Phones
+# ----------------------------------------------------------------------------------------------
+
+# A run of digits with the separators people type; validated by structure below.
+_PHONE_CAND = re.compile(
+    r"(?<![\w+\-./#@:])(?<!\d[ \-.])(?:\+|00)?\(?\d[\d()\- ./]{5,22}\d(?![\w@]|[\-./]\d|[ \-]\d)"
+)
+_GROUPS = re.compile(r"\d+")
+_PHONE_CONTEXT = re.compile(
+    r"(?i)(?:phone|tel\b|telephone|call|mobile|cell|whats\s?app|sms|text\s+me|fax|contact|reach|number is|"
+    r"dial|ring|handy|portable|celular|telefone|téléphone|telefon)"
+)
+_E164_CC = (
+    "1", "7", "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47",
+    "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81",
+    "82", "84", "86", "90", "91", "92", "93", "94", "95", "98", "212", "213", "216", "234", "254", "351",
+    "352", "353", "354", "358", "370", "371", "372", "380", "420", "421", "852", "886", "971", "972",
+    "966", "974",
+)
+
+
+def _nanp_ok(ten: str) -> bool:
+    return ten[0] in "23456789" and ten[3] in "23456789"
+
+
+def phone_ok(text: str, start: int, end: int) -> bool:
+    raw = text[start:end]
+    if raw.count("(") != raw.count(")") or "  " in raw:
+        return False
+    groups = _GROUPS.findall(raw)
+    digits = "".join(groups)
+    n = len(digits)
+    sizes = [len(g) for g in groups]
+    seps = set(_NON_SEP.sub("", raw))
+    if len(seps - {" "}) > 1:  # "212-555.1234" is not a way anyone writes a number
+        return False
+    if raw.startswith("+") or raw.startswith("00"):
+        intl = digits[2:] if raw.startswith("00") else digits
+        if not 8 <= len(intl) <= 15 or len(groups) > 7:
+            return False
+        if raw.startswith("00") and len(groups) < 2:
+            return False
+        if intl.startswith("1"):
+            return len(intl) == 11 and _nanp_ok(intl[1:])
+        if not intl.startswith(_E164_CC):
+            return False
+        return not (len(groups) == 1 and len(intl) < 10)
+    if "/" in raw and not (digits.startswith("0") and len(groups) == 2):
+        return False
+    if "." in raw and len(groups) < 3:
+        return False
+    # US / NANP: (212) 555-1234, 212-555-1234, 212.555.1234, 1-800-555-0199, 212 555 1234
+    if n == 10 and sizes == [3, 3, 4] and _nanp_ok(digits):
+        return True
+    if n == 11 and sizes == [1, 3, 3, 4] and digits[0] == "1" and _nanp_ok(digits[1:]):
+        return True
+    if digits.startswith("0") and len(groups) > 1:
+        # UK: 020 7946 0958, 0161 496 0000, 07700 900123, 01632 960001
+        if n == 11 and digits[1] in "123789" and 2 <= len(groups) <= 3 and "(" not in raw:
+            return True
+        # FR: 01 23 45 67 89, 06.12.34.56.78
+        if n == 10 and digits[1] in "123456789" and sizes == [2, 2, 2, 2, 2]:
+            return True
+        # DE: 030 12345678, 0151 23456789, 089/1234567, (030) 1234567
+        if 10 <= n <= 12 and digits[1] in "123456789" and len(groups) in (2, 3) and 3 <= sizes[0] <= 5:
+            return True
+        # IN with trunk prefix: 098765 43210, 0 98765 43210
+        if n == 11 and digits[1] in "6789" and sizes in ([6, 5], [1, 5, 5]):
+            return True
+        return False
+    # IN mobile: 98765 43210, 98765-43210
+    if n == 10 and digits[0] in "6789" and sizes == [5, 5]:
+        return True
+    # BR: (11) 91234-5678, (21) 2345-6789, 11 91234-5678
+    if n in (10, 11) and sizes[0] == 2 and len(groups) == 3 and digits[0] != "0" and digits[1] != "0":
+        if n == 11 and digits[2] == "9" and sizes[1:] == [5, 4]:
+            return True
+        if n == 10 and digits[2] in "2345" and sizes[1:] == [4, 4]:
+            return True
+    # a bare run of digits after a phone word: "call me at 2125551234", "Tel 0301234567"
+    if len(groups) == 1 and ((n == 10 and (_nanp_ok(digits) or digits[0] in "6789"))
+                             or (n in (10, 11) and digits[0] == "0" and digits[1] != "0")):
+        return bool(_PHONE_CONTEXT.search(text, max(0, start - 40), start))
+    return False
+
+
+_NON_SEP = re.compile(r"[\d()+]")
+
+
+# ----------------------------------------------------------------------------------------------
+# Detector plumbing
+# ----------------------------------------------------------------------------------------------
+
+
+class Detector:
+    """One entity type: pre-filter → regex → validator. ``group`` picks the part to redact."""
+
+    __slots__ = ("entity", "regex", "prefilter", "validate", "group", "priority")
+
+    def __init__(self, entity: str, regex: re.Pattern[str], prefilter: Callable[[str], bool] | None,
+                 validate: Callable[[str, re.Match[str]], bool] | None = None, group: int | str = 0,
+                 priority: int = 50):
+        self.entity = entity
+        self.regex = regex
+        self.prefilter = prefilter
+        self.validate = validate
+        self.group = group
+        self.priority = priority
+
+    def find(self, text: str) -> Iterator[Span]:
+        if self.prefilter is not None and not self.prefilter(text):
+            return
+        validate = self.validate
+        group = self.group
+        for m in self.regex.finditer(text):
+            if validate is not None and not validate(text, m):
+                continue
+            s, e = m.span(group)
+            if s < e:
+                yield s, e
+
+
+def _has(*needles: str) -> Callable[[str], bool]:
+    if len(needles) == 1:
+        needle = needles[0]
+        return lambda t: needle in t
+    return lambda t: any(n in t for n in needles)
+
+
+_DIGIT = re.compile(r"\d")
+
+
+def _has_digit(t: str) -> bool:
+    return _DIGIT.search(t) is not None
+
+
+_VERSION_CONTEXT = re.compile(r"(?i)\b(?:v|version|ver\.?|build|release|firmware|sdk|python|node|chrome)\s*$")
+_SSN_CONTEXT = re.compile(r"(?i)(?:ssn|social security|social sec|sin\b|tax id|taxpayer)")
+_AWS_CONTEXT = re.compile(r"(?i)(?:aws|secret|AKIA|ASIA|access key)")
+
+
+def _v_card(text: str, m: re.Match[str]) -> bool:
+    return card_ok(m.group(0))
+
+
+def _v_ssn(text: str, m: re.Match[str]) -> bool:
+    if not ssn_ok(m.group("a"), m.group("g"), m.group("s")):
+        return False
+    if not m.group("sep"):  # a bare nine-digit number is an SSN only when the text says so
+        return bool(_SSN_CONTEXT.search(text, max(0, m.start() - 40), m.start()))
+    return True
+
+
+def _v_ipv4(text: str, m: re.Match[str]) -> bool:
+    if not ipv4_ok(m.group(0)):
+        return False
+    return not _VERSION_CONTEXT.search(text, max(0, m.start() - 12), m.start())
+
+
+def _v_ipv6(text: str, m: re.Match[str]) -> bool:
+    return ipv6_ok(m.group(0))
+
+
+def _v_phone(text: str, m: re.Match[str]) -> bool:
+    return phone_ok(text, m.start(), m.end())
+
+
+def _v_jwt(text: str, m: re.Match[str]) -> bool:
+    return jwt_ok(m.group(0))
+
+
+def _v_aws_secret(text: str, m: re.Match[str]) -> bool:
+    v = m.group(0)
+    kinds = (any(c.isupper() for c in v) + any(c.islower() for c in v) + any(c.isdigit() for c in v)
+             + any(c in "/+" for c in v))
+    if kinds < 3:
+        return False
+    return bool(_AWS_CONTEXT.search(text, max(0, m.start() - 200), m.start()))
+
+
+def _v_bearer(text: str, m: re.Match[str]) -> bool:
+    tok = m.group("tok")
+    return any(c.isdigit() or c in "-_.~+/" for c in tok)
+
+
+def _v_credential(text: str, m: re.Match[str]) -> bool:
+    value = m.group("val")
+    if value.startswith("<") and value.endswith(">"):  # already a redaction marker
+        return False
+    if m.group("is"):  # "my password is hunter2!": only password-looking words
+        return any(not c.isalpha() for c in value)
+    return True
+
+
+class IbanDetector(Detector):
+    """Takes exactly as many characters as the country's IBAN length, so a following word in
+    capitals ("... 0130 00 ASAP") does not spoil the mod-97 check."""
+
+    __slots__ = ()
+
+    def find(self, text: str) -> Iterator[Span]:
+        if _IBAN_PRE.search(text) is None:
+            return
+        n_text = len(text)
+        for m in _IBAN_START.finditer(text):
+            length = IBAN_LENGTHS.get(m.group(1))
+            if length is None:
+                continue
+            i = m.end()
+            got = 4
+            chars = [m.group(0)]
+            while got < length and i < n_text:
+                c = text[i]
+                if "A" <= c <= "Z" or "0" <= c <= "9":
+                    chars.append(c)
+                    got += 1
+                    i += 1
+                elif c == " " and i + 1 < n_text and text[i + 1] != " ":
+                    i += 1
+                else:
+                    break
+            if got != length or (i < n_text and text[i].isalnum()):
+                continue
+            if iban_ok("".join(chars)):
+                yield m.start(), i
+
+
+_IBAN_START = re.compile(r"\b([A-Z]{2})\d{2}")
+_IBAN_PRE = re.compile(r"[A-Z]{2}\d\d")
+
+_EMAIL_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*"
+_EMAIL_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
+
+CREDENTIAL_WORDS = (
+    r"password|passwd|pwd|passphrase|pass|secret|client[_\-]?secret|api[_\-]?key|apikey|access[_\-]?key|"
+    r"secret[_\-]?key|access[_\-]?token|auth[_\-]?token|refresh[_\-]?token|token|pin|credentials?"
+)
+
+
+def builtin_detectors() -> dict[str, list[Detector]]:
+    """Every built-in entity type with its detectors (compiled once per process)."""
+    d: dict[str, list[Detector]] = {}
+
+    def add(det: Detector) -> None:
+        d.setdefault(det.entity, []).append(det)
+
+    add(Detector("PRIVATE_KEY", re.compile(
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY"
+        r"(?: BLOCK)?-----|.*\Z)", re.S), _has("PRIVATE KEY"), priority=100))
+    add(Detector("URL_CREDENTIALS", re.compile(
+        r"\b[A-Za-z][A-Za-z0-9+.\-]*://(?P<ui>[^\s/@:<>\"']+:[^\s/@<>\"']+)@"),
+        lambda t: "://" in t and "@" in t, group="ui", priority=95))
+    add(Detector("JWT", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+                 _has("eyJ"), _v_jwt, priority=92))
+    add(Detector("ANTHROPIC_KEY", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}"), _has("sk-ant-"), priority=91))
+    add(Detector("OPENAI_KEY", re.compile(
+        r"\bsk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}"), _has("sk-"), priority=90))
+    add(Detector("AWS_ACCESS_KEY_ID", re.compile(
+        r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"),
+        lambda t: "A" in t and ("AKIA" in t or "ASIA" in t or _AWS_IDS.search(t) is not None), priority=90))
+    add(Detector("AWS_SECRET_KEY", re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+                 lambda t: _AWS_CONTEXT.search(t) is not None, _v_aws_secret, priority=70))
+    add(Detector("GITHUB_TOKEN", re.compile(
+        r"\b(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b"),
+        lambda t: "gh" in t or "github_pat_" in t, priority=90))
+    add(Detector("SLACK_TOKEN", re.compile(r"\b(?:xox[abposre]|xapp)-[A-Za-z0-9\-]{10,}"),
+                 lambda t: "xox" in t or "xapp-" in t, priority=90))
+    add(Detector("STRIPE_KEY", re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
+                 lambda t: "_live_" in t or "_test_" in t, priority=90))
+    add(Detector("GOOGLE_API_KEY", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])"), _has("AIza"),
+                 priority=90))
+    add(Detector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
+                 lambda t: "earer" in t, _v_bearer, group="tok", priority=80))
+    add(Detector("CREDENTIAL", re.compile(
+        r"(?i)\b(?:" + CREDENTIAL_WORDS + r")\b[\"']?(?:\s*[:=]\s*|\s+(?P<is>is)\s+)[\"']?(?P<val>[^\s\"',;)}\]]{3,})"),
+        lambda t: _CRED_PRE.search(t) is not None, _v_credential, group="val", priority=60))
+    add(Detector("EMAIL", re.compile(
+        r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
+        _has("@"), priority=85))
+    add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
+    add(Detector("CREDIT_CARD", re.compile(
+        r"(?<![\w.\-])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), _has_digit, _v_card, priority=72))
+    add(Detector("US_SSN", re.compile(
+        r"(?<![\w\-.])(?P<a>\d{3})(?P<sep>[\- ]?)(?P<g>\d{2})(?P=sep)(?P<s>\d{4})(?![\w]|[\-.]\d)"),
+        _has_digit, _v_ssn, priority=71))
+    add(Detector("IP_ADDRESS", re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)"),
+                 lambda t: "." in t, _v_ipv4, priority=65))
+    add(Detector("IP_ADDRESS", re.compile(
+        r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
+        r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
+        lambda t: t.count(":") >= 2, _v_ipv6, priority=65))
+    add(Detector("PHONE", _PHONE_CAND, _has_digit, _v_phone, priority=55))
+    return d
+
+
+_AWS_IDS = re.compile(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA)")
+_CRED_PRE = re.compile(r"(?i)pass|pwd|secret|key|token|pin\b|credential")
+
+#: built-in entity types, in the order the docs list them.
+BUILTIN_ENTITIES = (
+    "EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "URL_CREDENTIALS",
+    "OPENAI_KEY", "ANTHROPIC_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
+    "STRIPE_KEY", "GOOGLE_API_KEY", "JWT", "BEARER_TOKEN", "PRIVATE_KEY", "CREDENTIAL",
+)
+
+#: not text detectors, but counted and configurable like entities.
+SPECIAL_ENTITIES = ("SECRET_FIELD", "FIELD", "BINARY", "TRUNCATED")
+
+#: how a value is normalised before hashing, so ``John@X.com`` and ``john@x.com`` join.
+def normalize(entity: str, value: str) -> str:
+    if entity == "EMAIL":
+        return value.lower()
+    if entity in ("PHONE", "CREDIT_CARD", "US_SSN"):
+        return "".join(c for c in value if c.isdigit())
+    if entity == "IBAN":
+        return value.replace(" ", "").upper()
+    if entity == "IP_ADDRESS" and ":" in value:
+        try:
+            return str(ipaddress.IPv6Address(value.split("%", 1)[0]))
+        except ValueError:
+            return value.lower()
+    return value

@@ -1,0 +1,239 @@
+"""The tracekit hooks: redact every materialized trace on the delivery path, and MLflow's own spans.
+
+No request-path hook is implemented: span start/end cost nothing with this plugin on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from dspy_tracekit.hookspecs import hookimpl
+
+from ._redactor import DROP, Redactor
+
+logger = logging.getLogger("dspy_tracekit.redact")
+
+COUNTS_ATTRIBUTE = "redaction.counts"
+
+
+class _State:
+    def __init__(self):
+        self.redactor: Redactor | None = None
+        self.processor: Any = None
+        self.lock = threading.Lock()
+        self.counters: dict[str, int] = {}
+
+    def add(self, counts: dict[str, int], traces: int = 0, spans: int = 0, mlflow_spans: int = 0) -> None:
+        with self.lock:
+            c = self.counters
+            for k, n in ((("traces", traces), ("spans", spans), ("mlflow_spans", mlflow_spans))):
+                if n:
+                    c[k] = c.get(k, 0) + n
+            for k, n in counts.items():
+                key = f"entities.{k}"
+                c[key] = c.get(key, 0) + n
+
+
+_state = _State()
+
+
+def _redactor() -> Redactor:
+    r = _state.redactor
+    if r is None:  # registered by hand without enable(): the defaults, never nothing
+        r = _state.redactor = Redactor()
+    return r
+
+
+@hookimpl
+def tracekit_configure(config: dict[str, Any], settings: Any) -> None:
+    redactor = Redactor(config)
+    _uninstall_mlflow_processor()
+    _state.redactor = redactor
+    if redactor.mlflow_spans:
+        _install_mlflow_processor()
+
+
+@hookimpl
+def tracekit_shutdown(timeout: float) -> None:
+    _uninstall_mlflow_processor()
+
+
+@hookimpl
+def tracekit_counters() -> dict[str, int]:
+    with _state.lock:
+        return dict(_state.counters)
+
+
+def _merge(into: dict[str, int], counts: dict[str, int]) -> None:
+    for k, n in counts.items():
+        into[k] = into.get(k, 0) + n
+
+
+@hookimpl
+def tracekit_process_trace(trace: Any) -> None:
+    """Redact every span's inputs, outputs, params, attributes, error and tags, and the trace tags.
+
+    Exceptions propagate on purpose: the core then drops the trace (fail closed).
+    """
+    r = _redactor()
+    total: dict[str, int] = {}
+    trace_counts: dict[str, int] = {}
+    if trace.tags:
+        trace.tags = _redact_tags(r, trace.tags, trace_counts)
+    if trace.attributes:
+        trace.attributes = r.redact(trace.attributes, trace_counts) or {}
+    for span in trace.spans:
+        counts: dict[str, int] = {}
+        span.inputs = _field(r, span.inputs, counts)
+        span.outputs = _field(r, span.outputs, counts)
+        if span.params:
+            span.params = r.redact(span.params, counts) or {}
+        if span.error is not None:
+            span.error = _field(r, span.error, counts)
+        if span.tags:
+            span.tags = _redact_tags(r, span.tags, counts)
+        attrs = span.attributes
+        if attrs:
+            attrs = {k: v for k, v in attrs.items() if k != COUNTS_ATTRIBUTE}
+            attrs = r.redact(attrs, counts) or {}
+        else:
+            attrs = {}
+        if span is trace.root and trace_counts:
+            _merge(counts, trace_counts)
+        attrs[COUNTS_ATTRIBUTE] = counts
+        span.attributes = attrs
+        _merge(total, counts)
+    if trace.root is None and trace_counts:
+        _merge(total, trace_counts)
+    _state.add(total, traces=1, spans=len(trace.spans))
+
+
+def _field(r: Redactor, value: Any, counts: dict[str, int]) -> Any:
+    if value is None:
+        return None
+    out = r.redact(value, counts)
+    return None if out is DROP else out
+
+
+def _redact_tags(r: Redactor, tags: dict[str, str], counts: dict[str, int]) -> dict[str, str]:
+    out = {}
+    for k, v in tags.items():
+        red = r._keyed(k, v, counts)
+        if red is DROP:
+            continue
+        out[k] = red if isinstance(red, str) else str(red)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# MLflow's own spans (@mlflow.trace, mlflow.start_span) while tracekit is enabled
+# ----------------------------------------------------------------------------------------------
+
+#: span attributes MLflow writes for its own bookkeeping; nothing user-supplied in them.
+_MLFLOW_STRUCTURAL = frozenset({
+    "mlflow.traceRequestId", "mlflow.spanType", "mlflow.spanFunctionName", "mlflow.chat.tokenUsage",
+    "mlflow.llm.cost", "mlflow.spanLogLevel", "mlflow.llm.model", "mlflow.llm.provider", "mlflow.message.format",
+})
+_FAILED = "<REDACTION_FAILED>"
+
+
+def redact_live_span(span: Any) -> None:
+    """Redact a MLflow ``LiveSpan`` in place before MLflow exports it.
+
+    MLflow logs and ignores a span processor's exceptions, which would export the span raw; so this
+    function fails closed itself: on any error it replaces inputs, outputs, attributes and
+    exception events with a failure marker.
+    """
+    r = _redactor()
+    counts: dict[str, int] = {}
+    try:
+        inputs = span.inputs
+        if inputs is not None:
+            span.set_inputs(_field(r, inputs, counts))
+        outputs = span.outputs
+        if outputs is not None:
+            span.set_outputs(_field(r, outputs, counts))
+        for key, value in list(span.attributes.items()):
+            if key in _MLFLOW_STRUCTURAL or key in ("mlflow.spanInputs", "mlflow.spanOutputs"):
+                continue
+            red = r._keyed(key, value, counts)
+            if red is DROP:
+                red = None
+            if red != value:
+                span.set_attribute(key, red)
+        _redact_events_and_status(r, span, counts)
+        span.set_attribute(COUNTS_ATTRIBUTE, counts)
+    except Exception as exc:  # noqa: BLE001 - MLflow would swallow it and export the span raw
+        _fail_closed(span, exc)
+        return
+    _state.add(counts, mlflow_spans=1)
+
+
+def _redact_events_and_status(r: Redactor, span: Any, counts: dict[str, int]) -> None:
+    otel = span._span  # the OpenTelemetry SDK span, still recording: events/status are mutable
+    events = getattr(otel, "_events", None)
+    if events:
+        from opentelemetry.sdk.trace import Event
+        from opentelemetry.sdk.util import BoundedList
+
+        new = []
+        for ev in events:
+            attrs = {k: (r.redact(v, counts) if isinstance(v, str) else v) for k, v in (ev.attributes or {}).items()}
+            new.append(Event(ev.name, {k: v for k, v in attrs.items() if v is not None}, ev.timestamp))
+        otel._events = BoundedList.from_seq(getattr(events, "maxlen", None), new)
+    status = getattr(otel, "_status", None)
+    if status is not None and status.description:
+        from opentelemetry.trace import Status
+
+        otel._status = Status(status.status_code, r.redact_text(status.description, counts))
+
+
+def _fail_closed(span: Any, exc: Exception) -> None:
+    with _state.lock:
+        _state.counters["mlflow_span_failures"] = _state.counters.get("mlflow_span_failures", 0) + 1
+    logger.warning("dspy-tracekit redact: redacting a MLflow span failed (%s: %s); its data was replaced "
+                   "with %s", type(exc).__name__, exc, _FAILED)
+    try:
+        otel = span._span
+        attrs = getattr(otel, "_attributes", None)
+        keep = {k: v for k, v in dict(attrs or {}).items() if k in _MLFLOW_STRUCTURAL}
+        if attrs is not None:
+            attrs.clear()
+            for k, v in keep.items():
+                attrs[k] = v
+        span.set_inputs(_FAILED)
+        span.set_outputs(_FAILED)
+        if getattr(otel, "_events", None):
+            from opentelemetry.sdk.util import BoundedList
+
+            otel._events = BoundedList(None)
+        from opentelemetry.trace import Status
+
+        if getattr(otel, "_status", None) is not None and otel._status.description:
+            otel._status = Status(otel._status.status_code, _FAILED)
+    except Exception:  # noqa: BLE001
+        logger.exception("dspy-tracekit redact: could not blank a MLflow span after a redaction failure")
+
+
+def _install_mlflow_processor() -> None:
+    import mlflow.tracing
+    from mlflow.tracing.config import get_config
+
+    current = list(get_config().span_processors)
+    if redact_live_span not in current:
+        mlflow.tracing.configure(span_processors=[*current, redact_live_span])
+    _state.processor = redact_live_span
+
+
+def _uninstall_mlflow_processor() -> None:
+    if _state.processor is None:
+        return
+    import mlflow.tracing
+    from mlflow.tracing.config import get_config
+
+    current = list(get_config().span_processors)
+    # keep processors the user configured meanwhile; remove only ours
+    mlflow.tracing.configure(span_processors=[p for p in current if p is not _state.processor])
+    _state.processor = None

@@ -1,0 +1,475 @@
+"""The :class:`Redactor`: config parsing, text scanning and structure walking.
+
+A Redactor is immutable after construction and safe to share between threads; the per-call counts
+live in a dict the caller passes in.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import hmac
+import importlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+from ._detectors import BUILTIN_ENTITIES, SPECIAL_ENTITIES, Detector, builtin_detectors, normalize
+
+__all__ = ["Redactor", "Finding", "ACTIONS", "DEFAULT_SECRET_KEYS"]
+
+ACTIONS = ("mask", "partial", "drop", "hash")
+FIELD_POLICIES = ("scan", "skip", "mask", "drop")
+HASH_SECRET_ENV = "DSPY_TRACEKIT_REDACT_HASH_SECRET"
+
+#: dict keys whose values are masked whole, whatever they look like (compared lower-case, ``-`` as ``_``).
+DEFAULT_SECRET_KEYS = frozenset({
+    "password", "passwd", "pwd", "passphrase", "secret", "client_secret", "secret_key", "api_key", "apikey",
+    "x_api_key", "api_token", "token", "access_token", "refresh_token", "id_token", "auth_token",
+    "bearer_token", "session_token", "authorization", "proxy_authorization", "cookie", "cookies",
+    "set_cookie", "ssn", "social_security_number", "credit_card", "card_number", "cc_number", "cvv", "cvc",
+    "pin", "private_key", "aws_secret_access_key", "aws_session_token", "credentials", "otp",
+})
+_SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key", "_apikey", "_private_key")
+
+_KNOWN_KEYS = (
+    "entities", "actions", "hash_secret", "hash_length", "secret_keys", "allow", "allow_patterns",
+    "patterns", "fields", "scan_json", "max_text_chars", "mlflow_spans", "ner", "ner_entities",
+    "ner_score",
+)
+_PATTERN_KEYS = ("name", "regex", "validator", "action", "ignore_case")
+_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_SECTION_PRE = "[[ ## "
+
+
+class Finding(NamedTuple):
+    """A detected value: ``text[start:end]`` is of type ``entity``."""
+
+    start: int
+    end: int
+    entity: str
+
+
+class _Drop:
+    """Marker for "remove the enclosing field"."""
+
+    __repr__ = lambda self: "<drop>"  # noqa: E731
+
+
+DROP = _Drop()
+
+
+class _Custom:
+    __slots__ = ("entity", "regex", "validator", "priority")
+
+    def __init__(self, entity, regex, validator):
+        self.entity = entity
+        self.regex = regex
+        self.validator = validator
+        self.priority = 96  # the user said so: custom patterns win over built-ins
+
+    def find(self, text: str):
+        group = "value" if "value" in self.regex.groupindex else 0
+        for m in self.regex.finditer(text):
+            value = m.group(group)
+            if not value:
+                continue
+            if self.validator is not None and not self.validator(value):
+                continue
+            yield m.span(group)
+
+
+def _err(key: str, msg: str) -> ValueError:
+    return ValueError(f"redact.{key}: {msg}")
+
+
+def _load_callable(path: str, key: str) -> Callable[[str], Any]:
+    mod_name, sep, attr = path.partition(":")
+    if not sep:
+        mod_name, _, attr = path.rpartition(".")
+    if not mod_name or not attr:
+        raise _err(key, f"{path!r} is not a dotted import path like 'package.module.function'")
+    try:
+        obj = importlib.import_module(mod_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise _err(key, f"cannot import {path!r}: {exc}") from exc
+    if not callable(obj):
+        raise _err(key, f"{path!r} is not callable")
+    return obj
+
+
+def _str_list(config: dict, key: str) -> list[str] | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) for v in value):
+        raise _err(key, f"must be a list of strings, got {value!r}")
+    return list(value)
+
+
+def _bool(config: dict, key: str, default: bool) -> bool:
+    value = config.get(key, default)
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")  # from environment variables
+    if not isinstance(value, bool):
+        raise _err(key, f"must be true or false, got {value!r}")
+    return value
+
+
+def _int(config: dict, key: str, default: int, lo: int, hi: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise _err(key, f"must be an integer between {lo} and {hi}, got {value!r}")
+    return value
+
+
+def norm_key(key: str) -> str:
+    return key.lower().replace("-", "_").replace(" ", "_")
+
+
+class Redactor:
+    """Finds PII and secrets in text and structures and replaces them.
+
+    :param config: the same keys as the ``[tool.dspy-tracekit.redact]`` table (see the plugin's
+        README); ``None`` for the defaults (every built-in entity type, action ``mask``).
+    :raises ValueError: naming the key, for a bad regex, an unknown entity type, action or key.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        config = dict(config or {})
+        unknown = sorted(set(config) - set(_KNOWN_KEYS))
+        if unknown:
+            raise _err(unknown[0], f"unknown key (known keys: {', '.join(_KNOWN_KEYS)})")
+
+        entities = _str_list(config, "entities")
+        if entities is None:
+            entities = list(BUILTIN_ENTITIES)
+        for i, name in enumerate(entities):
+            if name not in BUILTIN_ENTITIES:
+                raise _err(f"entities[{i}]", f"unknown entity type {name!r} (known: {', '.join(BUILTIN_ENTITIES)})")
+        by_entity = builtin_detectors()
+        detectors: list[Detector | _Custom] = [d for e in entities for d in by_entity[e]]
+
+        # custom patterns
+        raw_patterns = config.get("patterns") or []
+        if not isinstance(raw_patterns, list):
+            raise _err("patterns", f"must be a list of tables, got {raw_patterns!r}")
+        custom_actions: dict[str, str] = {}
+        custom_names: list[str] = []
+        for i, p in enumerate(raw_patterns):
+            key = f"patterns[{i}]"
+            if not isinstance(p, dict):
+                raise _err(key, f"must be a table with name and regex, got {p!r}")
+            bad = sorted(set(p) - set(_PATTERN_KEYS))
+            if bad:
+                raise _err(f"{key}.{bad[0]}", f"unknown key (known keys: {', '.join(_PATTERN_KEYS)})")
+            name = p.get("name")
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise _err(f"{key}.name", f"must be an upper-case name like 'EMPLOYEE_ID', got {name!r}")
+            if name in BUILTIN_ENTITIES or name in SPECIAL_ENTITIES or name in custom_names:
+                raise _err(f"{key}.name", f"{name!r} is already an entity type")
+            regex = p.get("regex")
+            if not isinstance(regex, str) or not regex:
+                raise _err(f"{key}.regex", f"must be a non-empty string, got {regex!r}")
+            try:
+                compiled = re.compile(regex, re.I if p.get("ignore_case") else 0)
+            except re.error as exc:
+                raise _err(f"{key}.regex", f"invalid regular expression {regex!r}: {exc}") from exc
+            if compiled.match(""):
+                raise _err(f"{key}.regex", f"{regex!r} matches the empty string")
+            validator = None
+            if p.get("validator") is not None:
+                if not isinstance(p["validator"], str):
+                    raise _err(f"{key}.validator", f"must be a dotted import path, got {p['validator']!r}")
+                validator = _load_callable(p["validator"], f"{key}.validator")
+            if p.get("action") is not None:
+                if p["action"] not in ACTIONS:
+                    raise _err(f"{key}.action", f"must be one of {', '.join(ACTIONS)}, got {p['action']!r}")
+                custom_actions[name] = p["action"]
+            custom_names.append(name)
+            detectors.append(_Custom(name, compiled, validator))
+
+        # optional NER backend
+        self._ner = None
+        if _bool(config, "ner", False):
+            from ._ner import NerBackend
+
+            self._ner = NerBackend(_str_list(config, "ner_entities"), config.get("ner_score", 0.6))
+            ner_names = self._ner.entities
+        else:
+            ner_names = []
+
+        # actions
+        known_for_actions = set(BUILTIN_ENTITIES) | set(SPECIAL_ENTITIES) | set(custom_names) | set(ner_names)
+        raw_actions = config.get("actions") or {}
+        if not isinstance(raw_actions, dict):
+            raise _err("actions", f"must be a table of entity type = action, got {raw_actions!r}")
+        default_action = raw_actions.get("default", "mask")
+        actions: dict[str, str] = {}
+        for name, action in raw_actions.items():
+            if name != "default" and name not in known_for_actions:
+                raise _err(f"actions.{name}", f"unknown entity type (known: {', '.join(sorted(known_for_actions))})")
+            if action not in ACTIONS:
+                raise _err(f"actions.{name}", f"must be one of {', '.join(ACTIONS)}, got {action!r}")
+        for name in known_for_actions:
+            actions[name] = raw_actions.get(name, custom_actions.get(name, default_action))
+        for name in ("BINARY", "TRUNCATED"):
+            actions[name] = "mask"  # typed markers, whatever the default
+
+        secret = config.get("hash_secret")
+        if secret is None:
+            secret = os.environ.get(HASH_SECRET_ENV) or None
+        if secret is not None and (not isinstance(secret, str) or not secret):
+            raise _err("hash_secret", "must be a non-empty string")
+        if "hash" in actions.values() and secret is None:
+            who = next(k for k, v in sorted(actions.items()) if v == "hash")
+            raise _err("hash_secret", f"required because actions.{who} is 'hash' (set it in the table or in "
+                                      f"{HASH_SECRET_ENV}); pseudonyms must be stable across processes")
+        self._secret = secret.encode() if secret else None
+        self._hash_length = _int(config, "hash_length", 8, 6, 64)
+
+        extra_keys = _str_list(config, "secret_keys") or []
+        self._secret_keys = frozenset(DEFAULT_SECRET_KEYS | {norm_key(k) for k in extra_keys})
+
+        self._allow = frozenset(_str_list(config, "allow") or [])
+        allow_patterns = []
+        for i, pat in enumerate(_str_list(config, "allow_patterns") or []):
+            try:
+                allow_patterns.append(re.compile(pat))
+            except re.error as exc:
+                raise _err(f"allow_patterns[{i}]", f"invalid regular expression {pat!r}: {exc}") from exc
+        self._allow_patterns = tuple(allow_patterns)
+
+        raw_fields = config.get("fields") or {}
+        if not isinstance(raw_fields, dict):
+            raise _err("fields", f"must be a table of field name = policy, got {raw_fields!r}")
+        for name, policy in raw_fields.items():
+            if policy not in FIELD_POLICIES:
+                raise _err(f"fields.{name}", f"must be one of {', '.join(FIELD_POLICIES)}, got {policy!r}")
+        self._fields = {str(k): v for k, v in raw_fields.items() if v != "scan"}
+        hidden = [re.escape(k) for k, v in self._fields.items() if v in ("mask", "drop")]
+        # the same fields inside DSPy ChatAdapter prompts: "[[ ## notes ## ]]\n<value>"
+        self._sections = re.compile(
+            r"(\[\[ ## (?:" + "|".join(hidden) + r") ## \]\]\n)(.*?)(?=\n\s*\[\[ ## |\Z)", re.S) if hidden else None
+
+        self._scan_json = _bool(config, "scan_json", True)
+        self._max_chars = _int(config, "max_text_chars", 1_000_000, 1_000, 1_000_000_000)
+        #: read by the plugin, not by the Redactor.
+        self.mlflow_spans = _bool(config, "mlflow_spans", True)
+
+        self._detectors = tuple(detectors)
+        self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names) + tuple(ner_names)
+        self._actions = actions
+
+    # ------------------------------------------------------------------------------ text
+    def find(self, text: str) -> list[Finding]:
+        """Every value to redact in ``text``, non-overlapping, in order (allow-list applied)."""
+        cands: list[tuple[int, int, int, str]] = []
+        for det in self._detectors:
+            prio = det.priority
+            entity = det.entity
+            for s, e in det.find(text):
+                cands.append((s, e, prio, entity))
+        if self._ner is not None:
+            cands.extend((s, e, 10, ent) for s, e, ent in self._ner.find(text))
+        if not cands:
+            return []
+        if self._allow or self._allow_patterns:
+            cands = [c for c in cands if not self._allowed(text[c[0]:c[1]])]
+        cands.sort(key=lambda c: (c[0], -c[2], c[0] - c[1]))
+        out: list[tuple[int, int, int, str]] = []
+        for c in cands:
+            if out and c[0] < out[-1][1]:
+                last = out[-1]
+                if (c[2], c[1] - c[0]) > (last[2], last[1] - last[0]):
+                    out[-1] = c
+                continue
+            out.append(c)
+        return [Finding(s, e, ent) for s, e, _, ent in out]
+
+    def _allowed(self, value: str) -> bool:
+        return value in self._allow or any(p.fullmatch(value) for p in self._allow_patterns)
+
+    def marker(self, entity: str, value: str, action: str | None = None) -> str:
+        """The replacement for ``value`` (``""`` for ``drop``)."""
+        action = action or self._actions.get(entity, "mask")
+        if action == "hash" and self._secret is not None:
+            digest = hmac.new(self._secret, f"{entity}:{normalize(entity, value)}".encode(), hashlib.sha256)
+            return f"<{entity}:{digest.hexdigest()[:self._hash_length]}>"
+        if action == "partial":
+            alnum = [c for c in value if c.isalnum()]
+            if len(alnum) >= 8:
+                return f"<{entity}:…{''.join(alnum[-4:])}>"
+        if action == "drop":
+            return ""
+        return f"<{entity}>"
+
+    def _text(self, text: str, counts: dict[str, int]) -> tuple[str, bool]:
+        """Redacted text and whether a ``drop`` entity was in it."""
+        findings = self.find(text)
+        if not findings:
+            return text, False
+        parts = []
+        pos = 0
+        dropped = False
+        actions = self._actions
+        for s, e, entity in findings:
+            parts.append(text[pos:s])
+            action = actions.get(entity, "mask")
+            dropped = dropped or action == "drop"
+            parts.append(self.marker(entity, text[s:e], action))
+            counts[entity] = counts.get(entity, 0) + 1
+            pos = e
+        parts.append(text[pos:])
+        return "".join(parts), dropped
+
+    def redact_text(self, text: str, counts: dict[str, int] | None = None) -> str:
+        """``text`` with every detected value replaced by its marker (``drop`` removes the value).
+
+        :param counts: if given, incremented per entity type.
+        """
+        if counts is None:
+            counts = {}
+        out = self._string(text, counts)
+        return "" if out is DROP else out
+
+    def _string(self, s: str, counts: dict[str, int]) -> Any:
+        if "\x00" in s:
+            counts["BINARY"] = counts.get("BINARY", 0) + 1
+            return f"<BINARY:{len(s)} chars>"
+        suffix = ""
+        if len(s) > self._max_chars:
+            cut = s.rfind(" ", self._max_chars - 256, self._max_chars)
+            cut = cut if cut > 0 else self._max_chars
+            suffix = f"…<TRUNCATED:{len(s) - cut} chars>"
+            counts["TRUNCATED"] = counts.get("TRUNCATED", 0) + 1
+            s = s[:cut]
+        if self._sections is not None and _SECTION_PRE in s:
+            s = self._sections.sub(lambda m: self._field_marker(m, counts), s)
+        if self._scan_json and len(s) > 1 and s[0] in "{[" and s[-1] in "}]":
+            try:
+                parsed = json.loads(s)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, (dict, list)):
+                red = self._value(parsed, counts)
+                if red is DROP:
+                    return DROP
+                return (s if red == parsed else json.dumps(red, ensure_ascii=False)) + suffix
+        out, dropped = self._text(s, counts)
+        return DROP if dropped else out + suffix
+
+    def _field_marker(self, m: re.Match[str], counts: dict[str, int]) -> str:
+        counts["FIELD"] = counts.get("FIELD", 0) + 1
+        return m.group(1) + "<FIELD>"
+
+    # ------------------------------------------------------------------------------ structures
+    def redact(self, obj: Any, counts: dict[str, int] | None = None) -> Any:
+        """A redacted copy of ``obj`` (``None`` if a ``drop`` action removes all of it).
+
+        Walks dicts, lists, tuples, sets, ``dspy.Example``/``Prediction``, pydantic models and
+        dataclasses; scans strings (and JSON inside strings); big integers are scanned as text;
+        bytes become ``<BINARY:n bytes>``; other objects are scanned as their ``str()``.
+
+        :param counts: if given, incremented per entity type.
+        """
+        if counts is None:
+            counts = {}
+        out = self._value(obj, counts)
+        return None if out is DROP else out
+
+    def _secret_key(self, key: str) -> bool:
+        k = norm_key(key)
+        return k in self._secret_keys or k.endswith(_SECRET_SUFFIXES)
+
+    def _keyed(self, key: Any, value: Any, counts: dict[str, int]) -> Any:
+        """The value of a mapping entry, after the key-based rules and the per-field policy."""
+        if isinstance(key, str):
+            policy = self._fields.get(key)
+            if policy is not None:
+                if policy == "skip":
+                    return copy.deepcopy(value)
+                if value is None or value == "":
+                    return value
+                counts["FIELD"] = counts.get("FIELD", 0) + 1
+                return DROP if policy == "drop" else self.marker("FIELD", "", "mask")
+            if value not in (None, "") and self._secret_key(key):
+                if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
+                    return value  # already a marker (the core's own credential scrub)
+                if isinstance(value, (dict, list)) and not value:
+                    return value
+                counts["SECRET_FIELD"] = counts.get("SECRET_FIELD", 0) + 1
+                action = self._actions["SECRET_FIELD"]
+                if action == "drop":
+                    return DROP
+                raw = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+                return self.marker("SECRET_FIELD", raw, action)
+        return self._value(value, counts)
+
+    def _value(self, obj: Any, counts: dict[str, int]) -> Any:
+        if isinstance(obj, str):
+            return self._string(obj, counts)
+        if obj is None or isinstance(obj, (bool, float)):
+            return obj
+        if isinstance(obj, int):
+            if -100_000_000 < obj < 100_000_000:
+                return obj
+            text = str(obj)
+            out, dropped = self._text(text, counts)
+            return DROP if dropped else (obj if out == text else out)
+        if isinstance(obj, dict):
+            return self._mapping(obj.items(), counts)
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            items = [v for v in (self._value(x, counts) for x in obj) if v is not DROP]
+            if isinstance(obj, list):
+                return items
+            if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple: keep the shape
+                try:
+                    return type(obj)(*items)
+                except TypeError:
+                    return items
+            try:
+                return type(obj)(items)
+            except TypeError:  # unhashable markers cannot happen (strings), but be safe
+                return items
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            counts["BINARY"] = counts.get("BINARY", 0) + 1
+            return f"<BINARY:{len(obj)} bytes>"
+        store = getattr(obj, "_store", None)
+        if isinstance(store, dict) and hasattr(obj, "toDict"):  # dspy.Example / dspy.Prediction
+            new = copy.copy(obj)
+            new._store = self._mapping(store.items(), counts)
+            if hasattr(new, "_completions"):
+                new._completions = None  # holds the raw completions: not redacted, so not kept
+            return new
+        fields = getattr(type(obj), "model_fields", None)
+        if isinstance(fields, dict) and hasattr(obj, "model_copy"):  # pydantic v2 model
+            update = {}
+            for name in fields:
+                value = getattr(obj, name, None)
+                red = self._keyed(name, value, counts)
+                update[name] = None if red is DROP else red
+            return obj.model_copy(update=update)
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return self._mapping(((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)), counts)
+        try:
+            text = str(obj)
+        except Exception:  # noqa: BLE001 - a broken __str__ must not stop redaction of the rest
+            return f"<{type(obj).__name__}>"
+        return self._string(text, counts)
+
+    def _mapping(self, items: Iterable[tuple[Any, Any]], counts: dict[str, int]) -> dict:
+        out = {}
+        for k, v in items:
+            red = self._keyed(k, v, counts)
+            if red is not DROP:
+                out[k] = red
+        return out
