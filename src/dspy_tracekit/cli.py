@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import click
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at run time
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,13 +23,15 @@ def main() -> None:
 @click.option("--experiment", default="dspy_intent_classification", show_default=True)
 @click.option("--plugins", default=None, help="Comma-separated plugins to enable (default: from config).")
 @click.option("--seed", default=0, show_default=True, help="Seed for the message mix.")
-def demo(n, model, tracking_uri, experiment, plugins, seed):
+@click.option("--latency-ms", default=25.0, show_default=True,
+              help="Simulated latency of the offline LM per call (0 for none).")
+def demo(n, model, tracking_uri, experiment, plugins, seed, latency_ms):
     """Run the intent-detection demo and print the last trace as a tree."""
     from .demo.app import run_demo
 
     plugin_list = None if plugins is None else [p.strip() for p in plugins.split(",") if p.strip()]
     raise SystemExit(run_demo(n=n, model=model, tracking_uri=tracking_uri, experiment=experiment,
-                              plugins=plugin_list, seed=seed))
+                              plugins=plugin_list, seed=seed, latency_ms=latency_ms))
 
 
 if __name__ == "__main__":  # pragma: no cover

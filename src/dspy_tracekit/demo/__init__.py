@@ -1,0 +1,1 @@
+"""The intent-detection demo: the application dspy-tracekit comes from."""
