@@ -114,10 +114,12 @@ class CostState:
         if hit:
             span.cost = dict(_ZERO)
             if price is not None:
-                if inp or out:
-                    saved = price.cost(inp, out, usage.get("cached_tokens") or 0,
-                                       usage.get("cache_write_tokens") or 0,
-                                       usage.get("reasoning_tokens") or 0).total_cost
+                # the core reports a hit's usage as zeros; the original call's usage, when it has it, apart
+                orig = (span.attributes or {}).get("llm.cached_usage") or usage
+                if orig.get("input_tokens") or orig.get("output_tokens"):
+                    saved = price.cost(orig.get("input_tokens") or 0, orig.get("output_tokens") or 0,
+                                       orig.get("cached_tokens") or 0, orig.get("cache_write_tokens") or 0,
+                                       orig.get("reasoning_tokens") or 0).total_cost
                 else:  # DSPy reports no usage for cache hits: estimate what the call would have cost
                     texts: list[str] = []
                     _texts(span.outputs if isinstance(span.outputs, (list, tuple)) else [], texts)
