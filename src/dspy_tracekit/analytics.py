@@ -34,6 +34,7 @@ __all__ = [
     "Store",
     "TraceView",
     "build_filter",
+    "count_traces",
     "export_csv",
     "export_json",
     "get_trace",
@@ -268,6 +269,11 @@ def load_traces(
     """All traces of the experiment that match (MLflow ``Trace`` objects, newest first)."""
     store = open_store(tracking_uri, experiment)
     return list(iter_traces(store, since, filter, include_spans=include_spans, limit=limit))
+
+
+def count_traces(store: Store, since: str | None = None, filter: str | None = None) -> int:
+    """How many traces match (reads trace metadata only, no spans)."""
+    return sum(1 for _ in iter_traces(store, since, filter, include_spans=False))
 
 
 def get_trace(store: Store, trace_id: str) -> Any:
@@ -857,6 +863,7 @@ def plan_prune(
     keep_errors: bool = False,
     filter: str | None = None,
     now: datetime | None = None,
+    since: str | None = None,
 ) -> PrunePlan:
     """Find the traces older than ``older_than`` (``30d``…), skipping failed ones if ``keep_errors``."""
     now = now or datetime.now(timezone.utc)
@@ -866,7 +873,7 @@ def plan_prune(
         extra.append("trace.status != 'ERROR'")
     ids, times, errors, sample = [], [], 0, []
     for trace in iter_traces(
-        store, None, filter, include_spans=False, order_by=("timestamp_ms ASC",), extra=extra
+        store, since, filter, include_spans=False, order_by=("timestamp_ms ASC",), extra=extra
     ):
         info = trace.info
         state = str(getattr(info.state, "value", info.state))

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import os
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -32,6 +38,329 @@ def demo(n, model, tracking_uri, experiment, plugins, seed, latency_ms):
     plugin_list = None if plugins is None else [p.strip() for p in plugins.split(",") if p.strip()]
     raise SystemExit(run_demo(n=n, model=model, tracking_uri=tracking_uri, experiment=experiment,
                               plugins=plugin_list, seed=seed, latency_ms=latency_ms))
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading traces back: stats, tree, export, prune, report, ui, doctor
+# --------------------------------------------------------------------------------------------------
+
+
+def _quiet_mlflow() -> None:
+    # MLflow's INFO lines (schema migrations, "creating experiment") would bury the answer on stderr.
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def _friendly(fn: Callable) -> Callable:
+    """Bad input and unreachable stores end the command with one line on stderr, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .analytics import AnalyticsError
+
+        _quiet_mlflow()
+        try:
+            return fn(*args, **kwargs)
+        except AnalyticsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("DSPY_TRACEKIT_DEBUG"):
+                raise
+            text = " ".join(str(exc).split())[:300]
+            click.echo(f"error: {type(exc).__name__}: {text} (set DSPY_TRACEKIT_DEBUG=1 for details)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _store_options(fn: Callable) -> Callable:
+    fn = click.option("--tracking-uri", default=None, metavar="URI",
+                      help="MLflow tracking URI (default: tracekit config, MLFLOW_TRACKING_URI, "
+                           "sqlite:///mlflow.db).")(fn)
+    fn = click.option("--experiment", "-e", default=None, metavar="NAME",
+                      help="Experiment name or id (default: tracekit config, MLFLOW_EXPERIMENT_NAME, "
+                           "dspy_intent_classification).")(fn)
+    return fn
+
+
+def _query_options(fn: Callable) -> Callable:
+    fn = click.option("--filter", "filter_string", default=None, metavar="EXPR",
+                      help="""MLflow trace filter, e.g. "tag.user_role = 'admin'" or "trace.status = 'ERROR'".""")(fn)
+    fn = click.option("--since", default=None, metavar="AGE|DATE",
+                      help="Only traces started in the last AGE (30m, 1h, 7d, 2w) or since DATE (2026-11-01).")(fn)
+    return _store_options(fn)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f} ms" if value < 10_000 else f"{value / 1000:,.2f} s"
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if abs(value - round(value)) < 1e-9 else f"{value:,.1f}"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if not value else f"${value:,.6f}"
+
+
+@main.command()
+@_query_options
+@click.option("--top", default=10, show_default=True, help="Rows in the slowest / paths / correlation tables.")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@_friendly
+def stats(tracking_uri, experiment, since, filter_string, top, as_json):
+    """Per span name: count, error rate, P50/P95/P99 latency, tokens and cost; the slowest spans,
+    the most common execution paths, and what failed traces have in common (lift).
+
+    Traces kept by the sample plugin with probability p count 1/p times.
+    """
+    from rich.table import Table
+
+    from . import analytics
+
+    result = analytics.stats(tracking_uri=tracking_uri, experiment=experiment, since=since,
+                             filter=filter_string, top=top)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    out = _console()
+    weighted = " (re-weighted by 1/sampling probability)" if result.weighted else ""
+    out.print(f"[bold]{result.experiment}[/bold] at {result.tracking_uri}"
+              + (f" — filter: {result.filter}" if result.filter else ""))
+    if not result.traces_stored:
+        out.print("No traces match.")
+        return
+    out.print(f"{_num(result.traces)} traces{weighted} from {result.traces_stored} stored; "
+              f"errors {result.error_rate:.1%}; P50 {_ms(result.p50_ms)}, P95 {_ms(result.p95_ms)}, "
+              f"P99 {_ms(result.p99_ms)}; cost {_usd(result.cost_usd)}")
+    table = Table(title="Spans by name", title_justify="left")
+    for col in ("span", "type", "count", "errors", "P50", "P95", "P99", "tokens", "cost"):
+        table.add_column(col, justify="left" if col in ("span", "type") else "right")
+    for row in result.spans:
+        table.add_row(row.name, row.span_type, _num(row.count), f"{row.error_rate:.1%}", _ms(row.p50_ms),
+                      _ms(row.p95_ms), _ms(row.p99_ms), _num(row.total_tokens) if row.total_tokens else "-",
+                      _usd(row.cost_usd))
+    out.print(table)
+    slow = Table(title="Slowest spans", title_justify="left")
+    for col in ("duration", "span", "status", "trace"):
+        slow.add_column(col)
+    for row in result.slowest:
+        slow.add_row(_ms(row.duration_ms), row.name, row.status, row.trace_id)
+    out.print(slow)
+    paths = Table(title="Most common execution paths", title_justify="left")
+    for col in ("traces", "share", "path"):
+        paths.add_column(col)
+    for row in result.paths:
+        paths.add_row(_num(row.count), f"{row.share:.1%}", row.path)
+    out.print(paths)
+    if result.error_correlation:
+        corr = Table(title="What failed traces have in common", title_justify="left")
+        for col in ("lift", "error rate", "errors", "traces", "feature"):
+            corr.add_column(col)
+        for row in result.error_correlation:
+            corr.add_row(f"{row.lift:.2f}×", f"{row.error_rate:.1%}", _num(row.errors), _num(row.traces), row.feature)
+        out.print(corr)
+    else:
+        out.print("No failed traces." if not result.errors else "No feature stands out among failed traces.")
+    if result.cost_by_model:
+        cost = Table(title="Cost", title_justify="left")
+        for col in ("by", "name", "cost"):
+            cost.add_column(col)
+        for name, usd in result.cost_by_model.items():
+            cost.add_row("model", name, _usd(usd))
+        for name, usd in result.cost_by_module.items():
+            cost.add_row("module", name, _usd(usd))
+        out.print(cost)
+
+
+@main.command()
+@click.argument("trace_id", required=False)
+@click.option("--last", is_flag=True, help="Show the newest matching trace.")
+@_query_options
+@_friendly
+def tree(trace_id, last, tracking_uri, experiment, since, filter_string):
+    """Show one trace as a tree: duration, status, tokens and cost per span."""
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    from . import analytics
+
+    if bool(trace_id) == bool(last):
+        raise click.UsageError("give a TRACE_ID or --last (not both)")
+    store = analytics.open_store(tracking_uri, experiment)
+    raw = analytics.get_trace(store, trace_id) if trace_id else analytics.last_trace(store, since, filter_string)
+    view = analytics.trace_view(raw)
+
+    def label(span) -> str:
+        status = "[green]OK[/green]" if span.status != "ERROR" else "[red]ERROR[/red]"
+        parts = [f"[bold]{escape(span.name)}[/bold] [dim]{span.span_type}[/dim]", _ms(span.duration_ms), status]
+        if span.total_tokens or span.input_tokens or span.output_tokens:
+            parts.append(f"tokens {_num(span.input_tokens or 0)}→{_num(span.output_tokens or 0)}")
+        if span.cost_usd:
+            parts.append(_usd(span.cost_usd))
+        if span.model:
+            parts.append(f"[dim]{escape(span.model)}[/dim]")
+        if span.error:
+            parts.append(f"[red]{escape(span.error[:120])}[/red]")
+        return "  ".join(parts)
+
+    header = (f"trace {view.trace_id}  {view.status}  {_ms(view.duration_ms)}  cost {_usd(view.cost_usd)}"
+              + (f"  p={view.probability:g}" if view.probability is not None else ""))
+    root = Tree(escape(header))
+    nodes = {}
+    for span in view.spans:
+        parent = nodes.get(span.parent_id, root)
+        nodes[span.span_id] = parent.add(label(span))
+    _console().print(root)
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default=None,
+              help="json: full traces (MLflow's Trace.to_dict); csv: one row per span. Default: from --out.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="File to write ('-' for stdout).")
+@click.option("--limit", type=int, default=None, help="At most this many traces (newest first).")
+@_query_options
+@_friendly
+def export(fmt, out_path, limit, tracking_uri, experiment, since, filter_string):
+    """Export traces: JSON (full traces, re-readable by MLflow) or CSV (one row per span)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from . import analytics
+
+    if fmt is None:
+        fmt = "csv" if out_path.lower().endswith(".csv") else "json"
+    store = analytics.open_store(tracking_uri, experiment)
+    total = analytics.count_traces(store, since, filter_string)
+    if limit is not None:
+        total = min(total, limit)
+    traces = analytics.iter_traces(store, since, filter_string, limit=limit)
+    writer = analytics.export_csv if fmt == "csv" else analytics.export_json
+    progress = Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=_console(stderr=True), transient=True, disable=total < 50)
+    with progress:
+        task = progress.add_task("export", total=total)
+        advance = functools.partial(progress.advance, task)
+        if out_path == "-":
+            n = writer(traces, sys.stdout, on_trace=advance)
+        else:
+            with open(out_path, "w", encoding="utf-8", newline="") as fh:
+                n = writer(traces, fh, on_trace=advance)
+    what = "spans" if fmt == "csv" else "traces"
+    click.echo(f"wrote {n} {what} from {total} traces to {out_path}", err=True)
+
+
+@main.command()
+@click.option("--older-than", required=True, metavar="AGE", help="Delete traces older than AGE (30d, 12h, 2w).")
+@click.option("--keep-errors", is_flag=True, help="Keep failed traces however old.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting.")
+@_query_options
+@_friendly
+def prune(older_than, keep_errors, yes, tracking_uri, experiment, since, filter_string):
+    """Delete old traces (MLflow's delete_traces): shows what will go and asks first."""
+    from datetime import datetime, timezone
+
+    from rich.table import Table
+
+    from . import analytics
+
+    store = analytics.open_store(tracking_uri, experiment)
+    plan = analytics.plan_prune(store, older_than, keep_errors=keep_errors, filter=filter_string, since=since)
+
+    def when(ms: int | None) -> str:
+        return "-" if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+    out = _console()
+    if not plan.trace_ids:
+        out.print(f"Nothing to delete: no traces older than {older_than} in {store.experiment_name!r}"
+                  + (" (failed traces kept)" if keep_errors else "") + ".")
+        return
+    out.print(f"Will delete [bold]{len(plan.trace_ids)}[/bold] traces from {store.experiment_name!r} at "
+              f"{store.tracking_uri}: started {when(plan.oldest_ms)} – {when(plan.newest_ms)} UTC "
+              f"(before {when(plan.cutoff_ms)}), {plan.errors} of them failed"
+              + ("; failed traces are kept" if keep_errors else "") + ".")
+    table = Table(title="First traces to go" if len(plan.trace_ids) > len(plan.sample) else None)
+    for col in ("trace", "started (UTC)", "status"):
+        table.add_column(col)
+    for tid, ms, state in plan.sample:
+        table.add_row(tid, when(ms), state)
+    out.print(table)
+    if not yes:
+        click.confirm(f"Delete these {len(plan.trace_ids)} traces?", abort=True, err=True)
+    deleted = analytics.prune(plan)
+    out.print(f"Deleted {deleted} traces.")
+
+
+@main.command()
+@click.option("--out", "out_path", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="HTML file to write.")
+@click.option("--title", default=None, help="Report title (default: the experiment's name).")
+@_query_options
+@_friendly
+def report(out_path, title, tracking_uri, experiment, since, filter_string):
+    """Write one self-contained HTML report (inline SVG charts, no network when opened)."""
+    from . import analytics
+    from .report import render_report
+
+    store = analytics.open_store(tracking_uri, experiment)
+    views = analytics.trace_views(analytics.iter_traces(store, since, filter_string))
+    result = analytics.stats(views, tracking_uri=store.tracking_uri, experiment=store.experiment_name,
+                             filter=analytics.build_filter(since, filter_string))
+    html = render_report(views, result, title=title or f"dspy-tracekit report: {store.experiment_name}")
+    with open(out_path, "w", encoding="utf-8") as fh:
+        fh.write(html)
+    click.echo(f"wrote {out_path} ({len(views)} traces)", err=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface for mlflow ui to listen on.")
+@click.option("--port", default=5000, show_default=True, help="Port (0 picks a free one).")
+@click.option("--startup-timeout", default=90.0, show_default=True, help="Seconds to wait for the server.")
+@_store_options
+@_friendly
+def ui(host, port, startup_timeout, tracking_uri, experiment):
+    """Start `mlflow ui` on the store and print the URL of the experiment's traces.
+
+    For an http(s) tracking URI (a running tracking server) it only prints that server's URL.
+    """
+    from . import analytics
+    from .analytics_ui import run_ui, traces_url
+
+    store = analytics.open_store(tracking_uri, experiment)
+    if store.tracking_uri.startswith(("http://", "https://")):
+        click.echo(traces_url(store.tracking_uri, store.experiment_id))
+        return
+    sys.exit(run_ui(store, host=host, port=port, startup_timeout=startup_timeout,
+                    announce=lambda url: click.echo(url) or sys.stdout.flush()))
+
+
+@main.command()
+@_store_options
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@_friendly
+def doctor(tracking_uri, experiment, as_json):
+    """Resolved config (with the file each value came from), plugins, store reachability, counters."""
+    from .analytics_doctor import diagnose, render
+
+    findings = diagnose(tracking_uri=tracking_uri, experiment=experiment)
+    if as_json:
+        click.echo(json.dumps(findings, indent=2, default=str))
+    else:
+        render(findings, _console())
+    if not findings["ok"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
