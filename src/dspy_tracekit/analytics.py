@@ -59,6 +59,8 @@ CONTEXT_ATTR_PREFIX = "tracekit.context."
 TOKEN_USAGE_ATTR = "mlflow.chat.tokenUsage"
 COST_ATTR = "mlflow.llm.cost"
 MODEL_ATTR = "mlflow.llm.model"
+#: span attribute the core writes: dotted path of the enclosing DSPy modules.
+MODULE_PATH_ATTR = "tracekit.module_path"
 #: trace tags that are bookkeeping, not context: left out of error correlation and CSV context columns.
 _INTERNAL_TAG_PREFIXES = ("mlflow.", "tracekit.")
 #: span types that are calls to a model, not DSPy modules: a model's cost is charged to the enclosing module.
@@ -86,21 +88,29 @@ class Store:
     client: Any = field(repr=False)
 
 
-def default_settings() -> tuple[str, str]:
-    """The tracking URI and experiment tracekit itself would use, from its config when available.
+def default_settings(tracking_uri: str | None = None, experiment: str | None = None) -> tuple[str, str]:
+    """The tracking URI and experiment ``dspy_tracekit.enable()`` would use, unless given here.
 
-    Kept behind one function so the CLI and ``doctor`` agree with ``dspy_tracekit.enable()``.
+    Reads tracekit's own config (``[tool.dspy-tracekit]``, ``dspy-tracekit.toml``, ``DSPY_TRACEKIT_*``),
+    so the CLI looks where the program wrote. :raises AnalyticsError: the config is broken.
     """
-    try:
-        from .config import load_settings  # type: ignore[attr-defined]
+    if tracking_uri and experiment:
+        return tracking_uri, experiment
+    from .config import resolve
+    from .errors import ConfigError
+    from .manager import TracekitManager
 
-        settings = load_settings()
-        return settings.tracking_uri, settings.experiment
-    except Exception as exc:  # noqa: BLE001 - no config module yet, or a bad config file: fall back to MLflow's defaults
-        logger.debug("tracekit config not loaded (%s); using MLflow's defaults", exc)
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "dspy_intent_classification"
-    return uri, experiment
+    try:
+        cfg = resolve(
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            installed=tuple(TracekitManager.installed_plugins()),
+        )
+    except ConfigError as exc:
+        raise AnalyticsError(
+            f"bad tracekit config: {_one_line(exc)} (or pass --tracking-uri and --experiment)"
+        ) from exc
+    return cfg.core["tracking_uri"], cfg.core["experiment"]
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -134,9 +144,7 @@ def open_store(tracking_uri: str | None = None, experiment: str | None = None) -
     """
     from mlflow import MlflowClient
 
-    default_uri, default_experiment = default_settings()
-    uri = tracking_uri or default_uri
-    name = experiment or default_experiment
+    uri, name = default_settings(tracking_uri, experiment)
     sqlite_path = _sqlite_path(uri)
     # Reading must never create an empty store where the user mistyped a path.
     if sqlite_path and sqlite_path != ":memory:" and not os.path.exists(sqlite_path):
@@ -431,6 +439,7 @@ def _span_view(trace_id: str, span: Any) -> SpanView:
         cost_usd=cost_usd,
         model=attrs.get(MODEL_ATTR) if isinstance(attrs.get(MODEL_ATTR), str) else None,
         context=context,
+        module=attrs.get(MODULE_PATH_ATTR) if isinstance(attrs.get(MODULE_PATH_ATTR), str) else None,
     )
 
 
@@ -454,9 +463,10 @@ def trace_view(trace: Any) -> TraceView:
 
     def walk(span: SpanView, depth: int, module: str | None) -> None:
         span.depth = depth
-        span.module = (
-            module if span.span_type in _MODEL_SPAN_TYPES or span.span_type == "PARSER" else span.name
-        )
+        if span.module is None:  # no module path recorded (spans not written by tracekit): derive it
+            span.module = (
+                module if span.span_type in _MODEL_SPAN_TYPES or span.span_type == "PARSER" else span.name
+            )
         ordered.append(span)
         own_module = span.name if span.span_type in _MODULE_SPAN_TYPES else module
         for child in sorted(span.children, key=lambda c: c.start_ns):
@@ -739,10 +749,7 @@ def stats(
         slowest=[
             SlowSpan(s.trace_id, s.span_id, s.name, s.span_type, s.duration_ms, s.status) for s in slowest
         ],
-        paths=[
-            PathStats(path=[p.strip() for p in k], count=c, share=c / total if total else 0.0)
-            for k, c in path_rows
-        ],
+        paths=[PathStats(path=k, count=c, share=c / total if total else 0.0) for k, c in path_rows],
         error_correlation=error_correlation(views, top=top),
         cost_by_model=dict(sorted(cost_by_model.items(), key=lambda kv: -kv[1])),
         cost_by_module=dict(sorted(cost_by_module.items(), key=lambda kv: -kv[1])),

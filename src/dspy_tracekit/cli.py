@@ -23,21 +23,42 @@ def main() -> None:
 
 @main.command()
 @click.option("--n", "n", default=24, show_default=True, help="How many messages to classify.")
-@click.option("--model", default=None, help="A LiteLLM model name (e.g. openai/gpt-4o-mini); needs its API key. "
-              "Default: an offline deterministic LM.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db).")
+@click.option(
+    "--model",
+    default=None,
+    help="A LiteLLM model name (e.g. openai/gpt-4o-mini); needs its API key. "
+    "Default: an offline deterministic LM.",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+)
 @click.option("--experiment", default="dspy_intent_classification", show_default=True)
 @click.option("--plugins", default=None, help="Comma-separated plugins to enable (default: from config).")
 @click.option("--seed", default=0, show_default=True, help="Seed for the message mix.")
-@click.option("--latency-ms", default=25.0, show_default=True,
-              help="Simulated latency of the offline LM per call (0 for none).")
+@click.option(
+    "--latency-ms",
+    default=25.0,
+    show_default=True,
+    help="Simulated latency of the offline LM per call (0 for none).",
+)
 def demo(n, model, tracking_uri, experiment, plugins, seed, latency_ms):
     """Run the intent-detection demo and print the last trace as a tree."""
     from .demo.app import run_demo
 
     plugin_list = None if plugins is None else [p.strip() for p in plugins.split(",") if p.strip()]
-    raise SystemExit(run_demo(n=n, model=model, tracking_uri=tracking_uri, experiment=experiment,
-                              plugins=plugin_list, seed=seed, latency_ms=latency_ms))
+    raise SystemExit(
+        run_demo(
+            n=n,
+            model=model,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            plugins=plugin_list,
+            seed=seed,
+            latency_ms=latency_ms,
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -71,27 +92,46 @@ def _friendly(fn: Callable) -> Callable:
             if os.environ.get("DSPY_TRACEKIT_DEBUG"):
                 raise
             text = " ".join(str(exc).split())[:300]
-            click.echo(f"error: {type(exc).__name__}: {text} (set DSPY_TRACEKIT_DEBUG=1 for details)", err=True)
+            click.echo(
+                f"error: {type(exc).__name__}: {text} (set DSPY_TRACEKIT_DEBUG=1 for details)", err=True
+            )
             sys.exit(1)
 
     return wrapper
 
 
 def _store_options(fn: Callable) -> Callable:
-    fn = click.option("--tracking-uri", default=None, metavar="URI",
-                      help="MLflow tracking URI (default: tracekit config, MLFLOW_TRACKING_URI, "
-                           "sqlite:///mlflow.db).")(fn)
-    fn = click.option("--experiment", "-e", default=None, metavar="NAME",
-                      help="Experiment name or id (default: tracekit config, MLFLOW_EXPERIMENT_NAME, "
-                           "dspy_intent_classification).")(fn)
+    fn = click.option(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="MLflow tracking URI (default: tracekit config, MLFLOW_TRACKING_URI, sqlite:///mlflow.db).",
+    )(fn)
+    fn = click.option(
+        "--experiment",
+        "-e",
+        default=None,
+        metavar="NAME",
+        help="Experiment name or id (default: tracekit config, MLFLOW_EXPERIMENT_NAME, "
+        "dspy_intent_classification).",
+    )(fn)
     return fn
 
 
 def _query_options(fn: Callable) -> Callable:
-    fn = click.option("--filter", "filter_string", default=None, metavar="EXPR",
-                      help="""MLflow trace filter, e.g. "tag.user_role = 'admin'" or "trace.status = 'ERROR'".""")(fn)
-    fn = click.option("--since", default=None, metavar="AGE|DATE",
-                      help="Only traces started in the last AGE (30m, 1h, 7d, 2w) or since DATE (2026-11-01).")(fn)
+    fn = click.option(
+        "--filter",
+        "filter_string",
+        default=None,
+        metavar="EXPR",
+        help="""MLflow trace filter, e.g. "tag.user_role = 'admin'" or "trace.status = 'ERROR'".""",
+    )(fn)
+    fn = click.option(
+        "--since",
+        default=None,
+        metavar="AGE|DATE",
+        help="Only traces started in the last AGE (30m, 1h, 7d, 2w) or since DATE (2026-11-01).",
+    )(fn)
     return _store_options(fn)
 
 
@@ -117,7 +157,9 @@ def _usd(value: float | None) -> str:
 
 @main.command()
 @_query_options
-@click.option("--top", default=10, show_default=True, help="Rows in the slowest / paths / correlation tables.")
+@click.option(
+    "--top", default=10, show_default=True, help="Rows in the slowest / paths / correlation tables."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 @_friendly
 def stats(tracking_uri, experiment, since, filter_string, top, as_json):
@@ -130,28 +172,41 @@ def stats(tracking_uri, experiment, since, filter_string, top, as_json):
 
     from . import analytics
 
-    result = analytics.stats(tracking_uri=tracking_uri, experiment=experiment, since=since,
-                             filter=filter_string, top=top)
+    result = analytics.stats(
+        tracking_uri=tracking_uri, experiment=experiment, since=since, filter=filter_string, top=top
+    )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
     out = _console()
     weighted = " (re-weighted by 1/sampling probability)" if result.weighted else ""
-    out.print(f"[bold]{result.experiment}[/bold] at {result.tracking_uri}"
-              + (f" — filter: {result.filter}" if result.filter else ""))
+    out.print(
+        f"[bold]{result.experiment}[/bold] at {result.tracking_uri}"
+        + (f" — filter: {result.filter}" if result.filter else "")
+    )
     if not result.traces_stored:
         out.print("No traces match.")
         return
-    out.print(f"{_num(result.traces)} traces{weighted} from {result.traces_stored} stored; "
-              f"errors {result.error_rate:.1%}; P50 {_ms(result.p50_ms)}, P95 {_ms(result.p95_ms)}, "
-              f"P99 {_ms(result.p99_ms)}; cost {_usd(result.cost_usd)}")
+    out.print(
+        f"{_num(result.traces)} traces{weighted} from {result.traces_stored} stored; "
+        f"errors {result.error_rate:.1%}; P50 {_ms(result.p50_ms)}, P95 {_ms(result.p95_ms)}, "
+        f"P99 {_ms(result.p99_ms)}; cost {_usd(result.cost_usd)}"
+    )
     table = Table(title="Spans by name", title_justify="left")
     for col in ("span", "type", "count", "errors", "P50", "P95", "P99", "tokens", "cost"):
         table.add_column(col, justify="left" if col in ("span", "type") else "right")
     for row in result.spans:
-        table.add_row(row.name, row.span_type, _num(row.count), f"{row.error_rate:.1%}", _ms(row.p50_ms),
-                      _ms(row.p95_ms), _ms(row.p99_ms), _num(row.total_tokens) if row.total_tokens else "-",
-                      _usd(row.cost_usd))
+        table.add_row(
+            row.name,
+            row.span_type,
+            _num(row.count),
+            f"{row.error_rate:.1%}",
+            _ms(row.p50_ms),
+            _ms(row.p95_ms),
+            _ms(row.p99_ms),
+            _num(row.total_tokens) if row.total_tokens else "-",
+            _usd(row.cost_usd),
+        )
     out.print(table)
     slow = Table(title="Slowest spans", title_justify="left")
     for col in ("duration", "span", "status", "trace"):
@@ -170,7 +225,9 @@ def stats(tracking_uri, experiment, since, filter_string, top, as_json):
         for col in ("lift", "error rate", "errors", "traces", "feature"):
             corr.add_column(col)
         for row in result.error_correlation:
-            corr.add_row(f"{row.lift:.2f}×", f"{row.error_rate:.1%}", _num(row.errors), _num(row.traces), row.feature)
+            corr.add_row(
+                f"{row.lift:.2f}×", f"{row.error_rate:.1%}", _num(row.errors), _num(row.traces), row.feature
+            )
         out.print(corr)
     else:
         out.print("No failed traces." if not result.errors else "No feature stands out among failed traces.")
@@ -200,12 +257,20 @@ def tree(trace_id, last, tracking_uri, experiment, since, filter_string):
     if bool(trace_id) == bool(last):
         raise click.UsageError("give a TRACE_ID or --last (not both)")
     store = analytics.open_store(tracking_uri, experiment)
-    raw = analytics.get_trace(store, trace_id) if trace_id else analytics.last_trace(store, since, filter_string)
+    raw = (
+        analytics.get_trace(store, trace_id)
+        if trace_id
+        else analytics.last_trace(store, since, filter_string)
+    )
     view = analytics.trace_view(raw)
 
     def label(span) -> str:
         status = "[green]OK[/green]" if span.status != "ERROR" else "[red]ERROR[/red]"
-        parts = [f"[bold]{escape(span.name)}[/bold] [dim]{span.span_type}[/dim]", _ms(span.duration_ms), status]
+        parts = [
+            f"[bold]{escape(span.name)}[/bold] [dim]{span.span_type}[/dim]",
+            _ms(span.duration_ms),
+            status,
+        ]
         if span.total_tokens or span.input_tokens or span.output_tokens:
             parts.append(f"tokens {_num(span.input_tokens or 0)}→{_num(span.output_tokens or 0)}")
         if span.cost_usd:
@@ -216,8 +281,9 @@ def tree(trace_id, last, tracking_uri, experiment, since, filter_string):
             parts.append(f"[red]{escape(span.error[:120])}[/red]")
         return "  ".join(parts)
 
-    header = (f"trace {view.trace_id}  {view.status}  {_ms(view.duration_ms)}  cost {_usd(view.cost_usd)}"
-              + (f"  p={view.probability:g}" if view.probability is not None else ""))
+    header = f"trace {view.trace_id}  {view.status}  {_ms(view.duration_ms)}  cost {_usd(view.cost_usd)}" + (
+        f"  p={view.probability:g}" if view.probability is not None else ""
+    )
     root = Tree(escape(header))
     nodes = {}
     for span in view.spans:
@@ -227,10 +293,20 @@ def tree(trace_id, last, tracking_uri, experiment, since, filter_string):
 
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default=None,
-              help="json: full traces (MLflow's Trace.to_dict); csv: one row per span. Default: from --out.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
-              help="File to write ('-' for stdout).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv"]),
+    default=None,
+    help="json: full traces (MLflow's Trace.to_dict); csv: one row per span. Default: from --out.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="File to write ('-' for stdout).",
+)
 @click.option("--limit", type=int, default=None, help="At most this many traces (newest first).")
 @_query_options
 @_friendly
@@ -248,8 +324,15 @@ def export(fmt, out_path, limit, tracking_uri, experiment, since, filter_string)
         total = min(total, limit)
     traces = analytics.iter_traces(store, since, filter_string, limit=limit)
     writer = analytics.export_csv if fmt == "csv" else analytics.export_json
-    progress = Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=_console(stderr=True), transient=True, disable=total < 50)
+    progress = Progress(
+        TextColumn("exporting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_console(stderr=True),
+        transient=True,
+        disable=total < 50,
+    )
     with progress:
         task = progress.add_task("export", total=total)
         advance = functools.partial(progress.advance, task)
@@ -263,7 +346,9 @@ def export(fmt, out_path, limit, tracking_uri, experiment, since, filter_string)
 
 
 @main.command()
-@click.option("--older-than", required=True, metavar="AGE", help="Delete traces older than AGE (30d, 12h, 2w).")
+@click.option(
+    "--older-than", required=True, metavar="AGE", help="Delete traces older than AGE (30d, 12h, 2w)."
+)
 @click.option("--keep-errors", is_flag=True, help="Keep failed traces however old.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting.")
 @_query_options
@@ -280,17 +365,27 @@ def prune(older_than, keep_errors, yes, tracking_uri, experiment, since, filter_
     plan = analytics.plan_prune(store, older_than, keep_errors=keep_errors, filter=filter_string, since=since)
 
     def when(ms: int | None) -> str:
-        return "-" if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return (
+            "-"
+            if ms is None
+            else datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        )
 
     out = _console()
     if not plan.trace_ids:
-        out.print(f"Nothing to delete: no traces older than {older_than} in {store.experiment_name!r}"
-                  + (" (failed traces kept)" if keep_errors else "") + ".")
+        out.print(
+            f"Nothing to delete: no traces older than {older_than} in {store.experiment_name!r}"
+            + (" (failed traces kept)" if keep_errors else "")
+            + "."
+        )
         return
-    out.print(f"Will delete [bold]{len(plan.trace_ids)}[/bold] traces from {store.experiment_name!r} at "
-              f"{store.tracking_uri}: started {when(plan.oldest_ms)} – {when(plan.newest_ms)} UTC "
-              f"(before {when(plan.cutoff_ms)}), {plan.errors} of them failed"
-              + ("; failed traces are kept" if keep_errors else "") + ".")
+    out.print(
+        f"Will delete [bold]{len(plan.trace_ids)}[/bold] traces from {store.experiment_name!r} at "
+        f"{store.tracking_uri}: started {when(plan.oldest_ms)} – {when(plan.newest_ms)} UTC "
+        f"(before {when(plan.cutoff_ms)}), {plan.errors} of them failed"
+        + ("; failed traces are kept" if keep_errors else "")
+        + "."
+    )
     table = Table(title="First traces to go" if len(plan.trace_ids) > len(plan.sample) else None)
     for col in ("trace", "started (UTC)", "status"):
         table.add_column(col)
@@ -304,8 +399,14 @@ def prune(older_than, keep_errors, yes, tracking_uri, experiment, since, filter_
 
 
 @main.command()
-@click.option("--out", "out_path", default="report.html", show_default=True, type=click.Path(dir_okay=False),
-              help="HTML file to write.")
+@click.option(
+    "--out",
+    "out_path",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="HTML file to write.",
+)
 @click.option("--title", default=None, help="Report title (default: the experiment's name).")
 @_query_options
 @_friendly
@@ -316,8 +417,12 @@ def report(out_path, title, tracking_uri, experiment, since, filter_string):
 
     store = analytics.open_store(tracking_uri, experiment)
     views = analytics.trace_views(analytics.iter_traces(store, since, filter_string))
-    result = analytics.stats(views, tracking_uri=store.tracking_uri, experiment=store.experiment_name,
-                             filter=analytics.build_filter(since, filter_string))
+    result = analytics.stats(
+        views,
+        tracking_uri=store.tracking_uri,
+        experiment=store.experiment_name,
+        filter=analytics.build_filter(since, filter_string),
+    )
     html = render_report(views, result, title=title or f"dspy-tracekit report: {store.experiment_name}")
     with open(out_path, "w", encoding="utf-8") as fh:
         fh.write(html)
@@ -342,8 +447,15 @@ def ui(host, port, startup_timeout, tracking_uri, experiment):
     if store.tracking_uri.startswith(("http://", "https://")):
         click.echo(traces_url(store.tracking_uri, store.experiment_id))
         return
-    sys.exit(run_ui(store, host=host, port=port, startup_timeout=startup_timeout,
-                    announce=lambda url: click.echo(url) or sys.stdout.flush()))
+    sys.exit(
+        run_ui(
+            store,
+            host=host,
+            port=port,
+            startup_timeout=startup_timeout,
+            announce=lambda url: click.echo(url) or sys.stdout.flush(),
+        )
+    )
 
 
 @main.command()
