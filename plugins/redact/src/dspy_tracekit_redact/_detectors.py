@@ -38,6 +38,9 @@ def luhn_ok(digits: str) -> bool:
 _CARD_PREFIX = re.compile(r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3(?:0[0-5]|[68])|35|6(?:011|5|4[4-9]|2)")
 
 
+_DIGITS = re.compile(r"\d+")
+
+
 def card_ok(value: str) -> bool:
     digits = value.replace(" ", "").replace("-", "")
     if not 13 <= len(digits) <= 19 or not _CARD_PREFIX.match(digits):
@@ -45,6 +48,11 @@ def card_ok(value: str) -> bool:
     seps = {c for c in value if c in " -"}
     if len(seps) > 1:  # "4111 1111-1111 1111" is not how anyone writes a card
         return False
+    if seps:
+        sizes = [len(g) for g in _DIGITS.findall(value)]
+        if sizes not in ([4, 6, 5], [4, 6, 4]) and not (
+                all(n == 4 for n in sizes[:-1]) and 1 <= sizes[-1] <= 4 and len(sizes) >= 4):
+            return False
     if len(set(digits)) < 2:
         return False
     return luhn_ok(digits)
@@ -215,25 +223,40 @@ _NON_SEP = re.compile(r"[\d()+]")
 class Detector:
     """One entity type: pre-filter → regex → validator. ``group`` picks the part to redact."""
 
-    __slots__ = ("entity", "regex", "prefilter", "validate", "group", "priority")
+    __slots__ = ("entity", "regex", "prefilter", "validate", "group", "priority", "trim")
 
     def __init__(self, entity: str, regex: re.Pattern[str], prefilter: Callable[[str], bool] | None,
                  validate: Callable[[str, re.Match[str]], bool] | None = None, group: int | str = 0,
-                 priority: int = 50):
+                 priority: int = 50, trim: Callable[[str, int, int], bool] | None = None):
         self.entity = entity
         self.regex = regex
         self.prefilter = prefilter
         self.validate = validate
         self.group = group
         self.priority = priority
+        #: digit-run detectors: on a failed candidate, retry without its last one or two groups
+        #: ("card 4111 1111 1111 1111 2 times" must not hide the card).
+        self.trim = trim
 
     def find(self, text: str) -> Iterator[Span]:
         if self.prefilter is not None and not self.prefilter(text):
             return
         validate = self.validate
         group = self.group
+        trim = self.trim
         for m in self.regex.finditer(text):
             if validate is not None and not validate(text, m):
+                if trim is not None:
+                    s = m.start()
+                    e = m.end()
+                    for _ in range(2):
+                        cut = _LAST_SEP.search(text, s, e)
+                        if cut is None:
+                            break
+                        e = cut.start()
+                        if trim(text, s, e):
+                            yield s, e
+                            break
                 continue
             s, e = m.span(group)
             if s < e:
@@ -248,6 +271,7 @@ def _has(*needles: str) -> Callable[[str], bool]:
 
 
 _DIGIT = re.compile(r"\d")
+_LAST_SEP = re.compile(r"[ \-./]+\(?\d+\)?$")
 
 
 def _has_digit(t: str) -> bool:
@@ -261,6 +285,10 @@ _AWS_CONTEXT = re.compile(r"(?i)(?:aws|secret|AKIA|ASIA|access key)")
 
 def _v_card(text: str, m: re.Match[str]) -> bool:
     return card_ok(m.group(0))
+
+
+def _trim_card(text: str, s: int, e: int) -> bool:
+    return card_ok(text[s:e])
 
 
 def _v_ssn(text: str, m: re.Match[str]) -> bool:
@@ -378,7 +406,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(Detector("AWS_ACCESS_KEY_ID", re.compile(
         r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"),
         lambda t: "A" in t and ("AKIA" in t or "ASIA" in t or _AWS_IDS.search(t) is not None), priority=90))
-    add(Detector("AWS_SECRET_KEY", re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+    add(Detector("AWS_SECRET_KEY", re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
                  lambda t: _AWS_CONTEXT.search(t) is not None, _v_aws_secret, priority=70))
     add(Detector("GITHUB_TOKEN", re.compile(
         r"\b(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b"),
@@ -392,14 +420,15 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(Detector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
                  lambda t: "earer" in t, _v_bearer, group="tok", priority=80))
     add(Detector("CREDENTIAL", re.compile(
-        r"(?i)\b(?:" + CREDENTIAL_WORDS + r")\b[\"']?(?:\s*[:=]\s*|\s+(?P<is>is)\s+)[\"']?(?P<val>[^\s\"',;)}\]]{3,})"),
+        r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])\\?[\"']?"
+        r"(?:\s*[:=]\s*|\s+(?P<is>is)\s+)\\?[\"']?(?P<val>[^\s\"'`,;\\]{3,}?)\.?(?=[\s\"'`,;\\]|\Z)"),
         lambda t: _CRED_PRE.search(t) is not None, _v_credential, group="val", priority=60))
     add(Detector("EMAIL", re.compile(
         r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
         _has("@"), priority=85))
     add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
     add(Detector("CREDIT_CARD", re.compile(
-        r"(?<![\w.\-])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), _has_digit, _v_card, priority=72))
+        r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), _has_digit, _v_card, priority=72, trim=_trim_card))
     add(Detector("US_SSN", re.compile(
         r"(?<![\w\-.])(?P<a>\d{3})(?P<sep>[\- ]?)(?P<g>\d{2})(?P=sep)(?P<s>\d{4})(?![\w]|[\-.]\d)"),
         _has_digit, _v_ssn, priority=71))
@@ -409,7 +438,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
         lambda t: t.count(":") >= 2, _v_ipv6, priority=65))
-    add(Detector("PHONE", _PHONE_CAND, _has_digit, _v_phone, priority=55))
+    add(Detector("PHONE", _PHONE_CAND, _has_digit, _v_phone, priority=55, trim=phone_ok))
     return d
 
 
