@@ -131,7 +131,7 @@ def jwt_ok(value: str) -> bool:
 
 # A run of digits with the separators people type; validated by structure below.
 _PHONE_CAND = re.compile(
-    r"(?<![\w+\-./#@:])(?<!\d[ \-.])(?:\+|00)?\(?\d[\d()\- ./]{5,22}\d(?![\w@]|[\-./]\d|[ \-]\d)"
+    r"(?<![\w+\-./#@:])(?<!\d[ \-.])(?:\+|00)?\(?\d[\d()\- ./]{5,22}\d(?!(?!x\d)[\w@]|[\-./]\d|[ \-]\d)"
 )
 _GROUPS = re.compile(r"\d+")
 _PHONE_CONTEXT = re.compile(
@@ -203,7 +203,7 @@ def phone_ok(text: str, start: int, end: int) -> bool:
     if n in (10, 11) and sizes[0] == 2 and len(groups) == 3 and digits[0] != "0" and digits[1] != "0":
         if n == 11 and digits[2] == "9" and sizes[1:] == [5, 4]:
             return True
-        if n == 10 and digits[2] in "2345" and sizes[1:] == [4, 4]:
+        if n == 10 and sizes[1:] == [4, 4]:
             return True
     # a bare run of digits after a phone word: "call me at 2125551234", "Tel 0301234567"
     if len(groups) == 1 and ((n == 10 and (_nanp_ok(digits) or digits[0] in "6789"))

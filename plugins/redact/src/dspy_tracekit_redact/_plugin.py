@@ -156,7 +156,7 @@ def redact_live_span(span: Any) -> None:
         if outputs is not None:
             span.set_outputs(_field(r, outputs, counts))
         for key, value in list(span.attributes.items()):
-            if key in _MLFLOW_STRUCTURAL or key in ("mlflow.spanInputs", "mlflow.spanOutputs"):
+            if key in _MLFLOW_STRUCTURAL or key in ("mlflow.spanInputs", "mlflow.spanOutputs", COUNTS_ATTRIBUTE):
                 continue
             red = r._keyed(key, value, counts)
             if red is DROP:
@@ -164,7 +164,10 @@ def redact_live_span(span: Any) -> None:
             if red != value:
                 span.set_attribute(key, red)
         _redact_events_and_status(r, span, counts)
-        span.set_attribute(COUNTS_ATTRIBUTE, counts)
+        before = span.attributes.get(COUNTS_ATTRIBUTE)  # a tracekit span delivered live: already counted
+        merged = dict(before) if isinstance(before, dict) else {}
+        _merge(merged, counts)
+        span.set_attribute(COUNTS_ATTRIBUTE, merged)
     except Exception as exc:  # noqa: BLE001 - MLflow would swallow it and export the span raw
         _fail_closed(span, exc)
         return

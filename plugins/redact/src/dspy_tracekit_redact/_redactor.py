@@ -227,6 +227,8 @@ class Redactor:
         secret = config.get("hash_secret")
         if secret is None:
             secret = os.environ.get(HASH_SECRET_ENV) or None
+        if isinstance(secret, int) and not isinstance(secret, bool):  # a numeric environment value
+            secret = str(secret)
         if secret is not None and (not isinstance(secret, str) or not secret):
             raise _err("hash_secret", "must be a non-empty string")
         if "hash" in actions.values() and secret is None:
@@ -338,10 +340,9 @@ class Redactor:
         """
         if counts is None:
             counts = {}
-        out = self._string(text, counts)
-        return "" if out is DROP else out
+        return self._string(text, counts, keep_text=True)
 
-    def _string(self, s: str, counts: dict[str, int]) -> Any:
+    def _string(self, s: str, counts: dict[str, int], keep_text: bool = False) -> Any:
         if "\x00" in s:
             counts["BINARY"] = counts.get("BINARY", 0) + 1
             return f"<BINARY:{len(s)} chars>"
@@ -365,7 +366,7 @@ class Redactor:
                     return DROP
                 return (s if red == parsed else json.dumps(red, ensure_ascii=False)) + suffix
         out, dropped = self._text(s, counts)
-        return DROP if dropped else out + suffix
+        return DROP if dropped and not keep_text else out + suffix
 
     def _field_marker(self, m: re.Match[str], counts: dict[str, int]) -> str:
         counts["FIELD"] = counts.get("FIELD", 0) + 1
