@@ -68,13 +68,13 @@ class Classify(dspy.Module):
         super().__init__()
         self.intent = dspy.Predict("message -> intent")
         self.answer = dspy.ChainOfThought("message, intent -> answer")
-        self.refine = dspy.Predict("answer -> answer")
+        self.refine = dspy.Predict("draft -> answer")
 
     def forward(self, message: str, loops: int = 0, fail: bool = False, sleep_s: float = 0.0):
         intent = self.intent(message=message).intent
         out = self.answer(message=message, intent=intent)
         for _ in range(loops):
-            out = self.refine(answer=out.answer)
+            out = self.refine(draft=out.answer)
         if sleep_s:
             time.sleep(sleep_s)
         if fail:
@@ -100,6 +100,9 @@ def store(tmp_path):
             tk.enable(plugins=list(plugins), tracking_uri=self.uri, experiment=experiment,
                       config={"sample": sample} if sample is not None else None)
 
+        def disable(self):
+            _disable_and_unflag()
+
         def traces(self, experiment: str = "sample-tests"):
             import mlflow
 
@@ -117,4 +120,21 @@ def store(tmp_path):
                     return out
 
     yield Store()
+    _disable_and_unflag()
+
+
+def _disable_and_unflag() -> None:
+    """``tk.disable()``, then remove the ``_tk_patched`` flag that wrapt forwarded onto DSPy's original
+    functions — otherwise a second ``enable()`` in this process instruments nothing (core bug, reported
+    in /work/shared/team/requests.md; drop this once the core sets the flag on the wrapper)."""
+    from dspy_tracekit import instrument
+
+    originals = [orig for _, _, orig in instrument._patches]
     tk.disable()
+    for orig in originals:
+        target = getattr(orig, "__func__", orig)
+        try:
+            if "_tk_patched" in getattr(target, "__dict__", {}):
+                del target._tk_patched
+        except (AttributeError, TypeError):
+            pass

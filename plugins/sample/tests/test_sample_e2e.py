@@ -1,0 +1,147 @@
+"""The sample plugin inside the real core: a DSPy program on DummyLM, traces in a real MLflow store."""
+
+from __future__ import annotations
+
+import dspy
+import mlflow
+import pytest
+
+import dspy_tracekit as tk
+from dspy_tracekit.errors import ConfigError
+from dspy_tracekit_sample import PROBABILITY_TAG, RULE_TAG, estimate_total, sampling_probability
+
+
+def _run(program, n: int, **kwargs_of):
+    """Call the program ``n`` times; ``kwargs_of(i)`` gives each call's extra arguments."""
+    for i in range(n):
+        extra = kwargs_of["per_call"](i) if "per_call" in kwargs_of else {}
+        tags = extra.pop("tags", {})
+        with tk.context(**tags):
+            try:
+                program(message=f"request {i}", **extra)
+            except RuntimeError:
+                pass
+
+
+def test_errors_and_slow_requests_are_stored_while_ratio_is_zero(program, store):
+    store.enable({"ratio": 0.0, "rules": [{"name": "slow", "latency_ms_over": 40}]})
+
+    def per_call(i):
+        return {"fail": i % 10 == 3, "sleep_s": 0.06 if i % 10 == 7 else 0.0, "tags": {"request": str(i)}}
+
+    _run(program, 30, per_call=per_call)
+    traces = store.traces()
+    by_request = {t.info.tags["request"]: t for t in traces}
+    assert set(by_request) >= {str(i) for i in range(30) if i % 10 in (3, 7)}
+    for i in range(30):
+        if i % 10 == 3:
+            assert by_request[str(i)].info.tags[RULE_TAG] == "errors"
+            assert by_request[str(i)].info.state == "ERROR"
+        if i % 10 == 7:
+            assert by_request[str(i)].info.tags[RULE_TAG] == "slow"
+            assert by_request[str(i)].info.tags[PROBABILITY_TAG] == "1.0"
+    # ratio 0: nothing is ever kept by the ratio itself
+    assert all(t.info.tags[RULE_TAG] in ("errors", "slow") for t in traces)
+    counters = tk.counters()
+    assert counters["sample.head.pending"] == 30
+    assert counters["sample.tail.kept.errors"] == 3
+    assert counters["sample.kept"] + counters["sample.dropped"] == 30
+
+
+def test_head_dropped_requests_leave_no_trace_and_are_counted(program, store):
+    store.enable({"ratio": 0.0, "keep_errors": False})
+    _run(program, 10, per_call=lambda i: {"fail": i == 4})
+    assert store.traces() == []
+    counters = tk.counters()
+    assert counters.get("sample.head.dropped.ratio") == 10, counters
+    assert counters["core.traces_dropped.sampled_out_head"] == 10
+    assert counters.get("core.traces_finished", 0) == 0
+
+
+def test_kept_traces_carry_probability_and_rule_tags_in_mlflow(program, store):
+    store.enable({"ratio": 1.0, "keep_errors": False})
+    _run(program, 3)
+    traces = store.traces()
+    assert len(traces) == 3
+    for t in traces:
+        assert t.info.tags[PROBABILITY_TAG] == "1.0" and t.info.tags[RULE_TAG] == "ratio"
+        assert sampling_probability(t.info.tags) == 1.0
+
+
+def test_dspy_call_inside_a_users_mlflow_trace_follows_the_parent(program, store):
+    store.enable({"ratio": 0.0, "keep_errors": False})
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store.uri)
+    mlflow.set_experiment("sample-tests")
+    try:
+        @mlflow.trace(name="handle_request")
+        def handle(message):
+            return program(message=message)
+
+        handle("inside a user trace")
+        program(message="outside any user trace")  # ratio 0, no parent: dropped
+        mlflow.flush_trace_async_logging()
+        traces = store.traces()
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert len(traces) == 1
+    trace = traces[0]
+    names = [s.name for s in trace.data.spans]
+    assert names[0] == "handle_request" and "Classify.forward" in names and "DummyLM.__call__" in names
+    assert trace.info.tags[RULE_TAG] == "parent"
+    counters = tk.counters()
+    assert counters["sample.head.kept.parent"] == 1 and counters["sample.head.dropped.ratio"] == 1
+
+
+def test_evaluate_runs_use_evaluate_ratio(program, store):
+    store.enable({"ratio": 1.0, "evaluate_ratio": 0.0, "keep_errors": False})
+    devset = [dspy.Example(message=f"m{i}", answer="Use the builder.").with_inputs("message") for i in range(3)]
+    dspy.Evaluate(devset=devset, metric=lambda ex, pred, trace=None: ex.answer == pred.answer,
+                  num_threads=1, display_progress=False)(program)
+    program(message="a plain call")
+    traces = store.traces()
+    assert len(traces) == 1 and traces[0].data.spans[0].name == "Classify.forward"
+    assert tk.counters()["sample.head.dropped.evaluate_ratio"] == 1
+
+
+def test_reweighted_totals_of_a_sampled_run_estimate_the_unsampled_totals(program, store):
+    """The same 240 requests stored in full and sampled; HT totals recover the full totals."""
+
+    def per_call(i):
+        return {"loops": i % 4, "fail": i % 23 == 5, "tags": {"tier": "gold" if i % 6 == 0 else "free"}}
+
+    def lm_calls(trace) -> int:
+        return sum(1 for s in trace.data.spans if s.name == "DummyLM.__call__")
+
+    store.enable(None, experiment="full", plugins=())
+    _run(program, 240, per_call=per_call)
+    full = store.traces("full")
+    store.disable()
+    store.enable({"ratio": 0.2, "rules": [{"name": "gold", "tag": "tier", "equals": "gold", "ratio": 0.6}]},
+                 experiment="sampled")
+    _run(program, 240, per_call=per_call)
+    sampled = store.traces("sampled")
+    assert len(full) == 240
+    assert 0 < len(sampled) < 240
+    true_traces, true_calls = len(full), sum(lm_calls(t) for t in full)
+    probabilities = [sampling_probability(t.info.tags) for t in sampled]
+    assert set(probabilities) <= {0.2, 0.6, 1.0} and len(set(probabilities)) > 1
+    for values, truth in (([1.0] * len(sampled), true_traces),
+                          ([float(lm_calls(t)) for t in sampled], true_calls)):
+        est = estimate_total(zip(values, probabilities))
+        assert est.std_error > 0
+        assert abs(est.total - truth) <= 4.5 * est.std_error, (est, truth)
+
+
+@pytest.mark.parametrize(("table", "key"), [
+    ({"ratio": 1.5}, "sample.ratio must be between 0 and 1, got 1.5"),
+    ({"rules": [{"latency_ms_over": 10}, {"tag": "a", "equals": "b"}, {"tag": "a", "regex": "(("}]},
+     "sample.rules[2].regex"),
+    ({"rules": [{"span_name": "x", "colour": "red"}]}, "sample.rules[0].colour: unknown key"),
+    ({"max_traces_per_second": -3}, "sample.max_traces_per_second"),
+])
+def test_bad_config_fails_enable_naming_the_key(store, table, key):
+    with pytest.raises(ConfigError) as info:
+        store.enable(table)
+    assert key in str(info.value) and "[sample]" in str(info.value)
+    assert tk.counters() == {}  # not enabled
