@@ -1,0 +1,195 @@
+"""``dspy-tracekit doctor``: what tracekit would do here, and whether it can.
+
+Resolves the config exactly as ``enable()`` does (file → ``DSPY_TRACEKIT_*`` → arguments) and shows
+where each value came from; loads and configures the enabled plugins without instrumenting DSPy, so
+a bad plugin table shows up here with the same message ``enable()`` would raise; checks the store;
+reports every plugin's counters (the live ones when tracing is on in this process).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .analytics import AnalyticsError, _one_line, _sqlite_path
+
+__all__ = ["diagnose", "render"]
+
+
+def _installed_plugins() -> list[dict[str, str]]:
+    from .manager import TracekitManager
+
+    rows = []
+    for name, ep in sorted(TracekitManager.installed_plugins().items()):
+        dist = getattr(ep, "dist", None)
+        rows.append(
+            {
+                "name": name,
+                "module": ep.value,
+                "distribution": getattr(dist, "name", "") or "",
+                "version": getattr(dist, "version", "") or "",
+            }
+        )
+    return rows
+
+
+def _config(tracking_uri: str | None, experiment: str | None, installed: tuple[str, ...]) -> dict[str, Any]:
+    from .config import CORE_SCHEMA, resolve
+
+    cfg = resolve(tracking_uri=tracking_uri, experiment=experiment, installed=installed)
+    # the CLI passes its flags the way enable() takes arguments: name them as the user typed them
+    flags = {"enable(tracking_uri=...)": "--tracking-uri", "enable(experiment=...)": "--experiment"}
+    core = [
+        {"key": key, "value": cfg.core.get(key), "env": schema[2],
+         "source": flags.get(cfg.sources.get(key, "default"), cfg.sources.get(key, "default"))}
+        for key, schema in CORE_SCHEMA.items()
+    ]
+    tables = {
+        name: {"source": cfg.sources.get(name, "default"), "values": table}
+        for name, table in sorted(cfg.tables.items())
+    }
+    return {"files": list(cfg.files), "core": core, "plugins": tables, "resolved": cfg}
+
+
+def _dry_configure(cfg: Any) -> dict[str, int | float]:
+    """Load and configure the enabled plugins as enable() would (no instrumentation); their counters."""
+    from .manager import TracekitManager
+    from .records import Settings
+
+    mgr = TracekitManager()
+    try:
+        mgr.load(cfg.core["plugins"], cfg.core["blocked"])
+        settings = Settings(
+            tracking_uri=cfg.core["tracking_uri"],
+            experiment=cfg.core["experiment"],
+            plugins=tuple(mgr.plugin_names()),
+            config_files=cfg.files,
+            sources=dict(cfg.sources),
+        )
+        mgr.configure(cfg.tables, settings, cfg.sources)
+        return mgr.counters_snapshot()
+    finally:
+        mgr.shutdown(0.0)
+
+
+def _store(uri: str, experiment: str) -> dict[str, Any]:
+    from .analytics import count_traces, open_store
+
+    found: dict[str, Any] = {
+        "tracking_uri": uri,
+        "experiment": experiment,
+        "reachable": False,
+        "experiment_found": False,
+        "traces": None,
+        "error": None,
+    }
+    started = time.perf_counter()
+    path = _sqlite_path(uri)
+    if path and path != ":memory:":
+        found["file"] = path
+    try:
+        store = open_store(uri, experiment)
+    except AnalyticsError as exc:
+        found["error"] = str(exc)
+        found["reachable"] = "not found in" in str(exc)  # the store answered; the experiment is missing
+        return found
+    found.update(reachable=True, experiment_found=True, experiment_id=store.experiment_id)
+    try:
+        found["traces"] = count_traces(store)
+    except AnalyticsError as exc:
+        found["error"] = str(exc)
+    found["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return found
+
+
+def diagnose(tracking_uri: str | None = None, experiment: str | None = None) -> dict[str, Any]:
+    """Everything ``doctor`` reports, as a JSON-able dict; ``ok`` is False when something needs fixing."""
+    from . import _state
+    from .errors import ConfigError
+
+    installed = _installed_plugins()
+    findings: dict[str, Any] = {"ok": True, "problems": [], "installed_plugins": installed}
+    try:
+        config = _config(tracking_uri, experiment, tuple(p["name"] for p in installed))
+    except ConfigError as exc:
+        findings.update(ok=False, config={"error": _one_line(exc)})
+        findings["problems"].append(f"config: {_one_line(exc)}")
+        return findings
+    cfg = config.pop("resolved")
+    findings["config"] = config
+    findings["enabled_plugins"] = [
+        "mlflow",
+        *[p for p in cfg.core["plugins"] if p not in cfg.core["blocked"]],
+    ]
+    manager = _state.manager
+    if manager is not None:
+        findings["counters"] = manager.counters_snapshot()
+        findings["counters_source"] = "live (tracing is enabled in this process)"
+    else:
+        try:
+            findings["counters"] = _dry_configure(cfg)
+            findings["counters_source"] = "fresh (plugins loaded and configured here; tracing not enabled)"
+        except Exception as exc:  # noqa: BLE001 - a plugin that fails to load or configure is the finding
+            findings["counters"] = {}
+            findings["ok"] = False
+            findings["problems"].append(f"plugins: {_one_line(exc)}")
+    store = _store(cfg.core["tracking_uri"], cfg.core["experiment"])
+    findings["store"] = store
+    if store["error"]:
+        findings["ok"] = False
+        findings["problems"].append(f"store: {store['error']}")
+    return findings
+
+
+def render(findings: dict[str, Any], console: Any) -> None:
+    """Print ``diagnose()``'s findings as tables."""
+    from rich.table import Table
+
+    config = findings.get("config", {})
+    if "core" in config:
+        files = ", ".join(config["files"]) or "none (defaults and environment only)"
+        console.print(f"[bold]Config[/bold] files: {files}")
+        table = Table(show_header=True)
+        for col in ("key", "value", "from", "environment variable"):
+            table.add_column(col)
+        for row in config["core"]:
+            table.add_row(row["key"], repr(row["value"]), row["source"], row["env"])
+        for name, table_info in config["plugins"].items():
+            for key, value in table_info["values"].items():
+                table.add_row(
+                    f"{name}.{key}",
+                    repr(value),
+                    table_info["source"],
+                    f"DSPY_TRACEKIT_{name.upper()}_{key.upper()}",
+                )
+        console.print(table)
+    plugins = Table(title="Plugins", title_justify="left")
+    for col in ("name", "enabled", "distribution", "version", "module"):
+        plugins.add_column(col)
+    enabled = set(findings.get("enabled_plugins", []))
+    for p in findings["installed_plugins"]:
+        plugins.add_row(
+            p["name"], "yes" if p["name"] in enabled else "no", p["distribution"], p["version"], p["module"]
+        )
+    console.print(plugins)
+    store = findings.get("store")
+    if store:
+        state = "[green]reachable[/green]" if store["reachable"] else "[red]unreachable[/red]"
+        console.print(
+            f"[bold]Store[/bold] {store['tracking_uri']}: {state}; experiment {store['experiment']!r} "
+            + (f"has {store['traces']} traces" if store["traces"] is not None else "")
+            + (f" ({store.get('latency_ms')} ms)" if store.get("latency_ms") is not None else "")
+        )
+    counters = findings.get("counters")
+    if counters is not None:
+        table = Table(title=f"Counters — {findings.get('counters_source', '')}", title_justify="left")
+        table.add_column("counter")
+        table.add_column("value", justify="right")
+        for key, value in sorted(counters.items()):
+            table.add_row(key, f"{value:g}" if isinstance(value, float) else str(value))
+        if not counters:
+            table.add_row("(none reported)", "")
+        console.print(table)
+    for problem in findings["problems"]:
+        console.print(f"[red]problem:[/red] {problem}")
+    console.print("[green]ok[/green]" if findings["ok"] else "[red]doctor found problems[/red]")

@@ -1,0 +1,92 @@
+"""``dspy-tracekit ui``: run ``mlflow ui`` on the store and point at the experiment's traces."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+
+from .analytics import AnalyticsError, Store
+
+__all__ = ["free_port", "run_ui", "traces_url"]
+
+
+def traces_url(base: str, experiment_id: str) -> str:
+    """The MLflow UI page listing an experiment's traces."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/traces"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free right now (another process may still take it first)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(proc: subprocess.Popen, base: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AnalyticsError(f"mlflow ui exited with code {proc.returncode} before serving {base}")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise AnalyticsError(f"mlflow ui did not answer on {base} within {timeout:.0f}s")
+
+
+def run_ui(
+    store: Store,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    startup_timeout: float = 90.0,
+    announce: Callable[[str], object] = print,
+) -> int:
+    """Start ``mlflow ui`` on the store, announce the traces URL once it answers, wait until stopped.
+
+    Ctrl-C or SIGTERM stops the server too; returns the server's exit code (0 when we stopped it).
+    """
+    port = port or free_port(host)
+    base = f"http://{host}:{port}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        store.tracking_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        _wait_until_up(proc, base, startup_timeout)
+        announce(traces_url(base, store.experiment_id))
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
