@@ -89,15 +89,26 @@ def program():
         yield Classify()
 
 
+@pytest.fixture(scope="session")
+def store_uri(tmp_path_factory):
+    # One SQLite store for the session (creating MLflow's tables takes seconds); each test writes to
+    # experiments of its own.
+    return f"sqlite:///{tmp_path_factory.mktemp('sample-store')}/mlflow.db"
+
+
 @pytest.fixture
-def store(tmp_path):
+def store(store_uri, request):
     """A real MLflow SQLite store; ``store.enable(config)`` turns tracekit on with the sample plugin."""
+    prefix = request.node.name
 
     class Store:
-        uri = f"sqlite:///{tmp_path}/mlflow.db"
+        uri = store_uri
+
+        def experiment(self, name: str) -> str:
+            return f"{prefix}/{name}"
 
         def enable(self, sample: dict | None = None, experiment: str = "sample-tests", plugins=("sample",)):
-            tk.enable(plugins=list(plugins), tracking_uri=self.uri, experiment=experiment,
+            tk.enable(plugins=list(plugins), tracking_uri=self.uri, experiment=self.experiment(experiment),
                       config={"sample": sample} if sample is not None else None)
 
         def disable(self):
@@ -108,7 +119,7 @@ def store(tmp_path):
 
             tk.flush(10.0)
             client = mlflow.MlflowClient(self.uri)
-            exp = client.get_experiment_by_name(experiment)
+            exp = client.get_experiment_by_name(self.experiment(experiment))
             if exp is None:
                 return []
             out, token = [], None

@@ -72,7 +72,7 @@ def test_dspy_call_inside_a_users_mlflow_trace_follows_the_parent(program, store
     store.enable({"ratio": 0.0, "keep_errors": False})
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(store.uri)
-    mlflow.set_experiment("sample-tests")
+    mlflow.set_experiment(store.experiment("sample-tests"))
     try:
         @mlflow.trace(name="handle_request")
         def handle(message):
@@ -105,32 +105,35 @@ def test_evaluate_runs_use_evaluate_ratio(program, store):
 
 
 def test_reweighted_totals_of_a_sampled_run_estimate_the_unsampled_totals(program, store):
-    """The same 240 requests stored in full and sampled; HT totals recover the full totals."""
+    """200 requests, sampled at mixed probabilities; HT totals recover the unsampled totals.
+
+    Unsampled truth by construction: 200 traces; request ``i`` makes ``2 + i % 4`` LM calls (checked
+    on every stored trace, so the truth is what the core records)."""
+    n = 200
 
     def per_call(i):
-        return {"loops": i % 4, "fail": i % 23 == 5, "tags": {"tier": "gold" if i % 6 == 0 else "free"}}
+        return {"loops": i % 4, "fail": i % 23 == 5,
+                "tags": {"tier": "gold" if i % 6 == 0 else "free", "request": str(i)}}
 
     def lm_calls(trace) -> int:
         return sum(1 for s in trace.data.spans if s.name == "DummyLM.__call__")
 
-    store.enable(None, experiment="full", plugins=())
-    _run(program, 240, per_call=per_call)
-    full = store.traces("full")
-    store.disable()
-    store.enable({"ratio": 0.2, "rules": [{"name": "gold", "tag": "tier", "equals": "gold", "ratio": 0.6}]},
-                 experiment="sampled")
-    _run(program, 240, per_call=per_call)
-    sampled = store.traces("sampled")
-    assert len(full) == 240
-    assert 0 < len(sampled) < 240
-    true_traces, true_calls = len(full), sum(lm_calls(t) for t in full)
+    store.enable({"ratio": 0.15, "rules": [{"name": "gold", "tag": "tier", "equals": "gold", "ratio": 0.5}]})
+    _run(program, n, per_call=per_call)
+    sampled = store.traces()
+    assert 0 < len(sampled) < n
+    for t in sampled:
+        assert lm_calls(t) == 2 + int(t.info.tags["request"]) % 4
+    true_traces, true_calls = n, sum(2 + i % 4 for i in range(n))
     probabilities = [sampling_probability(t.info.tags) for t in sampled]
-    assert set(probabilities) <= {0.2, 0.6, 1.0} and len(set(probabilities)) > 1
+    assert set(probabilities) <= {0.15, 0.5, 1.0} and len(set(probabilities)) == 3
     for values, truth in (([1.0] * len(sampled), true_traces),
                           ([float(lm_calls(t)) for t in sampled], true_calls)):
         est = estimate_total(zip(values, probabilities))
         assert est.std_error > 0
         assert abs(est.total - truth) <= 4.5 * est.std_error, (est, truth)
+    counters = tk.counters()
+    assert counters["sample.kept"] == len(sampled) and counters["sample.kept"] + counters["sample.dropped"] == n
 
 
 @pytest.mark.parametrize(("table", "key"), [
