@@ -10,9 +10,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy
 import pytest
 from dspy.utils import DummyLM
-from dspy_tracekit.records import SpanRecord, TraceRecord
 
 import dspy_tracekit as tk
+from dspy_tracekit.records import SpanRecord, TraceRecord
 
 
 @pytest.fixture

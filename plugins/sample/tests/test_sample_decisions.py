@@ -9,11 +9,17 @@ import subprocess
 import sys
 
 import pytest
+from dspy_tracekit_sample import (
+    PROBABILITY_TAG,
+    RULE_TAG,
+    Sampler,
+    TokenBucket,
+    estimate_total,
+    parse_policy,
+    ratio_bound,
+)
 from mlflow.entities import NoOpSpan
 from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
-
-from dspy_tracekit_sample import (PROBABILITY_TAG, RULE_TAG, Sampler, TokenBucket, estimate_total,
-                                  parse_policy, ratio_bound)
 
 
 def sampler(**config) -> Sampler:

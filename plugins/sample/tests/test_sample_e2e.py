@@ -5,10 +5,10 @@ from __future__ import annotations
 import dspy
 import mlflow
 import pytest
+from dspy_tracekit_sample import PROBABILITY_TAG, RULE_TAG, estimate_total, sampling_probability
 
 import dspy_tracekit as tk
 from dspy_tracekit.errors import ConfigError
-from dspy_tracekit_sample import PROBABILITY_TAG, RULE_TAG, estimate_total, sampling_probability
 
 
 def _run(program, n: int, **kwargs_of):

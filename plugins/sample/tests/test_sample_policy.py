@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from dspy_tracekit_sample import parse_policy
 
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SamplingPolicy", "Rule", "parse_policy", "ratio_bound", "TRACE_ID_MASK"]
+__all__ = ["TRACE_ID_MASK", "Rule", "SamplingPolicy", "parse_policy", "ratio_bound"]
 
 #: OpenTelemetry ``TraceIdRatioBased`` looks at the low 64 bits of the trace id.
 TRACE_ID_MASK = (1 << 64) - 1
@@ -151,7 +151,7 @@ class SpanTypePresent(Condition):
 
 
 class _ValueMatch(Condition):
-    __slots__ = ("key", "equals", "regex")
+    __slots__ = ("equals", "key", "regex")
 
     def __init__(self, key: str, equals: Any = None, regex: re.Pattern | None = None):
         self.key = key
@@ -276,14 +276,14 @@ class SamplingPolicy:
 
 def _number(key: str, value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"{key} must be a number, got {value!r}")
+        raise ValueError(f"{key} must be a number, got {value!r}")  # noqa: TRY004 - config errors are ValueErrors
     if isinstance(value, str):  # environment variables arrive as strings
         try:
             value = float(value.strip())
         except ValueError:
             raise ValueError(f"{key} must be a number, got {value!r}") from None
     if not isinstance(value, (int, float)):
-        raise ValueError(f"{key} must be a number, got {type(value).__name__} {value!r}")
+        raise ValueError(f"{key} must be a number, got {type(value).__name__} {value!r}")  # noqa: TRY004
     value = float(value)
     if math.isnan(value) or math.isinf(value):
         raise ValueError(f"{key} must be a finite number, got {value!r}")
@@ -322,7 +322,7 @@ def _unknown(prefix: str, keys, known) -> None:
 def _parse_rule(i: int, table: Any) -> Rule:
     where = f"sample.rules[{i}]"
     if not isinstance(table, dict):
-        raise ValueError(f"{where} must be a table, got {type(table).__name__} {table!r}")
+        raise ValueError(f"{where} must be a table, got {type(table).__name__} {table!r}")  # noqa: TRY004
     _unknown(where, table, RULE_KEYS)
     name = _string(f"{where}.name", table["name"]) if "name" in table else f"rules[{i}]"
     ratio = _ratio(f"{where}.ratio", table["ratio"]) if "ratio" in table else 1.0
@@ -410,8 +410,9 @@ def parse_policy(config: dict[str, Any] | None) -> SamplingPolicy:
         except ValueError as exc:
             raise ValueError(f"sample.rules: not a JSON list of tables: {exc}") from None
     if not isinstance(raw_rules, list):
-        raise ValueError(f"sample.rules must be a list of tables ([[tool.dspy-tracekit.sample.rules]]), "
-                         f"got {type(raw_rules).__name__}")
+        raise ValueError(  # noqa: TRY004 - the core turns ValueErrors into ConfigErrors
+            "sample.rules must be a list of tables ([[tool.dspy-tracekit.sample.rules]]), "
+            f"got {type(raw_rules).__name__}")
     rules = tuple(_parse_rule(i, t) for i, t in enumerate(raw_rules))
     names = [r.name for r in rules]
     for i, n in enumerate(names):

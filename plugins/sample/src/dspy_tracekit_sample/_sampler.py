@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ._policy import TRACE_ID_MASK, Rule, SamplingPolicy
 
-__all__ = ["Sampler", "TokenBucket", "PROBABILITY_TAG", "RULE_TAG"]
+__all__ = ["PROBABILITY_TAG", "RULE_TAG", "Sampler", "TokenBucket"]
 
 PROBABILITY_TAG = "tracekit.sampling.probability"
 RULE_TAG = "tracekit.sampling.rule"
@@ -30,7 +30,7 @@ class TokenBucket:
     :param clock: a monotonic clock in seconds (injectable for tests).
     """
 
-    __slots__ = ("rate", "capacity", "tokens", "last", "clock", "lock")
+    __slots__ = ("capacity", "clock", "last", "lock", "rate", "tokens")
 
     def __init__(self, rate: float, capacity: float | None = None,
                  clock: Callable[[], float] = time.monotonic):
@@ -74,7 +74,7 @@ class _Counts:
 class _HeadPlan:
     """What the head can know for one workload when no rule is judged on the trace itself."""
 
-    __slots__ = ("fallback", "candidates", "max_bound", "decided", "drop_key")
+    __slots__ = ("candidates", "decided", "drop_key", "fallback", "max_bound")
 
     def __init__(self, candidates: tuple[Rule, ...], fallback: Rule):
         self.fallback = fallback
