@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from dspy_tracekit_cost._config import parse_config
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from dspy_tracekit_cost._config import BudgetSpec
 from dspy_tracekit_cost._ledger import BudgetLedger, Totals
 

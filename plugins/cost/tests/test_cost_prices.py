@@ -9,7 +9,6 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-
 from dspy_tracekit_cost import Price, PriceTable
 from dspy_tracekit_cost._prices import load_snapshot, price_from_config
 

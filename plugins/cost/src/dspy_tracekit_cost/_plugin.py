@@ -44,6 +44,18 @@ def _prompt(span) -> Any:
     return kwargs.get("prompt")
 
 
+def _model_and_params(span) -> tuple[str | None, dict]:
+    """The LM's model and merged call parameters; read from the LM itself when the core has not set them
+    on the span yet at span start."""
+    if span.model is not None and span.params is not None:
+        return span.model, span.params
+    lm = span.instance
+    model = span.model or getattr(lm, "model", None)
+    base = getattr(lm, "kwargs", None)
+    params = {**base, **(span.kwargs or {})} if isinstance(base, dict) else dict(span.kwargs or {})
+    return (model if isinstance(model, str) else None), params
+
+
 class CostState:
     """Everything the plugin holds for one ``enable()``; request-path methods are a few dict updates."""
 
@@ -70,10 +82,10 @@ class CostState:
         applicable = self.ledger.keys_for(span.tags, trace_key, trace.workload)
         if not applicable:
             return
-        price = self.table.lookup(span.model)
+        model, params = _model_and_params(span)
+        price = self.table.lookup(model)
         estimate = 0.0  # unknown models cannot be estimated; they are not counted against budgets
         if price is not None:
-            params = span.params or {}
             max_out = params.get("max_tokens") or params.get("max_completion_tokens") or \
                 price.max_output_tokens or 0
             estimate = price.worst_case(self.counter.count(_prompt(span)), int(max_out))
