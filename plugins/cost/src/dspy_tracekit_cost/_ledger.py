@@ -62,23 +62,28 @@ class Totals:
     def record(self, model: str, module: str, tags: dict[str, str], workload: str, cost: float,
                saved: float, unknown: bool, hit: bool, inp: int, out: int) -> None:
         """Add one LM call everywhere it belongs (thread-safe)."""
+        stats = [self.overall]
         with self.lock:
-            self.overall.add(cost, saved, unknown, hit, inp, out)
-            for groups, name in ((self.by_model, model), (self.by_module, module),
-                                 (self.by_workload, workload)):
-                s = groups.get(name)
-                if s is None:
-                    s = groups[name] = Stat()
-                s.add(cost, saved, unknown, hit, inp, out)
+            s = self.by_model.get(model) or self.by_model.setdefault(model, Stat())
+            stats.append(s)
+            s = self.by_module.get(module) or self.by_module.setdefault(module, Stat())
+            stats.append(s)
+            s = self.by_workload.get(workload) or self.by_workload.setdefault(workload, Stat())
+            stats.append(s)
             if tags:
                 for key in self.context_keys:
                     value = tags.get(key)
                     if value is not None:
                         groups = self.by_context[key]
-                        s = groups.get(value)
-                        if s is None:
-                            s = groups[value] = Stat()
-                        s.add(cost, saved, unknown, hit, inp, out)
+                        stats.append(groups.get(value) or groups.setdefault(value, Stat()))
+            for s in stats:
+                s.calls += 1
+                s.cost_usd += cost
+                s.saved_usd += saved
+                s.unknown_calls += unknown
+                s.cache_hits += hit
+                s.input_tokens += inp
+                s.output_tokens += out
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:

@@ -129,7 +129,9 @@ class CallCost:
 
     def as_dict(self) -> dict[str, float]:
         """``input_cost``/``output_cost``/``total_cost`` (MLflow's keys) plus the parts."""
-        return {k: getattr(self, k) for k in self.__slots__}
+        return {"input_cost": self.input_cost, "output_cost": self.output_cost, "total_cost": self.total_cost,
+                "uncached_input_cost": self.uncached_input_cost, "cached_input_cost": self.cached_input_cost,
+                "cache_write_cost": self.cache_write_cost, "reasoning_cost": self.reasoning_cost}
 
 
 def price_from_config(name: str, table: Any) -> Price:
