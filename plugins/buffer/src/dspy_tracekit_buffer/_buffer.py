@@ -129,9 +129,16 @@ class TraceBuffer:
         else:  # spill: the spiller prepares (redacts) and spools it; bounded like the queue
             if self.spool is None:
                 self._counts["dropped.spool_unavailable"] += 1
-            elif len(self._overflow) >= self.cfg.max_traces:
-                self._counts["dropped.spill_queue_full"] += 1
             else:
+                if len(self._overflow) >= self.cfg.max_traces:
+                    # the disk does not keep up either: back-pressure for up to block_timeout
+                    deadline = time.monotonic() + self.cfg.block_timeout
+                    while len(self._overflow) >= self.cfg.max_traces:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or self._closed:
+                            self._counts["dropped.spill_queue_full"] += 1
+                            return
+                        self._space.wait(remaining)
                 self._overflow.append(trace)
                 self._counts["queued"] += 1
                 if self._spiller is None:
@@ -199,6 +206,7 @@ class TraceBuffer:
                 n = min(len(self._overflow), self.cfg.batch_size)
                 batch = [self._overflow.popleft() for _ in range(n)]
                 self._spilling += n
+                self._space.notify_all()
             try:
                 self._spill(delivery.prepare(batch))
             except Exception as exc:  # noqa: BLE001 - the program must keep running
@@ -450,7 +458,8 @@ class TraceBuffer:
             out: dict[str, int | float] = {k: 0 for k in ("queued", "exported", "retried", "spilled", "replayed",
                                                           "dead_lettered")}
             out.update(self._counts)
-            out["queue_depth"] = len(self._queue) + len(self._overflow)
+            out["queue_depth"] = len(self._queue)
+            out["spill_queue_depth"] = len(self._overflow) + self._spilling
             out["queue_bytes_estimate"] = self._bytes
             if self.spool is not None:
                 out["spool_pending"] = self.spool.pending

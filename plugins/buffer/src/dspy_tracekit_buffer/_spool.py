@@ -172,7 +172,7 @@ class Spool:
         self._seq += 1
         name = f"{PREFIX}{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
         path = os.path.join(self.directory, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._fd, self._path, self._size, self._records_in_current = fd, path, 0, 0
 
