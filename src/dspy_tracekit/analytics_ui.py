@@ -68,7 +68,12 @@ def run_ui(
         "--port",
         str(port),
     ]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    # the server's chatter goes to stderr: stdout carries only the URL, so scripts can read it
+    try:
+        chatter = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        chatter = subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=chatter)
 
     def stop(*_: object) -> None:
         raise KeyboardInterrupt

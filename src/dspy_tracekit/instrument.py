@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 import warnings
+import weakref
 from time import time_ns
 from typing import Any, Callable
 
@@ -28,19 +29,23 @@ _instrumented = False
 
 def _patch(owner: Any, name: str, wrapper: Callable) -> bool:
     original = owner.__dict__.get(name, None) if isinstance(owner, type) else getattr(owner, name, None)
-    if original is None or getattr(original, "_tk_patched", False):
+    if original is None or _is_ours(original):
         return False
     if isinstance(original, (classmethod, staticmethod)):
-        patched = type(original)(wrapt.FunctionWrapper(original.__func__, wrapper))
+        inner = wrapt.FunctionWrapper(original.__func__, wrapper)
+        inner._self_tk_patched = True  # ``_self_`` attributes live on the wrapper, not the wrapped function
+        patched = type(original)(inner)
     else:
         patched = wrapt.FunctionWrapper(original, wrapper)
-    try:
-        patched._tk_patched = True
-    except AttributeError:
-        pass
+        patched._self_tk_patched = True
     setattr(owner, name, patched)
     _patches.append((owner, name, original))
     return True
+
+
+def _is_ours(obj: Any) -> bool:
+    obj = getattr(obj, "__func__", obj) if isinstance(obj, (classmethod, staticmethod)) else obj
+    return isinstance(obj, wrapt.ObjectProxy) and getattr(obj, "_self_tk_patched", False) is True
 
 
 def _missing(target: str, exc: BaseException | None = None) -> None:
@@ -59,11 +64,11 @@ def _sync(describe: Callable) -> Callable:
         d = describe(instance, args, kwargs)
         if d is None:
             return wrapped(*args, **kwargs)
-        opened = start_span(d[0], d[1], d[2], instance, wrapped, args, kwargs, d[3] if len(d) > 3 else None)
+        opened = start_span(d[0], d[1], d[2], instance, wrapped, args, kwargs, d[3] if len(d) > 3 else None,
+                            _lm_start if d[1] == SpanKind.LM else None)
         if opened is None:
             return wrapped(*args, **kwargs)
         span, token = opened
-        _before(span, instance, args, kwargs)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -82,11 +87,11 @@ def _async(describe: Callable) -> Callable:
             return wrapped(*args, **kwargs)
 
         async def run():
-            opened = start_span(d[0], d[1], d[2], instance, wrapped, args, kwargs, d[3] if len(d) > 3 else None)
+            opened = start_span(d[0], d[1], d[2], instance, wrapped, args, kwargs, d[3] if len(d) > 3 else None,
+                            _lm_start if d[1] == SpanKind.LM else None)
             if opened is None:
                 return await wrapped(*args, **kwargs)
             span, token = opened
-            _before(span, instance, args, kwargs)
             try:
                 result = await wrapped(*args, **kwargs)
             except BaseException as exc:
@@ -98,11 +103,6 @@ def _async(describe: Callable) -> Callable:
         return run()
 
     return wrapper
-
-
-def _before(span, instance, args, kwargs) -> None:
-    if span.kind == SpanKind.LM:
-        _lm_start(span, instance, kwargs)
 
 
 # ------------------------------------------------------------------------------------------
@@ -256,6 +256,13 @@ def _finalize_wrapper(wrapped, instance, args, kwargs):
             span.cache_hit = bool(getattr(result_obj, "cache_hit", False))
             span.usage = _usage(getattr(result_obj, "usage", None)) or (
                 {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0} if span.cache_hit else None)
+            if span.cache_hit:
+                # what the cached answer cost when it was made: lets a cost plugin report the saving
+                responses = getattr(result_obj, "responses", None) or ()
+                raw = responses[0] if responses else getattr(result_obj, "raw", None)
+                cached = _usage(getattr(raw, "usage", None) if raw is not None else None)
+                if cached:
+                    span.set_attribute("llm.cached_usage", cached)
             response_model = getattr(result_obj, "response_model", None)
             if response_model:
                 span.set_attribute("llm.response_model", response_model)
@@ -269,6 +276,41 @@ def _stream_emitted_wrapper(wrapped, instance, args, kwargs):
     if span is not None and span.kind == SpanKind.LM and span.first_token_ns is None:
         span.first_token_ns = time_ns()
     return wrapped(*args, **kwargs)
+
+
+_retriever_callers: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def _embeddings_call_wrapper(wrapped, instance, args, kwargs):
+    # the search runs on Unbatchify's worker thread: remember whose call it serves
+    opened = start_span(*_describe_embeddings(instance, args, kwargs), instance, wrapped, args, kwargs)
+    if opened is None:
+        return wrapped(*args, **kwargs)
+    span, token = opened
+    try:
+        _retriever_callers[instance] = span
+    except TypeError:
+        pass
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        end_span(span, token, None, exc)
+        raise
+    end_span(span, token, result)
+    return result
+
+
+def _embeddings_batch_wrapper(wrapped, instance, args, kwargs):
+    if current_span.get() is not None:
+        return wrapped(*args, **kwargs)
+    caller = _retriever_callers.get(instance)
+    if caller is None or caller.end_ns is not None:
+        return wrapped(*args, **kwargs)
+    token = current_span.set(caller)  # a batch serving several callers nests under the latest one
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        current_span.reset(token)
 
 
 def _parallel_execute_wrapper(wrapped, instance, args, kwargs):
@@ -356,7 +398,9 @@ def instrument() -> bool:
     add("dspy.Tool.__call__", lambda: _patch(dspy.Tool, "__call__", _sync(_describe_tool)))
     add("dspy.Tool.acall", lambda: _patch(dspy.Tool, "acall", _async(_describe_tool)))
     add("dspy.retrievers.Embeddings.__call__",
-        lambda: _patch(dspy.retrievers.Embeddings, "__call__", _sync(_describe_embeddings)))
+        lambda: _patch(dspy.retrievers.Embeddings, "__call__", _embeddings_call_wrapper))
+    add("dspy.retrievers.Embeddings._batch_forward",
+        lambda: _patch(dspy.retrievers.Embeddings, "_batch_forward", _embeddings_batch_wrapper))
     add("dspy.Embedder.__call__", lambda: _patch(dspy.Embedder, "__call__", _sync(_describe_embedder)))
     add("dspy.Embedder.acall", lambda: _patch(dspy.Embedder, "acall", _async(_describe_embedder)))
     add("dspy.Evaluate.__call__", lambda: _patch(dspy.Evaluate, "__call__", _sync(_describe_evaluate)))

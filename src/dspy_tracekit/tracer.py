@@ -25,7 +25,7 @@ _WORKLOAD = {SpanKind.EVALUATE: "evaluate", SpanKind.COMPILE: "compile"}
 
 
 def start_span(name: str, kind: str, span_type: str | None = None, instance: Any = None, func: Any = None,
-               args: tuple = (), kwargs: dict | None = None, module_path: str | None = None):
+               args: tuple = (), kwargs: dict | None = None, module_path: str | None = None, setup=None):
     """Open a span under the current one (or a new trace). Returns ``(span, token)``, or ``None``
     when tracing is off. Raises only a :class:`TracekitAbort` from a plugin (span then ended)."""
     mgr = _state.manager
@@ -68,6 +68,8 @@ def start_span(name: str, kind: str, span_type: str | None = None, instance: Any
         span.module_path = module_path if module_path is not None else parent.module_path
         if trace.sampled:
             trace.spans.append(span)
+    if setup is not None:
+        setup(span, instance, kwargs or {})  # details the span-start hooks need (e.g. an LM's model)
     token = current_span.set(span)
     if mgr.bridge is not None and trace.sampled:
         mgr.bridge.on_span_start(span)
