@@ -330,3 +330,62 @@ def corpus() -> list[Sample]:
 @pytest.fixture(scope="session")
 def corpus_generator() -> type[CorpusGenerator]:
     return CorpusGenerator
+
+
+# ----------------------------------------------------------------------------------------------
+# tracing fixtures (the core's tests/conftest.py does not reach plugins/)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh working directory and SQLite store; tracing and MLflow's globals reset afterwards."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    for key in list(os.environ):
+        if key.startswith("DSPY_TRACEKIT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = tmp_path / "mlflow.db"
+    yield path
+    import dspy
+    import mlflow.tracing
+
+    import dspy_tracekit as tk
+
+    tk.disable()
+    dspy.configure(lm=None, callbacks=[])
+    mlflow.tracing.configure(span_processors=[])
+
+
+def store_bytes(path) -> bytes:
+    """Every byte under the store's directory: the SQLite file, its journal/WAL, MLflow's artifact
+    directories and any spool. Fails if the SQLite file itself is missing (nothing was tested)."""
+    assert path.exists(), f"no store at {path}"
+    return b"".join(p.read_bytes() for p in sorted(path.parent.rglob("*")) if p.is_file())
+
+
+def encodings(value: str) -> list[bytes]:
+    """The forms a value can take in the store: plain, JSON-escaped (once and twice), ASCII-escaped."""
+    out = {value}
+    once = json.dumps(value)[1:-1]
+    out.add(once)
+    out.add(json.dumps(once)[1:-1])
+    out.add(json.dumps(value, ensure_ascii=True)[1:-1])
+    return [v.encode() for v in out]
+
+
+def leaks(path, values) -> list[str]:
+    data = store_bytes(path)
+    return [v for v in values if any(e in data for e in encodings(v))]
+
+
+@pytest.fixture
+def scan():
+    """``scan.leaks(path, values)`` / ``scan.store_bytes(path)`` as a fixture (helpers are not importable:
+    the name ``conftest`` is taken by the core's tests on the import path)."""
+    import types
+
+    return types.SimpleNamespace(leaks=leaks, store_bytes=store_bytes)

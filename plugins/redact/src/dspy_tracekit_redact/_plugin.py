@@ -222,21 +222,38 @@ def _fail_closed(span: Any, exc: Exception) -> None:
 
 def _install_mlflow_processor() -> None:
     import mlflow.tracing
+    from mlflow.tracing import provider
     from mlflow.tracing.config import get_config
 
     current = list(get_config().span_processors)
     if redact_live_span not in current:
         mlflow.tracing.configure(span_processors=[*current, redact_live_span])
     _state.processor = redact_live_span
+    # ``mlflow.set_tracking_uri()`` (and ``mlflow.tracing.reset()``) reset the tracing config to its
+    # defaults, which would silently drop our processor and export MLflow spans raw: re-add it.
+    original = getattr(provider, "reset_config", None)
+    if original is not None and not getattr(original, "_tk_redact", False):
+        def reset_config_keeping_redaction():
+            original()
+            if _state.processor is not None:
+                mlflow.tracing.configure(span_processors=[*get_config().span_processors, _state.processor])
+
+        reset_config_keeping_redaction._tk_redact = True  # type: ignore[attr-defined]
+        reset_config_keeping_redaction.__wrapped__ = original  # type: ignore[attr-defined]
+        provider.reset_config = reset_config_keeping_redaction
 
 
 def _uninstall_mlflow_processor() -> None:
     if _state.processor is None:
         return
     import mlflow.tracing
+    from mlflow.tracing import provider
     from mlflow.tracing.config import get_config
 
     current = list(get_config().span_processors)
     # keep processors the user configured meanwhile; remove only ours
     mlflow.tracing.configure(span_processors=[p for p in current if p is not _state.processor])
     _state.processor = None
+    patched = getattr(provider, "reset_config", None)
+    if getattr(patched, "_tk_redact", False):
+        provider.reset_config = patched.__wrapped__
