@@ -148,3 +148,20 @@ def test_bad_config_fails_enable_naming_the_key(store, table, key):
         store.enable(table)
     assert key in str(info.value) and "[sample]" in str(info.value)
     assert tk.counters() == {}  # not enabled
+
+
+
+def test_cost_rule_keeps_expensive_requests_priced_by_the_cost_plugin(program, store):
+    """The real cost plugin prices a real dspy.LM call through LiteLLM (mock_response, real usage)."""
+    lm = dspy.LM("openai/gpt-4o-mini", cache=False, api_key="x", mock_response=(
+        "[[ ## intent ## ]]\nx\n\n[[ ## reasoning ## ]]\nr\n\n[[ ## answer ## ]]\ny\n\n[[ ## completed ## ]]"))
+    store.enable({"ratio": 0.0, "keep_errors": False, "rules": [{"name": "costly", "cost_usd_over": 0.0}]},
+                 plugins=("sample", "cost"))
+    with dspy.context(lm=lm):
+        program(message="priced")
+    with dspy.context(lm=dspy.utils.DummyLM([{"intent": "x", "reasoning": "r", "answer": "y"}] * 10)):
+        program(message="free")  # DummyLM reports no usage: unknown cost, not over the threshold
+    traces = store.traces()
+    assert len(traces) == 1
+    assert traces[0].info.tags[RULE_TAG] == "costly"
+    assert float(traces[0].info.tags["tracekit.cost.total_usd"]) > 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dspy_tracekit.hookspecs import hookimpl
+from dspy_tracekit import hookimpl
 
 from ._estimate import Estimate, estimate_total, sampling_probability
 from ._policy import SamplingPolicy, parse_policy, ratio_bound
