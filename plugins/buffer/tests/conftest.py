@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -13,9 +14,20 @@ import pytest  # noqa: E402
 import dspy_tracekit as tk  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def _template_db(tmp_path_factory):
+    """An empty, migrated MLflow SQLite store, created once (migrations take seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("buffer-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def store(tmp_path):
-    """A fresh SQLite tracking URI and experiment name."""
+def store(tmp_path, _template_db):
+    """A fresh SQLite tracking URI (a copy of the migrated template) and an experiment name."""
+    shutil.copy(_template_db, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}", "buffer-tests"
 
 

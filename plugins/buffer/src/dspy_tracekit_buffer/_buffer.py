@@ -75,6 +75,9 @@ class TraceBuffer:
                 raise ValueError(msg) from exc
             logger.error("dspy-tracekit: %s", msg)
             return
+        from mlflow.tracing.client import TracingClient  # imported here, not on the worker (import lock)
+
+        self._tracing_client = TracingClient
         self.spool = Spool(self.cfg.spool_dir, self.cfg.spool_max_bytes)
         claimed = self.spool.claim_orphans()
         if claimed:
@@ -155,7 +158,19 @@ class TraceBuffer:
             self._worker = threading.Thread(target=self._run, name="dspy-tracekit-buffer", daemon=True)
             self._worker.start()
 
+    def _core_ready(self) -> bool:
+        """The worker may start during ``enable()`` (spool replay) before the core is live: wait for it."""
+        while not self._stopping:
+            try:
+                delivery.prepare([])
+                return True
+            except RuntimeError:  # "dspy_tracekit is not enabled" (yet)
+                self._stop_event.wait(0.05)
+        return False
+
     def _run(self) -> None:
+        if not self._core_ready():
+            return
         while True:
             batch = self._next_batch()
             if batch is None:
@@ -350,9 +365,7 @@ class TraceBuffer:
     def _existing_ids(self, ids: list[str]) -> set[str]:
         if not ids:
             return set()
-        from mlflow.tracing.client import TracingClient
-
-        store = TracingClient(self.tracking_uri).store
+        store = self._tracing_client(self.tracking_uri).store
         return {info.trace_id for info in store.batch_get_trace_infos(ids)}
 
     # ================================================================== store health
