@@ -240,3 +240,10 @@ def test_process_trace_redacts_every_field_and_counts_per_span():
 
 def test_redactor_is_what_the_plugin_uses_for_text():
     assert Redactor().redact_text(_message()).count("<") >= 10
+
+
+def test_plugin_has_no_request_path_hooks():
+    import dspy_tracekit_redact as plugin
+
+    hooks = {name for name in dir(plugin) if name.startswith("tracekit_")}
+    assert hooks == {"tracekit_configure", "tracekit_process_trace", "tracekit_shutdown", "tracekit_counters"}

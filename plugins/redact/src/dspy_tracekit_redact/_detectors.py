@@ -14,7 +14,7 @@ import binascii
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 Span = tuple[int, int]
 
@@ -220,14 +220,83 @@ _NON_SEP = re.compile(r"[\d()+]")
 # ----------------------------------------------------------------------------------------------
 
 
-class Detector:
-    """One entity type: pre-filter → regex → validator. ``group`` picks the part to redact."""
+class Text:
+    """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("entity", "regex", "prefilter", "validate", "group", "priority", "trim")
+    __slots__ = ("text", "_lower", "_clusters", "digit_windows")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._lower: str | None = None
+        self._clusters: list[Span] | None = None
+        self.digit_windows: list[Span] | None = None
+
+    @property
+    def lower(self) -> str:
+        if self._lower is None:
+            self._lower = self.text.lower()
+        return self._lower
+
+    def clusters(self) -> list[Span]:
+        """Runs of digits and separators long enough to hold a phone, card, SSN, IP or IBAN."""
+        if self._clusters is None:
+            self._clusters = [m.span() for m in _CLUSTER.finditer(self.text)]
+        return self._clusters
+
+
+_CLUSTER = re.compile(r"\d[\d \-./()]{5,}")
+_WS = re.compile(r"\s")
+
+
+def windows(text: str, spans: Iterable[Span], before: int, after: int) -> list[Span]:
+    """Merged ``[start - before, end + after]`` windows, each extended to the next whitespace so
+    that a token is never cut at a window's end (capped at 64 KiB)."""
+    out: list[list[int]] = []
+    n = len(text)
+    for s, e in spans:
+        ws = max(0, s - before)
+        we = min(n, e + after)
+        if out and ws <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], we)
+        else:
+            out.append([ws, we])
+    result = []
+    for ws, we in out:
+        if we < n:
+            m = _WS.search(text, we, min(n, we + 65536))
+            we = m.start() if m else min(n, we + 65536)
+        if result and ws <= result[-1][1]:
+            result[-1] = (result[-1][0], max(result[-1][1], we))
+        else:
+            result.append((ws, we))
+    return result
+
+
+def find_all(hay: str, needles: tuple[str, ...]) -> list[Span]:
+    """Positions of every needle (``str.find`` runs at C speed), sorted."""
+    out = []
+    for needle in needles:
+        i = hay.find(needle)
+        while i != -1:
+            out.append((i, i + len(needle)))
+            i = hay.find(needle, i + 1)
+    out.sort()
+    return out
+
+
+class Detector:
+    """One entity type: pre-filter → regex → validator. ``group`` picks the part to redact.
+
+    With ``anchor``, the regex runs only in windows around the anchor's hits (cheap substring or
+    digit-run searches), instead of over the whole text.
+    """
+
+    __slots__ = ("entity", "regex", "prefilter", "validate", "group", "priority", "trim", "anchor")
 
     def __init__(self, entity: str, regex: re.Pattern[str], prefilter: Callable[[str], bool] | None,
                  validate: Callable[[str, re.Match[str]], bool] | None = None, group: int | str = 0,
-                 priority: int = 50, trim: Callable[[str, int, int], bool] | None = None):
+                 priority: int = 50, trim: Callable[[str, int, int], bool] | None = None,
+                 anchor: Callable[[Text], list[Span]] | None = None):
         self.entity = entity
         self.regex = regex
         self.prefilter = prefilter
@@ -237,14 +306,22 @@ class Detector:
         #: digit-run detectors: on a failed candidate, retry without its last one or two groups
         #: ("card 4111 1111 1111 1111 2 times" must not hide the card).
         self.trim = trim
+        self.anchor = anchor
 
-    def find(self, text: str) -> Iterator[Span]:
+    def find(self, text: str, ctx: Text | None = None) -> Iterator[Span]:
         if self.prefilter is not None and not self.prefilter(text):
             return
+        if self.anchor is None:
+            yield from self._scan(text, 0, len(text))
+            return
+        for ws, we in self.anchor(ctx if ctx is not None else Text(text)):
+            yield from self._scan(text, ws, we)
+
+    def _scan(self, text: str, pos: int, endpos: int) -> Iterator[Span]:
         validate = self.validate
         group = self.group
         trim = self.trim
-        for m in self.regex.finditer(text):
+        for m in self.regex.finditer(text, pos, endpos):
             if validate is not None and not validate(text, m):
                 if trim is not None:
                     s = m.start()
@@ -261,6 +338,33 @@ class Detector:
             s, e = m.span(group)
             if s < e:
                 yield s, e
+
+
+def _digits_anchor(ctx: Text) -> list[Span]:
+    if ctx.digit_windows is None:  # shared by the five digit-run detectors
+        ctx.digit_windows = windows(ctx.text, ctx.clusters(), 40, 40)
+    return ctx.digit_windows
+
+
+def _anchor(needles: tuple[str, ...], before: int, after: int, lower: bool = False):
+    def anchor(ctx: Text) -> list[Span]:
+        return windows(ctx.text, find_all(ctx.lower if lower else ctx.text, needles), before, after)
+
+    return anchor
+
+
+def _regex_anchor(pattern: re.Pattern[str], before: int, after: int):
+    def anchor(ctx: Text) -> list[Span]:
+        return windows(ctx.text, (m.span() for m in pattern.finditer(ctx.text)), before, after)
+
+    return anchor
+
+
+def _boundary(text: str, m: re.Match[str]) -> bool:
+    """No letter, digit or underscore right before the match (what a leading ``\\b`` would check,
+    without stopping ``re`` from searching for the literal prefix)."""
+    i = m.start()
+    return i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")
 
 
 def _has(*needles: str) -> Callable[[str], bool]:
@@ -346,11 +450,9 @@ class IbanDetector(Detector):
 
     __slots__ = ()
 
-    def find(self, text: str) -> Iterator[Span]:
-        if _IBAN_PRE.search(text) is None:
-            return
+    def _scan(self, text: str, pos: int, endpos: int) -> Iterator[Span]:
         n_text = len(text)
-        for m in _IBAN_START.finditer(text):
+        for m in _IBAN_START.finditer(text, pos, endpos):
             length = IBAN_LENGTHS.get(m.group(1))
             if length is None:
                 continue
@@ -374,7 +476,6 @@ class IbanDetector(Detector):
 
 
 _IBAN_START = re.compile(r"\b([A-Z]{2})\d{2}")
-_IBAN_PRE = re.compile(r"[A-Z]{2}\d\d")
 
 _EMAIL_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*"
 _EMAIL_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
@@ -397,53 +498,55 @@ def builtin_detectors() -> dict[str, list[Detector]]:
         r"(?: BLOCK)?-----|.*\Z)", re.S), _has("PRIVATE KEY"), priority=100))
     add(Detector("URL_CREDENTIALS", re.compile(
         r"\b[A-Za-z][A-Za-z0-9+.\-]*://(?P<ui>[^\s/@:<>\"']+:[^\s/@<>\"']+)@"),
-        lambda t: "://" in t and "@" in t, group="ui", priority=95))
-    add(Detector("JWT", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-                 _has("eyJ"), _v_jwt, priority=92))
-    add(Detector("ANTHROPIC_KEY", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}"), _has("sk-ant-"), priority=91))
+        lambda t: "@" in t, group="ui", priority=95, anchor=_anchor(("://",), 30, 0)))
+    add(Detector("JWT", re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+                 _has("eyJ"), lambda t, m: _boundary(t, m) and _v_jwt(t, m), priority=92))
+    add(Detector("ANTHROPIC_KEY", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}"), _has("sk-ant-"), _boundary, priority=91))
     add(Detector("OPENAI_KEY", re.compile(
-        r"\bsk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}"), _has("sk-"), priority=90))
+        r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}"), _has("sk-"), _boundary, priority=90))
     add(Detector("AWS_ACCESS_KEY_ID", re.compile(
-        r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"),
-        lambda t: "A" in t and ("AKIA" in t or "ASIA" in t or _AWS_IDS.search(t) is not None), priority=90))
+        r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA)[A-Z0-9]{16}\b"),
+        lambda t: _AWS_IDS.search(t) is not None, _boundary, priority=90))
     add(Detector("AWS_SECRET_KEY", re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
-                 lambda t: _AWS_CONTEXT.search(t) is not None, _v_aws_secret, priority=70))
-    add(Detector("GITHUB_TOKEN", re.compile(
-        r"\b(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b"),
-        lambda t: "gh" in t or "github_pat_" in t, priority=90))
-    add(Detector("SLACK_TOKEN", re.compile(r"\b(?:xox[abposre]|xapp)-[A-Za-z0-9\-]{10,}"),
-                 lambda t: "xox" in t or "xapp-" in t, priority=90))
-    add(Detector("STRIPE_KEY", re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
-                 lambda t: "_live_" in t or "_test_" in t, priority=90))
-    add(Detector("GOOGLE_API_KEY", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])"), _has("AIza"),
+                 None, _v_aws_secret, priority=70,
+                 anchor=_anchor(("aws", "secret", "akia", "asia", "access key", "access_key"), 0, 260, lower=True)))
+    add(Detector("GITHUB_TOKEN", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}\b"), _has("gh"), _boundary, priority=90))
+    add(Detector("GITHUB_TOKEN", re.compile(r"github_pat_[A-Za-z0-9_]{22,255}\b"), _has("github_pat_"), _boundary,
                  priority=90))
+    add(Detector("SLACK_TOKEN", re.compile(r"xox[abposre]-[A-Za-z0-9\-]{10,}"), _has("xox"), _boundary, priority=90))
+    add(Detector("SLACK_TOKEN", re.compile(r"xapp-[A-Za-z0-9\-]{10,}"), _has("xapp-"), _boundary, priority=90))
+    add(Detector("STRIPE_KEY", re.compile(r"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
+                 None, _boundary, priority=90, anchor=_anchor(("_live_", "_test_"), 2, 0)))
+    add(Detector("GOOGLE_API_KEY", re.compile(r"AIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])"), _has("AIza"),
+                 _boundary, priority=90))
     add(Detector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
-                 lambda t: "earer" in t, _v_bearer, group="tok", priority=80))
+                 None, _v_bearer, group="tok", priority=80, anchor=_anchor(("earer",), 2, 40)))
     add(Detector("CREDENTIAL", re.compile(
         r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])\\?[\"']?"
         r"(?:\s*[:=]\s*|\s+(?P<is>is)\s+)\\?[\"']?(?P<val>[^\s\"'`,;\\]{3,}?)\.?(?=[\s\"'`,;\\]|\Z)"),
-        lambda t: _CRED_PRE.search(t) is not None, _v_credential, group="val", priority=60))
+        None, _v_credential, group="val", priority=60,
+        anchor=_anchor(("pass", "pwd", "secret", "key", "token", "pin", "credential"), 80, 60, lower=True)))
     add(Detector("EMAIL", re.compile(
         r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
-        _has("@"), priority=85))
-    add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
+        None, priority=85, anchor=_anchor(("@",), 80, 260)))
+    add(IbanDetector("IBAN", _IBAN_START, None, priority=75, anchor=_digits_anchor))
     add(Detector("CREDIT_CARD", re.compile(
-        r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), _has_digit, _v_card, priority=72, trim=_trim_card))
+        r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), None, _v_card, priority=72, trim=_trim_card, anchor=_digits_anchor))
     add(Detector("US_SSN", re.compile(
         r"(?<![\w\-.])(?P<a>\d{3})(?P<sep>[\- ]?)(?P<g>\d{2})(?P=sep)(?P<s>\d{4})(?![\w]|[\-.]\d)"),
-        _has_digit, _v_ssn, priority=71))
+        None, _v_ssn, priority=71, anchor=_digits_anchor))
     add(Detector("IP_ADDRESS", re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)"),
-                 lambda t: "." in t, _v_ipv4, priority=65))
+                 None, _v_ipv4, priority=65, anchor=_digits_anchor))
     add(Detector("IP_ADDRESS", re.compile(
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
-        lambda t: t.count(":") >= 2, _v_ipv6, priority=65))
-    add(Detector("PHONE", _PHONE_CAND, _has_digit, _v_phone, priority=55, trim=phone_ok))
+        None, _v_ipv6, priority=65, anchor=_regex_anchor(_V6_ANCHOR, 40, 60)))
+    add(Detector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, anchor=_digits_anchor))
     return d
 
 
 _AWS_IDS = re.compile(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA)")
-_CRED_PRE = re.compile(r"(?i)pass|pwd|secret|key|token|pin\b|credential")
+_V6_ANCHOR = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f:]*:")
 
 #: built-in entity types, in the order the docs list them.
 BUILTIN_ENTITIES = (

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from ._detectors import BUILTIN_ENTITIES, SPECIAL_ENTITIES, Detector, builtin_detectors, normalize
+from ._detectors import BUILTIN_ENTITIES, SPECIAL_ENTITIES, Detector, Text, builtin_detectors, normalize
 
 __all__ = ["Redactor", "Finding", "ACTIONS", "DEFAULT_SECRET_KEYS"]
 
@@ -71,7 +71,7 @@ class _Custom:
         self.validator = validator
         self.priority = 96  # the user said so: custom patterns win over built-ins
 
-    def find(self, text: str):
+    def find(self, text: str, ctx: Text | None = None):
         group = "value" if "value" in self.regex.groupindex else 0
         for m in self.regex.finditer(text):
             value = m.group(group)
@@ -275,10 +275,11 @@ class Redactor:
     def find(self, text: str) -> list[Finding]:
         """Every value to redact in ``text``, non-overlapping, in order (allow-list applied)."""
         cands: list[tuple[int, int, int, str]] = []
+        ctx = Text(text)
         for det in self._detectors:
             prio = det.priority
             entity = det.entity
-            for s, e in det.find(text):
+            for s, e in det.find(text, ctx):
                 cands.append((s, e, prio, entity))
         if self._ner is not None:
             cands.extend((s, e, 10, ent) for s, e, ent in self._ner.find(text))

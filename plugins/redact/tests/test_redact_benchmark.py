@@ -1,0 +1,75 @@
+"""Throughput of redaction on prompt-like text, on one core, against baselines in the same process.
+
+Run: ``uv run pytest plugins/redact/tests/test_redact_benchmark.py -m benchmark -s -q``
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from dspy_tracekit_redact import Redactor
+
+pytestmark = pytest.mark.benchmark
+
+SYSTEM = (
+    "Your input fields are:\n1. `message` (str): the customer's message\n2. `history` (str)\n"
+    "Your output fields are:\n1. `reasoning` (str)\n2. `intent` (str)\n3. `reply` (str)\n"
+    "All interactions will be structured in the following way, with the appropriate values filled in.\n\n"
+    "[[ ## message ## ]]\n{message}\n\n[[ ## history ## ]]\n{history}\n\n[[ ## reasoning ## ]]\n{reasoning}\n\n"
+    "[[ ## intent ## ]]\n{intent}\n\n[[ ## reply ## ]]\n{reply}\n\n[[ ## completed ## ]]\n"
+    "In adhering to this structure, your objective is: Classify a support message and draft a reply.\n"
+)
+
+
+def _prompts(corpus, n_bytes: int, with_pii: bool) -> list[str]:
+    """ChatAdapter-shaped prompts (system text + a few-shot demo + a chat history of corpus sentences)."""
+    sentences = [s.text for s in corpus if bool(s.spans) == with_pii or not with_pii and not s.spans]
+    clean = [s.text for s in corpus if not s.spans]
+    out, size, i = [], 0, 0
+    while size < n_bytes:
+        history = " ".join(clean[(i * 7 + k) % len(clean)] for k in range(12))
+        message = " ".join(sentences[(i * 3 + k) % len(sentences)] for k in range(2))
+        prompt = (SYSTEM + "\n[[ ## message ## ]]\n" + message + "\n\n[[ ## history ## ]]\n" + history
+                  + "\n\nRespond with the corresponding output fields, starting with the field `[[ ## reasoning ## ]]`.")
+        out.append(prompt)
+        size += len(prompt.encode())
+        i += 1
+    return out
+
+
+def _mb_per_s(fn, prompts, repeat: int = 3) -> float:
+    size = sum(len(p.encode()) for p in prompts)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for p in prompts:
+            fn(p)
+        best = min(best, time.perf_counter() - t0)
+    return size / best / 1e6
+
+
+def test_redaction_throughput_on_prompt_text(corpus):
+    r = Redactor()
+    r.redact_text("warm-up 4111 1111 1111 1111 a@b.co")
+    pii = _prompts(corpus, 2_000_000, with_pii=True)
+    clean = _prompts(corpus, 2_000_000, with_pii=False)
+    avg = sum(len(p) for p in pii) / len(pii)
+    per_prompt_pii = sum(len(r.find(p)) for p in pii) / len(pii)
+
+    rows = {
+        "json.dumps (baseline: what export does anyway)": _mb_per_s(json.dumps, pii),
+        "redact_text, prompts with PII": _mb_per_s(r.redact_text, pii),
+        "redact_text, clean prompts": _mb_per_s(r.redact_text, clean),
+        "redact (dict of messages), prompts with PII": _mb_per_s(
+            lambda p: r.redact({"messages": [{"role": "user", "content": p}]}), pii),
+    }
+    print(f"\nredact throughput, one core; {len(pii)} prompts of ~{avg:.0f} chars, "
+          f"{per_prompt_pii:.1f} values found per PII prompt")
+    base = rows["json.dumps (baseline: what export does anyway)"]
+    for name, mbs in rows.items():
+        print(f"  {name:<50} {mbs:8.1f} MB/s   {base / mbs:6.1f}x the json.dumps time")
+    assert per_prompt_pii >= 1.0  # the PII prompts do carry values to redact
+    assert all(v > 0 for v in rows.values())
