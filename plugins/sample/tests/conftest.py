@@ -112,7 +112,7 @@ def store(store_uri, request):
                       config={"sample": sample} if sample is not None else None)
 
         def disable(self):
-            _disable_and_unflag()
+            tk.disable()
 
         def traces(self, experiment: str = "sample-tests"):
             import mlflow
@@ -131,21 +131,5 @@ def store(store_uri, request):
                     return out
 
     yield Store()
-    _disable_and_unflag()
-
-
-def _disable_and_unflag() -> None:
-    """``tk.disable()``, then remove the ``_tk_patched`` flag that wrapt forwarded onto DSPy's original
-    functions — otherwise a second ``enable()`` in this process instruments nothing (core bug, reported
-    in /work/shared/team/requests.md; drop this once the core sets the flag on the wrapper)."""
-    from dspy_tracekit import instrument
-
-    originals = [orig for _, _, orig in instrument._patches]
     tk.disable()
-    for orig in originals:
-        target = getattr(orig, "__func__", orig)
-        try:
-            if "_tk_patched" in getattr(target, "__dict__", {}):
-                del target._tk_patched
-        except (AttributeError, TypeError):
-            pass
+
