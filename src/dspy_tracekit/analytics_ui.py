@@ -48,6 +48,7 @@ def run_ui(
     host: str = "127.0.0.1",
     port: int = 5000,
     startup_timeout: float = 90.0,
+    workers: int = 1,
     announce: Callable[[str], object] = print,
 ) -> int:
     """Start ``mlflow ui`` on the store, announce the traces URL once it answers, wait until stopped.
@@ -67,6 +68,8 @@ def run_ui(
         host,
         "--port",
         str(port),
+        "--workers",
+        str(workers),
     ]
     # the server's chatter goes to stderr: stdout carries only the URL, so scripts can read it
     try:

@@ -432,10 +432,11 @@ def report(out_path, title, tracking_uri, experiment, since, filter_string):
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface for mlflow ui to listen on.")
 @click.option("--port", default=5000, show_default=True, help="Port (0 picks a free one).")
+@click.option("--workers", default=1, show_default=True, help="mlflow ui worker processes (one is plenty for one person).")
 @click.option("--startup-timeout", default=90.0, show_default=True, help="Seconds to wait for the server.")
 @_store_options
 @_friendly
-def ui(host, port, startup_timeout, tracking_uri, experiment):
+def ui(host, port, workers, startup_timeout, tracking_uri, experiment):
     """Start `mlflow ui` on the store and print the URL of the experiment's traces.
 
     For an http(s) tracking URI (a running tracking server) it only prints that server's URL.
@@ -452,6 +453,7 @@ def ui(host, port, startup_timeout, tracking_uri, experiment):
             store,
             host=host,
             port=port,
+            workers=workers,
             startup_timeout=startup_timeout,
             announce=lambda url: click.echo(url) or sys.stdout.flush(),
         )

@@ -424,6 +424,9 @@ def instrument() -> bool:
 
         _patch(execution, "finalize", _finalize_wrapper)
         _patch(execution, "stream_emitted", _stream_emitted_wrapper)
+        import dspy.clients.lm as lm_module  # LiteLLM's streaming path reports its first chunk here
+
+        _patch(lm_module, "stream_emitted", _stream_emitted_wrapper)
 
     def parallel():
         from dspy.utils.parallelizer import ParallelExecutor

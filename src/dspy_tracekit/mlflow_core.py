@@ -207,6 +207,7 @@ class MlflowBridge:
         self._otel_trace = otel_trace
         self._lazy_cls = _make_lazy_span_class()
         self._lock = threading.RLock()
+        self._materializing = threading.local()
 
     # -- direction 1 ---------------------------------------------------------------------------
     def active_mlflow_span(self):
@@ -241,6 +242,14 @@ class MlflowBridge:
         import mlflow
 
         with self._lock:
+            self._materializing.active = True  # MLflow consults the context while we create the chain
+            try:
+                return self._materialize_chain(span, mlflow)
+            finally:
+                self._materializing.active = False
+
+    def _materialize_chain(self, span: SpanRecord, mlflow):
+        if True:
             chain = []
             by_id = {s.span_id: s for s in span.trace.spans}
             cur = span
@@ -331,7 +340,7 @@ def _make_lazy_span_class():
 
         def get_span_context(self):
             record = self._record
-            if record.end_ns is not None:
+            if record.end_ns is not None or getattr(self._bridge._materializing, "active", False):
                 return INVALID_SPAN_CONTEXT
             try:
                 live = record.live or self._bridge.materialize_chain(record)
