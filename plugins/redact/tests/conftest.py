@@ -155,8 +155,8 @@ class CorpusGenerator:
         neg = self.negative_clause() if self.rng.random() < 0.4 else ""
         if entity == "EMAIL":
             v = self.pick([self.fake.email(), self.fake.free_email(), self.fake.company_email(),
-                           f"{name.lower()}.{self.fake.last_name().lower()}+{self.pick(['support', 'shop'])}@"
-                           f"{self.fake.domain_name(2)}"])
+                           (f"{name.lower()}.{self.fake.last_name().lower()}+{self.pick(['support', 'shop'])}@"
+                            f"{self.fake.domain_name(2)}")])
             t = self.pick(["please send the receipt to {} instead.", "my login email is {}", "contact me at {}, thanks",
                            "the account under {} is locked.", "Email: {}"])
             self._fill(b, t, v, "EMAIL", "email")
@@ -243,12 +243,12 @@ class CorpusGenerator:
         if kind == "version":
             return p([f"app version {self.rng.randint(1, 20)}.{self.rng.randint(0, 30)}.{self.rng.randint(0, 99)}",
                       f"on v{self.rng.randint(1, 9)}.{self.rng.randint(0, 20)}.{self.rng.randint(0, 9)}",
-                      f"firmware {self.rng.randint(1, 9)}.{self.rng.randint(0, 9)}.{self.rng.randint(0, 9)}."
-                      f"{self.rng.randint(0, 99)}",
+                      (f"firmware {self.rng.randint(1, 9)}.{self.rng.randint(0, 9)}.{self.rng.randint(0, 9)}."
+                       f"{self.rng.randint(0, 99)}"),
                       f"build 10.0.{self.rng.randint(10000, 22631)}.{self.rng.randint(1, 4000)}",
                       f"Python 3.{self.rng.randint(8, 13)}.{self.rng.randint(0, 12)}",
-                      f"version {self.rng.randint(1, 9)}.{self.rng.randint(0, 9)}.{self.rng.randint(0, 9)}."
-                      f"{self.rng.randint(0, 9)}"])
+                      (f"version {self.rng.randint(1, 9)}.{self.rng.randint(0, 9)}.{self.rng.randint(0, 9)}."
+                       f"{self.rng.randint(0, 9)}")])
         if kind == "price":
             amount = self.rng.randint(1, 500000) / 100
             return p([f"I paid ${amount:,.2f}", f"refund of €{amount:.2f}", f"total USD {amount:.2f}",
@@ -264,8 +264,8 @@ class CorpusGenerator:
                   f"mac {':'.join(self.chars(2, '0123456789ABCDEF') for _ in range(6))}",
                   f"sku {self.chars(3, string.ascii_uppercase)}-{d(4)}-{d(2)}",
                   f"model XPS {d(4)}", f"{self.rng.randint(1, 12)}:{self.rng.randint(10, 59)} pm",
-                  f"room {d(3)}, floor {self.rng.randint(1, 40)}", f"the token has expired",
-                  f"the password is incorrect", f"I lost my bearer bond certificate"])
+                  f"room {d(3)}, floor {self.rng.randint(1, 40)}", "the token has expired",
+                  "the password is incorrect", "I lost my bearer bond certificate"])
 
     def negative(self) -> Sample:
         b = _Builder()

@@ -9,7 +9,6 @@ import json
 import time
 
 import pytest
-
 from dspy_tracekit_redact import Redactor
 
 pytestmark = pytest.mark.benchmark

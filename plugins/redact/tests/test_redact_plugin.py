@@ -7,9 +7,9 @@ import json
 import dspy
 import mlflow
 import pytest
+from dspy_tracekit_redact import Redactor, tracekit_process_trace
 
 import dspy_tracekit as tk
-from dspy_tracekit_redact import Redactor, tracekit_process_trace
 
 PEM_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"
 PLANTED = {

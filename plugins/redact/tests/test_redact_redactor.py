@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import dspy
 import pydantic
 import pytest
-
 from dspy_tracekit_redact import Redactor
 
 CARD = "4111 1111 1111 1111"
@@ -126,7 +125,7 @@ def test_structures_are_copied_not_changed():
     pred = dspy.Prediction(answer=f"mail {EMAIL}", score=0.5)
     ex = dspy.Example(message=f"card {CARD}", label="x").with_inputs("message")
     obj = {"pred": pred, "ex": ex, "tuple": (EMAIL, 1), "model": Customer(email=EMAIL, note="hi"),
-           "dc": Ticket(body=f"call 212-555-0187", ref=7), "bytes": b"\x00\x01", "big": 4111111111111111,
+           "dc": Ticket(body="call 212-555-0187", ref=7), "bytes": b"\x00\x01", "big": 4111111111111111,
            "small": 42, "float": 1.5, "none": None, "set": {EMAIL}}
     counts: dict = {}
     out = Redactor().redact(obj, counts)

@@ -17,7 +17,15 @@ from ._plugin import (
 from ._redactor import ACTIONS, DEFAULT_SECRET_KEYS, Finding, Redactor
 
 __all__ = [
-    "Redactor", "Finding", "BUILTIN_ENTITIES", "ACTIONS", "DEFAULT_SECRET_KEYS", "COUNTS_ATTRIBUTE",
-    "redact_live_span", "tracekit_configure", "tracekit_counters", "tracekit_process_trace",
+    "ACTIONS",
+    "BUILTIN_ENTITIES",
+    "COUNTS_ATTRIBUTE",
+    "DEFAULT_SECRET_KEYS",
+    "Finding",
+    "Redactor",
+    "redact_live_span",
+    "tracekit_configure",
+    "tracekit_counters",
+    "tracekit_process_trace",
     "tracekit_shutdown",
 ]

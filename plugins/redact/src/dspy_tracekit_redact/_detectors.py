@@ -162,7 +162,7 @@ def phone_ok(text: str, start: int, end: int) -> bool:
     seps = set(_NON_SEP.sub("", raw))
     if len(seps - {" "}) > 1:  # "212-555.1234" is not a way anyone writes a number
         return False
-    if raw.startswith("+") or raw.startswith("00"):
+    if raw.startswith(("+", "00")):
         intl = digits[2:] if raw.startswith("00") else digits
         if not 8 <= len(intl) <= 15 or len(groups) > 7:
             return False
@@ -193,9 +193,7 @@ def phone_ok(text: str, start: int, end: int) -> bool:
         if 10 <= n <= 12 and digits[1] in "123456789" and len(groups) in (2, 3) and 3 <= sizes[0] <= 5:
             return True
         # IN with trunk prefix: 098765 43210, 0 98765 43210
-        if n == 11 and digits[1] in "6789" and sizes in ([6, 5], [1, 5, 5]):
-            return True
-        return False
+        return n == 11 and digits[1] in "6789" and sizes in ([6, 5], [1, 5, 5])
     # IN mobile: 98765 43210, 98765-43210
     if n == 10 and digits[0] in "6789" and sizes == [5, 5]:
         return True
@@ -223,7 +221,7 @@ _NON_SEP = re.compile(r"[\d()+]")
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("text", "_lower", "_clusters", "digit_windows")
+    __slots__ = ("_clusters", "_lower", "digit_windows", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -291,7 +289,7 @@ class Detector:
     digit-run searches), instead of over the whole text.
     """
 
-    __slots__ = ("entity", "regex", "prefilter", "validate", "group", "priority", "trim", "anchor")
+    __slots__ = ("anchor", "entity", "group", "prefilter", "priority", "regex", "trim", "validate")
 
     def __init__(self, entity: str, regex: re.Pattern[str], prefilter: Callable[[str], bool] | None,
                  validate: Callable[[str, re.Match[str]], bool] | None = None, group: int | str = 0,
@@ -495,7 +493,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
 
     add(Detector("PRIVATE_KEY", re.compile(
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY"
-        r"(?: BLOCK)?-----|.*\Z)", re.S), _has("PRIVATE KEY"), priority=100))
+        r"(?: BLOCK)?-----|.*\Z)", re.DOTALL), _has("PRIVATE KEY"), priority=100))
     add(Detector("URL_CREDENTIALS", re.compile(
         r"\b[A-Za-z][A-Za-z0-9+.\-]*://(?P<ui>[^\s/@:<>\"']+:[^\s/@<>\"']+)@"),
         lambda t: "@" in t, group="ui", priority=95, anchor=_anchor(("://",), 30, 0)))

@@ -31,7 +31,7 @@ class NerBackend:
         self._score = float(score)
         try:
             self._engine = AnalyzerEngine()
-        except Exception as exc:  # noqa: BLE001 - typically a missing spaCy model
+        except Exception as exc:
             raise ValueError(f"redact.ner: Presidio could not start: {type(exc).__name__}: {exc}") from exc
 
     def find(self, text: str) -> Iterator[tuple[int, int, str]]:

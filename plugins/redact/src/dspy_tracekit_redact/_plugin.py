@@ -216,7 +216,7 @@ def _fail_closed(span: Any, exc: Exception) -> None:
 
         if getattr(otel, "_status", None) is not None and otel._status.description:
             otel._status = Status(otel._status.status_code, _FAILED)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("dspy-tracekit redact: could not blank a MLflow span after a redaction failure")
 
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from ._detectors import BUILTIN_ENTITIES, SPECIAL_ENTITIES, Detector, Text, builtin_detectors, normalize
 
-__all__ = ["Redactor", "Finding", "ACTIONS", "DEFAULT_SECRET_KEYS"]
+__all__ = ["ACTIONS", "DEFAULT_SECRET_KEYS", "Finding", "Redactor"]
 
 ACTIONS = ("mask", "partial", "drop", "hash")
 FIELD_POLICIES = ("scan", "skip", "mask", "drop")
@@ -56,14 +56,14 @@ class Finding(NamedTuple):
 class _Drop:
     """Marker for "remove the enclosing field"."""
 
-    __repr__ = lambda self: "<drop>"  # noqa: E731
+    __repr__ = lambda self: "<drop>"
 
 
 DROP = _Drop()
 
 
 class _Custom:
-    __slots__ = ("entity", "regex", "validator", "priority")
+    __slots__ = ("entity", "priority", "regex", "validator")
 
     def __init__(self, entity, regex, validator):
         self.entity = entity
@@ -180,7 +180,7 @@ class Redactor:
             if not isinstance(regex, str) or not regex:
                 raise _err(f"{key}.regex", f"must be a non-empty string, got {regex!r}")
             try:
-                compiled = re.compile(regex, re.I if p.get("ignore_case") else 0)
+                compiled = re.compile(regex, re.IGNORECASE if p.get("ignore_case") else 0)
             except re.error as exc:
                 raise _err(f"{key}.regex", f"invalid regular expression {regex!r}: {exc}") from exc
             if compiled.match(""):
@@ -260,7 +260,7 @@ class Redactor:
         hidden = [re.escape(k) for k, v in self._fields.items() if v in ("mask", "drop")]
         # the same fields inside DSPy ChatAdapter prompts: "[[ ## notes ## ]]\n<value>"
         self._sections = re.compile(
-            r"(\[\[ ## (?:" + "|".join(hidden) + r") ## \]\]\n)(.*?)(?=\n\s*\[\[ ## |\Z)", re.S) if hidden else None
+            r"(\[\[ ## (?:" + "|".join(hidden) + r") ## \]\]\n)(.*?)(?=\n\s*\[\[ ## |\Z)", re.DOTALL) if hidden else None
 
         self._scan_json = _bool(config, "scan_json", True)
         self._max_chars = _int(config, "max_text_chars", 1_000_000, 1_000, 1_000_000_000)
