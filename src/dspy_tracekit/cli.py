@@ -432,7 +432,12 @@ def report(out_path, title, tracking_uri, experiment, since, filter_string):
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface for mlflow ui to listen on.")
 @click.option("--port", default=5000, show_default=True, help="Port (0 picks a free one).")
-@click.option("--workers", default=1, show_default=True, help="mlflow ui worker processes (one is plenty for one person).")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    help="mlflow ui worker processes (one is plenty for one person).",
+)
 @click.option("--startup-timeout", default=90.0, show_default=True, help="Seconds to wait for the server.")
 @_store_options
 @_friendly

@@ -7,7 +7,6 @@ import json
 import re
 from html.parser import HTMLParser
 
-import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
