@@ -93,6 +93,27 @@ def test_dspy_call_inside_a_users_mlflow_trace_follows_the_parent(program, store
     assert counters["sample.head.kept.parent"] == 1 and counters["sample.head.dropped.ratio"] == 1
 
 
+def test_dspy_call_inside_a_sampled_out_mlflow_trace_is_dropped_with_it(program, store):
+    store.enable({"ratio": 1.0})
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store.uri)
+    mlflow.set_experiment(store.experiment("sample-tests"))
+    try:
+        @mlflow.trace(name="handle_request", sampling_ratio_override=0.0)  # MLflow's sampler drops it
+        def handle(message):
+            return program(message=message)
+
+        handle("inside a sampled-out user trace")
+        program(message="outside any user trace")  # ratio 1: kept
+        mlflow.flush_trace_async_logging()
+        traces = store.traces()
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert [t.data.spans[0].name for t in traces] == ["Classify.forward"]
+    assert traces[0].info.tags[RULE_TAG] != "parent"
+    assert tk.counters()["sample.head.dropped.parent"] == 1
+
+
 def test_evaluate_runs_use_evaluate_ratio(program, store):
     store.enable({"ratio": 1.0, "evaluate_ratio": 0.0, "keep_errors": False})
     devset = [dspy.Example(message=f"m{i}", answer="Use the builder.").with_inputs("message") for i in range(3)]

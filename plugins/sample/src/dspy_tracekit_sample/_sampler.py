@@ -92,6 +92,24 @@ def _decided(candidates: tuple[Rule, ...]) -> Rule | None:
     return None
 
 
+def unsampled_parent_probe() -> Callable[[], bool]:
+    """A function telling whether MLflow's tracing context holds a valid span that is *not* sampled
+    (MLflow's own sampler, or a remote OpenTelemetry parent, dropped the user's trace). The core passes
+    only recording parents as ``trace.mlflow_parent``; this catches the other case (~4 µs per trace)."""
+    try:
+        from mlflow.tracing import provider
+        from opentelemetry import trace as otel_trace
+    except ImportError:  # pragma: no cover - mlflow is a core dependency
+        return lambda: False
+    get_context, get_span = provider.get_current_context, otel_trace.get_current_span
+
+    def probe() -> bool:
+        ctx = get_span(get_context()).get_span_context()
+        return ctx.is_valid and not ctx.trace_flags.sampled
+
+    return probe
+
+
 def _parent_is_recording(parent) -> bool:
     """False for MLflow's no-op span (tracing off, or the user's trace sampled out by MLflow)."""
     if getattr(parent, "trace_id", None) == _NO_OP_TRACE_ID:
@@ -110,10 +128,14 @@ class Sampler:
 
     :param policy: the validated policy.
     :param clock: the rate limiter's clock (tests inject one).
+    :param unsampled_parent: returns True when the trace starts under a parent span that was sampled
+        out; default :func:`unsampled_parent_probe`.
     """
 
-    def __init__(self, policy: SamplingPolicy | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, policy: SamplingPolicy | None = None, clock: Callable[[], float] = time.monotonic,
+                 unsampled_parent: Callable[[], bool] | None = None):
         self.policy = policy = policy or SamplingPolicy()
+        self.unsampled_parent = unsampled_parent or unsampled_parent_probe()
         self.rules: tuple[Rule, ...] = policy.tail_rules
         self.fallbacks = {w: policy.fallback(w) for w in _WORKLOADS}
         self.plans = {w: _HeadPlan(self.rules + (fb,), fb) for w, fb in self.fallbacks.items()}
@@ -132,6 +154,9 @@ class Sampler:
                 self._tag(trace, "parent", "1.0", 1.0)
                 self.counts.add("head.kept.parent")
                 return True
+            self.counts.add("head.dropped.parent")
+            return False
+        if self.unsampled_parent():
             self.counts.add("head.dropped.parent")
             return False
         plan = self.plans.get(trace.workload) or self.plans["default"]
