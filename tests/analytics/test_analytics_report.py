@@ -61,7 +61,7 @@ class Chromium:
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=wire_fds, pass_fds=(3, 4),
+            preexec_fn=wire_fds, pass_fds=(3, 4),  # noqa: PLW1509 - the child only calls os.dup2 (no locks)
         )
         os.close(to_browser_r)
         os.close(from_browser_w)

@@ -83,7 +83,7 @@ def test_a_real_process_prints_one_line_and_no_traceback(synthetic_store):
     proc = subprocess.run(
         [sys.executable, "-m", "dspy_tracekit.cli", "stats", "--tracking-uri", synthetic_store.uri,
          "--experiment", "no_such_experiment"],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True, text=True, timeout=120, env=env, check=False,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
