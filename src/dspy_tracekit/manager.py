@@ -88,16 +88,24 @@ class TracekitManager:
                 raise ConfigError(f"plugin {name!r} failed to import: {type(exc).__name__}: {exc}") from exc
             self.pm.register(plugin, name=name)
         for plugin in extra or []:
-            self.pm.register(plugin)
+            self.pm.register(plugin, name=self._object_name(plugin))
         self.pm.check_pending()
         self._isolate()
         self._refresh()
         if os.environ.get("DSPY_TRACEKIT_DEBUG_HOOKS", "").lower() in ("1", "true", "yes"):
             self._monitor()
 
+    def _object_name(self, plugin: Any) -> str:
+        base = getattr(plugin, "__name__", None) or type(plugin).__name__
+        name, i = base, 1
+        while self.pm.has_plugin(name):
+            i += 1
+            name = f"{base}-{i}"
+        return name
+
     def register(self, plugin: Any, name: str | None = None) -> None:
         """Register a plugin object at run time (tests, programmatic plugins)."""
-        self.pm.register(plugin, name=name)
+        self.pm.register(plugin, name=name or self._object_name(plugin))
         self.pm.check_pending()
         self._isolate()
         self._refresh()

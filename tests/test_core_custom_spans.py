@@ -1,0 +1,77 @@
+"""Custom spans: @trace on sync/async/generator functions and the span() context manager."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import dspy_tracekit as tk
+
+from tk_testing import tree_of
+
+
+def test_trace_decorator_sync_records_inputs_outputs_and_type(traced):
+    @tk.trace(name="get_workflow_templates", span_type="RETRIEVER")
+    def get_templates(module, limit=3):
+        with tk.span("database_query", span_type="TOOL") as s:
+            s.set_inputs({"sql": "SELECT 1"})
+            s.set_outputs({"rows": 2})
+            s.set_attribute("db.system", "sqlite")
+        return ["a", "b"]
+
+    assert get_templates("workflows") == ["a", "b"]
+    trace = traced.one()
+    assert tree_of(trace) == {"get_workflow_templates": None, "database_query": "get_workflow_templates"}
+    root, child = trace.data.spans
+    assert root.span_type == "RETRIEVER" and child.span_type == "TOOL"
+    assert root.inputs == {"module": "workflows", "limit": 3} or root.inputs == {"module": "workflows"}
+    assert root.outputs == ["a", "b"]
+    assert child.inputs == {"sql": "SELECT 1"} and child.outputs == {"rows": 2}
+    assert child.attributes["db.system"] == "sqlite"
+
+
+def test_trace_decorator_async_and_generators(traced):
+    @tk.trace(span_type="CHAIN")
+    async def fetch(x):
+        await asyncio.sleep(0)
+        return x + 1
+
+    @tk.trace
+    def numbers(n):
+        yield from range(n)
+
+    @tk.trace(name="agen")
+    async def anumbers(n):
+        for i in range(n):
+            yield i
+
+    async def run():
+        items = [i async for i in anumbers(2)]
+        return await fetch(1), items
+
+    assert asyncio.run(run()) == (2, [0, 1])
+    assert list(numbers(3)) == [0, 1, 2]
+    by_name = {t.data.spans[0].name: t.data.spans[0] for t in traced.traces()}
+    assert by_name["fetch"].outputs == 2
+    assert by_name["numbers"].outputs == [0, 1, 2]
+    assert by_name["agen"].outputs == [0, 1]
+
+
+def test_exception_in_custom_span_is_recorded_and_reraised(traced):
+    with pytest.raises(KeyError):
+        with tk.span("lookup"):
+            raise KeyError("missing")
+    span = traced.one().data.spans[0]
+    assert span.status.status_code.value == "ERROR"
+    assert span.events[0].attributes["exception.type"] == "KeyError"
+
+
+def test_custom_spans_are_passthrough_when_tracing_is_off():
+    @tk.trace(name="f")
+    def f(x):
+        return x * 2
+
+    with tk.span("s") as s:
+        s.set_inputs({"a": 1})  # a no-op handle: must not fail
+    assert f(2) == 4
