@@ -70,8 +70,9 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
         mgr = TracekitManager()
         names = None if plugins is None else [p for p in plugins if isinstance(p, str)]
         objects = [] if plugins is None else [p for p in plugins if not isinstance(p, str)]
+        object_names = tuple(getattr(p, "__name__", None) or type(p).__name__ for p in objects)
         cfg = resolve(plugins=names, tracking_uri=tracking_uri, experiment=experiment, config=config,
-                      installed=tuple(mgr.installed_plugins()))
+                      installed=tuple(mgr.installed_plugins()) + object_names)
         if not cfg.core["enabled"]:
             return False
         try:

@@ -40,8 +40,12 @@ def _config(tracking_uri: str | None, experiment: str | None, installed: tuple[s
     # the CLI passes its flags the way enable() takes arguments: name them as the user typed them
     flags = {"enable(tracking_uri=...)": "--tracking-uri", "enable(experiment=...)": "--experiment"}
     core = [
-        {"key": key, "value": cfg.core.get(key), "env": schema[2],
-         "source": flags.get(cfg.sources.get(key, "default"), cfg.sources.get(key, "default"))}
+        {
+            "key": key,
+            "value": cfg.core.get(key),
+            "env": schema[2],
+            "source": flags.get(cfg.sources.get(key, "default"), cfg.sources.get(key, "default")),
+        }
         for key, schema in CORE_SCHEMA.items()
     ]
     tables = {
@@ -72,7 +76,7 @@ def _dry_configure(cfg: Any) -> dict[str, int | float]:
         mgr.shutdown(0.0)
 
 
-def _store(uri: str, experiment: str) -> dict[str, Any]:
+def _store(uri: str, experiment: str, since: str | None = None, filter: str | None = None) -> dict[str, Any]:
     from .analytics import count_traces, open_store
 
     found: dict[str, Any] = {
@@ -95,15 +99,23 @@ def _store(uri: str, experiment: str) -> dict[str, Any]:
         return found
     found.update(reachable=True, experiment_found=True, experiment_id=store.experiment_id)
     try:
-        found["traces"] = count_traces(store)
+        found["traces"] = count_traces(store, since, filter)
     except AnalyticsError as exc:
         found["error"] = str(exc)
     found["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return found
 
 
-def diagnose(tracking_uri: str | None = None, experiment: str | None = None) -> dict[str, Any]:
-    """Everything ``doctor`` reports, as a JSON-able dict; ``ok`` is False when something needs fixing."""
+def diagnose(
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    since: str | None = None,
+    filter: str | None = None,
+) -> dict[str, Any]:
+    """Everything ``doctor`` reports, as a JSON-able dict; ``ok`` is False when something needs fixing.
+
+    ``since`` / ``filter`` narrow the trace count (the store check reads trace metadata only).
+    """
     from . import _state
     from .errors import ConfigError
 
@@ -133,7 +145,7 @@ def diagnose(tracking_uri: str | None = None, experiment: str | None = None) -> 
             findings["counters"] = {}
             findings["ok"] = False
             findings["problems"].append(f"plugins: {_one_line(exc)}")
-    store = _store(cfg.core["tracking_uri"], cfg.core["experiment"])
+    store = _store(cfg.core["tracking_uri"], cfg.core["experiment"], since, filter)
     findings["store"] = store
     if store["error"]:
         findings["ok"] = False

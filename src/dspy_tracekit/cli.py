@@ -105,15 +105,15 @@ def _store_options(fn: Callable) -> Callable:
         "--tracking-uri",
         default=None,
         metavar="URI",
-        help="MLflow tracking URI (default: tracekit config, MLFLOW_TRACKING_URI, sqlite:///mlflow.db).",
+        help="MLflow tracking URI (default: as dspy_tracekit.enable() resolves it: tracekit config, "
+        "DSPY_TRACEKIT_TRACKING_URI, MLFLOW_TRACKING_URI, sqlite:///mlflow.db).",
     )(fn)
     fn = click.option(
         "--experiment",
         "-e",
         default=None,
         metavar="NAME",
-        help="Experiment name or id (default: tracekit config, MLFLOW_EXPERIMENT_NAME, "
-        "dspy_intent_classification).",
+        help="Experiment name or id (default: tracekit config, DSPY_TRACEKIT_EXPERIMENT, dspy_tracekit).",
     )(fn)
     return fn
 
@@ -466,14 +466,14 @@ def ui(host, port, workers, startup_timeout, tracking_uri, experiment):
 
 
 @main.command()
-@_store_options
+@_query_options
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @_friendly
-def doctor(tracking_uri, experiment, as_json):
+def doctor(tracking_uri, experiment, since, filter_string, as_json):
     """Resolved config (with the file each value came from), plugins, store reachability, counters."""
     from .analytics_doctor import diagnose, render
 
-    findings = diagnose(tracking_uri=tracking_uri, experiment=experiment)
+    findings = diagnose(tracking_uri=tracking_uri, experiment=experiment, since=since, filter=filter_string)
     if as_json:
         click.echo(json.dumps(findings, indent=2, default=str))
     else:
