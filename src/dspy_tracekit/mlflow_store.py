@@ -131,7 +131,7 @@ def _fast_insert(store, experiment_id: str, spans: list) -> bool:
                         try:
                             tag_key, tag_value = S._validate_trace_tag(
                                 key[len(prefix):], str(S._try_parse_json_string(value)))
-                        except Exception:  # noqa: BLE001 - MLflow skips invalid tags too
+                        except Exception:  # noqa: BLE001, S112 - MLflow skips invalid tags too
                             continue
                         if tag_key == S.TraceTagKey.TRACE_NAME:
                             tag_value = S.validate_trace_name(tag_value)
@@ -220,7 +220,7 @@ def _after_fork_in_child() -> None:
     for engine in list(getattr(module.SqlAlchemyStore, "_engine_map", {}).values()):
         try:
             engine.dispose(close=False)
-        except Exception:  # noqa: BLE001 - a store we cannot reset is left as it is
+        except Exception:  # noqa: BLE001, S110 - a store we cannot reset is left as it is
             pass
 
 

@@ -15,8 +15,8 @@ import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import dspy  # noqa: E402
-import pytest  # noqa: E402
+import dspy
+import pytest
 
 pytestmark = pytest.mark.benchmark
 
@@ -86,8 +86,9 @@ def _autolog_throughput(tmp_path, n):
 
 
 def _tracekit_throughput(tmp_path, n):
-    import dspy_tracekit as tk
     from mlflow.tracking import MlflowClient
+
+    import dspy_tracekit as tk
 
     uri = _mlflow_db(tmp_path / "tracekit.db")
     tk.enable(plugins=["buffer"], tracking_uri=uri, experiment="bench-tracekit",
@@ -125,8 +126,9 @@ def _per_request(program, lm, n) -> float:
 
 
 def test_bench_buffer_request_path_cost_with_all_plugins_vs_mlflow_autolog(tmp_path):
-    import dspy_tracekit as tk
     import mlflow
+
+    import dspy_tracekit as tk
 
     program, lm = IntentDetector(), _lm()
     base = _per_request(program, lm, N_LATENCY)

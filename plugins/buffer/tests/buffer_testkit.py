@@ -8,7 +8,7 @@ import socket
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
-import dspy  # noqa: E402
+import dspy
 
 
 class IntentDetector(dspy.Module):

@@ -9,9 +9,9 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import pytest  # noqa: E402
+import pytest
 
-import dspy_tracekit as tk  # noqa: E402
+import dspy_tracekit as tk
 
 
 @pytest.fixture(scope="session")

@@ -9,15 +9,16 @@ from __future__ import annotations
 import glob
 import json
 import os
+import pathlib
 import threading
 
 import pytest
 from buffer_testkit import make_program, run_requests, span_count, store_trace_ids
+from dspy_tracekit_buffer import current
 
 import dspy_tracekit as tk
 from dspy_tracekit import delivery, hookimpl
 from dspy_tracekit.records import TraceRecord
-from dspy_tracekit_buffer import current
 
 
 def counters() -> dict:
@@ -112,7 +113,7 @@ def test_overflow_spills_redacted_traces_to_disk_and_replays_them(store, spool_d
         if c["spilled"] + c.get("dropped.spill_queue_full", 0) >= 40 and c["spill_queue_depth"] == 0:
             break
         threading.Event().wait(0.05)
-    spooled = b"".join(open(p, "rb").read() for p in glob.glob(os.path.join(spool_dir, "*.tks")))
+    spooled = b"".join(pathlib.Path(p).read_bytes() for p in glob.glob(os.path.join(spool_dir, "*.tks")))
     assert spooled.count(b"\n") >= 40, (tk.counters(), [t.name for t in threading.enumerate()])
     assert b"secret-customer-text" not in spooled and b'"masked":true' in spooled
     gate.open.set()
@@ -185,7 +186,7 @@ def test_permanent_error_dead_letters_only_the_refused_trace(store, spool_dir):
     c = counters()
     assert (c["exported"], c["dead_lettered"]) == (10, 1)
     assert_stored_once(store, 10)
-    [line] = open(os.path.join(spool_dir, "dead-letter.jsonl")).read().splitlines()
+    [line] = pathlib.Path(spool_dir, "dead-letter.jsonl").read_text().splitlines()
     entry = json.loads(line)
     assert "ValueError: malformed trace" in entry["error"]
     assert "poison" in json.dumps(entry["trace"]["spans"][0]["inputs"])

@@ -21,8 +21,13 @@ from ._buffer import TraceBuffer
 from ._config import DEFAULT_SPOOL_DIR, OVERFLOW_POLICIES, SPAN_BYTES_ESTIMATE, BufferConfig, parse_config
 
 __all__ = [
-    "BufferConfig", "TraceBuffer", "parse_config", "current", "DEFAULT_SPOOL_DIR", "OVERFLOW_POLICIES",
+    "DEFAULT_SPOOL_DIR",
+    "OVERFLOW_POLICIES",
     "SPAN_BYTES_ESTIMATE",
+    "BufferConfig",
+    "TraceBuffer",
+    "current",
+    "parse_config",
 ]
 
 _buffer: TraceBuffer | None = None

@@ -9,9 +9,10 @@ import time
 from collections import Counter, deque
 from typing import Any
 
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
 from dspy_tracekit import delivery
 from dspy_tracekit.records import TraceRecord
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from ._config import SPAN_BYTES_ESTIMATE, BufferConfig
 from ._spool import Spool, SpoolError, check_writable

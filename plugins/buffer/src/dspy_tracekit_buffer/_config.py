@@ -108,5 +108,5 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
                 pass
         raise ValueError(f"buffer.{name} must be a number of seconds, got {value!r}")
     if not isinstance(value, str):
-        raise ValueError(f"buffer.{name} must be a string, got {value!r}")
+        raise ValueError(f"buffer.{name} must be a string, got {value!r}")  # noqa: TRY004 - config errors are ValueErrors
     return value
