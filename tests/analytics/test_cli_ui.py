@@ -37,17 +37,29 @@ def test_ui_serves_the_store_and_prints_the_experiment_traces_url(synthetic_stor
         assert experiment["experiment_id"] == synthetic_store.experiment_id
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as resp:
             assert resp.status == 200 and b"<html" in resp.read().lower()
+        ps = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True,
+                            check=False)
+        server_groups = [int(pid) for pid in ps.stdout.split()]  # mlflow ui runs in its own process group
+        assert server_groups
         proc.send_signal(signal.SIGTERM)  # the command stops its mlflow server and exits cleanly
         assert proc.wait(timeout=60) == 0
+        assert [g for g in server_groups if group_alive(g)] == []  # nothing left behind: uvicorn, job runner
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        else:  # anything the server left behind in our process group
+        for group in [proc.pid, *locals().get("server_groups", [])]:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
+        if proc.poll() is None:
+            proc.wait(timeout=30)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_traces_url_points_at_the_experiment_traces_page():
