@@ -54,3 +54,24 @@ def test_config_reference_lists_every_core_key():
     table = tracekit_docs.config_reference()
     for key, (_typ, _default, env, _doc) in CORE_SCHEMA.items():
         assert f"| `{key}` |" in table and f"`{env}`" in table
+
+
+def test_links_to_repository_files_outside_docs_become_paths_and_broken_links_stay():
+    sys.path.insert(0, str(ROOT / "docs" / "_hooks"))
+    try:
+        import tracekit_docs
+    finally:
+        sys.path.pop(0)
+
+    class Config:
+        config_file_path = str(ROOT / "mkdocs.yml")
+        docs_dir = str(ROOT / "docs")
+
+    class Page:
+        class file:  # noqa: N801 - mimics mkdocs' page.file
+            src_path = "plugins/cost.md"
+
+    text = "See [the README](../../plugins/cost/README.md) and [gone](../../plugins/cost/NOPE.md), [CLI](../cli.md)."
+    out = tracekit_docs.on_page_markdown(text, Page(), Config(), None)
+    assert "the README (`plugins/cost/README.md` in the repository)" in out
+    assert "[gone](../../plugins/cost/NOPE.md)" in out and "[CLI](../cli.md)" in out

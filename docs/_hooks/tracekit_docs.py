@@ -6,6 +6,9 @@
 - A line ``--8<-- "path/from/repo/root"`` is replaced by that file's text (the syntax of
   pymdown-extensions' snippets, which we do not depend on): the tutorial shows the example files the
   tests run, verbatim.
+- A link from a page to a repository file outside ``docs/`` (a plugin's README, say) that exists is
+  rendered as the file's repository path in code, since the site does not contain it; a link to a
+  file that does not exist is left alone, so ``--strict`` still fails on it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 
 MARKER = "<!-- tracekit:config-reference -->"
 _SNIPPET = re.compile(r'^--8<-- "([^"]+)"\s*$', re.MULTILINE)
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s#]+)(#[^)\s]*)?\)")
 
 
 def _type_name(typ) -> str:
@@ -57,6 +61,20 @@ def on_page_markdown(markdown, page, config, files):
             return fh.read().rstrip("\n")
 
     markdown = _SNIPPET.sub(include, markdown)
+    if page is not None:
+        docs_dir = os.path.abspath(config.docs_dir)
+        page_dir = os.path.dirname(os.path.join(docs_dir, page.file.src_path))
+
+        def outside(match: re.Match) -> str:
+            target = match.group(2)
+            if "://" in target or target.startswith(("mailto:", "/")):
+                return match.group(0)
+            path = os.path.normpath(os.path.join(page_dir, target))
+            if path.startswith(docs_dir + os.sep) or not os.path.exists(path):
+                return match.group(0)
+            return f"{match.group(1)} (`{os.path.relpath(path, root)}` in the repository)"
+
+        markdown = _LINK.sub(outside, markdown)
     if MARKER in markdown:
         markdown = markdown.replace(MARKER, config_reference())
     return markdown
