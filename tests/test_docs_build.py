@@ -68,7 +68,7 @@ def test_links_to_repository_files_outside_docs_become_paths_and_broken_links_st
         docs_dir = str(ROOT / "docs")
 
     class Page:
-        class file:  # noqa: N801 - mimics mkdocs' page.file
+        class file:
             src_path = "plugins/cost.md"
 
     text = "See [the README](../../plugins/cost/README.md) and [gone](../../plugins/cost/NOPE.md), [CLI](../cli.md)."
