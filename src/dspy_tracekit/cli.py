@@ -23,42 +23,21 @@ def main() -> None:
 
 @main.command()
 @click.option("--n", "n", default=24, show_default=True, help="How many messages to classify.")
-@click.option(
-    "--model",
-    default=None,
-    help="A LiteLLM model name (e.g. openai/gpt-4o-mini); needs its API key. "
-    "Default: an offline deterministic LM.",
-)
-@click.option(
-    "--tracking-uri",
-    default=None,
-    help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
-)
+@click.option("--model", default=None, help="A LiteLLM model name (e.g. openai/gpt-4o-mini); needs its API key. "
+              "Default: an offline deterministic LM.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db).")
 @click.option("--experiment", default="dspy_intent_classification", show_default=True)
 @click.option("--plugins", default=None, help="Comma-separated plugins to enable (default: from config).")
 @click.option("--seed", default=0, show_default=True, help="Seed for the message mix.")
-@click.option(
-    "--latency-ms",
-    default=25.0,
-    show_default=True,
-    help="Simulated latency of the offline LM per call (0 for none).",
-)
+@click.option("--latency-ms", default=25.0, show_default=True,
+              help="Simulated latency of the offline LM per call (0 for none).")
 def demo(n, model, tracking_uri, experiment, plugins, seed, latency_ms):
     """Run the intent-detection demo and print the last trace as a tree."""
     from .demo.app import run_demo
 
     plugin_list = None if plugins is None else [p.strip() for p in plugins.split(",") if p.strip()]
-    raise SystemExit(
-        run_demo(
-            n=n,
-            model=model,
-            tracking_uri=tracking_uri,
-            experiment=experiment,
-            plugins=plugin_list,
-            seed=seed,
-            latency_ms=latency_ms,
-        )
-    )
+    raise SystemExit(run_demo(n=n, model=model, tracking_uri=tracking_uri, experiment=experiment,
+                              plugins=plugin_list, seed=seed, latency_ms=latency_ms))
 
 
 # --------------------------------------------------------------------------------------------------
