@@ -44,7 +44,7 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     yield
     tk.disable()
-    dspy.configure(lm=None, callbacks=[])
+    dspy.configure(lm=None, callbacks=[], adapter=None)
 
 
 from tk_testing import TraceReader  # noqa: E402

@@ -200,10 +200,14 @@ class MlflowBridge:
     """
 
     def __init__(self):
+        from mlflow.environment_variables import MLFLOW_USE_DEFAULT_TRACER_PROVIDER
         from mlflow.tracing import provider
+        from opentelemetry import context as otel_context
         from opentelemetry import trace as otel_trace
 
-        self._provider = provider
+        # resolved once: MLflow reads an environment variable on every context lookup otherwise
+        self._runtime = provider.mlflow_runtime_context if MLFLOW_USE_DEFAULT_TRACER_PROVIDER.get() \
+            else otel_context._RUNTIME_CONTEXT
         self._otel_trace = otel_trace
         self._lazy_cls = _make_lazy_span_class()
         self._lock = threading.RLock()
@@ -211,7 +215,7 @@ class MlflowBridge:
 
     # -- direction 1 ---------------------------------------------------------------------------
     def active_mlflow_span(self):
-        otel_span = self._otel_trace.get_current_span(self._provider.get_current_context())
+        otel_span = self._otel_trace.get_current_span(self._runtime.get_current())
         if isinstance(otel_span, self._lazy_cls) or not otel_span.get_span_context().is_valid:
             return None
         import mlflow
@@ -223,17 +227,17 @@ class MlflowBridge:
         return live._span.context.trace_id
 
     # -- direction 2 ---------------------------------------------------------------------------
-    def on_span_start(self, span: SpanRecord) -> None:
-        ctx = self._otel_trace.set_span_in_context(self._lazy_cls(self, span),
-                                                   self._provider.get_current_context())
-        span.ctx_token = self._provider.get_context_api().attach(ctx)
+    def on_trace_start(self, root: SpanRecord) -> None:
+        """One lazy span per trace in MLflow's context; it stands for whichever of our spans is current."""
+        ctx = self._otel_trace.set_span_in_context(self._lazy_cls(self, root.trace), self._runtime.get_current())
+        root.ctx_token = self._runtime.attach(ctx)
 
-    def on_span_end(self, span: SpanRecord) -> None:
-        token = span.ctx_token
+    def on_trace_end(self, root: SpanRecord) -> None:
+        token = root.ctx_token
         if token is not None:
-            span.ctx_token = None
+            root.ctx_token = None
             try:
-                self._provider.get_context_api().detach(token)
+                self._runtime.detach(token)
             except Exception:  # noqa: BLE001 - detached in another context (async): harmless
                 pass
 
@@ -331,16 +335,19 @@ def _make_lazy_span_class():
     class LazyTracekitSpan(NonRecordingSpan):
         """Stands for a tracekit span in MLflow's context; becomes live only when asked for its context."""
 
-        __slots__ = ("_bridge", "_record")
+        __slots__ = ("_bridge", "_trace")
 
-        def __init__(self, bridge, record):
+        def __init__(self, bridge, trace):
             super().__init__(INVALID_SPAN_CONTEXT)
             self._bridge = bridge
-            self._record = record
+            self._trace = trace
 
         def get_span_context(self):
-            record = self._record
-            if record.end_ns is not None or getattr(self._bridge._materializing, "active", False):
+            from .tracer import current_span
+
+            record = current_span.get()
+            if record is None or record.trace is not self._trace or record.end_ns is not None \
+                    or getattr(self._bridge._materializing, "active", False):
                 return INVALID_SPAN_CONTEXT
             try:
                 live = record.live or self._bridge.materialize_chain(record)

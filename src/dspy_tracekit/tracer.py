@@ -61,6 +61,8 @@ def start_span(name: str, kind: str, span_type: str | None = None, instance: Any
             mgr.hook_failed("core", "sample", exc)
         if trace.sampled:
             trace.spans.append(span)
+            if bridge is not None:
+                bridge.on_trace_start(span)
     else:
         trace = parent.trace
         span = SpanRecord(trace, parent.span_id, name, kind, span_type, instance, func, args, kwargs, time_ns())
@@ -71,8 +73,6 @@ def start_span(name: str, kind: str, span_type: str | None = None, instance: Any
     if setup is not None:
         setup(span, instance, kwargs or {})  # details the span-start hooks need (e.g. an LM's model)
     token = current_span.set(span)
-    if mgr.bridge is not None and trace.sampled:
-        mgr.bridge.on_span_start(span)
     if mgr.span_start_fns:
         try:
             for fn in mgr.span_start_fns:
@@ -97,8 +97,8 @@ def end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException 
     mgr = _state.manager
     if mgr is None:
         return
-    if mgr.bridge is not None and span.trace.sampled:
-        mgr.bridge.on_span_end(span)
+    if span.ctx_token is not None:
+        mgr.bridge.on_trace_end(span)
     for fn in mgr.span_end_fns:
         try:
             fn(span)
