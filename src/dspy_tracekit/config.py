@@ -141,8 +141,10 @@ def resolve(plugins=None, tracking_uri=None, experiment=None, config=None, insta
             core[rest] = _coerce(rest, _parse_env_value(raw) if CORE_SCHEMA[rest][0] is not str else raw, where)
             sources[rest] = where
             continue
-        plugin, _, key = rest.partition("_")
-        if plugin in env_plugin_names and key:
+        # the longest known plugin name that prefixes the rest: plugin names may contain "_"
+        plugin = max((name for name in env_plugin_names if rest.startswith(name.lower() + "_")), key=len, default="")
+        key = rest[len(plugin) + 1:] if plugin else ""
+        if plugin and key:
             tables.setdefault(plugin, {})[key] = _parse_env_value(raw)
             sources[plugin] = where
             continue
