@@ -194,7 +194,8 @@ def render(findings: dict[str, Any], console: Any) -> None:
         )
     counters = findings.get("counters")
     if counters is not None:
-        table = Table(title=f"Counters — {findings.get('counters_source', '')}", title_justify="left")
+        console.print(f"[bold]Counters[/bold] — {findings.get('counters_source', '')}")
+        table = Table()
         table.add_column("counter")
         table.add_column("value", justify="right")
         for key, value in sorted(counters.items()):
