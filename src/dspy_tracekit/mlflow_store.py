@@ -38,7 +38,18 @@ def log_spans(tracking_uri: str, experiment_id: str, spans: list) -> None:
     client = tracing_client(tracking_uri)
     if _fast_path_allowed() and _fast_insert(client.store, experiment_id, spans):
         return
-    client.log_spans(experiment_id, spans)
+    try:
+        client.log_spans(experiment_id, spans)
+    except NotImplementedError as exc:
+        # MLflow's RestStore caches the server version with lru_cache, including a failed lookup
+        # (server down or slow): every later log_spans would then fail as "not supported". Forget
+        # the failure and report it as what it is, an unreachable server (transient: retried/spooled).
+        if "could not identify MLflow server version" not in str(exc):
+            raise
+        from mlflow.store.tracking.rest_store import RestStore
+
+        RestStore._get_server_version.cache_clear()
+        raise ConnectionError(f"MLflow tracking server unreachable ({exc})") from exc
 
 
 # ------------------------------------------------------------------------------------------------

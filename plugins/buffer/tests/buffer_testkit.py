@@ -23,16 +23,14 @@ class IntentDetector(dspy.Module):
 
 
 def make_program():
-    """The program and an offline LM that always answers (DummyLM cycles through its answers)."""
-    lm = dspy.utils.DummyLM([{"reasoning": "the user wants a workflow", "intent": "create_workflow"}] * 1000)
+    """The program and an offline LM that always answers (DummyLM walks a long list of one answer)."""
+    lm = dspy.utils.DummyLM([{"reasoning": "the user wants a workflow", "intent": "create_workflow"}] * 1_000_000)
     return IntentDetector(), lm
 
 
 def run_requests(program, lm, n: int, prefix: str = "m") -> None:
     with dspy.context(lm=lm):
         for i in range(n):
-            if i and i % 900 == 0:  # DummyLM runs out of answers eventually: refill
-                lm.answers = iter([{"reasoning": "r", "intent": "create_workflow"}] * 1000)
             program(message=f"{prefix}-{i}: help me create a workflow")
 
 

@@ -122,3 +122,28 @@ def test_spool_required_turns_an_unwritable_spool_dir_into_a_config_error(tmp_pa
     with pytest.raises(ConfigError, match=r"buffer\.spool_dir .* is not writable"):
         tk.enable(plugins=["buffer"], tracking_uri=store[0], experiment=store[1],
                   config={"buffer": {"spool_dir": str(blocker / "spool"), "spool_required": True}})
+
+
+def test_unreachable_tracking_server_is_transient_even_after_mlflow_cached_its_failed_version_lookup(
+        monkeypatch):
+    """MLflow's RestStore caches a failed server-version lookup; the store layer must not turn a
+    short outage into "log_spans is not supported" (a permanent error: everything dead-lettered)."""
+    from mlflow.store.tracking.rest_store import RestStore
+
+    from dspy_tracekit import mlflow_core, mlflow_store
+    from dspy_tracekit.delivery import is_transient
+    from dspy_tracekit.records import SpanRecord, TraceRecord
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri = f"http://127.0.0.1:{free_port()}"  # nobody listens: connection refused
+    trace = TraceRecord()
+    root = SpanRecord(trace, None, "root", "module", "CHAIN", start_ns=1_000_000)
+    root.end_ns = 2_000_000
+    trace.root, trace.spans = root, [root]
+    trace.materialize()
+    spans = mlflow_core.to_mlflow_spans(trace)
+    for _ in range(2):  # the second call would hit MLflow's cached failure
+        with pytest.raises(ConnectionError) as info:
+            mlflow_store.log_spans(uri, "0", spans)
+        assert is_transient(info.value)
+    assert RestStore._get_server_version.cache_info().currsize == 0
