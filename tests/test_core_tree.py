@@ -188,3 +188,45 @@ def test_user_callback_still_fires(traced):
     Pipeline()(message="x")
     assert ("module", "Pipeline") in seen and ("lm_end", True) in seen
     assert len(traced.one().data.spans) == 6
+
+
+def test_dspy_retrieve_is_a_retriever_span(traced):
+    class Passage:
+        def __init__(self, text):
+            self.long_text = text
+
+    def rm(query, k=3, **kwargs):
+        return [Passage(f"{query} passage {i}") for i in range(k)]
+
+    dspy.configure(rm=rm)
+    try:
+        result = dspy.Retrieve(k=2)("refund policy")
+    finally:
+        dspy.configure(rm=None)
+    assert result.passages == ["refund policy passage 0", "refund policy passage 1"]
+    span = traced.one().data.spans[0]
+    assert span.name == "Retrieve.forward" and span.span_type == "RETRIEVER"
+    assert span.inputs == {"args": ["refund policy"]} or span.inputs.get("query") == "refund policy" \
+        or span.inputs == {"args": ["refund policy"]}
+    assert span.outputs == {"passages": ["refund policy passage 0", "refund policy passage 1"]}
+
+
+def test_missing_wrap_target_warns_once_and_the_rest_is_traced(store_uri, experiment_name, monkeypatch):
+    """A DSPy version without one of the targets: that target is skipped with one warning."""
+    import warnings
+
+    from dspy_tracekit import instrument
+    from tk_testing import TraceReader
+
+    monkeypatch.delattr(dspy, "Embedder")  # as in a DSPy version that has no Embedder
+    monkeypatch.setattr(instrument, "_warned", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tk.enable(plugins=[], tracking_uri=store_uri, experiment=experiment_name)
+        tk.disable()
+        tk.enable(plugins=[], tracking_uri=store_uri, experiment=experiment_name)
+    relevant = [w for w in caught if "dspy.Embedder.__call__" in str(w.message)]
+    assert len(relevant) == 1
+    dspy.configure(lm=dummy_lm())
+    Pipeline()(message="x")
+    assert len(TraceReader(store_uri, experiment_name).one().data.spans) == 6

@@ -195,6 +195,10 @@ def _describe_embeddings(instance, args, kwargs):
     return f"{type(instance).__name__}.__call__", SpanKind.RETRIEVER, "RETRIEVER"
 
 
+def _describe_retrieve(instance, args, kwargs):
+    return f"{type(instance).__name__}.forward", SpanKind.RETRIEVER, "RETRIEVER"
+
+
 def _describe_embedder(instance, args, kwargs):
     return f"{type(instance).__name__}.__call__", SpanKind.EMBEDDER, "EMBEDDING"
 
@@ -397,6 +401,7 @@ def instrument() -> bool:
     add("dspy.BaseLM.acall", lambda: _patch(dspy.BaseLM, "acall", _async(_describe_lm)))
     add("dspy.Tool.__call__", lambda: _patch(dspy.Tool, "__call__", _sync(_describe_tool)))
     add("dspy.Tool.acall", lambda: _patch(dspy.Tool, "acall", _async(_describe_tool)))
+    add("dspy.Retrieve.__call__", lambda: _patch(dspy.Retrieve, "__call__", _sync(_describe_retrieve)))
     add("dspy.retrievers.Embeddings.__call__",
         lambda: _patch(dspy.retrievers.Embeddings, "__call__", _embeddings_call_wrapper))
     add("dspy.retrievers.Embeddings._batch_forward",
