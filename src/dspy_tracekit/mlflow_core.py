@@ -40,6 +40,22 @@ class MlflowCorePlugin:
         self.tracking_uri = settings.tracking_uri
         self.experiment_name = settings.experiment
         self._experiment_id = None
+        # Opening a new store runs MLflow's migrations, and MLflow's SQL store prices LM spans with
+        # LiteLLM (imported on first use): seconds of one-time work that would otherwise land on the
+        # first traced request. Done here, in enable(), on purpose — not in a thread: concurrent
+        # first imports of mlflow/litellm modules can fail with partially initialized modules.
+        # Only for database stores: a tracking server that is down would make enable() wait out
+        # MLflow's HTTP retries; its first export (retried by the buffer plugin) finds out instead.
+        if self.tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+            try:
+                self.experiment_id()
+                mlflow_store.tracing_client(self.tracking_uri).store  # noqa: B018 - opens the store
+            except Exception as exc:  # noqa: BLE001 - reported again at the first export
+                logger.warning("dspy-tracekit: tracking store %s not usable yet: %s", self.tracking_uri, exc)
+            try:
+                import litellm  # noqa: F401
+            except ImportError:
+                pass
 
     def experiment_id(self) -> str:
         with self._lock:

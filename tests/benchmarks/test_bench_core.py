@@ -36,6 +36,7 @@ def run_modes(modes, rounds, n, warmup, tmp_path):
 
 
 @pytest.mark.benchmark
+@pytest.mark.timeout(5400)
 def test_request_path_overhead_side_by_side(tmp_path):
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     n = int(os.environ.get("BENCH_N", "300"))
