@@ -69,7 +69,7 @@ def test_spool_replays_in_write_order_and_deletes_finished_files(tmp_path):
         seen.extend(r["n"] for r in records)
         spool.commit(token)
     assert seen == list(range(6))
-    assert spool.pending == 0
+    assert (spool.pending, spool.bytes_on_disk) == (0, 0)
     assert [n for n in os.listdir(tmp_path) if n.endswith(".tks")] == []
 
 

@@ -180,13 +180,14 @@ class Spool:
         """Hand the file being written over to the replay list (keeps its lock)."""
         fd, path = self._fd, self._path
         self._fd = self._path = None
+        records, self._records_in_current, self._size = self._records_in_current, 0, 0
         if fd is None or path is None:
             return
-        if self._size == 0:
+        if records == 0:
             os.close(fd)
             _unlink(path)
             return
-        self._claimed.append(_Claimed(path, fd, b"", 0, self._records_in_current))
+        self._claimed.append(_Claimed(path, fd, b"", 0, records))
         self._claimed_paths.add(path)
 
     # ------------------------------------------------------------------ replay
@@ -271,11 +272,22 @@ class Spool:
             os.close(c.fd)
         except OSError:
             pass
-        self.bytes_on_disk = max(0, self.bytes_on_disk - len(c.data))
         self.pending = max(0, self.pending - c.records_left)
         if c in self._claimed:
             self._claimed.remove(c)
         self._claimed_paths.discard(c.path)
+        self._recount_locked()
+
+    def _recount_locked(self) -> None:
+        """Size of the files this process holds, from the files themselves (the cap is checked on it)."""
+        total = 0
+        for fd in [self._fd] + [c.fd for c in self._claimed]:
+            if fd is not None:
+                try:
+                    total += os.fstat(fd).st_size
+                except OSError:
+                    pass
+        self.bytes_on_disk = total
 
     # ------------------------------------------------------------------ dead letters
     def dead_letter(self, path: str, entries: list[dict[str, Any]]) -> None:
