@@ -21,7 +21,7 @@ import pytest
 pytestmark = pytest.mark.benchmark
 
 N_THROUGHPUT = int(os.environ.get("TK_BENCH_TRACES", "600"))
-N_LATENCY = int(os.environ.get("TK_BENCH_REQUESTS", "400"))
+N_LATENCY = int(os.environ.get("TK_BENCH_REQUESTS", "600"))
 
 
 class IntentDetector(dspy.Module):
@@ -121,8 +121,9 @@ def test_bench_buffer_export_throughput_vs_mlflow_autolog(tmp_path):
 
 
 def _per_request(program, lm, n) -> float:
+    """Seconds per request: the best of 3 rounds (the machine is shared; the minimum is the least noisy)."""
     _burst(program, lm, 20, prefix="warm")
-    return _burst(program, lm, n) / n
+    return min(_burst(program, lm, n // 3, prefix=f"r{i}") for i in range(3)) / (n // 3)
 
 
 def test_bench_buffer_request_path_cost_with_all_plugins_vs_mlflow_autolog(tmp_path):
@@ -153,7 +154,8 @@ def test_bench_buffer_request_path_cost_with_all_plugins_vs_mlflow_autolog(tmp_p
     base2 = _per_request(program, lm, N_LATENCY)
     base = min(base, base2)
     added_ml, added_tk = autolog - base, traced - base
-    print(f"\n[buffer request path] {N_LATENCY} requests, 6 spans each, per request on the calling thread")
+    print(f"\n[buffer request path] best of 3 rounds of {N_LATENCY // 3} requests, 6 spans each, per request "
+          "on the calling thread")
     print(f"  untraced                          : {base * 1e3:7.3f} ms")
     print(f"  mlflow.dspy.autolog()             : {autolog * 1e3:7.3f} ms (adds {added_ml * 1e3:.3f} ms)")
     print(f"  tracekit redact+sample+cost+buffer: {traced * 1e3:7.3f} ms (adds {added_tk * 1e3:.3f} ms)")
