@@ -61,7 +61,10 @@ def _missing(target: str, exc: BaseException | None = None) -> None:
 
 def _sync(describe: Callable) -> Callable:
     def wrapper(wrapped, instance, args, kwargs):
-        d = describe(instance, args, kwargs)
+        try:
+            d = describe(instance, args, kwargs)
+        except Exception:  # noqa: BLE001 - never let bookkeeping break the call
+            d = None
         if d is None:
             return wrapped(*args, **kwargs)
         opened = start_span(d[0], d[1], d[2], instance, wrapped, args, kwargs, d[3] if len(d) > 3 else None,
@@ -82,7 +85,10 @@ def _sync(describe: Callable) -> Callable:
 
 def _async(describe: Callable) -> Callable:
     def wrapper(wrapped, instance, args, kwargs):
-        d = describe(instance, args, kwargs)
+        try:
+            d = describe(instance, args, kwargs)
+        except Exception:  # noqa: BLE001 - never let bookkeeping break the call
+            d = None
         if d is None:
             return wrapped(*args, **kwargs)
 

@@ -24,7 +24,7 @@ current_tags: ContextVar[dict[str, str]] = ContextVar("dspy_tracekit_tags", defa
 _WORKLOAD = {SpanKind.EVALUATE: "evaluate", SpanKind.COMPILE: "compile"}
 
 
-def start_span(name: str, kind: str, span_type: str | None = None, instance: Any = None, func: Any = None,
+def _start_span(name: str, kind: str, span_type: str | None = None, instance: Any = None, func: Any = None,
                args: tuple = (), kwargs: dict | None = None, module_path: str | None = None, setup=None):
     """Open a span under the current one (or a new trace). Returns ``(span, token)``, or ``None``
     when tracing is off. Raises only a :class:`TracekitAbort` from a plugin (span then ended)."""
@@ -78,12 +78,40 @@ def start_span(name: str, kind: str, span_type: str | None = None, instance: Any
             for fn in mgr.span_start_fns:
                 fn(span)
         except TracekitAbort as exc:
-            end_span(span, token, None, exc)
+            _end_span(span, token, None, exc)
             raise
     return span, token
 
 
+def start_span(*args, **kwargs):
+    """Open a span (see :func:`_start_span`). Only a plugin's :class:`TracekitAbort` escapes: any other
+    failure of tracekit's own turns into "no span" so the user's call goes on untraced."""
+    try:
+        return _start_span(*args, **kwargs)
+    except TracekitAbort:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        _internal_error("start_span", exc)
+        return None
+
+
 def end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException | None = None) -> None:
+    """Close ``span``; never raises."""
+    try:
+        _end_span(span, token, outputs, error)
+    except Exception as exc:  # noqa: BLE001
+        _internal_error("end_span", exc)
+
+
+def _internal_error(where: str, exc: BaseException) -> None:
+    mgr = _state.manager
+    if mgr is not None:
+        mgr.hook_failed("core", where, exc)
+    else:
+        logger.debug("dspy-tracekit: %s failed: %s", where, exc)
+
+
+def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException | None = None) -> None:
     """Close ``span`` (never raises). Completes the trace when ``span`` is its root."""
     span.end_ns = time_ns()
     span.outputs = outputs
