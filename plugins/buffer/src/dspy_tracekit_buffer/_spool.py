@@ -262,9 +262,10 @@ class Spool:
         with self._lock:
             c.offset = end
             c.records_left = max(0, c.records_left - count)
-            self.pending = max(0, self.pending - count)
             if c.offset >= len(c.data):
                 self._finish_locked(c)
+            # last: flush() reads ``pending`` without this lock and must not see 0 before the cleanup
+            self.pending = max(0, self.pending - count)
 
     def _finish_locked(self, c: _Claimed) -> None:
         _unlink(c.path)
