@@ -197,8 +197,12 @@ def run_demo(n: int = 24, model: str | None = None, tracking_uri: str | None = N
     try:
         detector = build_program()
         t0 = time.perf_counter()
-        with dspy.context(lm=make_lm(model, latency_ms)):
-            ok, failed = run_batch(detector, requests(n, seed))
+        try:
+            with dspy.context(lm=make_lm(model, latency_ms)):
+                ok, failed = run_batch(detector, requests(n, seed))
+        except Exception as exc:  # noqa: BLE001 - e.g. a real provider without its API key
+            console.print(f"[red]error:[/] the LM call failed: {type(exc).__name__}: {str(exc)[:300]}")
+            return 1
         elapsed = time.perf_counter() - t0
         tk.flush(30.0)
         settings = _state.settings
