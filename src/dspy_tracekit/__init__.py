@@ -24,7 +24,7 @@ from . import _state
 from .errors import BudgetExceeded, ConfigError, TracekitAbort
 from .hookspecs import hookimpl
 from .records import SpanKind
-from .tracer import SpanHandle, current_span, current_tags, end_span, start_span
+from .tracer import SpanHandle, acall_in_span, call_in_span, current_span, current_tags, end_span, start_span
 
 __all__ = [
     "enable", "disable", "flush", "context", "trace", "span", "counters", "hookimpl",
@@ -233,31 +233,13 @@ def trace(func: Callable | None = None, *, name: str | None = None, span_type: s
             @functools.wraps(fn)
             async def async_wrapper(*args, **kwargs):
                 opened = start_span(span_name, SpanKind.CUSTOM, span_type, func=fn, args=args, kwargs=kwargs)
-                if opened is None:
-                    return await fn(*args, **kwargs)
-                record, token = opened
-                try:
-                    result = await fn(*args, **kwargs)
-                except BaseException as exc:
-                    end_span(record, token, None, exc)
-                    raise
-                end_span(record, token, result)
-                return result
+                return await acall_in_span(opened, fn, args, kwargs)
             return async_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             opened = start_span(span_name, SpanKind.CUSTOM, span_type, func=fn, args=args, kwargs=kwargs)
-            if opened is None:
-                return fn(*args, **kwargs)
-            record, token = opened
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                end_span(record, token, None, exc)
-                raise
-            end_span(record, token, result)
-            return result
+            return call_in_span(opened, fn, args, kwargs)
         return wrapper
 
     return decorate(func) if func is not None else decorate

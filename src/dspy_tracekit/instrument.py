@@ -18,7 +18,7 @@ from typing import Any, Callable
 import wrapt
 
 from .records import SpanKind
-from .tracer import current_span, current_tags, end_span, start_span
+from .tracer import acall_in_span, call_in_span, current_span, current_tags, start_span
 
 logger = logging.getLogger("dspy_tracekit")
 
@@ -61,54 +61,32 @@ def _missing(target: str, exc: BaseException | None = None) -> None:
 
 def _sync(describe: Callable) -> Callable:
     def wrapper(wrapped, instance, args, kwargs):
-        try:
-            d = describe(instance, args, kwargs)
-        except Exception:  # noqa: BLE001 - never let bookkeeping break the call
-            d = None
-        if d is None:
-            return wrapped(*args, **kwargs)
-        opened = start_span(d[0], d[1], d[2], instance, wrapped, args, kwargs, d[3] if len(d) > 3 else None,
-                            _lm_start if d[1] == SpanKind.LM else None)
-        if opened is None:
-            return wrapped(*args, **kwargs)
-        span, token = opened
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            end_span(span, token, None, exc)
-            raise
-        end_span(span, token, result)
-        return result
+        return call_in_span(_open(describe, wrapped, instance, args, kwargs), wrapped, args, kwargs)
 
     return wrapper
 
 
 def _async(describe: Callable) -> Callable:
     def wrapper(wrapped, instance, args, kwargs):
-        try:
-            d = describe(instance, args, kwargs)
-        except Exception:  # noqa: BLE001 - never let bookkeeping break the call
-            d = None
-        if d is None:
-            return wrapped(*args, **kwargs)
-
+        # the span opens inside the coroutine, so it belongs to the task that awaits it
         async def run():
-            opened = start_span(d[0], d[1], d[2], instance, wrapped, args, kwargs, d[3] if len(d) > 3 else None,
-                            _lm_start if d[1] == SpanKind.LM else None)
-            if opened is None:
-                return await wrapped(*args, **kwargs)
-            span, token = opened
-            try:
-                result = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                end_span(span, token, None, exc)
-                raise
-            end_span(span, token, result)
-            return result
+            opened = _open(describe, wrapped, instance, args, kwargs)
+            return await acall_in_span(opened, wrapped, args, kwargs)
 
         return run()
 
     return wrapper
+
+
+def _open(describe: Callable, wrapped, instance, args, kwargs):
+    try:
+        d = describe(instance, args, kwargs)
+    except Exception:  # noqa: BLE001 - never let bookkeeping break the call
+        d = None
+    if d is None:
+        return None
+    return start_span(d[0], d[1], d[2], instance, wrapped, args, kwargs, d[3] if len(d) > 3 else None,
+                      _lm_start if d[1] == SpanKind.LM else None)
 
 
 # ------------------------------------------------------------------------------------------
@@ -292,22 +270,13 @@ _retriever_callers: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDicti
 
 
 def _embeddings_call_wrapper(wrapped, instance, args, kwargs):
-    # the search runs on Unbatchify's worker thread: remember whose call it serves
-    opened = start_span(*_describe_embeddings(instance, args, kwargs), instance, wrapped, args, kwargs)
-    if opened is None:
-        return wrapped(*args, **kwargs)
-    span, token = opened
-    try:
-        _retriever_callers[instance] = span
-    except TypeError:
-        pass
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        end_span(span, token, None, exc)
-        raise
-    end_span(span, token, result)
-    return result
+    opened = _open(_describe_embeddings, wrapped, instance, args, kwargs)
+    if opened is not None:
+        try:  # the search runs on Unbatchify's worker thread: remember whose call it serves
+            _retriever_callers[instance] = opened[0]
+        except TypeError:
+            pass
+    return call_in_span(opened, wrapped, args, kwargs)
 
 
 def _embeddings_batch_wrapper(wrapped, instance, args, kwargs):

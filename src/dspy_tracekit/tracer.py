@@ -103,6 +103,35 @@ def end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException 
         _internal_error("end_span", exc)
 
 
+def call_in_span(opened, fn, args: tuple, kwargs: dict):
+    """Call ``fn`` inside the span ``opened`` (from :func:`start_span`; ``None`` = untraced), exactly once;
+    its exception is recorded and re-raised untouched."""
+    if opened is None:
+        return fn(*args, **kwargs)
+    span, token = opened
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        end_span(span, token, None, exc)
+        raise
+    end_span(span, token, result)
+    return result
+
+
+async def acall_in_span(opened, fn, args: tuple, kwargs: dict):
+    """:func:`call_in_span` for a coroutine function."""
+    if opened is None:
+        return await fn(*args, **kwargs)
+    span, token = opened
+    try:
+        result = await fn(*args, **kwargs)
+    except BaseException as exc:
+        end_span(span, token, None, exc)
+        raise
+    end_span(span, token, result)
+    return result
+
+
 def _internal_error(where: str, exc: BaseException) -> None:
     mgr = _state.manager
     if mgr is not None:
