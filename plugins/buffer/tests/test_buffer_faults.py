@@ -147,3 +147,27 @@ def test_unreachable_tracking_server_is_transient_even_after_mlflow_cached_its_f
             mlflow_store.log_spans(uri, "0", spans)
         assert is_transient(info.value)
     assert RestStore._get_server_version.cache_info().currsize == 0
+
+
+EXITING_CHILD = """
+import sys
+sys.path.insert(0, {here!r})
+import buffer_testkit as kit
+import dspy_tracekit as tk
+tk.enable(plugins=["buffer"], tracking_uri={uri!r}, experiment={exp!r},
+          config={{"buffer": {{"spool_dir": {spool!r}, "flush_interval": 30}}}})
+program, lm = kit.make_program()
+kit.run_requests(program, lm, 25)
+# no flush, no disable: the traces wait in the queue (flush_interval 30 s) until the interpreter exits
+"""
+
+
+@pytest.mark.load  # a second interpreter start (~20 s here) would push the default run past its budget
+def test_traces_still_queued_at_interpreter_exit_are_stored(tmp_path, store, spool_dir):
+    uri, exp = store
+    script = tmp_path / "exiting.py"
+    script.write_text(EXITING_CHILD.format(here=HERE, uri=uri, exp=exp, spool=spool_dir))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = store_trace_ids(uri, exp)
+    assert len(ids) == len(set(ids)) == 25

@@ -6,7 +6,7 @@
 2. outage: a real ``mlflow server`` (SQLite backend) on 127.0.0.1 killed for 30 s mid-run and
    restarted → every trace stored once.
 3. crash: a traced process SIGKILLed mid-run → the next ``enable()`` replays every spooled trace once.
-(4. full disk: ``test_buffer_faults.py::test_full_disk_is_counted_and_the_program_keeps_running``.)
+(4. full disk and exit-time flush: ``test_buffer_faults.py``, also marked ``load``.)
 """
 
 from __future__ import annotations
