@@ -314,13 +314,14 @@ class Detector:
     """
 
     __slots__ = ("anchor", "ascii_regex", "entity", "group", "prefilter", "priority", "regex", "starts", "trim",
-                 "validate")
+                 "trim_min_digits", "validate", "window_starts")
 
     def __init__(self, entity: str, regex: re.Pattern[str], prefilter: Callable[[str], bool] | None,
                  validate: Callable[[str, re.Match[str]], bool] | None = None, group: int | str = 0,
                  priority: int = 50, trim: Callable[[str, int, int], bool] | None = None,
                  anchor: Callable[[Text], list[Span]] | None = None,
-                 starts: Callable[[Text], list[int]] | None = None):
+                 starts: Callable[[Text], list[int]] | None = None,
+                 window_starts: Callable[[str, int, int], list[int]] | None = None, trim_min_digits: int = 0):
         self.entity = entity
         self.regex = regex
         self.prefilter = prefilter
@@ -335,6 +336,10 @@ class Detector:
         #: must include every position where it can match: the same matches ``finditer`` finds,
         #: without running the pattern at every character in between.
         self.starts = starts
+        #: the same inside each anchor window: ``(text, ws, we)`` → sorted candidate starts
+        self.window_starts = window_starts
+        #: a candidate with fewer digits cannot pass ``trim`` once shortened: skip the retries
+        self.trim_min_digits = trim_min_digits
         self.ascii_regex = ascii_variant(regex)
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
@@ -348,8 +353,12 @@ class Detector:
         if self.anchor is None:
             return self._spans(text, regex.finditer(text))
         spans: list[Span] = []
+        window_starts = self.window_starts
         for ws, we in self.anchor(ctx):
-            spans.extend(self._spans(text, regex.finditer(text, ws, we)))
+            if window_starts is None:
+                spans.extend(self._spans(text, regex.finditer(text, ws, we)))
+            else:
+                spans.extend(self._spans(text, _matches_at(regex, text, window_starts(text, ws, we), ws, we)))
         return spans
 
     def _spans(self, text: str, matches: Iterable[re.Match[str]]) -> list[Span]:
@@ -359,7 +368,7 @@ class Detector:
         out: list[Span] = []
         for m in matches:
             if validate is not None and not validate(text, m):
-                if trim is not None:
+                if trim is not None and len(m.group().translate(_DELETE_SEPARATORS)) >= self.trim_min_digits:
                     s = m.start()
                     e = m.end()
                     for _ in range(2):
@@ -377,15 +386,18 @@ class Detector:
         return out
 
 
-def _matches_at(regex: re.Pattern[str], text: str, starts: list[int]) -> list[re.Match[str]]:
-    """What ``regex.finditer(text)`` yields, given every position where a match can start."""
+def _matches_at(regex: re.Pattern[str], text: str, starts: list[int], pos: int = 0,
+                endpos: int | None = None) -> list[re.Match[str]]:
+    """What ``regex.finditer(text, pos, endpos)`` yields, given every position where a match can start."""
     out = []
     match = regex.match
-    after = 0  # like finditer: no match starts inside the previous one
+    if endpos is None:
+        endpos = len(text)
+    after = pos  # like finditer: no match starts inside the previous one
     for c in starts:
         if c < after:
             continue
-        m = match(text, c)
+        m = match(text, c, endpos)
         if m is not None:
             after = m.end() if m.end() > c else c + 1
             out.append(m)
@@ -420,9 +432,14 @@ def _digits_anchor(ctx: Text) -> list[Span]:
 
 def _anchor(needles: tuple[str, ...], before: int, after: int, lower: bool = False):
     def anchor(ctx: Text) -> list[Span]:
+        if lower and len(ctx.lower) != len(ctx.text):  # "İ" lowers to two characters: no positions
+            return [(0, len(ctx.text))]
         return windows(ctx.text, find_all(ctx.lower if lower else ctx.text, needles), before, after)
 
     return anchor
+
+
+_ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
 
 def _regex_anchor(pattern: re.Pattern[str], before: int, after: int):
@@ -599,17 +616,17 @@ def builtin_detectors() -> dict[str, list[Detector]]:
                  _boundary, priority=90))
     add(Detector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
                  None, _v_bearer, group="tok", priority=80, anchor=_anchor(("earer",), 2, 40)))
-    add(Detector("CREDENTIAL", re.compile(
+    add(CredentialDetector("CREDENTIAL", re.compile(
         r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])\\?[\"']?"
         r"(?:\s*[:=]\s*|\s+(?P<is>is)\s+)\\?[\"']?(?P<val>[^\s\"'`,;\\]{3,}?)\.?(?=[\s\"'`,;\\]|\Z)"),
-        None, _v_credential, group="val", priority=60,
-        anchor=_anchor(("pass", "pwd", "secret", "key", "token", "pin", "credential"), 80, 60, lower=True)))
+        None, _v_credential, group="val", priority=60))
     add(Detector("EMAIL", re.compile(
         r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
         None, priority=85, anchor=_anchor(("@",), 80, 260)))
     add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
     add(Detector("CREDIT_CARD", re.compile(
-        r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), None, _v_card, priority=72, trim=_trim_card, starts=Text.num_starts))
+        r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), None, _v_card, priority=72, trim=_trim_card,
+        starts=Text.num_starts, trim_min_digits=13))
     add(Detector("US_SSN", re.compile(
         r"(?<![\w\-.])(?P<a>\d{3})(?P<sep>[\- ]?)(?P<g>\d{2})(?P=sep)(?P<s>\d{4})(?![\w]|[\-.]\d)"),
         None, _v_ssn, priority=71, starts=Text.num_starts))
@@ -618,13 +635,75 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(Detector("IP_ADDRESS", re.compile(
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
-        None, _v_ipv6, priority=65, anchor=_regex_anchor(_V6_ANCHOR, 40, 60)))
-    add(Detector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=Text.num_starts))
+        None, _v_ipv6, priority=65, anchor=_regex_anchor(_V6_ANCHOR, 41, 60), window_starts=_v6_starts))
+    add(Detector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=Text.num_starts,
+                 trim_min_digits=8))
     return d
 
 
+# where an IPv6 regex match can start: a hex digit not after a word character, ':' or '.', and
+# a ':' within its first four hex digits
+_V6_START = re.compile(r"[0-9A-Fa-f](?<![\w:.][0-9A-Fa-f])(?=[0-9A-Fa-f]{0,3}:)")
+
+
+def _v6_starts(text: str, ws: int, we: int) -> list[int]:
+    return [m.start() for m in _V6_START.finditer(text, ws, we)]
+
+
+#: every key word of ``CREDENTIAL`` ends with one of these
+_CREDENTIAL_NEEDLES = ("password", "passwd", "pwd", "passphrase", "pass", "secret", "key", "token", "pin",
+                       "credential", "credentials")
+_CREDENTIAL_NEEDLE = re.compile("(?i)" + "|".join(_CREDENTIAL_NEEDLES[:-1]) + "s?")
+
+
+class CredentialDetector(Detector):
+    """``password: …`` pairs. The regex runs only where a needle ends a word ("shipping", "keyboard"
+    and "passport" open no window), and inside a window only at the starts of the tokens holding
+    those needles (the key may carry a ``name_`` prefix), instead of at every character."""
+
+    __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        if ctx is None:
+            ctx = Text(text)
+        regex = self.ascii_regex if ctx.ascii else self.regex
+        low = ctx.lower
+        n = len(text)
+        if len(low) != n:  # "İ" lowers to two characters: positions in ``low`` are not positions in ``text``
+            hits = [m.span() for m in _CREDENTIAL_NEEDLE.finditer(text)]
+        else:
+            hits = [h for h in find_all(low, _CREDENTIAL_NEEDLES) if h[1] >= n or low[h[1]] not in _ASCII_ALNUM]
+        if not hits:
+            return []
+        spans: list[Span] = []
+        k = 0
+        for ws, we in windows(text, hits, 80, 60):
+            starts = set()
+            while k < len(hits) and hits[k][0] < we:
+                _token_starts(text, hits[k][0], ws, starts)
+                k += 1
+            spans.extend(self._spans(text, _matches_at(regex, text, sorted(starts), ws, we)))
+        return spans
+
+
+def _token_starts(text: str, i: int, ws: int, out: set[int]) -> None:
+    """Add ``i`` and, walking back to the start of its ``name_name-name`` token (not before ``ws``),
+    every position not preceded by an ASCII letter or digit. Non-ASCII characters count as token
+    characters: ``(?i)[a-z]`` also matches ``ſ`` and ``K``."""
+    out.add(i)
+    while i > ws:
+        c = text[i - 1]
+        if c.isascii() and not (c.isalnum() or c in "_-"):
+            return
+        i -= 1
+        if i == ws or not (text[i - 1].isascii() and text[i - 1].isalnum()):
+            out.add(i)
+
+
 _AWS_IDS = re.compile(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA)")
-_V6_ANCHOR = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f:]*:")
+# ``[0-9A-Fa-f]:[0-9A-Fa-f:]*:`` starting at the colon (``re`` then jumps between colons at C speed);
+# the anchor puts the hex digit back
+_V6_ANCHOR = re.compile(r":(?<=[0-9A-Fa-f]:)[0-9A-Fa-f:]*:")
 
 #: built-in entity types, in the order the docs list them.
 BUILTIN_ENTITIES = (
