@@ -198,3 +198,29 @@ def test_debug_env_var_prints_every_hook_call(monkeypatch, store_uri, capsys):
     err = capsys.readouterr().err
     assert "tracekit_span_start(span=<SpanRecord Predict.forward" in err
     assert "tracekit_export_traces" in err
+
+
+def test_forked_child_makes_trace_ids_of_its_own():
+    import os
+
+    from dspy_tracekit.records import new_trace_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.write(write, str(new_trace_id()).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = int(os.read(read, 100))
+    assert child_id != new_trace_id()
+
+
+def test_permanent_store_errors_are_not_transient():
+    import sqlite3
+
+    from dspy_tracekit.delivery import is_transient
+
+    assert is_transient(sqlite3.OperationalError("database is locked"))
+    assert is_transient(ConnectionRefusedError(111, "Connection refused"))
+    assert not is_transient(sqlite3.OperationalError("no such table: spans"))
+    assert not is_transient(ValueError("bad span"))

@@ -50,7 +50,8 @@ def is_transient(exc: BaseException) -> bool:
         for marker in ("database is locked", "connection refused", "connection reset", "timed out",
                        "temporarily unavailable", "max retries exceeded", "failed to establish",
                        "remote end closed", "503", "502", "504", "500 server error", "429",
-                       "too many requests", "operationalerror", "connectionerror"):
+                       "too many requests", "connectionerror", "could not connect to server",
+                       "server closed the connection", "deadlock"):
             if marker in text:
                 return True
         exc = exc.__cause__ or exc.__context__

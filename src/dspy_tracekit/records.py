@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import os
 import random
 import threading
 import traceback
@@ -21,6 +22,8 @@ __all__ = ["SpanRecord", "TraceRecord", "Settings", "SpanKind", "jsonable"]
 
 _rand = random.Random()
 _getrandbits = _rand.getrandbits
+if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's trace ids
+    os.register_at_fork(after_in_child=_rand.seed)
 _EMPTY: dict = {}
 
 
