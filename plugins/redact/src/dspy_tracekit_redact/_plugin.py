@@ -78,26 +78,27 @@ def tracekit_process_trace(trace: Any) -> None:
     Exceptions propagate on purpose: the core then drops the trace (fail closed).
     """
     r = _redactor()
+    cache: dict = {}  # prompts repeat across a trace's spans: redact each distinct string once
     total: dict[str, int] = {}
     trace_counts: dict[str, int] = {}
     if trace.tags:
-        trace.tags = _redact_tags(r, trace.tags, trace_counts)
+        trace.tags = _redact_tags(r, trace.tags, trace_counts, cache)
     if trace.attributes:
-        trace.attributes = r.redact(trace.attributes, trace_counts) or {}
+        trace.attributes = r.redact(trace.attributes, trace_counts, cache) or {}
     for span in trace.spans:
         counts: dict[str, int] = {}
-        span.inputs = _field(r, span.inputs, counts)
-        span.outputs = _field(r, span.outputs, counts)
+        span.inputs = _field(r, span.inputs, counts, cache)
+        span.outputs = _field(r, span.outputs, counts, cache)
         if span.params:
-            span.params = r.redact(span.params, counts) or {}
+            span.params = r.redact(span.params, counts, cache) or {}
         if span.error is not None:
-            span.error = _field(r, span.error, counts)
+            span.error = _field(r, span.error, counts, cache)
         if span.tags:
-            span.tags = _redact_tags(r, span.tags, counts)
+            span.tags = _redact_tags(r, span.tags, counts, cache)
         attrs = span.attributes
         if attrs:
             attrs = {k: v for k, v in attrs.items() if k != COUNTS_ATTRIBUTE}
-            attrs = r.redact(attrs, counts) or {}
+            attrs = r.redact(attrs, counts, cache) or {}
         else:
             attrs = {}
         if span is trace.root and trace_counts:
@@ -110,17 +111,18 @@ def tracekit_process_trace(trace: Any) -> None:
     _state.add(total, traces=1, spans=len(trace.spans))
 
 
-def _field(r: Redactor, value: Any, counts: dict[str, int]) -> Any:
+def _field(r: Redactor, value: Any, counts: dict[str, int], cache: dict | None = None) -> Any:
     if value is None:
         return None
-    out = r.redact(value, counts)
+    out = r.redact(value, counts, cache)
     return None if out is DROP else out
 
 
-def _redact_tags(r: Redactor, tags: dict[str, str], counts: dict[str, int]) -> dict[str, str]:
+def _redact_tags(r: Redactor, tags: dict[str, str], counts: dict[str, int],
+                 cache: dict | None = None) -> dict[str, str]:
     out = {}
     for k, v in tags.items():
-        red = r._keyed(k, v, counts)
+        red = r._keyed(k, v, counts, cache)
         if red is DROP:
             continue
         out[k] = red if isinstance(red, str) else str(red)

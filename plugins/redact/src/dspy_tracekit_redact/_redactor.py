@@ -17,7 +17,15 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from ._detectors import BUILTIN_ENTITIES, SPECIAL_ENTITIES, Detector, Text, builtin_detectors, normalize
+from ._detectors import (
+    BUILTIN_ENTITIES,
+    SPECIAL_ENTITIES,
+    Detector,
+    Text,
+    builtin_detectors,
+    may_hold_builtin,
+    normalize,
+)
 
 __all__ = ["ACTIONS", "DEFAULT_SECRET_KEYS", "Finding", "Redactor"]
 
@@ -43,6 +51,8 @@ _KNOWN_KEYS = (
 _PATTERN_KEYS = ("name", "regex", "validator", "action", "ignore_case")
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SECTION_PRE = "[[ ## "
+#: shorter strings are cheaper to scan again than to look up
+_CACHE_MIN_CHARS = 24
 
 
 class Finding(NamedTuple):
@@ -268,12 +278,16 @@ class Redactor:
         self.mlflow_spans = _bool(config, "mlflow_spans", True)
 
         self._detectors = tuple(detectors)
+        #: custom patterns and NER can match anything: no whole-string pre-filter then
+        self._builtin_only = not custom_names and self._ner is None
         self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names) + tuple(ner_names)
         self._actions = actions
 
     # ------------------------------------------------------------------------------ text
     def find(self, text: str) -> list[Finding]:
         """Every value to redact in ``text``, non-overlapping, in order (allow-list applied)."""
+        if self._builtin_only and not may_hold_builtin(text):
+            return []
         cands: list[tuple[int, int, int, str]] = []
         ctx = Text(text)
         for det in self._detectors:
@@ -343,7 +357,19 @@ class Redactor:
             counts = {}
         return self._string(text, counts, keep_text=True)
 
-    def _string(self, s: str, counts: dict[str, int], keep_text: bool = False) -> Any:
+    def _string(self, s: str, counts: dict[str, int], keep_text: bool = False, cache: dict | None = None) -> Any:
+        if cache is None or keep_text or len(s) < _CACHE_MIN_CHARS:
+            return self._string_uncached(s, counts, keep_text, cache)
+        hit = cache.get(s)
+        if hit is None:
+            found: dict[str, int] = {}
+            hit = cache[s] = (self._string_uncached(s, found, keep_text, cache), tuple(found.items()))
+        for entity, n in hit[1]:
+            counts[entity] = counts.get(entity, 0) + n
+        return hit[0]
+
+    def _string_uncached(self, s: str, counts: dict[str, int], keep_text: bool = False,
+                         cache: dict | None = None) -> Any:
         if "\x00" in s:
             counts["BINARY"] = counts.get("BINARY", 0) + 1
             return f"<BINARY:{len(s)} chars>"
@@ -362,7 +388,7 @@ class Redactor:
             except ValueError:
                 parsed = None
             if isinstance(parsed, (dict, list)):
-                red = self._value(parsed, counts)
+                red = self._value(parsed, counts, cache)
                 if red is DROP:
                     return DROP
                 return (s if red == parsed else json.dumps(red, ensure_ascii=False)) + suffix
@@ -374,7 +400,7 @@ class Redactor:
         return m.group(1) + "<FIELD>"
 
     # ------------------------------------------------------------------------------ structures
-    def redact(self, obj: Any, counts: dict[str, int] | None = None) -> Any:
+    def redact(self, obj: Any, counts: dict[str, int] | None = None, cache: dict | None = None) -> Any:
         """A redacted copy of ``obj`` (``None`` if a ``drop`` action removes all of it).
 
         Walks dicts, lists, tuples, sets, ``dspy.Example``/``Prediction``, pydantic models and
@@ -382,17 +408,19 @@ class Redactor:
         bytes become ``<BINARY:n bytes>``; other objects are scanned as their ``str()``.
 
         :param counts: if given, incremented per entity type.
+        :param cache: a dict to share between the calls over one trace: a string seen before (the LM
+            span's messages repeat the module's inputs) is then redacted once, and counted each time.
         """
         if counts is None:
             counts = {}
-        out = self._value(obj, counts)
+        out = self._value(obj, counts, cache)
         return None if out is DROP else out
 
     def _secret_key(self, key: str) -> bool:
         k = norm_key(key)
         return k in self._secret_keys or k.endswith(_SECRET_SUFFIXES)
 
-    def _keyed(self, key: Any, value: Any, counts: dict[str, int]) -> Any:
+    def _keyed(self, key: Any, value: Any, counts: dict[str, int], cache: dict | None = None) -> Any:
         """The value of a mapping entry, after the key-based rules and the per-field policy."""
         if isinstance(key, str):
             policy = self._fields.get(key)
@@ -414,11 +442,11 @@ class Redactor:
                     return DROP
                 raw = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
                 return self.marker("SECRET_FIELD", raw, action)
-        return self._value(value, counts)
+        return self._value(value, counts, cache)
 
-    def _value(self, obj: Any, counts: dict[str, int]) -> Any:
+    def _value(self, obj: Any, counts: dict[str, int], cache: dict | None = None) -> Any:
         if isinstance(obj, str):
-            return self._string(obj, counts)
+            return self._string(obj, counts, cache=cache)
         if obj is None or isinstance(obj, (bool, float)):
             return obj
         if isinstance(obj, int):
@@ -428,9 +456,9 @@ class Redactor:
             out, dropped = self._text(text, counts)
             return DROP if dropped else (obj if out == text else out)
         if isinstance(obj, dict):
-            return self._mapping(obj.items(), counts)
+            return self._mapping(obj.items(), counts, cache)
         if isinstance(obj, (list, tuple, set, frozenset)):
-            items = [v for v in (self._value(x, counts) for x in obj) if v is not DROP]
+            items = [v for v in (self._value(x, counts, cache) for x in obj) if v is not DROP]
             if isinstance(obj, list):
                 return items
             if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple: keep the shape
@@ -448,7 +476,7 @@ class Redactor:
         store = getattr(obj, "_store", None)
         if isinstance(store, dict) and hasattr(obj, "toDict"):  # dspy.Example / dspy.Prediction
             new = copy.copy(obj)
-            new._store = self._mapping(store.items(), counts)
+            new._store = self._mapping(store.items(), counts, cache)
             if hasattr(new, "_completions"):
                 new._completions = None  # holds the raw completions: not redacted, so not kept
             return new
@@ -457,21 +485,22 @@ class Redactor:
             update = {}
             for name in fields:
                 value = getattr(obj, name, None)
-                red = self._keyed(name, value, counts)
+                red = self._keyed(name, value, counts, cache)
                 update[name] = None if red is DROP else red
             return obj.model_copy(update=update)
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return self._mapping(((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)), counts)
+            return self._mapping(((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)), counts, cache)
         try:
             text = str(obj)
         except Exception:  # noqa: BLE001 - a broken __str__ must not stop redaction of the rest
             return f"<{type(obj).__name__}>"
-        return self._string(text, counts)
+        return self._string(text, counts, cache=cache)
 
-    def _mapping(self, items: Iterable[tuple[Any, Any]], counts: dict[str, int]) -> dict:
+    def _mapping(self, items: Iterable[tuple[Any, Any]], counts: dict[str, int],
+                 cache: dict | None = None) -> dict:
         out = {}
         for k, v in items:
-            red = self._keyed(k, v, counts)
+            red = self._keyed(k, v, counts, cache)
             if red is not DROP:
                 out[k] = red
         return out
