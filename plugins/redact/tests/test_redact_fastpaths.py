@@ -1,0 +1,116 @@
+"""The shortcuts that make redaction fast must not change what it finds.
+
+Each shortcut is checked against the slow form it replaces, on the labeled corpus (sentences and
+ChatAdapter-shaped prompts) and on text with non-ASCII characters.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from dspy_tracekit_redact import Redactor
+from dspy_tracekit_redact._detectors import (
+    NON_ASCII_SPACE,
+    NON_ASCII_WORD,
+    CredentialDetector,
+    Text,
+    ascii_classes,
+    may_hold_builtin,
+)
+
+EXTRA = [
+    "call +49 (0)30 12345678 or 030/1234567, card 4111-1111-1111-1111 2 times",
+    "ssn 123 45 6789? no: 078-05-1120; ip 10.0.0.1, fe80::1%eth0, 2001:db8::8a2e:370:7334",
+    "my_service_db_password: hunter2!! and client-secret = abc.def, the token is expired",
+    "Préfixe € 12,50 — appelez le 06 12 34 56 78 ou écrivez à zoé@example.fr",
+    "İstanbul office: password = Ankara2024! ſecret: x",
+    "at 2024-05-01T10:22:33.123456+00:00 from 192.168.1.10 (v1.2.3.4)",
+]
+
+
+@pytest.fixture(scope="module")
+def texts(corpus):
+    sentences = [s.text for s in corpus]
+    # ChatAdapter-shaped prompts: many sentences in one string, as the benchmark uses
+    prompts = ["[[ ## message ## ]]\n" + " ".join(sentences[i:i + 14]) for i in range(0, 2800, 14)]
+    return sentences[:3000] + prompts + EXTRA
+
+
+def test_candidate_starts_find_what_finditer_finds(texts):
+    """Detectors that try their regex only at candidate starts see the same matches as a scan
+    (of the same anchor windows; of the whole text for ``CREDENTIAL``, whose windows are new)."""
+    r = Redactor()
+    checked = 0
+    for det in r._detectors:
+        if det.starts is None and det.window_starts is None and not isinstance(det, CredentialDetector):
+            continue
+        for text in texts:
+            ctx = Text(text)
+            windows = det.anchor(ctx) if det.window_starts is not None else [(0, len(text))]
+            slow = [span for ws, we in windows for span in det._spans(text, det.regex.finditer(text, ws, we))]
+            assert det.find(text, ctx) == slow, (det.entity, text[:200])
+            checked += 1
+    assert checked > 10_000
+
+
+def test_ascii_variants_match_like_the_unicode_patterns(texts):
+    r = Redactor()
+    for det in r._detectors:
+        for text in texts:
+            if not ascii_classes(text):
+                continue
+            slow = [m.span() for m in det.regex.finditer(text)]
+            fast = [m.span() for m in det.ascii_regex.finditer(text)]
+            assert slow == fast, (det.entity, text[:200])
+
+
+def test_non_ascii_word_or_space_characters_turn_the_ascii_variants_off():
+    assert ascii_classes("price €12 — ok") and ascii_classes("plain")
+    for ch in ("é", "ſ", "\u212a", "٣", "\xa0", "\u2009", "\u3000"):
+        assert not ascii_classes(f"a{ch}b"), repr(ch)
+
+
+def test_the_non_ascii_space_class_is_every_non_ascii_unicode_space():
+    spaces = [chr(c) for c in range(128, 0x3001) if chr(c).isspace()]
+    assert all(NON_ASCII_SPACE.fullmatch(c) for c in spaces)
+    assert all(re.fullmatch(r"\s", c) for c in spaces)
+    assert NON_ASCII_WORD.fullmatch("é") and not NON_ASCII_WORD.fullmatch("€")
+
+
+def test_prefilter_only_skips_text_without_findings(texts):
+    unfiltered = Redactor()
+    unfiltered._builtin_only = False
+    # and without digits, '@' and ':' (what is left must pass only on letter needles)
+    texts = texts + [re.sub(r"[\d@:]", "", t) for t in texts[:3000]]
+    skipped = [t for t in texts if not may_hold_builtin(t)]
+    assert len(skipped) > 500
+    assert [t for t in skipped if unfiltered.find(t)] == []
+    assert all(may_hold_builtin(t) for t in texts if unfiltered.find(t))
+
+
+def test_prefilter_skips_labels_and_findings_need_it():
+    assert not may_hold_builtin("billing question")
+    assert not may_hold_builtin("positive")
+    r = Redactor()
+    assert r.find("billing question") == []
+    assert r.redact_text("the password is hunter!") == "the password is <CREDENTIAL>"
+
+
+def test_custom_patterns_turn_the_prefilter_off():
+    r = Redactor({"patterns": [{"name": "CODENAME", "regex": "blue falcon"}]})
+    assert r.redact_text("project blue falcon") == "project <CODENAME>"
+
+
+def test_a_repeated_string_is_redacted_once_and_counted_each_time():
+    r = Redactor()
+    prompt = "Please refund jane.doe@example.com, card 4111 1111 1111 1111."
+    cache: dict = {}
+    first: dict[str, int] = {}
+    second: dict[str, int] = {}
+    a = r.redact({"message": prompt}, first, cache)
+    b = r.redact({"messages": [{"role": "user", "content": prompt}]}, second, cache)
+    assert a == {"message": "Please refund <EMAIL>, card <CREDIT_CARD>."}
+    assert b["messages"][0]["content"] == a["message"]
+    assert first == second == {"EMAIL": 1, "CREDIT_CARD": 1}
+    assert prompt in cache
