@@ -338,7 +338,8 @@ class Detector:
         self.starts = starts
         #: the same inside each anchor window: ``(text, ws, we)`` → sorted candidate starts
         self.window_starts = window_starts
-        #: a candidate with fewer digits cannot pass ``trim`` once shortened: skip the retries
+        #: ``trim`` fails below this many digits, and shortening drops at least one: a candidate
+        #: with no more than this is not retried (most are dates such as 2024-05-11)
         self.trim_min_digits = trim_min_digits
         self.ascii_regex = ascii_variant(regex)
 
@@ -368,7 +369,7 @@ class Detector:
         out: list[Span] = []
         for m in matches:
             if validate is not None and not validate(text, m):
-                if trim is not None and len(m.group().translate(_DELETE_SEPARATORS)) >= self.trim_min_digits:
+                if trim is not None and len(m.group().translate(_DELETE_SEPARATORS)) > self.trim_min_digits:
                     s = m.start()
                     e = m.end()
                     for _ in range(2):
@@ -602,7 +603,8 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(Detector("AWS_ACCESS_KEY_ID", re.compile(
         r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA)[A-Z0-9]{16}\b"),
         lambda t: _AWS_IDS.search(t) is not None, _boundary, priority=90))
-    add(Detector("AWS_SECRET_KEY", re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+    # ``(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}``, the lookbehind after the first character (``re`` skips faster)
+    add(Detector("AWS_SECRET_KEY", re.compile(r"[A-Za-z0-9/+](?<![A-Za-z0-9/+]{2})[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])"),
                  None, _v_aws_secret, priority=70,
                  anchor=_anchor(("aws", "secret", "akia", "asia", "access key", "access_key"), 0, 260, lower=True)))
     add(Detector("GITHUB_TOKEN", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}\b"), _has("gh"), _boundary, priority=90))
