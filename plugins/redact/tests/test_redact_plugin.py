@@ -247,3 +247,15 @@ def test_plugin_has_no_request_path_hooks():
 
     hooks = {name for name in dir(plugin) if name.startswith("tracekit_")}
     assert hooks == {"tracekit_configure", "tracekit_process_trace", "tracekit_shutdown", "tracekit_counters"}
+
+
+def test_ner_without_presidio_fails_enable_naming_the_key_and_the_package(store):
+    import importlib.util
+
+    if importlib.util.find_spec("presidio_analyzer") is not None:
+        pytest.skip("presidio-analyzer is installed here: the missing-package error cannot happen")
+    with pytest.raises(ValueError, match=r"redact\.ner: true needs the package 'presidio-analyzer'") as info:
+        tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{store}", config={"redact": {"ner": True}})
+    assert "pip install presidio-analyzer" in str(info.value)
+    with pytest.raises(ValueError, match=r"redact\.ner: true needs the package 'presidio-analyzer'"):
+        Redactor({"ner": "true"})  # the value as an environment variable spells it

@@ -17,8 +17,12 @@ class NerBackend:
         try:
             from presidio_analyzer import AnalyzerEngine
         except ImportError as exc:
-            raise ValueError("redact.ner: needs the 'ner' extra: pip install 'dspy-tracekit-redact[ner]' "
-                             "and a spaCy model (python -m spacy download en_core_web_lg)") from exc
+            # no ``[ner]`` extra: presidio-analyzer caps numpy below 2.5 for every install of the
+            # workspace (see the README), so it is installed by the user
+            raise ValueError(
+                "redact.ner: true needs the package 'presidio-analyzer', which is not installed "
+                f"({type(exc).__name__}: {exc}); install it with 'pip install presidio-analyzer' and a "
+                "spaCy model ('python -m spacy download en_core_web_lg'), or set ner = false") from exc
         wanted = entities or ["PERSON", "LOCATION"]
         for i, name in enumerate(wanted):
             if name not in NER_ENTITIES:
