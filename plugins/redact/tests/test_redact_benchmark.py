@@ -50,6 +50,11 @@ def _mb_per_s(fn, prompts, repeat: int = 3) -> float:
     return size / best / 1e6
 
 
+def _trace_like(r: Redactor, prompt: str, cache: dict | None) -> None:
+    r.redact({"message": prompt}, {}, cache)
+    r.redact({"messages": [{"role": "user", "content": prompt}]}, {}, cache)
+
+
 def test_redaction_throughput_on_prompt_text(corpus):
     r = Redactor()
     r.redact_text("warm-up 4111 1111 1111 1111 a@b.co")
@@ -64,11 +69,14 @@ def test_redaction_throughput_on_prompt_text(corpus):
         "redact_text, clean prompts": _mb_per_s(r.redact_text, clean),
         "redact (dict of messages), prompts with PII": _mb_per_s(
             lambda p: r.redact({"messages": [{"role": "user", "content": p}]}), pii),
+        # a trace: the module span's input and the LM span's messages hold the same prompt
+        "trace-like (input + LM messages), no cache": _mb_per_s(lambda p: _trace_like(r, p, None), pii) * 2,
+        "trace-like (input + LM messages), per-trace cache": _mb_per_s(lambda p: _trace_like(r, p, {}), pii) * 2,
     }
     print(f"\nredact throughput, one core; {len(pii)} prompts of ~{avg:.0f} chars, "
           f"{per_prompt_pii:.1f} values found per PII prompt")
     base = rows["json.dumps (baseline: what export does anyway)"]
     for name, mbs in rows.items():
-        print(f"  {name:<50} {mbs:8.1f} MB/s   {base / mbs:6.1f}x the json.dumps time")
+        print(f"  {name:<52} {mbs:8.1f} MB/s   {base / mbs:6.1f}x the json.dumps time")
     assert per_prompt_pii >= 1.0  # the PII prompts do carry values to redact
     assert all(v > 0 for v in rows.values())

@@ -227,16 +227,14 @@ _DELETE_SEPARATORS = str.maketrans("", "", " -./()+")
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("_clusters", "_lower", "_num_starts", "ascii", "digit_windows", "text")
+    __slots__ = ("_lower", "_num_starts", "ascii", "text")
 
     def __init__(self, text: str):
         self.text = text
         #: the detectors may use their faster ``re.ASCII`` variants (see :func:`ascii_classes`)
         self.ascii = ascii_classes(text)
         self._lower: str | None = None
-        self._clusters: list[Span] | None = None
         self._num_starts: list[int] | None = None
-        self.digit_windows: list[Span] | None = None
 
     @property
     def lower(self) -> str:
@@ -252,16 +250,9 @@ class Text:
             self._num_starts = [m.start() for m in rx.finditer(self.text)]
         return self._num_starts
 
-    def clusters(self) -> list[Span]:
-        """Runs of digits and separators long enough to hold a phone, card, SSN, IP or IBAN."""
-        if self._clusters is None:
-            self._clusters = [m.span() for m in _CLUSTER.finditer(self.text)]
-        return self._clusters
 
-
-_CLUSTER = re.compile(r"\d[\d \-./()]{5,}")
 # A superset of the start positions of the digit-run detectors' regexes: each of them refuses a
-# start right after a word character, and each match holds a ``_CLUSTER`` run. The character class
+# start right after a word character, and each match holds a run ``\d[\d \-./()]{5,}``. The character class
 # comes first (the lookbehind is moved after it) so that ``re`` skips to candidates at C speed.
 # (The lookahead runs after that first character: a digit needs five more run characters, ``+``/``(``
 # a digit, maybe after one more ``+``/``(``.)
@@ -425,12 +416,6 @@ def ascii_variant(regex: re.Pattern[str]) -> re.Pattern[str]:
     return re.compile(regex.pattern, (regex.flags & ~re.UNICODE) | re.ASCII)
 
 
-def _digits_anchor(ctx: Text) -> list[Span]:
-    if ctx.digit_windows is None:  # shared by the five digit-run detectors
-        ctx.digit_windows = windows(ctx.text, ctx.clusters(), 40, 40)
-    return ctx.digit_windows
-
-
 def _anchor(needles: tuple[str, ...], before: int, after: int, lower: bool = False):
     def anchor(ctx: Text) -> list[Span]:
         if lower and len(ctx.lower) != len(ctx.text):  # "İ" lowers to two characters: no positions
@@ -441,13 +426,6 @@ def _anchor(needles: tuple[str, ...], before: int, after: int, lower: bool = Fal
 
 
 _ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-
-
-def _regex_anchor(pattern: re.Pattern[str], before: int, after: int):
-    def anchor(ctx: Text) -> list[Span]:
-        return windows(ctx.text, (m.span() for m in pattern.finditer(ctx.text)), before, after)
-
-    return anchor
 
 
 def _boundary(text: str, m: re.Match[str]) -> bool:
@@ -464,12 +442,7 @@ def _has(*needles: str) -> Callable[[str], bool]:
     return lambda t: any(n in t for n in needles)
 
 
-_DIGIT = re.compile(r"\d")
 _LAST_SEP = re.compile(r"[ \-./]+\(?\d+\)?$")
-
-
-def _has_digit(t: str) -> bool:
-    return _DIGIT.search(t) is not None
 
 
 _VERSION_CONTEXT = re.compile(r"(?i)\b(?:v|version|ver\.?|build|release|firmware|sdk|python|node|chrome)\s*$")
@@ -637,7 +610,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(Detector("IP_ADDRESS", re.compile(
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
-        None, _v_ipv6, priority=65, anchor=_regex_anchor(_V6_ANCHOR, 41, 60), window_starts=_v6_starts))
+        None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts))
     add(Detector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=Text.num_starts,
                  trim_min_digits=8))
     return d
@@ -646,6 +619,19 @@ def builtin_detectors() -> dict[str, list[Detector]]:
 # where an IPv6 regex match can start: a hex digit not after a word character, ':' or '.', and
 # a ':' within its first four hex digits
 _V6_START = re.compile(r"[0-9A-Fa-f](?<![\w:.][0-9A-Fa-f])(?=[0-9A-Fa-f]{0,3}:)")
+
+
+def _v6_anchor(ctx: Text) -> list[Span]:
+    """Runs of hex digits and colons that can hold an IPv6 address: ``ipv6_ok`` wants ``::`` or
+    seven colons, and the anchor takes the whole run up to its last colon; clock times such as
+    ``10:22:33`` open no window."""
+    text = ctx.text
+    hits = []
+    for m in _V6_ANCHOR.finditer(text):
+        s, e = m.span()
+        if text.count(":", s, e) >= 7 or text.find("::", s, e) != -1:
+            hits.append((s - 1, e))  # the hex digit before the first colon
+    return windows(text, hits, 40, 60) if hits else []
 
 
 def _v6_starts(text: str, ws: int, we: int) -> list[int]:
