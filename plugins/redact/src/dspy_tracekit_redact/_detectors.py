@@ -155,7 +155,7 @@ def phone_ok(text: str, start: int, end: int) -> bool:
     raw = text[start:end]
     # digits = everything but the separators the candidate regex admits; no format below takes
     # fewer than 8 or more than 17 (most candidates are dates, times and order numbers: cut early)
-    n = len(raw.translate(_DELETE_SEPARATORS))
+    n = len(raw) - sum(map(raw.count, _PHONE_SEPARATORS))
     if n < 8 or n > 17 or (n < 10 and raw[0] != "+"):
         return False
     if raw.count("(") != raw.count(")") or "  " in raw:
@@ -216,7 +216,13 @@ def phone_ok(text: str, start: int, end: int) -> bool:
 
 
 _NON_SEP = re.compile(r"[\d()+]")
-_DELETE_SEPARATORS = str.maketrans("", "", " -./()+")
+_PHONE_SEPARATORS = " -./()+"
+
+
+def digit_count(candidate: str) -> int:
+    """Digits in a phone or card candidate, which holds nothing but digits and ``_PHONE_SEPARATORS``
+    (``str.count`` is several times faster than ``str.translate`` or a regex here)."""
+    return len(candidate) - sum(map(candidate.count, _PHONE_SEPARATORS))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,7 +366,7 @@ class Detector:
         out: list[Span] = []
         for m in matches:
             if validate is not None and not validate(text, m):
-                if trim is not None and len(m.group().translate(_DELETE_SEPARATORS)) > self.trim_min_digits:
+                if trim is not None and digit_count(m.group()) > self.trim_min_digits:
                     s = m.start()
                     e = m.end()
                     for _ in range(2):
@@ -368,6 +374,8 @@ class Detector:
                         if cut is None:
                             break
                         e = cut.start()
+                        if digit_count(text[s:e]) < self.trim_min_digits:
+                            break  # and a further cut has fewer still
                         if trim(text, s, e):
                             out.append((s, e))
                             break
