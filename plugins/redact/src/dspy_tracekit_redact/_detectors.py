@@ -233,7 +233,7 @@ def digit_count(candidate: str) -> int:
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("_lower", "_num_digits", "_num_starts", "_with_digits", "ascii", "text")
+    __slots__ = ("_lower", "_num_starts", "ascii", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -241,8 +241,6 @@ class Text:
         self.ascii = ascii_classes(text)
         self._lower: str | None = None
         self._num_starts: list[int] | None = None
-        self._num_digits: list[int] | None = None
-        self._with_digits: dict[int, list[int]] = {}
 
     @property
     def lower(self) -> str:
@@ -258,22 +256,6 @@ class Text:
             self._num_starts = [m.start() for m in rx.finditer(self.text)]
         return self._num_starts
 
-    def num_starts_with(self, min_digits: int) -> list[int]:
-        """``num_starts()`` whose run of digits and separators holds at least ``min_digits`` digits.
-
-        A match starting there lies inside that run, and so does any match starting later in it
-        (with fewer digits still): dropping these candidates loses no match that can validate,
-        and shifts no other candidate's ``finditer`` order."""
-        out = self._with_digits.get(min_digits)
-        if out is None:
-            starts = self.num_starts()
-            if self._num_digits is None:
-                run = (_NUM_RUN_ASCII if self.ascii else _NUM_RUN).match
-                text = self.text
-                self._num_digits = [digit_count(run(text, c).group()) for c in starts]
-            out = self._with_digits[min_digits] = [c for c, d in zip(starts, self._num_digits) if d >= min_digits]
-        return out
-
 
 # A superset of the start positions of the digit-run detectors' regexes: each of them refuses a
 # start right after a word character, and each match holds a run ``\d[\d \-./()]{5,}``. The character class
@@ -282,9 +264,6 @@ class Text:
 # a digit, maybe after one more ``+``/``(``.)
 _NUM_START = re.compile(r"[+(\d](?<!\w[+(\d])(?=[\d \-./()]{5}|[+(]?\d[\d \-./()]{5})")
 _NUM_START_ASCII = re.compile(_NUM_START.pattern, re.ASCII)
-# the run a candidate starts: every character the digit-run regexes can match (``+`` anywhere: a superset)
-_NUM_RUN = re.compile(r"[+(\d][\d \-./()+]*")
-_NUM_RUN_ASCII = re.compile(_NUM_RUN.pattern, re.ASCII)
 _WS = re.compile(r"\s")
 
 
@@ -331,16 +310,15 @@ class Detector:
     digit-run searches), instead of over the whole text.
     """
 
-    __slots__ = ("anchor", "ascii_regex", "entity", "group", "min_digits", "prefilter", "priority", "regex", "starts",
-                 "trim", "trim_min_digits", "validate", "window_starts")
+    __slots__ = ("anchor", "ascii_regex", "entity", "group", "prefilter", "priority", "regex", "starts", "trim",
+                 "trim_min_digits", "validate", "window_starts")
 
     def __init__(self, entity: str, regex: re.Pattern[str], prefilter: Callable[[str], bool] | None,
                  validate: Callable[[str, re.Match[str]], bool] | None = None, group: int | str = 0,
                  priority: int = 50, trim: Callable[[str, int, int], bool] | None = None,
                  anchor: Callable[[Text], list[Span]] | None = None,
                  starts: Callable[[Text], list[int]] | None = None,
-                 window_starts: Callable[[str, int, int], list[int]] | None = None, trim_min_digits: int = 0,
-                 min_digits: int = 0):
+                 window_starts: Callable[[str, int, int], list[int]] | None = None, trim_min_digits: int = 0):
         self.entity = entity
         self.regex = regex
         self.prefilter = prefilter
@@ -360,8 +338,6 @@ class Detector:
         #: ``trim`` fails below this many digits, and shortening drops at least one: a candidate
         #: with no more than this is not retried (most are dates such as 2024-05-11)
         self.trim_min_digits = trim_min_digits
-        #: with ``starts=Text.num_starts``: fewer digits than this never validate (see ``num_starts_with``)
-        self.min_digits = min_digits
         self.ascii_regex = ascii_variant(regex)
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
@@ -371,8 +347,7 @@ class Detector:
             ctx = Text(text)
         regex = self.ascii_regex if ctx.ascii else self.regex
         if self.starts is not None:
-            starts = ctx.num_starts_with(self.min_digits) if self.min_digits else self.starts(ctx)
-            return self._spans(text, _matches_at(regex, text, starts))
+            return self._spans(text, _matches_at(regex, text, self.starts(ctx)))
         if self.anchor is None:
             return self._spans(text, regex.finditer(text))
         spans: list[Span] = []
@@ -634,18 +609,18 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
     add(Detector("CREDIT_CARD", re.compile(
         r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), None, _v_card, priority=72, trim=_trim_card,
-        starts=Text.num_starts, trim_min_digits=13, min_digits=13))
+        starts=Text.num_starts, trim_min_digits=13))
     add(Detector("US_SSN", re.compile(
         r"(?<![\w\-.])(?P<a>\d{3})(?P<sep>[\- ]?)(?P<g>\d{2})(?P=sep)(?P<s>\d{4})(?![\w]|[\-.]\d)"),
-        None, _v_ssn, priority=71, starts=Text.num_starts, min_digits=9))
+        None, _v_ssn, priority=71, starts=Text.num_starts))
     add(Detector("IP_ADDRESS", re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)"),
-                 None, _v_ipv4, priority=65, starts=Text.num_starts, min_digits=4))
+                 None, _v_ipv4, priority=65, starts=Text.num_starts))
     add(Detector("IP_ADDRESS", re.compile(
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
         None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts))
     add(Detector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=Text.num_starts,
-                 trim_min_digits=8, min_digits=8))
+                 trim_min_digits=8))
     return d
 
 
