@@ -80,3 +80,61 @@ def test_redaction_throughput_on_prompt_text(corpus):
         print(f"  {name:<52} {mbs:8.1f} MB/s   {base / mbs:6.1f}x the json.dumps time")
     assert per_prompt_pii >= 1.0  # the PII prompts do carry values to redact
     assert all(v > 0 for v in rows.values())
+
+
+#: the redactor before the fast paths (candidate starts, ASCII variants, pre-filter, per-trace cache)
+BEFORE_FAST_PATHS = "47138fba673ce908f93c1ba7dc737a7840871c0f"
+
+
+def _redactor_at(rev: str, into) -> type:
+    """``Redactor`` as it was at git revision ``rev``, imported under another package name."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "dspy_tracekit_redact"
+    pkg = into / "redact_before"
+    pkg.mkdir()
+    for name in ("__init__.py", "_detectors.py", "_ner.py", "_plugin.py", "_redactor.py"):
+        text = subprocess.run(["git", "show", f"{rev}:./{name}"], cwd=src, check=True, capture_output=True,
+                              text=True).stdout
+        (pkg / name).write_text(text)
+    spec = importlib.util.spec_from_file_location("redact_before", pkg / "__init__.py",
+                                                  submodule_search_locations=[str(pkg)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["redact_before"] = module
+    spec.loader.exec_module(module)
+    return module.Redactor
+
+
+def test_redaction_throughput_before_and_after_the_fast_paths(corpus, tmp_path):
+    """The same prompts through the redactor before the fast paths and now, rounds interleaved."""
+    try:
+        before = _redactor_at(BEFORE_FAST_PATHS, tmp_path)()
+    except Exception as exc:  # noqa: BLE001 - no git or a shallow clone: nothing to compare with
+        pytest.skip(f"cannot load the redactor at {BEFORE_FAST_PATHS[:7]}: {exc}")
+    after = Redactor()
+    pii = _prompts(corpus, 1_000_000, with_pii=True)
+    clean = _prompts(corpus, 1_000_000, with_pii=False)
+    for p in pii[:200] + clean[:200]:
+        assert after.find(p) == before.find(p)  # same findings, or the comparison means nothing
+    rows = [
+        ("redact_text, prompts with PII", lambda r: (lambda p: r.redact_text(p)), pii, 1),
+        ("redact_text, clean prompts", lambda r: (lambda p: r.redact_text(p)), clean, 1),
+        ("trace-like (input + LM messages)", lambda r: (
+            (lambda p: _trace_like(r, p, {})) if r is after else (lambda p: (
+                r.redact({"message": p}, {}), r.redact({"messages": [{"role": "user", "content": p}]}, {})))),
+         pii, 2),
+    ]
+    print(f"\nredact throughput before ({BEFORE_FAST_PATHS[:7]}) and after the fast paths, one core, "
+          "best of 5 interleaved rounds")
+    ratios = []
+    for name, make, prompts, factor in rows:
+        b = a = 0.0
+        for _ in range(5):
+            b = max(b, _mb_per_s(make(before), prompts, repeat=1) * factor)
+            a = max(a, _mb_per_s(make(after), prompts, repeat=1) * factor)
+        ratios.append(a / b)
+        print(f"  {name:<36} before {b:6.1f} MB/s   after {a:6.1f} MB/s   x{a / b:.2f}")
+    assert all(r > 0 for r in ratios)
