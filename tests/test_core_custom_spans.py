@@ -75,3 +75,40 @@ def test_custom_spans_are_passthrough_when_tracing_is_off():
     with tk.span("s") as s:
         s.set_inputs({"a": 1})  # a no-op handle: must not fail
     assert f(2) == 4
+
+
+def test_generator_span_is_not_current_in_the_caller_between_yields(traced):
+    @tk.trace(name="produce")
+    def produce():
+        with tk.span("inside_generator"):
+            pass
+        yield 1
+        yield 2
+
+    @tk.trace(name="request")
+    def request():
+        gen = produce()
+        first = next(gen)
+        with tk.span("caller_work"):  # runs while the generator is suspended
+            pass
+        rest = list(gen)
+        return [first, *rest]
+
+    assert request() == [1, 2]
+    tree = tree_of(traced.one())
+    assert tree["produce"] == "request"
+    assert tree["inside_generator"] == "produce"
+    assert tree["caller_work"] == "request"
+
+
+def test_generator_closed_early_ends_its_span_ok(traced):
+    @tk.trace(name="numbers")
+    def numbers():
+        yield from range(10)
+
+    gen = numbers()
+    assert next(gen) == 0
+    gen.close()
+    span = traced.one().data.spans[0]
+    assert span.status.status_code.value == "OK"
+    assert span.outputs == [0]

@@ -134,6 +134,13 @@ def counters() -> dict[str, int | float]:
     return {} if mgr is None else mgr.counters_snapshot()
 
 
+def _suspend(opened):
+    """A generator's span must not stay current in the caller's context between its yields."""
+    record, token = opened
+    current_span.reset(token)
+    return record
+
+
 def _at_exit() -> None:
     try:
         disable()
@@ -194,39 +201,62 @@ def trace(func: Callable | None = None, *, name: str | None = None, span_type: s
             @functools.wraps(fn)
             async def agen_wrapper(*args, **kwargs):
                 opened = start_span(span_name, SpanKind.CUSTOM, span_type, func=fn, args=args, kwargs=kwargs)
+                agen = fn(*args, **kwargs)
                 if opened is None:
-                    async for item in fn(*args, **kwargs):
+                    async for item in agen:
                         yield item
                     return
-                record, token = opened
-                items = []
+                record, items = _suspend(opened), []
                 try:
-                    async for item in fn(*args, **kwargs):
+                    while True:
+                        token = current_span.set(record)  # current only while the generator runs
+                        try:
+                            item = await agen.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        finally:
+                            current_span.reset(token)
                         items.append(item)
                         yield item
-                except BaseException as exc:
-                    end_span(record, token, items, exc)
+                except GeneratorExit:
+                    await agen.aclose()
+                    end_span(record, None, items)
                     raise
-                end_span(record, token, items)
+                except BaseException as exc:
+                    end_span(record, None, items, exc)
+                    raise
+                end_span(record, None, items)
             return agen_wrapper
 
         if inspect.isgeneratorfunction(fn):
             @functools.wraps(fn)
             def gen_wrapper(*args, **kwargs):
                 opened = start_span(span_name, SpanKind.CUSTOM, span_type, func=fn, args=args, kwargs=kwargs)
-                if opened is None:
-                    return (yield from fn(*args, **kwargs))
-                record, token = opened
-                items = []
                 gen = fn(*args, **kwargs)
+                if opened is None:
+                    return (yield from gen)
+                record, items = _suspend(opened), []
                 try:
-                    for item in gen:
+                    while True:
+                        token = current_span.set(record)  # current only while the generator runs
+                        try:
+                            item = next(gen)
+                        except StopIteration as stop:
+                            result = stop.value
+                            break
+                        finally:
+                            current_span.reset(token)
                         items.append(item)
                         yield item
-                except BaseException as exc:
-                    end_span(record, token, items, exc)
+                except GeneratorExit:
+                    gen.close()
+                    end_span(record, None, items)
                     raise
-                end_span(record, token, items)
+                except BaseException as exc:
+                    end_span(record, None, items, exc)
+                    raise
+                end_span(record, None, items)
+                return result
             return gen_wrapper
 
         if inspect.iscoroutinefunction(fn):

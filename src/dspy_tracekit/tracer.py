@@ -147,7 +147,8 @@ def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException
     if error is not None:
         span.error = error
     try:
-        current_span.reset(token)
+        if token is not None:
+            current_span.reset(token)
     except ValueError:
         # reset from another context (e.g. an async generator finished elsewhere): restore the parent
         current_span.set(_parent_of(span))
