@@ -224,3 +224,6 @@ def test_permanent_store_errors_are_not_transient():
     assert is_transient(ConnectionRefusedError(111, "Connection refused"))
     assert not is_transient(sqlite3.OperationalError("no such table: spans"))
     assert not is_transient(ValueError("bad span"))
+    assert is_transient(RuntimeError("API request failed with error code 503 != 200"))
+    # digits inside a trace id are not an HTTP status
+    assert not is_transient(ValueError("malformed trace tr-8b503a4290e1c5029f5d3429ab500c11"))

@@ -11,6 +11,8 @@ trace holds JSON-able values only, so ``trace.to_dict()`` / ``TraceRecord.from_d
 
 from __future__ import annotations
 
+import re
+
 from .records import SpanRecord, TraceRecord
 
 __all__ = ["prepare", "export", "ExportError", "SpanRecord", "TraceRecord", "is_transient"]
@@ -39,20 +41,43 @@ def export(traces: list[TraceRecord]) -> None:
     _manager().export(traces)
 
 
+_TRANSIENT_TEXT = ("database is locked", "connection refused", "connection reset", "timed out",
+                   "temporarily unavailable", "max retries exceeded", "failed to establish",
+                   "remote end closed", "too many requests", "service unavailable", "bad gateway",
+                   "gateway timeout", "connectionerror", "could not connect to server",
+                   "server closed the connection", "deadlock")
+# an HTTP status named as such ("error code 503", "status: 429"), not any digits in a message:
+# trace ids and other text in error messages contain "503" or "429" by chance
+_TRANSIENT_STATUS = re.compile(r"(?:error code|status(?: code)?|http(?: error)?)\s*:?\s*(5\d\d|429)\b", re.I)
+
+
+def _http_status(exc: BaseException) -> int | None:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return status
+    get = getattr(exc, "get_http_status_code", None)
+    # only for MLflow's errors that came back from a server: a plain MlflowException defaults to 500
+    if callable(get) and type(exc).__name__ == "RestException":
+        try:
+            code = get()
+            return code if isinstance(code, int) else None
+        except Exception:  # noqa: BLE001
+            return None
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying: connection refused/reset, timeouts, HTTP 5xx/429, locked DB."""
+    """True for errors worth retrying: connection refused/reset, timeouts, HTTP 5xx/429, a locked database."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        text = f"{type(exc).__name__}: {exc}".lower()
         if isinstance(exc, (ConnectionError, TimeoutError)):
             return True
-        for marker in ("database is locked", "connection refused", "connection reset", "timed out",
-                       "temporarily unavailable", "max retries exceeded", "failed to establish",
-                       "remote end closed", "503", "502", "504", "500 server error", "429",
-                       "too many requests", "connectionerror", "could not connect to server",
-                       "server closed the connection", "deadlock"):
-            if marker in text:
-                return True
+        status = _http_status(exc)
+        if status is not None and (status == 429 or 500 <= status < 600) and status != 501:
+            return True
+        text = f"{type(exc).__name__}: {exc}".lower()
+        if any(marker in text for marker in _TRANSIENT_TEXT) or _TRANSIENT_STATUS.search(text):
+            return True
         exc = exc.__cause__ or exc.__context__
     return False
