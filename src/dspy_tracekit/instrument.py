@@ -352,7 +352,7 @@ def _hook_init_subclass(base: type, patch_class: Callable) -> None:
         patch_class(cls)
 
     __init_subclass__._tk_patched = True  # type: ignore[attr-defined]
-    setattr(base, "__init_subclass__", classmethod(__init_subclass__))
+    base.__init_subclass__ = classmethod(__init_subclass__)
     _patches.append((base, "__init_subclass__", original))
 
 

@@ -8,7 +8,6 @@ from rich.tree import Tree
 
 
 def last_trace(tracking_uri: str, experiment: str):
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
