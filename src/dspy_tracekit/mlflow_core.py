@@ -95,30 +95,30 @@ def resolve_experiment(tracking_uri: str, name: str) -> str:
 # translation (delivery path)
 # ------------------------------------------------------------------------------------------
 
-def span_attributes(trace: TraceRecord, s: SpanRecord) -> dict[str, str]:
-    """MLflow span attributes (JSON-encoded values, as MLflow stores them) of a materialized span."""
-    a: dict[str, str] = {
-        "mlflow.traceRequestId": _dumps(trace.mlflow_trace_id),
-        "mlflow.spanType": _dumps(s.span_type or "UNKNOWN"),
-        "tracekit.kind": _dumps(s.kind),
+def span_attribute_values(trace: TraceRecord, s: SpanRecord) -> dict[str, Any]:
+    """MLflow span attributes of a materialized span, as plain values (not yet JSON-encoded)."""
+    a: dict[str, Any] = {
+        "mlflow.traceRequestId": trace.mlflow_trace_id,
+        "mlflow.spanType": s.span_type or "UNKNOWN",
+        "tracekit.kind": s.kind,
     }
     if s.inputs is not None:
-        a["mlflow.spanInputs"] = _dumps(s.inputs)
+        a["mlflow.spanInputs"] = s.inputs
     if s.outputs is not None:
-        a["mlflow.spanOutputs"] = _dumps(s.outputs)
+        a["mlflow.spanOutputs"] = s.outputs
     if s.module_path:
-        a["tracekit.module_path"] = _dumps(s.module_path)
+        a["tracekit.module_path"] = s.module_path
     for k, v in (s.tags or {}).items():
-        a[f"tracekit.context.{k}"] = _dumps(v)
+        a[f"tracekit.context.{k}"] = v
     if s.kind == SpanKind.LM:
         if s.model:
-            a["mlflow.llm.model"] = _dumps(s.model)
-            a["model"] = _dumps(s.model)
+            a["mlflow.llm.model"] = s.model
+            a["model"] = s.model
         if s.provider:
-            a["mlflow.llm.provider"] = _dumps(s.provider)
+            a["mlflow.llm.provider"] = s.provider
         for k, v in (s.params or {}).items():
             if v is not None and k not in a:
-                a[k] = _dumps(v)
+                a[k] = v
         if s.usage:
             u = s.usage
             usage = {"input_tokens": u.get("input_tokens", 0), "output_tokens": u.get("output_tokens", 0),
@@ -127,30 +127,35 @@ def span_attributes(trace: TraceRecord, s: SpanRecord) -> dict[str, str]:
                 usage["cache_read_input_tokens"] = u["cached_tokens"]
             if u.get("cache_write_tokens"):
                 usage["cache_creation_input_tokens"] = u["cache_write_tokens"]
-            a["mlflow.chat.tokenUsage"] = _dumps(usage)
+            a["mlflow.chat.tokenUsage"] = usage
             if u.get("reasoning_tokens"):
-                a["tracekit.usage.reasoning_tokens"] = _dumps(u["reasoning_tokens"])
+                a["tracekit.usage.reasoning_tokens"] = u["reasoning_tokens"]
         if s.cache_hit is not None:
-            a["tracekit.lm.cache_hit"] = _dumps(s.cache_hit)
+            a["tracekit.lm.cache_hit"] = s.cache_hit
         if s.first_token_ns is not None:
-            a["tracekit.lm.time_to_first_token_ms"] = _dumps((s.first_token_ns - s.start_ns) / 1e6)
+            a["tracekit.lm.time_to_first_token_ms"] = (s.first_token_ns - s.start_ns) / 1e6
     if s.cost:
-        a["mlflow.llm.cost"] = _dumps(s.cost)
+        a["mlflow.llm.cost"] = s.cost
     if s.attributes:
         for k, v in s.attributes.items():
-            a[k] = _dumps(v)
+            a[k] = v
     if s.parent_id is None:
         for k, v in trace.tags.items():
-            a[f"mlflow.traceTag.{k}"] = _dumps(str(v))
+            a[f"mlflow.traceTag.{k}"] = str(v)
         for k in _SESSION_TAGS:
             if trace.tags.get(k):
-                a["session.id"] = _dumps(str(trace.tags[k]))
+                a["session.id"] = str(trace.tags[k])
                 break
         for k in _USER_TAGS:
             if trace.tags.get(k):
-                a["user.id"] = _dumps(str(trace.tags[k]))
+                a["user.id"] = str(trace.tags[k])
                 break
     return a
+
+
+def span_attributes(trace: TraceRecord, s: SpanRecord) -> dict[str, str]:
+    """MLflow span attributes (JSON-encoded values, as MLflow stores them) of a materialized span."""
+    return {k: _dumps(v) for k, v in span_attribute_values(trace, s).items()}
 
 
 def _events_and_status(s: SpanRecord):
@@ -298,7 +303,7 @@ class MlflowBridge:
 
             by_id = {s.span_id: s for s in trace.spans}
             for s in trace.spans:
-                attrs = {k: json.loads(v) for k, v in span_attributes(trace, s).items()
+                attrs = {k: v for k, v in span_attribute_values(trace, s).items()
                          if not k.startswith(("mlflow.traceRequestId", "mlflow.spanType", "mlflow.spanInputs",
                                               "mlflow.spanOutputs", "mlflow.traceTag."))}
                 live = s.live
