@@ -77,13 +77,7 @@ class Totals:
                         groups = self.by_context[key]
                         stats.append(groups.get(value) or groups.setdefault(value, Stat()))
             for s in stats:
-                s.calls += 1
-                s.cost_usd += cost
-                s.saved_usd += saved
-                s.unknown_calls += unknown
-                s.cache_hits += hit
-                s.input_tokens += inp
-                s.output_tokens += out
+                s.add(cost, saved, unknown, hit, inp, out)
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
