@@ -25,13 +25,19 @@ def test_mkdocs_build_strict(tmp_path):
         assert (site / page / "index.html").is_file(), page
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed")
-def test_tutorial_page_shows_the_tested_example_verbatim(tmp_path):
+def _docs_hook():
+    """The mkdocs build hook module (docs/_hooks is not a package on the path)."""
     sys.path.insert(0, str(ROOT / "docs" / "_hooks"))
     try:
         import tracekit_docs
     finally:
         sys.path.pop(0)
+    return tracekit_docs
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed")
+def test_tutorial_page_shows_the_tested_example_verbatim(tmp_path):
+    tracekit_docs = _docs_hook()
 
     class Config:
         config_file_path = str(ROOT / "mkdocs.yml")
@@ -44,11 +50,7 @@ def test_tutorial_page_shows_the_tested_example_verbatim(tmp_path):
 
 
 def test_config_reference_lists_every_core_key():
-    sys.path.insert(0, str(ROOT / "docs" / "_hooks"))
-    try:
-        import tracekit_docs
-    finally:
-        sys.path.pop(0)
+    tracekit_docs = _docs_hook()
     from dspy_tracekit.config import CORE_SCHEMA
 
     table = tracekit_docs.config_reference()
@@ -57,11 +59,7 @@ def test_config_reference_lists_every_core_key():
 
 
 def test_links_to_repository_files_outside_docs_become_paths_and_broken_links_stay():
-    sys.path.insert(0, str(ROOT / "docs" / "_hooks"))
-    try:
-        import tracekit_docs
-    finally:
-        sys.path.pop(0)
+    tracekit_docs = _docs_hook()
 
     class Config:
         config_file_path = str(ROOT / "mkdocs.yml")
