@@ -252,6 +252,12 @@ class TracekitManager:
 
             raise ExportError(f"export of {len(traces)} trace(s) failed: {type(exc).__name__}: {exc}") from exc
         self.counters.add("traces_exported", len(traces))
+        # after a successful export only; each implementation isolated, none can affect delivery
+        for impl in reversed(self.pm.hook.tracekit_traces_exported.get_hookimpls()):
+            try:
+                impl.function(traces)
+            except Exception as exc:  # noqa: BLE001 - a TracekitAbort passes the isolation wrapper
+                self.hook_failed(impl.plugin_name, "tracekit_traces_exported", exc)
 
     def deliver_inline(self, trace) -> None:
         """Deliver one finished trace on the calling thread; never raises."""
