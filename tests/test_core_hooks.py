@@ -206,3 +206,82 @@ def test_hook_tracekit_counters(store_uri, experiment_name):
 
     _run(store_uri, experiment_name, Counting())
     assert tk.counters()["Counting.spans"] == 4
+
+
+def test_hook_tracekit_traces_exported(store_uri, experiment_name):
+    class Stored:
+        def __init__(self):
+            self.batches = []
+
+        @hookimpl
+        def tracekit_traces_exported(self, traces):
+            self.batches.append([(t.spans[0].inputs, t.tags.get("processed")) for t in traces])
+
+    stored = Stored()
+    reader = _run(store_uri, experiment_name, stored, n=2)
+    assert len(reader.traces()) == 2
+    # after export, materialized: inputs are JSON-able values
+    assert stored.batches == [[({"message": "m0"}, None)], [({"message": "m1"}, None)]]
+
+
+def test_hook_tracekit_traces_exported_failure_never_affects_delivery(store_uri, experiment_name):
+    class Broken:
+        @hookimpl
+        def tracekit_traces_exported(self, traces):
+            raise RuntimeError("metrics backend down")
+
+    class Aborting:
+        @hookimpl
+        def tracekit_traces_exported(self, traces):
+            raise tk.TracekitAbort("not here")
+
+    tk.enable(plugins=[Broken(), Aborting()], tracking_uri=store_uri, experiment=experiment_name)
+    dspy.configure(lm=dummy_lm(n=5, intent="x"))
+    dspy.Predict(IntentSig)(message="m0")
+    counters = tk.counters()
+    assert len(TraceReader(store_uri, experiment_name).traces()) == 1
+    assert counters["core.traces_exported"] == 1
+    assert "core.traces_dropped.export_error" not in counters
+    assert counters["core.hook_errors.Broken.tracekit_traces_exported"] == 1
+
+
+def test_hook_tracekit_traces_exported_not_called_when_export_fails(store_uri, experiment_name):
+    class FailingStore:
+        @hookimpl
+        def tracekit_export_traces(self, traces):
+            raise OSError("disk full")
+
+    class Stored:
+        calls = 0
+
+        @hookimpl
+        def tracekit_traces_exported(self, traces):
+            Stored.calls += 1
+
+    tk.enable(plugins=[FailingStore(), Stored()], tracking_uri=store_uri, experiment=experiment_name)
+    dspy.configure(lm=dummy_lm(n=5, intent="x"))
+    dspy.Predict(IntentSig)(message="m0")
+    assert tk.counters()["core.traces_dropped.export_error"] == 1
+    assert Stored.calls == 0
+
+
+def test_hook_tracekit_alert(store_uri, experiment_name):
+    from dspy_tracekit import delivery
+
+    class Pager:
+        alerts = []
+
+        @hookimpl
+        def tracekit_alert(self, alert):
+            Pager.alerts.append(alert)
+
+    class Broken:
+        @hookimpl
+        def tracekit_alert(self, alert):
+            raise RuntimeError("pager down")
+
+    assert delivery.alert({"slo": "x", "state": "firing"}) is False  # not enabled: nobody to call
+    tk.enable(plugins=[Broken(), Pager()], tracking_uri=store_uri, experiment=experiment_name)
+    assert delivery.alert({"slo": "x", "state": "firing"}) is True
+    assert Pager.alerts == [{"slo": "x", "state": "firing"}]
+    assert tk.counters()["core.hook_errors.Broken.tracekit_alert"] == 1

@@ -5,6 +5,9 @@ A plugin whose ``tracekit_take_trace`` returned ``True`` later calls, on its own
     ready = prepare(batch)      # keep/drop (tail sampling) → materialize → process (redaction)
     export(ready)               # raises ExportError; the batch can be retried or spooled
 
+A plugin that raises alerts (e.g. ``monitor``) calls :func:`alert` to reach every
+``tracekit_alert`` implementation.
+
 ``prepare`` never raises: traces dropped on the way are counted by the core. After ``prepare`` a
 trace holds JSON-able values only, so ``trace.to_dict()`` / ``TraceRecord.from_dict()`` can spool it.
 """
@@ -15,7 +18,7 @@ import re
 
 from .records import SpanRecord, TraceRecord
 
-__all__ = ["prepare", "export", "ExportError", "SpanRecord", "TraceRecord", "is_transient"]
+__all__ = ["prepare", "export", "alert", "ExportError", "SpanRecord", "TraceRecord", "is_transient"]
 
 
 class ExportError(Exception):
@@ -39,6 +42,20 @@ def prepare(traces: list[TraceRecord]) -> list[TraceRecord]:
 def export(traces: list[TraceRecord]) -> None:
     """Export prepared traces through ``tracekit_export_traces``; raises :class:`ExportError`."""
     _manager().export(traces)
+
+
+def alert(payload: dict) -> bool:
+    """Hand an alert to every ``tracekit_alert`` implementation (isolated: never raises for them).
+
+    :return: False when tracing is not enabled (nothing was called), True otherwise.
+    """
+    from . import _state
+
+    mgr = _state.manager
+    if mgr is None:
+        return False
+    mgr.pm.hook.tracekit_alert(alert=payload)
+    return True
 
 
 _TRANSIENT_TEXT = ("database is locked", "connection refused", "connection reset", "timed out",

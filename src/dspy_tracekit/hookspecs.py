@@ -7,9 +7,10 @@ The request path (calling thread)::
 
 The delivery path (inline, or on the buffer's worker thread)::
 
-    tracekit_keep_trace → tracekit_process_trace → tracekit_export_traces
+    tracekit_keep_trace → tracekit_process_trace → tracekit_export_traces → tracekit_traces_exported
 
-Plus life-cycle hooks: tracekit_configure, tracekit_flush, tracekit_shutdown, tracekit_counters.
+Plus life-cycle hooks: tracekit_configure, tracekit_flush, tracekit_shutdown, tracekit_counters;
+and tracekit_alert, fired by a plugin through :func:`dspy_tracekit.delivery.alert`.
 
 Hooks on the request path run on the user's thread for every span: keep them to a few
 microseconds, and never serialize, match regexes or do I/O there.
@@ -168,4 +169,35 @@ def tracekit_export_traces(traces: list[TraceRecord]) -> None:
     (the inline delivery or the buffer plugin) can count, retry or spool the batch.
 
     :param traces: processed traces, in completion order.
+    """
+
+
+@hookspec
+def tracekit_traces_exported(traces: list[TraceRecord]) -> None:
+    """A batch was stored: called on the delivery path after ``tracekit_export_traces`` succeeded.
+
+    The traces are materialized and processed (redacted), exactly as they were stored. Metrics and
+    monitoring plugins read them here; nothing on the request path waits for it. A failing
+    implementation is logged once and counted (``core.hook_errors.<plugin>.tracekit_traces_exported``);
+    it never affects delivery, and the batch stays exported.
+
+    :param traces: the stored traces, in completion order (do not change them).
+    """
+
+
+# -------------------------------------------------------------------------
+# Alerts
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def tracekit_alert(alert: dict[str, Any]) -> None:
+    """An alert was raised (e.g. an SLO breach started or resolved): page, post to a chat, log.
+
+    Fired by a plugin through :func:`dspy_tracekit.delivery.alert`, on that plugin's thread (the
+    ``monitor`` plugin fires from its evaluation thread, never from the request path). Keep it quick
+    or hand the alert to a thread of your own; a failing implementation is logged once and counted.
+
+    :param alert: a JSON-able mapping; the ``monitor`` plugin's payload is documented in
+        docs/plugins/monitor.md (``slo``, ``state`` = ``"firing"`` | ``"resolved"``, ``at``, ...).
     """
