@@ -461,5 +461,10 @@ def doctor(tracking_uri, experiment, since, filter_string, as_json):
         sys.exit(1)
 
 
+from .cli_monitor import slo, watch  # noqa: E402 - commands in modules of their own
+
+main.add_command(slo)
+main.add_command(watch)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
