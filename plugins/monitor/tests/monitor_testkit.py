@@ -77,6 +77,10 @@ class AlertReceiver:
     def __init__(self, delay_s: float = 0.0, status: int = 200):
         self.bodies: list[dict] = []
         self.attempts = 0
+        #: cleared: requests hang (a stuck webhook) until the test sets it
+        self.gate = threading.Event()
+        self.gate.set()
+        self.arrived = threading.Event()
         self.delay_s = delay_s
         self.status = status
         receiver = self
@@ -86,6 +90,8 @@ class AlertReceiver:
                 receiver.attempts += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                receiver.arrived.set()
+                receiver.gate.wait(60)
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 if receiver.status == 200:
@@ -108,5 +114,6 @@ class AlertReceiver:
         return self.bodies
 
     def close(self):
+        self.gate.set()
         self.server.shutdown()
         self.server.server_close()
