@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import dspy
 import pytest
@@ -269,7 +270,7 @@ def test_hook_tracekit_alert(store_uri, experiment_name):
     from dspy_tracekit import delivery
 
     class Pager:
-        alerts = []
+        alerts: ClassVar[list] = []
 
         @hookimpl
         def tracekit_alert(self, alert):

@@ -10,10 +10,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy
 import pytest
+from monitor_testkit import AlertReceiver, Intent, dummy_lm
 
 import dspy_tracekit as tk
-
-from monitor_testkit import AlertReceiver, Intent, dummy_lm
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ class AlertReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
+            def do_POST(self):
                 receiver.attempts += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)

@@ -27,10 +27,10 @@ def report(path: str, url) -> None:
 def main() -> None:
     args = json.loads(sys.argv[1])
     import dspy
-
-    import dspy_tracekit as tk
     import dspy_tracekit_monitor as monitor
     from monitor_testkit import Intent, dummy_lm, run
+
+    import dspy_tracekit as tk
 
     tk.enable(plugins=["monitor"], tracking_uri=args["store"], experiment=args["experiment"],
               config={"monitor": args.get("monitor", {})})

@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import socket
 
+import dspy_tracekit_monitor as monitor
 import pytest
+from dspy_tracekit_monitor import parse_config, parse_window
+from monitor_testkit import run, stored
 
 import dspy_tracekit as tk
-import dspy_tracekit_monitor as monitor
 from dspy_tracekit import ConfigError
-from dspy_tracekit_monitor import parse_config, parse_window
-
-from monitor_testkit import run, stored
 
 
 @pytest.mark.parametrize("table, message", [

@@ -5,16 +5,15 @@ from __future__ import annotations
 import urllib.request
 
 import dspy
+import dspy_tracekit_monitor as monitor
 import pytest
+from dspy_tracekit_monitor import _compat
+from monitor_testkit import Intent, run, stored
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 import dspy_tracekit as tk
-import dspy_tracekit_monitor as monitor
 from dspy_tracekit import _state
-from dspy_tracekit_monitor import _compat
-
-from monitor_testkit import Intent, run, stored
 
 REQUEST_PATH_HOOKS = ("tracekit_sample", "tracekit_span_start", "tracekit_span_end", "tracekit_take_trace")
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from monitor_testkit import free_port, stored
 
 from dspy_tracekit.cli import main as cli
-
-from monitor_testkit import free_port, stored
 
 HERE = Path(__file__).resolve().parent
 PROMETHEUS = shutil.which("prometheus")
@@ -106,7 +105,7 @@ def test_slo_rules_file_passes_promtool(tmp_path):
     if PROMTOOL is None:
         pytest.skip("promtool not installed (apt-get install prometheus)")
     out = write_rules(tmp_path)
-    check = subprocess.run([PROMTOOL, "check", "rules", str(out)], capture_output=True, text=True)
+    check = subprocess.run([PROMTOOL, "check", "rules", str(out)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS" in check.stdout + check.stderr
     text = out.read_text()
@@ -140,9 +139,10 @@ def test_prometheus_scrapes_two_traced_processes_and_promql_equals_the_store(tmp
             f"rule_files:\n  - {rules}\n"
             "scrape_configs:\n  - job_name: tracekit\n    static_configs:\n"
             f"      - targets: {json.dumps(targets)}\n")
+        log = (tmp_path / "prometheus.log").open("w")
         prom = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
                                  f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "w"))
+                                stdout=subprocess.DEVNULL, stderr=log)
         base = f"http://127.0.0.1:{port}"
         store_traces = sum(len(stored(a["store"], a["experiment"])) for _, _, a in workers)
         store_errors = sum(sum(t.info.state.value == "ERROR" for t in stored(a["store"], a["experiment"]))
@@ -185,6 +185,7 @@ def test_prometheus_scrapes_two_traced_processes_and_promql_equals_the_store(tmp
         if prom is not None:
             prom.terminate()
             prom.wait(30)
+            log.close()
         for p, _, _ in workers:
             stop(p)
 
@@ -193,13 +194,13 @@ def test_multiprocess_mode_one_endpoint_sums_every_worker(tmp_path):
     mp = tmp_path / "multiproc"
     mp.mkdir()
     env = {"PROMETHEUS_MULTIPROC_DIR": str(mp)}
-    first, ready_a, args_a = start_worker(tmp_path, "a", 7, 2, {"port": 0}, env)
+    first, ready_a, _ = start_worker(tmp_path, "a", 7, 2, {"port": 0}, env)
     procs = [first]
     try:
         info_a = wait_ready(first, ready_a)
         port = int(urllib.parse.urlsplit(info_a["url"]).port)
         # a second worker configured with the same port (gunicorn-style): port in use, counted, not raised
-        second, ready_b, args_b = start_worker(tmp_path, "b", 5, 1, {"port": port}, env)
+        second, ready_b, _ = start_worker(tmp_path, "b", 5, 1, {"port": port}, env)
         procs.append(second)
         info_b = wait_ready(second, ready_b)
         assert info_b["url"] is None and info_b["counters"]["monitor.server_errors"] == 1

@@ -6,16 +6,14 @@ import math
 import random
 import time
 
-import pytest
-
-import dspy_tracekit as tk
 import dspy_tracekit_monitor as monitor
-from dspy_tracekit import delivery
+import pytest
 from dspy_tracekit_monitor import RELATIVE_ACCURACY, SloSpec
 from dspy_tracekit_monitor._slo import SLICES, SloEngine, SloState
-
 from monitor_testkit import run, stored
 
+import dspy_tracekit as tk
+from dspy_tracekit import delivery
 
 START = 60.0 * 16_667  # a slice boundary of a 10-minute window
 
@@ -23,7 +21,7 @@ START = 60.0 * 16_667  # a slice boundary of a 10-minute window
 def exact_quantile(values: list[float], q: float) -> float:
     """The value of rank floor(q * (n - 1)) — the quantile DDSketch's guarantee is stated for."""
     ordered = sorted(values)
-    return ordered[int(math.floor(q * (len(ordered) - 1)))]
+    return ordered[math.floor(q * (len(ordered) - 1))]
 
 
 @pytest.mark.parametrize("dist", ["lognormal", "uniform", "bimodal"])

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from monitor_testkit import run, stored
+from test_monitor_prometheus import start_worker, stop, wait_ready
 
 import dspy_tracekit as tk
 from dspy_tracekit.cli import main as cli
-
-from monitor_testkit import run, stored
-from test_monitor_prometheus import start_worker, stop, wait_ready
 
 TMUX = shutil.which("tmux")
 SLO = {"name": "intent", "span": "Intent.forward", "p95_ms": 800, "error_rate": 0.02, "window": "5m"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PRIVATE_SYMBOLS", "observe_weighted", "check"]
+__all__ = ["PRIVATE_SYMBOLS", "check", "observe_weighted"]
 
 #: attributes of a labelled ``prometheus_client.Histogram`` child used below.
 PRIVATE_SYMBOLS = ("_upper_bounds", "_buckets", "_sum")

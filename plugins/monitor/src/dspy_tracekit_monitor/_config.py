@@ -144,7 +144,7 @@ def _slo(i: int, table: Any, seen: set[str]) -> SloSpec:
 def _webhook_url(value: Any) -> str:
     where = "webhook_url"
     if not isinstance(value, str):
-        raise ValueError(f"{where} must be an http:// or https:// URL, got {value!r}")  # noqa: TRY004
+        raise ValueError(f"{where} must be an http:// or https:// URL, got {value!r}")  # noqa: TRY004 - config errors are ValueErrors
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{where} must be an http:// or https:// URL with a host, got {value!r}")
@@ -200,7 +200,7 @@ def parse_config(table: dict[str, Any]) -> MonitorConfig:
     if isinstance(slos, dict):
         slos = [slos]
     if not isinstance(slos, (list, tuple)):
-        raise ValueError(f"slo must be an array of tables ([[tool.dspy-tracekit.monitor.slo]]), got {slos!r}")
+        raise ValueError(f"slo must be an array of tables ([[tool.dspy-tracekit.monitor.slo]]), got {slos!r}")  # noqa: TRY004 - config errors are ValueErrors
     seen: set[str] = set()
     cfg.slos = tuple(_slo(i, t, seen) for i, t in enumerate(slos))
     return cfg

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ._compat import observe_weighted
 
-__all__ = ["Metrics", "TOKEN_BUCKETS", "PROBABILITY_TAG", "multiprocess_dir", "weight_of"]
+__all__ = ["PROBABILITY_TAG", "TOKEN_BUCKETS", "Metrics", "multiprocess_dir", "weight_of"]
 
 PROBABILITY_TAG = "tracekit.sampling.probability"
 #: OpenTelemetry's advice for gen_ai.client.token.usage

@@ -18,14 +18,15 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from ddsketch import DDSketch
 
 from ._config import SloSpec
 
-__all__ = ["RELATIVE_ACCURACY", "SLICES", "SloEngine", "SloState", "Matcher"]
+__all__ = ["RELATIVE_ACCURACY", "SLICES", "Matcher", "SloEngine", "SloState"]
 
 RELATIVE_ACCURACY = 0.01
 SLICES = 10
@@ -43,7 +44,7 @@ def _pattern(value: str | None) -> Callable[[str | None], bool] | None:
 class Matcher:
     """Does a span belong to an SLO? Name/module/kind decisions are cached per distinct triple."""
 
-    __slots__ = ("spec", "_name", "_module", "_kind", "_tags", "_cache")
+    __slots__ = ("_cache", "_kind", "_module", "_name", "_tags", "spec")
 
     def __init__(self, spec: SloSpec):
         self.spec = spec
@@ -76,7 +77,7 @@ class Matcher:
 
 
 class _Slice:
-    __slots__ = ("index", "sketch", "count", "errors", "cost")
+    __slots__ = ("cost", "count", "errors", "index", "sketch")
 
     def __init__(self, index: int):
         self.index = index

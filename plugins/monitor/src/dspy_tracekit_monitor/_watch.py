@@ -12,7 +12,7 @@ from typing import Any
 from ._config import MonitorConfig, parse_window
 from ._slo import SloState
 
-__all__ = ["MetricsSource", "StoreSource", "Snapshot", "histogram_quantile", "run_watch"]
+__all__ = ["MetricsSource", "Snapshot", "StoreSource", "histogram_quantile", "run_watch"]
 
 DURATION = "gen_ai_client_operation_duration_seconds"
 
@@ -120,7 +120,7 @@ class MetricsSource:
         self.history: deque[tuple[float, dict]] = deque()
 
     def fetch(self) -> dict:
-        with urllib.request.urlopen(self.url, timeout=self.timeout) as resp:  # noqa: S310 - user-given URL
+        with urllib.request.urlopen(self.url, timeout=self.timeout) as resp:
             return _parse(resp.read().decode("utf-8", "replace"))
 
     def snapshot(self, cfg: MonitorConfig) -> Snapshot:
@@ -183,7 +183,7 @@ def _objectives(spec) -> str:
 
 
 class _StoredSpan:
-    __slots__ = ("name", "module_path", "kind", "tags", "parent_id", "error", "start_ns", "end_ns", "cost")
+    __slots__ = ("cost", "end_ns", "error", "kind", "module_path", "name", "parent_id", "start_ns", "tags")
 
 
 class StoreSource:
@@ -296,7 +296,7 @@ def _default_url(cfg: MonitorConfig) -> str | None:
         return None
     url = f"http://{cfg.host}:{cfg.port}/metrics"
     try:
-        with urllib.request.urlopen(url, timeout=1.0):  # noqa: S310
+        with urllib.request.urlopen(url, timeout=1.0):
             return url
     except Exception:  # noqa: BLE001 - nothing listening: read the store instead
         return None
