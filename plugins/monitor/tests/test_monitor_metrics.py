@@ -9,7 +9,7 @@ import dspy_tracekit_monitor as monitor
 import pytest
 from dspy_tracekit_monitor import _compat
 from monitor_testkit import Intent, run, stored
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 import dspy_tracekit as tk
@@ -124,6 +124,10 @@ def test_prometheus_client_privates_resolve_and_weighted_observe_matches_repeate
     a = Histogram("a_seconds", "a", buckets=(0.1, 1.0), registry=reg)
     b = Histogram("b_seconds", "b", buckets=(0.1, 1.0), registry=reg)
     assert _compat.check(a) == []
+    counter = Counter("c", "c", registry=reg)
+    assert _compat.check(counter, "counter") == []
+    _compat.counter_value(counter).inc(2.5)
+    assert counter._value.get() == 2.5 == [s.value for s in counter.collect()[0].samples][0]
     for v in (0.05, 0.5, 5.0):
         _compat.observe_weighted(a, v, 3.0)
         for _ in range(3):

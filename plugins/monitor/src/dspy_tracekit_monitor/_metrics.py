@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ._compat import observe_weighted
+from ._compat import counter_value, observe_weighted
 
 __all__ = ["PROBABILITY_TAG", "TOKEN_BUCKETS", "Metrics", "multiprocess_dir", "weight_of"]
 
@@ -64,7 +64,8 @@ def error_type(err: Any) -> str:
 
 class Metrics:
     """The metric families of one ``enable()``, and cached labelled children (the label lookup of
-    prometheus_client costs about as much as the observation)."""
+    prometheus_client costs about as much as the observation); counters are cached as their values
+    (:func:`._compat.counter_value`)."""
 
     def __init__(self, duration_buckets: tuple[float, ...], slo_names: tuple[str, ...] = ()):
         self.registry = CollectorRegistry(auto_describe=True)
@@ -147,21 +148,21 @@ class Metrics:
         key = (span.name, span.kind, etype)
         child = self._err.get(key)
         if child is None:
-            child = self._err[key] = self.errors.labels(span.name, span.kind or "", etype)
+            child = self._err[key] = counter_value(self.errors.labels(span.name, span.kind or "", etype))
         return child
 
     def cost_child(self, span: Any) -> Any:
         key = (span.name, span.model)
         child = self._cost.get(key)
         if child is None:
-            child = self._cost[key] = self.cost.labels(span.name, span.model or "")
+            child = self._cost[key] = counter_value(self.cost.labels(span.name, span.model or ""))
         return child
 
     def trace_child(self, root_name: str, status: str) -> Any:
         key = (root_name, status)
         child = self._trace.get(key)
         if child is None:
-            child = self._trace[key] = self.traces.labels(root_name, status)
+            child = self._trace[key] = counter_value(self.traces.labels(root_name, status))
         return child
 
     def record_span(self, span: Any, weight: float) -> None:

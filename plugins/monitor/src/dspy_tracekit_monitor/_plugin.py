@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 from ._alerts import WebhookSink, log_alert
+from ._compat import counter_value
 from ._config import MonitorConfig
 from ._metrics import Metrics, multiprocess_dir, weight_of
 from ._slo import SloEngine
@@ -27,10 +28,12 @@ class Monitor:
         self.metrics = Metrics(cfg.duration_buckets_s, tuple(s.name for s in cfg.slos))
         self.engine = SloEngine(cfg.slos, cfg.hysteresis, clock)
         m = self.metrics
+        self._stored = counter_value(m.traces_stored)
         for st in self.engine.states:  # labelled children, looked up once
             n = st.spec.name
-            st.children = (m.slo_events.labels(n), m.slo_errors.labels(n), m.slo_slow.labels(n, "breach"),
-                           m.slo_slow.labels(n, "resolve"), m.slo_cost.labels(n))
+            st.children = tuple(counter_value(c) for c in (
+                m.slo_events.labels(n), m.slo_errors.labels(n), m.slo_slow.labels(n, "breach"),
+                m.slo_slow.labels(n, "resolve"), m.slo_cost.labels(n)))
             st.resolve_threshold_s = None if st.p95_threshold_s is None else st.p95_threshold_s * (1 - cfg.hysteresis)
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -105,7 +108,12 @@ class Monitor:
     def record(self, traces: list) -> None:
         """Metrics and SLO windows from a stored batch (delivery path)."""
         metrics = self.metrics
+        record_span = metrics.record_span
+        stored = self._stored
         states = self.engine.states
+        roots = self.engine.root_states
+        cache = self.engine.candidate_cache
+        want_cost = self.engine.want_cost
         now = self.clock()
         with self.engine.lock:
             for trace in traces:
@@ -113,15 +121,23 @@ class Monitor:
                 root = trace.root
                 if root is not None:
                     metrics.trace_child(root.name, "error" if root.error is not None else "ok").inc(weight)
-                metrics.traces_stored.inc()
-                costs = _subtree_costs(trace) if self.engine.want_cost else None
+                stored.inc(1.0)
+                costs = _subtree_costs(trace) if want_cost else None
                 for span in trace.spans:
                     if span.end_ns is None:
                         continue
-                    metrics.record_span(span, weight)
-                    for st in states:
-                        if st.matcher(span, trace):
-                            self._add_slo(st, span, weight, now, costs)
+                    record_span(span, weight)
+                    if states:
+                        key = (span.name, span.module_path, span.kind)
+                        candidates = cache.get(key)
+                        if candidates is None:
+                            candidates = self.engine.candidates(key)
+                        for st in candidates:
+                            if st.matcher.matches_tags(span, trace):
+                                self._add_slo(st, span, weight, now, costs)
+                        if span.parent_id is None or span is root:
+                            for st in roots:
+                                self._add_slo(st, span, weight, now, costs)
 
     def _add_slo(self, st, span, weight: float, now: float, costs) -> None:
         events, errors, slow, slow_resolve, cost_total = st.children

@@ -57,16 +57,21 @@ class Matcher:
     def __call__(self, span: Any, trace: Any) -> bool:
         if self.spec.roots_only:
             return span.parent_id is None or span is trace.root
-        key = (span.name, span.module_path, span.kind)
+        return self.matches_key((span.name, span.module_path, span.kind)) and self.matches_tags(span, trace)
+
+    def matches_key(self, key: tuple) -> bool:
+        """The name / module / kind selectors, for ``key = (name, module_path, kind)``."""
         hit = self._cache.get(key)
         if hit is None:
-            hit = ((self._name is None or self._name(span.name))
-                   and (self._module is None or self._module(span.module_path))
-                   and (self._kind is None or span.kind == self._kind))
+            name, module, kind = key
+            hit = bool((self._name is None or self._name(name))
+                       and (self._module is None or self._module(module))
+                       and (self._kind is None or kind == self._kind))
             if len(self._cache) < 10_000:
                 self._cache[key] = hit
-        if not hit:
-            return False
+        return hit
+
+    def matches_tags(self, span: Any, trace: Any) -> bool:
         for k, v in self._tags:
             got = span.tags.get(k)
             if got is None:
@@ -154,7 +159,17 @@ class SloEngine:
         self.clock = clock
         self.lock = threading.Lock()
         self.want_cost = any(s.cost_usd_per_hour is not None for s in specs)
+        #: SLOs without selectors judge root spans; the others are found per (name, module, kind)
+        self.root_states = [st for st in self.states if st.spec.roots_only]
+        self.candidate_cache: dict[tuple, list[SloState]] = {}
         self._host = socket.gethostname()
+
+    def candidates(self, key: tuple) -> list[SloState]:
+        """The selector-driven SLOs whose name / module / kind selectors match ``key`` (cached)."""
+        found = [st for st in self.states if not st.spec.roots_only and st.matcher.matches_key(key)]
+        if len(self.candidate_cache) < 10_000:
+            self.candidate_cache[key] = found
+        return found
 
     def evaluate(self, now: float | None = None) -> list[dict[str, Any]]:
         """Judge every SLO now; return the alerts (breach started / resolved) to send."""
