@@ -127,7 +127,7 @@ def test_prometheus_client_privates_resolve_and_weighted_observe_matches_repeate
     counter = Counter("c", "c", registry=reg)
     assert _compat.check(counter, "counter") == []
     _compat.counter_value(counter).inc(2.5)
-    assert counter._value.get() == 2.5 == [s.value for s in counter.collect()[0].samples][0]
+    assert counter._value.get() == 2.5 == next(s.value for s in counter.collect()[0].samples)
     for v in (0.05, 0.5, 5.0):
         _compat.observe_weighted(a, v, 3.0)
         for _ in range(3):

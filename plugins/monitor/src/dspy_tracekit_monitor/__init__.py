@@ -6,7 +6,8 @@ It has no request-path hook — the program's calls never wait for it. The hooks
 - ``tracekit_traces_exported`` (delivery path): OpenTelemetry GenAI metrics and SLO windows from every
   stored trace and span, weighted by ``1/p`` for sampled traces;
 - ``tracekit_alert``: the log and webhook sinks (for the monitor's alerts and any other plugin's);
-- ``tracekit_configure`` / ``tracekit_shutdown`` / ``tracekit_counters``: life cycle and counters.
+- ``tracekit_configure`` / ``tracekit_flush`` / ``tracekit_shutdown`` / ``tracekit_counters``: life
+  cycle and counters (``dspy_tracekit.flush()`` brings /metrics up to date).
 
 A thread of its own evaluates the SLOs every ``evaluate_every_s`` (one alert when a breach starts,
 one when it resolves), turns ``dspy_tracekit.counters()`` into Prometheus counters and, with ``port``
@@ -71,6 +72,15 @@ def tracekit_alert(alert: dict[str, Any]) -> None:
 def tracekit_counters() -> dict[str, int | float] | None:
     mon = _monitor
     return None if mon is None else mon.counters()
+
+
+@hookimpl
+def tracekit_flush(timeout: float) -> bool | None:
+    """``dspy_tracekit.flush()`` also brings /metrics up to date with everything delivered so far."""
+    mon = _monitor
+    if mon is not None:
+        mon.flush_metrics()
+    return None
 
 
 @hookimpl

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
-__all__ = ["COUNTER_SYMBOLS", "HISTOGRAM_SYMBOLS", "check", "counter_value", "observe_weighted"]
+__all__ = ["COUNTER_SYMBOLS", "HISTOGRAM_SYMBOLS", "check", "counter_value", "histogram_values", "observe_weighted"]
 
 #: attributes of a labelled ``prometheus_client.Histogram`` / ``Counter`` child used below.
 HISTOGRAM_SYMBOLS = ("_upper_bounds", "_buckets", "_sum")
@@ -25,6 +25,11 @@ def observe_weighted(child: Any, value: float, weight: float) -> None:
     """``child.observe(value)`` counted ``weight`` times (weight may be fractional)."""
     child._sum.inc(value * weight)
     child._buckets[bisect_left(child._upper_bounds, value)].inc(weight)
+
+
+def histogram_values(child: Any) -> tuple[Any, list, tuple]:
+    """``(sum value, bucket values, upper bounds)`` of a labelled histogram."""
+    return child._sum, child._buckets, child._upper_bounds
 
 
 def counter_value(child: Any) -> Any:

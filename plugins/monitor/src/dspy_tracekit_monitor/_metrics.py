@@ -13,11 +13,12 @@ over all processes writing there.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ._compat import counter_value, observe_weighted
+from ._compat import counter_value, histogram_values
 
 __all__ = ["PROBABILITY_TAG", "TOKEN_BUCKETS", "Metrics", "multiprocess_dir", "weight_of"]
 
@@ -31,6 +32,35 @@ _OPERATION = {"lm": "chat", "tool": "execute_tool", "embedder": "embeddings", "p
 _DURATION_LABELS = ("span_name", "kind", "module", "gen_ai_operation_name", "gen_ai_request_model",
                     "gen_ai_provider_name", "status", "error_type")
 _weights: dict[Any, float] = {}
+
+
+class Deferred:
+    """A Prometheus value whose increments collect in ``pending`` until :meth:`Metrics.flush` adds
+    them up — one ``inc`` per value and flush instead of one per span (a multiprocess value's ``inc``
+    takes a lock and writes a memory-mapped file)."""
+
+    __slots__ = ("pending", "value")
+
+    def __init__(self, value: Any, pending: dict):
+        self.value = value
+        self.pending = pending
+
+    def inc(self, amount: float) -> None:
+        pending = self.pending
+        pending[self] = pending.get(self, 0.0) + amount
+
+
+class DeferredHistogram:
+    __slots__ = ("bounds", "buckets", "sum")
+
+    def __init__(self, child: Any, pending: dict):
+        total, buckets, self.bounds = histogram_values(child)
+        self.sum = Deferred(total, pending)
+        self.buckets = [Deferred(b, pending) for b in buckets]
+
+    def observe(self, value: float, weight: float) -> None:
+        self.sum.inc(value * weight)
+        self.buckets[bisect_left(self.bounds, value)].inc(weight)
 
 
 def multiprocess_dir() -> str | None:
@@ -120,6 +150,8 @@ class Metrics:
             self.slo_slow.labels(name, "breach")
             self.slo_slow.labels(name, "resolve")
             self.slo_breached.labels(name).set(0)
+        #: Deferred → amount not yet added to its Prometheus value (guarded by the caller's lock)
+        self.pending: dict[Deferred, float] = {}
         self._dur: dict[tuple, Any] = {}
         self._tok: dict[tuple, Any] = {}
         self._err: dict[tuple, Any] = {}
@@ -127,48 +159,64 @@ class Metrics:
         self._trace: dict[tuple, Any] = {}
         self._last: dict[str, float] = {}
 
+    def deferred(self, counter_child: Any) -> Deferred:
+        return Deferred(counter_value(counter_child), self.pending)
+
+    def take_pending(self) -> list[tuple[Deferred, float]]:
+        """The increments collected so far, emptied (call under the lock that guards recording)."""
+        items = list(self.pending.items())
+        self.pending.clear()
+        return items
+
+    @staticmethod
+    def apply(items: list[tuple[Deferred, float]]) -> None:
+        """Add collected increments to their Prometheus values (outside the recording lock)."""
+        for deferred, amount in items:
+            deferred.value.inc(amount)
+
     # -- cached children ------------------------------------------------------------------------
     def duration_child(self, span: Any, etype: str) -> Any:
         key = (span.name, span.kind, span.module_path, span.model, span.provider, etype)
         child = self._dur.get(key)
         if child is None:
-            child = self._dur[key] = self.duration.labels(
+            child = self._dur[key] = DeferredHistogram(self.duration.labels(
                 span.name, span.kind or "", span.module_path or "", _OPERATION.get(span.kind, span.kind or ""),
-                span.model or "", span.provider or "", "error" if etype else "ok", etype)
+                span.model or "", span.provider or "", "error" if etype else "ok", etype), self.pending)
         return child
 
     def token_child(self, span: Any, token_type: str) -> Any:
         key = (span.name, span.model, span.provider, token_type)
         child = self._tok.get(key)
         if child is None:
-            child = self._tok[key] = self.tokens.labels(span.name, span.model or "", span.provider or "", token_type)
+            child = self._tok[key] = DeferredHistogram(
+                self.tokens.labels(span.name, span.model or "", span.provider or "", token_type), self.pending)
         return child
 
     def error_child(self, span: Any, etype: str) -> Any:
         key = (span.name, span.kind, etype)
         child = self._err.get(key)
         if child is None:
-            child = self._err[key] = counter_value(self.errors.labels(span.name, span.kind or "", etype))
+            child = self._err[key] = self.deferred(self.errors.labels(span.name, span.kind or "", etype))
         return child
 
     def cost_child(self, span: Any) -> Any:
         key = (span.name, span.model)
         child = self._cost.get(key)
         if child is None:
-            child = self._cost[key] = counter_value(self.cost.labels(span.name, span.model or ""))
+            child = self._cost[key] = self.deferred(self.cost.labels(span.name, span.model or ""))
         return child
 
     def trace_child(self, root_name: str, status: str) -> Any:
         key = (root_name, status)
         child = self._trace.get(key)
         if child is None:
-            child = self._trace[key] = counter_value(self.traces.labels(root_name, status))
+            child = self._trace[key] = self.deferred(self.traces.labels(root_name, status))
         return child
 
     def record_span(self, span: Any, weight: float) -> None:
         err = span.error
         etype = error_type(err) if err is not None else ""
-        observe_weighted(self.duration_child(span, etype), (span.end_ns - span.start_ns) / 1e9, weight)
+        self.duration_child(span, etype).observe((span.end_ns - span.start_ns) / 1e9, weight)
         if err is not None:
             self.error_child(span, etype).inc(weight)
         usage = span.usage
@@ -176,7 +224,7 @@ class Metrics:
             for key, token_type in _TOKEN_TYPES:
                 n = usage.get(key)
                 if n or (n == 0 and token_type in ("input", "output")):
-                    observe_weighted(self.token_child(span, token_type), n, weight)
+                    self.token_child(span, token_type).observe(n, weight)
         cost = span.cost
         if cost:
             total = cost.get("total_cost")

@@ -10,7 +10,6 @@ from collections import Counter
 from typing import Any
 
 from ._alerts import WebhookSink, log_alert
-from ._compat import counter_value
 from ._config import MonitorConfig
 from ._metrics import Metrics, multiprocess_dir, weight_of
 from ._slo import SloEngine
@@ -19,6 +18,8 @@ __all__ = ["Monitor"]
 
 logger = logging.getLogger("dspy_tracekit.monitor")
 SERVER_RETRY_S = 10.0
+#: recorded increments reach the Prometheus values at least this often (also on tick, flush, shutdown)
+MAX_STALENESS_S = 1.0
 
 
 class Monitor:
@@ -28,10 +29,11 @@ class Monitor:
         self.metrics = Metrics(cfg.duration_buckets_s, tuple(s.name for s in cfg.slos))
         self.engine = SloEngine(cfg.slos, cfg.hysteresis, clock)
         m = self.metrics
-        self._stored = counter_value(m.traces_stored)
+        self._stored = m.deferred(m.traces_stored)
+        self._flushed = time.monotonic()
         for st in self.engine.states:  # labelled children, looked up once
             n = st.spec.name
-            st.children = tuple(counter_value(c) for c in (
+            st.children = tuple(m.deferred(c) for c in (
                 m.slo_events.labels(n), m.slo_errors.labels(n), m.slo_slow.labels(n, "breach"),
                 m.slo_slow.labels(n, "resolve"), m.slo_cost.labels(n)))
             st.resolve_threshold_s = None if st.p95_threshold_s is None else st.p95_threshold_s * (1 - cfg.hysteresis)
@@ -94,6 +96,7 @@ class Monitor:
         if self._thread is not None:
             self._thread.join(max(0.1, min(timeout, 5.0)))
         try:
+            self.flush_metrics()
             self.refresh_counters()
         except Exception:  # noqa: BLE001, S110 - shutting down: the last refresh is best effort
             pass
@@ -138,6 +141,15 @@ class Monitor:
                         if span.parent_id is None or span is root:
                             for st in roots:
                                 self._add_slo(st, span, weight, now, costs)
+        if time.monotonic() - self._flushed >= MAX_STALENESS_S:
+            self.flush_metrics()
+
+    def flush_metrics(self) -> None:
+        """Add what ``record`` collected to the Prometheus values (what ``/metrics`` shows)."""
+        self._flushed = time.monotonic()
+        with self.engine.lock:
+            items = self.metrics.take_pending()
+        self.metrics.apply(items)
 
     def _add_slo(self, st, span, weight: float, now: float, costs) -> None:
         events, errors, slow, slow_resolve, cost_total = st.children
@@ -172,6 +184,7 @@ class Monitor:
             return self._tick()
 
     def _tick(self) -> list[dict[str, Any]]:
+        self.flush_metrics()
         self.refresh_counters()
         if self.cfg.port is not None and self.server is None and time.monotonic() >= self._next_bind:
             self._bind()
