@@ -103,3 +103,11 @@ def test_unreachable_webhook_is_counted_not_raised(enable, program, store_uri, e
     assert counters["monitor.webhook.retried"] == 1
     assert f"webhook {url} failed" in caplog.text
     assert len(stored(store_uri, experiment)) == 2
+
+
+def test_settings_from_environment_variables(monkeypatch, enable, program):
+    monkeypatch.setenv("DSPY_TRACEKIT_MONITOR_PORT", "0")
+    monkeypatch.setenv("DSPY_TRACEKIT_MONITOR_HYSTERESIS", "0.25")
+    enable(None)
+    assert monitor.metrics_url() is not None
+    assert monitor.current().cfg.hysteresis == 0.25

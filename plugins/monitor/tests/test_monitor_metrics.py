@@ -135,3 +135,40 @@ def test_prometheus_client_privates_resolve_and_weighted_observe_matches_repeate
     got = {s.name.replace("a_", "x_"): s.value for s in a.collect()[0].samples if not s.name.endswith("created")}
     want = {s.name.replace("b_", "x_"): s.value for s in b.collect()[0].samples if not s.name.endswith("created")}
     assert got == pytest.approx(want)
+
+
+def _child(queue):
+    try:
+        import dspy
+
+        from monitor_testkit import Intent, dummy_lm
+
+        mon = monitor.current()
+        with dspy.context(lm=dummy_lm()):
+            run(Intent(), 4, errors=1)
+        tk.flush(30)
+        mon.tick()
+        queue.put({"thread": mon._thread.is_alive(), "stored": mon.metrics.traces_stored._value.get(),
+                   "alerts": tk.counters().get("monitor.alerts.firing"), "url": monitor.metrics_url()})
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        queue.put({"error": repr(exc)})
+
+
+def test_a_forked_child_gets_its_own_monitor_thread(enable, program, store_uri, experiment):
+    import multiprocessing
+
+    enable({"port": 0, "evaluate_every_s": 60, "slo": [{"name": "errors", "error_rate": 0.0, "window": "1m"}]})
+    run(program, 2)
+    tk.flush(30)
+    parent_url = monitor.metrics_url()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue,))
+    proc.start()
+    got = queue.get(timeout=120)
+    proc.join(60)
+    assert "error" not in got, got
+    assert got["thread"] is True
+    assert got["alerts"] == 1                      # the child judged its own SLO window
+    assert got["url"] not in (None, parent_url)    # port = 0: a free port of its own, not the parent's socket
+    assert monitor.metrics_url() == parent_url and total(scrape(), "tracekit_traces_total") == 2

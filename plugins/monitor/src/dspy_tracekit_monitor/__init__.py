@@ -16,6 +16,7 @@ set, serves ``/metrics`` (prometheus_client, multiprocess mode under ``PROMETHEU
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from dspy_tracekit.hookspecs import hookimpl
@@ -89,3 +90,13 @@ def tracekit_shutdown(timeout: float) -> None:
     mon, _monitor = _monitor, None
     if mon is not None:
         mon.shutdown(timeout)
+
+
+def _after_fork_in_child() -> None:
+    mon = _monitor
+    if mon is not None:
+        mon.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -85,6 +85,30 @@ class Monitor:
         self.server_port = self.server.server_address[1]
         logger.info("dspy-tracekit monitor: /metrics on http://%s:%s/metrics", self.cfg.host, self.server_port)
 
+    def after_fork_in_child(self) -> None:
+        """A forked child (gunicorn with preload): fresh locks and threads; the parent's server socket,
+        pending increments and webhook queue stay the parent's."""
+        self.engine.lock = threading.Lock()
+        self._tick_lock = threading.Lock()
+        self.metrics.pending.clear()
+        if self.server is not None:
+            try:
+                self.server.socket.close()
+            except OSError:
+                pass
+            self.server = self.server_thread = None
+            self.server_port = None
+            self._next_bind = 0.0
+        if self.cfg.webhook_url:
+            self.webhook = WebhookSink(self.cfg.webhook_url, self.cfg.webhook_timeout_s, self.cfg.webhook_retries,
+                                       self.cfg.webhook_queue_size,
+                                       on_outcome=lambda o: self.metrics.webhook.labels(o).inc())
+        self.counts = Counter()
+        self._stop = threading.Event()
+        if self._thread is not None:
+            self._thread = threading.Thread(target=self._loop, name="dspy-tracekit-monitor", daemon=True)
+            self._thread.start()
+
     def url(self) -> str | None:
         if self.server_port is None:
             return None
