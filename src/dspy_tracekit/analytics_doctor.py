@@ -69,6 +69,7 @@ def _dry_configure(cfg: Any) -> dict[str, int | float]:
             plugins=tuple(mgr.plugin_names()),
             config_files=cfg.files,
             sources=dict(cfg.sources),
+            dry_run=True,  # doctor reads; it must not create the store or a spool directory
         )
         mgr.configure(cfg.tables, settings, cfg.sources)
         return mgr.counters_snapshot()
