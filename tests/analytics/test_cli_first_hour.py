@@ -75,6 +75,18 @@ def test_doctor_human_output_keeps_bracketed_text(tmp_path, monkeypatch):
     assert "unknown key 'bogus' in [tool.dspy-tracekit]" in text
 
 
+@pytest.mark.parametrize("command", [["stats"], ["tree", "--last"], ["export", "--out", "t.json"],
+                                     ["prune", "--older-than", "1d", "--yes"], ["report"], ["ui"], ["doctor"]])
+def test_no_read_command_creates_a_store(command, tmp_path, monkeypatch):
+    """docs/cli.md: no read command creates a store, doctor included."""
+    monkeypatch.chdir(tmp_path)
+    result = run(*command)
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".dspy-tracekit").exists()
+    assert not (tmp_path / "mlruns").exists()
+    if command != ["doctor"]:
+        assert result.exit_code == 1 and "no such file" in result.stderr, result.output
+
+
 # ------------------------------------------------------------------------------------------- stats width
 
 
