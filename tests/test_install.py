@@ -7,7 +7,8 @@ Not part of the default run (it builds wheels and installs dspy and MLflow from 
   declares a tested range of ``dspy-tracekit`` that holds the core's version, then
   ``pip install --find-links dist "dspy-tracekit[all]"`` into a fresh venv; the demo runs from there, in
   an empty folder, and the commands it prints run as printed.
-- From a clone: ``pip install . ./plugins/*`` into another fresh venv; the CLI and every plugin load.
+- From a clone: ``pip install . ./plugins/*`` into another fresh venv, and ``uv add --editable`` in a uv
+  project of one's own; the CLI and every plugin load.
 """
 
 from __future__ import annotations
@@ -163,5 +164,20 @@ def test_from_a_clone_pip_installs_the_core_and_every_plugin(tmp_path):
     out.mkdir()
     doctor = json.loads(sh(["dspy-tracekit", "doctor", "--json"], env=env, cwd=out).stdout)
     assert {p["name"] for p in doctor["installed_plugins"]} == set(PLUGINS)
-    sh([venv / "bin" / "python", "-c", "import dspy_tracekit as tk; assert tk.enable(plugins=['redact', 'sample', "
-        "'cost', 'buffer'], tracking_uri='sqlite:///m.db'); tk.disable()"], env=env, cwd=out)
+    script = ("import dspy_tracekit as tk; assert tk.enable(plugins=['redact', 'sample', 'cost', 'buffer'], "
+              "tracking_uri='sqlite:///m.db'); tk.disable()")
+    sh([venv / "bin" / "python", "-c", script], env=env, cwd=out)
+
+
+def test_from_a_clone_uv_add_editable_in_a_project_of_ones_own(tmp_path):
+    project = tmp_path / "myapp"
+    project.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_RUN", "DSPY_TRACEKIT_"))}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    sh([uv(), "init", "--bare", "--name", "myapp", "--python", f"{sys.version_info[0]}.{sys.version_info[1]}"],
+       cwd=project, env=env)
+    plugins = sorted(str(p) for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").is_file())
+    sh([uv(), "add", "--editable", ROOT, *plugins], cwd=project, env=env)  # uv add --editable ./dspy-tracekit …
+    doctor = json.loads(sh([uv(), "run", "dspy-tracekit", "doctor", "--json"], cwd=project, env=env).stdout)
+    assert {p["name"] for p in doctor["installed_plugins"]} == set(PLUGINS)
+    assert not (project / "mlflow.db").exists()

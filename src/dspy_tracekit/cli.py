@@ -212,7 +212,6 @@ def stats(tracking_uri, experiment, since, filter_string, top, as_json):
 
     Traces kept by the sample plugin with probability p count 1/p times.
     """
-    from rich.table import Table
 
     from . import analytics
 
