@@ -141,6 +141,25 @@ def _table(title: str):
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
 
 
+#: the least room the columns beside a span name can fold into (type, counts, latencies, tokens, cost)
+_OTHER_COLUMNS_MIN = 36
+
+
+def _print_names_whole(out: Any, table: Any, name_width: int) -> None:
+    """Print a table whose first column holds span names without ever cutting one: when the longest name
+    and the other columns cannot share the width (a pipe is 80 columns), the table is laid out as wide as
+    it needs — longer lines, which a terminal wraps, rather than a cut name."""
+    if name_width + _OTHER_COLUMNS_MIN <= out.width:  # the other columns can fold enough: names fit whole
+        out.print(table)
+        return
+    from rich.console import Console
+
+    natural = Console(width=10_000).measure(table).maximum
+    wide = Console(file=out.file, width=natural, highlight=False, soft_wrap=False,
+                   force_terminal=out.is_terminal, color_system=out.color_system, no_color=out.no_color)
+    wide.print(table)
+
+
 def _num(value: float) -> str:
     return f"{value:,.0f}" if abs(value - round(value)) < 1e-9 else f"{value:,.1f}"
 
@@ -264,16 +283,16 @@ def stats(tracking_uri, experiment, since, filter_string, top, as_json):
             _num(row.total_tokens) if row.total_tokens else "-",
             _usd(row.cost_usd),
         )
-    out.print(table)
+    _print_names_whole(out, table, name_width)
     slow = _table("Slowest spans")
     slow.add_column("duration", overflow="fold")
-    slow.add_column("span", no_wrap=True, overflow="fold",
-                    min_width=max((len(r.name) for r in result.slowest), default=4))
+    slow_width = max((len(r.name) for r in result.slowest), default=4)
+    slow.add_column("span", no_wrap=True, overflow="fold", min_width=slow_width)
     slow.add_column("status", overflow="fold")
     slow.add_column("trace", overflow="fold")  # ids fold onto a second line: copy-paste still works
     for row in result.slowest:
         slow.add_row(_ms(row.duration_ms), escape(row.name), row.status, row.trace_id)
-    out.print(slow)
+    _print_names_whole(out, slow, slow_width)
     paths = _table("Most common execution paths")
     for col in ("traces", "share", "path"):
         paths.add_column(col, overflow="fold")

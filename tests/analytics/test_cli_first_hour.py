@@ -185,3 +185,24 @@ def test_long_reads_show_progress_on_a_terminal_and_not_in_a_pipe(synthetic_stor
     assert label in terminal and "30/30" in terminal  # the bar counts the traces it read
     piped = run(*command, *where(synthetic_store))  # CliRunner: stderr is not a terminal
     assert piped.exit_code == 0 and label not in piped.stderr and "30/30" not in piped.stderr
+
+
+def test_stats_keeps_a_span_name_longer_than_the_terminal_whole(fresh_store_uri, monkeypatch):
+    import dspy
+
+    import dspy_tracekit as tk
+
+    long_name = "retrieve_customer_history_from_the_warehouse_with_a_name_that_is_much_longer_than_usual"
+    tk.enable(plugins=[], tracking_uri=fresh_store_uri, experiment="long")
+    try:
+        with tk.span(long_name, span_type="RETRIEVER"), dspy.context(lm=dspy.utils.DummyLM([{"answer": "4"}])):
+            dspy.Predict("question -> answer")(question="2 + 2?")
+    finally:
+        tk.disable()
+    monkeypatch.setenv("COLUMNS", "80")
+    result = run("stats", "--tracking-uri", fresh_store_uri, "-e", "long")
+    assert result.exit_code == 0, result.output
+    table = result.stdout.split("Spans by name", 1)[1].split("Slowest spans", 1)[0]
+    (row,) = [line for line in table.splitlines() if long_name in line]  # whole, on one line
+    assert "RETRIEVER" in row and "$" not in row and row.split()[-1] == "-"  # …with every other column
+    assert "ChatAdapter.format" in table and "…" not in result.stdout
