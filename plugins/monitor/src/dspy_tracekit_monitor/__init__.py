@@ -47,6 +47,8 @@ def tracekit_configure(config: dict[str, Any], settings: Any) -> None:
     """Validate the ``monitor`` table (a bad key fails ``enable()`` naming it), start the monitor."""
     global _monitor
     cfg = parse_config(config)
+    if getattr(settings, "dry_run", False):  # doctor checks the table: no server, no threads
+        return
     old, _monitor = _monitor, None
     if old is not None:
         old.shutdown(0.0)
