@@ -111,3 +111,13 @@ def test_settings_from_environment_variables(monkeypatch, enable, program):
     enable(None)
     assert monitor.metrics_url() is not None
     assert monitor.current().cfg.hysteresis == 0.25
+
+
+def test_doctor_dry_run_validates_the_table_and_starts_nothing():
+    from dspy_tracekit.records import Settings
+
+    settings = Settings(tracking_uri="sqlite:///unused.db", experiment="x", dry_run=True)
+    monitor.tracekit_configure({"port": 0, "webhook_url": "http://127.0.0.1:9/x"}, settings)
+    assert monitor.current() is None
+    with pytest.raises(ValueError, match="webhook_url"):
+        monitor.tracekit_configure({"webhook_url": "nope"}, settings)
