@@ -45,6 +45,9 @@ def _isolated(tmp_path, monkeypatch):
     yield
     tk.disable()
     dspy.configure(lm=None, callbacks=[], adapter=None)
+    from dspy_tracekit.mlflow_compat import forget_mlflow_destination
+
+    forget_mlflow_destination()  # a test that told MLflow about a store must not steer the next one
 
 
 from tk_testing import TraceReader  # noqa: E402
