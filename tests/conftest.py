@@ -41,7 +41,8 @@ def _isolated(tmp_path, monkeypatch):
     for key in list(os.environ):
         if key.startswith("DSPY_TRACEKIT_"):
             monkeypatch.delenv(key)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(key, raising=False)
     yield
     tk.disable()
     dspy.configure(lm=None, callbacks=[], adapter=None)

@@ -40,7 +40,6 @@ PRIVATE_SYMBOLS: tuple[tuple[str, str], ...] = (
     # what the user told MLflow about the destination
     ("mlflow.tracking._tracking_service.utils", "is_tracking_uri_set"),
     ("mlflow.tracking.fluent", "_active_experiment_id"),
-    ("mlflow.tracking._tracking_service.utils", "_tracking_uri"),  # forget_mlflow_destination (tests)
     # MLflow's REST store caches a failed server-version lookup (see mlflow_store.log_spans)
     ("mlflow.store.tracking.rest_store", "RestStore._get_server_version"),
 )
@@ -188,8 +187,10 @@ def reset_tracer_provider() -> None:
 
 def forget_mlflow_destination() -> None:
     """Undo ``mlflow.set_tracking_uri()`` / ``mlflow.set_experiment()`` (test isolation)."""
-    import mlflow.tracking._tracking_service.utils as tracking_utils
+    import mlflow
     import mlflow.tracking.fluent as fluent
 
-    tracking_utils._tracking_uri = None
+    mlflow.set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI, which set_tracking_uri() exports
     fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment() exports it too
+    reset_tracer_provider()  # MLflow's exporter holds the store of the working directory it started in

@@ -69,8 +69,8 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
         sample(mgr, trace)
         if trace.sampled:
             trace.spans.append(span)
-            if bridge is not None:
-                span.ctx_token = bridge.attach(trace)
+        if bridge is not None:  # also when dropped: a user's MLflow span inside is then dropped with it
+            span.ctx_token = bridge.attach(trace)
     else:
         trace = parent.trace
         span = SpanRecord(trace, parent.span_id, name, kind, span_type, instance, func, args, kwargs, time_ns())
