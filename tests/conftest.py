@@ -49,9 +49,10 @@ def _isolated(tmp_path, monkeypatch):
     from dspy_tracekit.mlflow_compat import forget_mlflow_destination
 
     forget_mlflow_destination()  # a test that told MLflow about a store must not steer the next one
+    forget_relative_sqlite_stores()  # the next test's sqlite:///mlflow.db is a file in its own folder
 
 
-from tk_testing import TraceReader  # noqa: E402
+from tk_testing import TraceReader, forget_relative_sqlite_stores  # noqa: E402
 
 
 @pytest.fixture

@@ -64,6 +64,9 @@ class Settings:
     sources: dict = field(default_factory=dict)
     #: "all" or "dspy": which traces made with MLflow's own API go through tracekit.
     mlflow_traces: str = "all"
+    #: True when ``dspy-tracekit doctor`` configures the plugins only to check their tables: validate
+    #: the config, but create nothing (no store, no directories, no threads, no servers).
+    dry_run: bool = False
 
 
 class SpanRecord:
