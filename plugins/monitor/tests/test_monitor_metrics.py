@@ -172,3 +172,21 @@ def test_a_forked_child_gets_its_own_monitor_thread(enable, program, store_uri, 
     assert got["alerts"] == 1                      # the child judged its own SLO window
     assert got["url"] not in (None, parent_url)    # port = 0: a free port of its own, not the parent's socket
     assert monitor.metrics_url() == parent_url and total(scrape(), "tracekit_traces_total") == 2
+
+
+def test_spans_made_with_mlflows_api_are_measured_with_kind_mlflow(enable, program, store_uri, experiment):
+    import mlflow
+
+    @mlflow.trace(name="handle_request")
+    def handle(message):
+        return program(message=message)
+
+    enable({"port": 0, "slo": [{"name": "requests", "kind": "mlflow", "p95_ms": 5000, "window": "1m"}]})
+    for i in range(3):
+        handle(f"m{i}")
+    traces = stored(store_uri, experiment)
+    m = scrape()
+    assert len(traces) == 3
+    assert total(m, "tracekit_traces_total", root_span="handle_request") == 3
+    assert total(m, "gen_ai_client_operation_duration_seconds_count", span_name="handle_request", kind="mlflow") == 3
+    assert total(m, "tracekit_slo_events_total", slo="requests") == 3
