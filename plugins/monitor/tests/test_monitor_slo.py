@@ -132,6 +132,9 @@ def test_slo_breach_in_a_dspy_program_fires_one_alert_and_one_resolved_to_a_webh
     assert set(firing["breaches"]) <= {"error_rate", "p95_ms"} and firing["breaches"]
     assert resolved["observed"]["error_rate"] <= 0.2 * 0.9
     assert resolved["observed"]["p95_ms"] <= 40 * 0.9
+    deadline = time.monotonic() + 20           # the receiver records a body before it answers
+    while tk.counters()["monitor.webhook.sent"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     counters = tk.counters()
     assert counters["monitor.alerts.firing"] == 1 and counters["monitor.alerts.resolved"] == 1
     assert counters["monitor.webhook.sent"] == 2

@@ -102,11 +102,11 @@ class WebhookSink:
                 self._attempt(json.dumps(alert, default=str).encode())
                 self._count("sent")
             except Exception as exc:  # noqa: BLE001 - a webhook must never reach the program
-                self._count("failed")
-                if not self._warned:
+                if not self._warned:  # logged before it is counted: whoever sees the count finds the line
                     self._warned = True
                     logger.warning("dspy-tracekit monitor: webhook %s failed (further failures only counted "
                                    "as monitor.webhook.failed): %s: %s", self.url, type(exc).__name__, exc)
+                self._count("failed")
 
     def counters(self) -> dict[str, int]:
         with self._lock:
