@@ -22,8 +22,16 @@ _SESSION_TAGS = ("session_id", "session")
 _USER_TAGS = ("user_id", "user")
 
 
+#: ``json.dumps(value, default=str, ensure_ascii=False)`` without building an encoder per call.
+_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+_encode_str = json.encoder.encode_basestring  # what that encoder does with a str, in C
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False)
+    """An attribute value as MLflow stores it: ``json.dumps(value, ensure_ascii=False)``, same text."""
+    if value.__class__ is str:
+        return _encode_str(value)
+    return _encode(value)
 
 
 class MlflowCorePlugin:
@@ -66,10 +74,16 @@ class MlflowCorePlugin:
     @hookimpl
     def tracekit_export_traces(self, traces):
         exp = self.experiment_id()
+        if mlflow_store.fast_path_available(self.tracking_uri):
+            # rows computed from our own records: no MLflow Span entities, no re-decoding our JSON
+            from .mlflow_rows import trace_views
+
+            if mlflow_store.insert_views(self.tracking_uri, exp, [trace_views(t) for t in traces]):
+                return
         spans = []
         for trace in traces:
             spans.extend(to_mlflow_spans(trace))
-        mlflow_store.log_spans(self.tracking_uri, exp, spans)
+        mlflow_store.log_spans(self.tracking_uri, exp, spans, fast=False)
 
 
 def resolve_experiment(tracking_uri: str, name: str) -> str:

@@ -1,7 +1,10 @@
 """The store fast path (``dspy_tracekit.mlflow_store``) writes exactly the rows MLflow's log_spans writes.
 
-Same spans, two copies of one migrated SQLite store: one written by ``TracingClient.log_spans``, one by
-the fast path; every table is compared row by row, and MLflow's readers are checked on the fast one.
+Same traces, three copies of one migrated SQLite store: one written by ``TracingClient.log_spans``, one
+by the fast path from MLflow ``Span`` entities, one by the fast path straight from tracekit's records
+(``mlflow_rows.trace_views``); every table is compared row by row, and MLflow's readers are checked.
+The traces hold the values that MLflow's translation treats specially: strings that are themselves
+JSON, non-ASCII text, an error, a plugin attribute, a "model" key in inputs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import dspy
 from buffer_testkit import make_program
 
 import dspy_tracekit as tk
-from dspy_tracekit import hookimpl, mlflow_core, mlflow_store
+from dspy_tracekit import hookimpl, mlflow_core, mlflow_rows, mlflow_store
 from dspy_tracekit.records import TraceRecord
 
 
@@ -24,7 +27,8 @@ class Capture:
     @hookimpl
     def tracekit_process_trace(self, trace):
         for span in trace.spans:
-            if span.kind == "lm":
+            # the third trace's LM calls stay unpriced: MLflow's store prices them (LiteLLM's table)
+            if span.kind == "lm" and trace.tags.get("session_id") != "s-2":
                 span.cost = {"input_cost": 0.001, "output_cost": 0.002, "total_cost": 0.003}
         self.dicts.append(trace.to_dict())
 
@@ -39,9 +43,35 @@ def _traces(tmp_path, store):
         with tk.context(session_id="s-1", user_id="u-7", user_role="admin"):
             program(message="hello, I want to buy")
         program(message="no context here")
+        with tk.context(session_id="s-2"):
+            _odd_values(program, lm)
     assert tk.flush(30)
     tk.disable()
     return [TraceRecord.from_dict(d) for d in capture.dicts]
+
+
+def _odd_values(program, lm):
+    @tk.trace(name="json_like", span_type="TOOL")
+    def json_like(text):
+        return text
+
+    @tk.trace(name="fails")
+    def fails():
+        raise ValueError("no such workflow ü")
+
+    with tk.span("outer", span_type="CHAIN") as outer:
+        outer.set_inputs({"model": "gpt-x", "q": "mit Ümlaut \u2028 \x01"})
+        json_like('{"a": 1}')
+        json_like('"quoted"')
+        json_like("[1, 2]")
+        json_like(' {"padded": true}')
+        json_like("{not json")
+        json_like("42")
+        try:
+            fails()
+        except ValueError:
+            pass
+        program(message="und noch einmal")
 
 
 WRITE_TIME = {"creation_time", "last_update_time", "enqueued_at_ms", "created_at_ms", "updated_at_ms"}
@@ -67,10 +97,15 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _te
     from mlflow.tracking import MlflowClient
 
     traces = _traces(tmp_path, store)
-    assert len(traces) == 2
+    assert len(traces) == 3
+    traces[1].spans[-1].set_attribute("plugin.note", {"k": [1, 2.5, None]})  # a key of a plugin's own
+    traces[1].spans[0].outputs = '{"looks": "like json"}'
+    for trace in traces:
+        trace.materialize()
     spans = [s for t in traces for s in mlflow_core.to_mlflow_spans(t)]
+    n_spans = sum(len(t.spans) for t in traces)
     paths = []
-    for name in ("reference", "fast"):
+    for name in ("reference", "fast_spans", "fast_records"):
         path = tmp_path / f"{name}.db"
         shutil.copy(_template_db, path)
         paths.append(path)
@@ -79,16 +114,29 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _te
         client = mlflow_store.tracing_client(uri)
         if name == "reference":
             client.log_spans(exp, spans)
+            continue
+        assert mlflow_store.fast_path_available(uri), mlflow_store.fast_path_reason(uri)
+        if name == "fast_spans":
+            views = {}
+            for span in spans:
+                views.setdefault(span.trace_id, []).append(mlflow_rows.view_of_span(span))
+            views = list(views.values())
         else:
-            assert mlflow_store._fast_insert(client.store, exp, spans) is True
-            assert mlflow_store._fast_insert(client.store, exp, spans) is False  # exists: log_spans' job
-    reference, fast = (_dump(p) for p in paths)
-    assert reference.keys() == fast.keys()
-    for table in reference:
-        assert fast[table] == reference[table], table
-    assert len(fast["spans"]) == 12 and len(fast["trace_info"]) == 2
+            assert mlflow_rows.self_check(traces[0])
+            views = [mlflow_rows.trace_views(t) for t in traces]
+            plain = sum(1 for t in traces for s in t.spans if mlflow_rows._is_plain(
+                s, mlflow_core.span_attribute_values(t, s)))
+            assert plain >= n_spans - 3  # all but the error span and the "model" input take the direct way
+        assert mlflow_store.insert_views(uri, exp, views) is True
+        assert mlflow_store.insert_views(uri, exp, views) is False  # exists: log_spans' job
+    reference, *fast_ones = (_dump(p) for p in paths)
+    for fast in fast_ones:
+        assert reference.keys() == fast.keys()
+        for table in reference:
+            assert fast[table] == reference[table], table
+    assert len(fast["spans"]) == n_spans and len(fast["trace_info"]) == 3
 
-    client = MlflowClient(f"sqlite:///{paths[1]}")
+    client = MlflowClient(f"sqlite:///{paths[2]}")
     got = client.get_trace(traces[0].mlflow_trace_id)
     assert len(got.data.spans) == 6
     assert got.info.token_usage["total_tokens"] == 30
