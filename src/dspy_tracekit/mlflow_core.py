@@ -55,6 +55,12 @@ class MlflowCorePlugin:
         # Only for database stores: a tracking server that is down would make enable() wait out
         # MLflow's HTTP retries; its first export (retried by the buffer plugin) finds out instead.
         if self.tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+            if self.tracking_uri.startswith("sqlite:"):
+                from .mlflow_schema import create_sqlite_store
+
+                # a new SQLite store in one step instead of MLflow's migrations (seconds)
+                logger.debug("dspy-tracekit: new SQLite store %s: %s", self.tracking_uri,
+                             create_sqlite_store(self.tracking_uri))
             try:
                 self.experiment_id()
                 mlflow_store.tracing_client(self.tracking_uri).store  # noqa: B018 - opens the store
