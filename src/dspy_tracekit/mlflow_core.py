@@ -45,6 +45,9 @@ class MlflowCorePlugin:
 
     @hookimpl
     def tracekit_configure(self, config, settings):
+        from .versions import warn_untested
+
+        warn_untested()
         self.tracking_uri = settings.tracking_uri
         self.experiment_name = settings.experiment
         self._experiment_id = None
