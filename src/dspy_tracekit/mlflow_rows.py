@@ -91,6 +91,11 @@ class _Direct:
     lock = threading.Lock()
     #: translator step -> (keys it reads, key prefixes it looks for), found by :func:`_probe_translators`
     reads: dict[str, tuple[frozenset, tuple]] | None = None
+    #: ``Span.to_dict()`` of a plain span as (key, value) pairs: the keys and their order, and the values
+    #: that are the same for every plain span (status, events, links, kind, ...)
+    template: tuple = ()
+    #: whether MLflow's translation strips one layer of encoding off strings that are JSON (see sanitized)
+    strips = True
     #: which attributes are present (inputs, outputs, usage, format, tools, model, provider) -> keys that matter
     sensitive: dict[tuple, tuple[frozenset, tuple]] = {}
 
@@ -227,6 +232,7 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
     from mlflow.entities import SpanStatusCode
     from mlflow.tracing.utils import calculate_cost_by_model_and_token_usage, dump_span_attribute_value
 
+    template, strips = _Direct.template, _Direct.strips
     tid = trace.trace_id
     trace_id = trace.mlflow_trace_id
     b64_trace = base64.b64encode(tid.to_bytes(16, "big")).decode()
@@ -247,7 +253,7 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
                 attrs[key] = encoded_trace_id
                 continue
             enc = _dumps(value)
-            attrs[key] = sanitized(enc, value) if enc[:1] == '"' else enc
+            attrs[key] = sanitized(enc, value) if strips and enc[:1] == '"' else enc
         if _MODEL not in attrs and ('"model"' in attrs.get(_INPUTS, "") or '"model"' in attrs.get(_OUTPUTS, "")):
             slow.append(len(views))  # MLflow reads a model name out of such inputs/outputs
             views.append(None)  # type: ignore[arg-type]
@@ -266,7 +272,7 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
         if parent_id is None and s is not root and root is not None:
             parent_id = root.span_id
         end_ns = s.end_ns if s.end_ns is not None else s.start_ns
-        span_dict = {
+        own = {
             "trace_id": b64_trace,
             "span_id": base64.b64encode(s.span_id.to_bytes(8, "big")).decode(),
             "parent_span_id": base64.b64encode(parent_id.to_bytes(8, "big")).decode()
@@ -274,11 +280,10 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
             "name": s.name,
             "start_time_unix_nano": s.start_ns,
             "end_time_unix_nano": end_ns,
-            "events": [],
-            "status": {"code": "STATUS_CODE_OK", "message": ""},
             "attributes": attrs,
-            "links": [],
         }
+        # MLflow's Span.to_dict key order, with its values for a plain span where they are not ours
+        span_dict = {key: own[key] if key in own else value for key, value in template}
         views.append(SpanView(trace_id, f"{s.span_id:016x}",
                               f"{parent_id:016x}" if parent_id is not None else None, s.name,
                               s.span_type or "UNKNOWN", SpanStatusCode.OK, s.start_ns, end_ns, span_dict))
@@ -287,6 +292,25 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
         for i in slow:
             views[i] = view_of_span(spans[i])
     return views
+
+
+def _span_dict_template() -> tuple:
+    """What MLflow's ``Span.to_dict()`` makes of a plain span (MLflow 3.18 added ``kind``, for one)."""
+    from .mlflow_core import to_mlflow_spans
+
+    probe = TraceRecord(trace_id=1)
+    span = SpanRecord(probe, None, "probe", SpanKind.MODULE, "CHAIN", start_ns=1)
+    span.end_ns = 2
+    span.outputs = '{"probe": 1}'  # a string that is JSON: does MLflow strip one layer of encoding?
+    span.materialized = True
+    probe.root = span
+    probe.spans.append(span)
+    mlflow_span = to_mlflow_spans(probe)[0]
+    from mlflow.tracing.otel.translation import translate_span_when_storing
+
+    # MLflow 3.17 strips it (sanitize_attributes), 3.18 no longer does (moved to its OTLP endpoint)
+    _Direct.strips = translate_span_when_storing(mlflow_span)["attributes"][_OUTPUTS] == span.outputs
+    return tuple(mlflow_span.to_dict().items())
 
 
 def _comparable(view: SpanView) -> tuple:
@@ -304,6 +328,7 @@ def self_check(trace: TraceRecord) -> bool:
         _Direct.checked = True
     try:
         _Direct.reads = _probe_translators()
+        _Direct.template = _span_dict_template()
         direct = trace_views(trace)
         reference = [view_of_span(span) for span in to_mlflow_spans(trace)]
         for mine, theirs in zip(direct, reference):

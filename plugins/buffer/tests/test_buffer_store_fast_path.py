@@ -133,7 +133,7 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _te
     for fast in fast_ones:
         assert reference.keys() == fast.keys()
         for table in reference:
-            assert fast[table] == reference[table], table
+            assert fast[table] == reference[table], (table, [sorted(set(a) ^ set(b)) for a, b in zip(fast[table], reference[table]) if a != b][:2])
     assert len(fast["spans"]) == n_spans and len(fast["trace_info"]) == 3
 
     client = MlflowClient(f"sqlite:///{paths[2]}")
@@ -143,3 +143,29 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _te
     assert got.info.tags["user_role"] == "admin"
     found = client.search_traces(locations=[exp], filter_string="metadata.`mlflow.trace.user` = 'u-7'")
     assert [t.info.trace_id for t in found] == [traces[0].mlflow_trace_id]
+
+
+def test_store_of_an_unknown_schema_falls_back_to_log_spans_with_one_warning(tmp_path, _template_db, caplog):
+    import sqlite3
+
+    from buffer_testkit import run_requests
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path / "changed.db"
+    shutil.copy(_template_db, path)
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE spans ADD COLUMN added_later TEXT")
+    con.commit()
+    con.close()
+    uri = f"sqlite:///{path}"
+    with caplog.at_level("WARNING", logger="dspy_tracekit"):
+        tk.enable(plugins=[], tracking_uri=uri, experiment="changed")
+        program, lm = make_program()
+        run_requests(program, lm, 3)
+        assert tk.flush(30)
+    assert not mlflow_store.fast_path_available(uri)
+    assert "added_later" in mlflow_store.fast_path_reason(uri)
+    warnings = [r for r in caplog.records if "store fast path is off" in r.getMessage()]
+    assert len(warnings) == 1 and "spans" in warnings[0].getMessage()
+    exp = MlflowClient(uri).get_experiment_by_name("changed").experiment_id
+    assert len(MlflowClient(uri).search_traces(locations=[exp])) == 3
