@@ -51,6 +51,7 @@ class TraceBuffer:
         self._inflight = 0
         self._spilling = 0
         self._flushing = 0
+        self._claiming = False  # spool files of dead processes not claimed yet (worker does it)
         self._stopping = False
         self._closed = False
         self._worker: threading.Thread | None = None
@@ -80,10 +81,24 @@ class TraceBuffer:
 
         self._tracing_client = TracingClient
         self.spool = Spool(self.cfg.spool_dir, self.cfg.spool_max_bytes)
-        claimed = self.spool.claim_orphans()
+        if self.spool.has_orphans():
+            # claimed, counted and replayed on the worker: enable() does not read the spool
+            with self._lock:
+                self._claiming = True
+            self._start_worker()
+
+    def _claim_orphans(self) -> None:
+        try:
+            claimed = self.spool.claim_orphans() if self.spool is not None else 0
+        except OSError as exc:
+            claimed = 0
+            self._warn_once("claim", f"claiming spool files failed: {exc}")
+        finally:
+            with self._lock:
+                self._claiming = False
+                self._idle.notify_all()
         if claimed:
             logger.info("dspy-tracekit: replaying %d spooled trace(s) from %s", claimed, self.spool.directory)
-            self._start_worker()
 
     # ================================================================== request path
     def take(self, trace: TraceRecord) -> bool | None:
@@ -170,6 +185,8 @@ class TraceBuffer:
         return False
 
     def _run(self) -> None:
+        if self._claiming:
+            self._claim_orphans()
         if not self._core_ready():
             return
         while True:
@@ -396,7 +413,8 @@ class TraceBuffer:
 
     def _pending_locked(self) -> int:
         spooled = self.spool.pending if self.spool is not None else 0
-        return len(self._queue) + len(self._overflow) + self._inflight + self._spilling + spooled
+        return (len(self._queue) + len(self._overflow) + self._inflight + self._spilling + spooled
+                + self._claiming)
 
     def flush(self, timeout: float) -> bool:
         """Wait until every taken trace is in the store (or refused and counted); False on timeout."""
