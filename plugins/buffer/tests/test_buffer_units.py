@@ -143,3 +143,36 @@ def test_enable_leaves_claiming_orphans_to_the_worker_thread(tmp_path, monkeypat
         threading.Event().wait(0.01)
     buf.shutdown(1.0)
     assert threads == ["dspy-tracekit-buffer"]
+
+
+def _big_trace(prompt: str, spans: int = 6):
+    from dspy_tracekit.records import SpanRecord, TraceRecord
+
+    trace = TraceRecord()
+    for i in range(spans):
+        span = SpanRecord(trace, None if i == 0 else trace.spans[0].span_id, f"s{i}", "module", start_ns=i)
+        span.inputs = {"message": prompt}  # the same prompt object in every span, as DSPy passes it down
+        span.outputs = {"answer": f"answer {i}"}
+        span.materialized = True
+        trace.spans.append(span)
+    trace.root = trace.spans[0]
+    return trace
+
+
+def test_trace_bytes_counts_a_prompt_shared_by_spans_once():
+    from dspy_tracekit_buffer._sizing import trace_bytes
+
+    prompt = "x" * 100_000
+    size = trace_bytes(_big_trace(prompt))
+    assert 100_000 < size < 2 * 100_000  # one copy of the prompt, plus a little per span
+
+
+def test_span_bytes_rise_at_once_and_fall_slowly():
+    from dspy_tracekit_buffer._sizing import SpanBytes
+
+    learned = SpanBytes(2048)
+    learned.learn(_big_trace("x" * 60_000))
+    big = learned.value
+    assert big > 10_000
+    learned.learn(_big_trace("small"))
+    assert 2048 < learned.value < big

@@ -15,6 +15,7 @@ from dspy_tracekit import delivery
 from dspy_tracekit.records import TraceRecord
 
 from ._config import SPAN_BYTES_ESTIMATE, BufferConfig
+from ._sizing import SpanBytes
 from ._spool import Spool, SpoolError, check_writable
 
 logger = logging.getLogger("dspy_tracekit.buffer")
@@ -34,6 +35,8 @@ class TraceBuffer:
         self.cfg = cfg
         self.tracking_uri = tracking_uri
         self._counts: Counter[str] = Counter()
+        #: bytes per queued span, learned from prepared traces (``max_bytes`` is charged with it)
+        self._span_bytes = SpanBytes(SPAN_BYTES_ESTIMATE)
         self._init_runtime()
         self.spool: Spool | None = None
         self.spool_unavailable = ""
@@ -103,7 +106,7 @@ class TraceBuffer:
     # ================================================================== request path
     def take(self, trace: TraceRecord) -> bool | None:
         """Queue a finished trace (calling thread). Always True: a refused trace is counted, not lost silently."""
-        size = len(trace.spans) * SPAN_BYTES_ESTIMATE
+        size = len(trace.spans) * self._span_bytes.value
         cfg = self.cfg
         with self._lock:
             if self._closed:
@@ -260,6 +263,10 @@ class TraceBuffer:
             return
         if not ready:
             return
+        try:
+            self._span_bytes.learn(ready[0])  # one sample per batch: what queued traces really hold
+        except Exception:  # noqa: BLE001, S110 - sizing is advisory; the old figure stays
+            pass
         if self.spool is not None and self._store_is_down() and time.monotonic() < self._store_down_until:
             self._spill(ready)  # the store is down: no retries until the next probe
             return
@@ -493,6 +500,7 @@ class TraceBuffer:
             out["queue_depth"] = len(self._queue)
             out["spill_queue_depth"] = len(self._overflow) + self._spilling
             out["queue_bytes_estimate"] = self._bytes
+            out["span_bytes_estimate"] = self._span_bytes.value
             if self.spool is not None:
                 out["spool_pending"] = self.spool.pending
                 out["spool_bytes"] = self.spool.bytes_on_disk
