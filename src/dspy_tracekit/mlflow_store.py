@@ -109,6 +109,7 @@ _HELPERS = ("SqlTraceInfo", "SqlTraceTag", "SqlTraceMetadata", "SqlSpan", "SpanA
             "COST_COLUMN_BY_KEY", "token_count_or_none", "enqueue_rollup_rebuild_partitions", "TraceJSONEncoder")
 #: database kinds the fast path writes to (see docs/deployment.md for PostgreSQL / MySQL)
 FAST_PATH_DB_TYPES = ("sqlite",)
+_CHECK_FAILED = "schema check failed"
 _gate: dict[str, str] = {}  # tracking URI -> "" (fast path on) or the reason it is off
 _gate_lock = threading.Lock()
 
@@ -122,7 +123,13 @@ def fast_path_available(tracking_uri: str) -> bool:
         with _gate_lock:
             reason = _gate.get(tracking_uri)
             if reason is None:
-                reason = _gate[tracking_uri] = _schema_mismatch(tracking_uri)
+                reason = _schema_mismatch(tracking_uri)
+                if reason.startswith(_CHECK_FAILED):
+                    # could not look (a locked or unreachable store): MLflow's path now, ask again later
+                    logger.debug("dspy-tracekit: store fast path not checked for %s: %s", _redacted(tracking_uri),
+                                 reason)
+                    return False
+                _gate[tracking_uri] = reason
                 if reason and tracking_uri.startswith(("sqlite", "postgresql", "mysql", "mssql")):
                     logger.warning("dspy-tracekit: the store fast path is off for %s: %s; writing through "
                                    "MLflow's log_spans (slower)", _redacted(tracking_uri), reason)
@@ -167,7 +174,7 @@ def _schema_mismatch(tracking_uri: str) -> str:
                         f"the fast path knows: {sorted(stored ^ expected)}")
         return ""
     except Exception as exc:  # noqa: BLE001 - cannot tell: MLflow's own path is always right
-        return f"schema check failed ({type(exc).__name__}: {exc})"
+        return f"{_CHECK_FAILED} ({type(exc).__name__}: {exc})"
 
 
 def _alembic_revision(engine) -> str | None:
