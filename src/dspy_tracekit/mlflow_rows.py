@@ -91,9 +91,9 @@ class _Direct:
     lock = threading.Lock()
     #: translator step -> (keys it reads, key prefixes it looks for), found by :func:`_probe_translators`
     reads: dict[str, tuple[frozenset, tuple]] | None = None
-    #: ``Span.to_dict()`` of a plain span as (key, value) pairs: the keys and their order, and the values
-    #: that are the same for every plain span (status, events, links, kind, ...)
-    template: tuple = ()
+    #: ``Span.to_dict()`` of a plain span: the keys and their order, and the values that are the same for
+    #: every plain span (status, events, links, kind, ...); ours are filled in per span
+    template: dict = {}  # noqa: RUF012
     #: whether MLflow's translation strips one layer of encoding off strings that are JSON (see sanitized)
     strips = True
     #: which attributes are present (inputs, outputs, usage, format, tools, model, provider) -> keys that matter
@@ -272,18 +272,16 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
         if parent_id is None and s is not root and root is not None:
             parent_id = root.span_id
         end_ns = s.end_ns if s.end_ns is not None else s.start_ns
-        own = {
-            "trace_id": b64_trace,
-            "span_id": base64.b64encode(s.span_id.to_bytes(8, "big")).decode(),
-            "parent_span_id": base64.b64encode(parent_id.to_bytes(8, "big")).decode()
-            if parent_id is not None else None,
-            "name": s.name,
-            "start_time_unix_nano": s.start_ns,
-            "end_time_unix_nano": end_ns,
-            "attributes": attrs,
-        }
         # MLflow's Span.to_dict key order, with its values for a plain span where they are not ours
-        span_dict = {key: own[key] if key in own else value for key, value in template}
+        span_dict = template.copy()
+        span_dict["trace_id"] = b64_trace
+        span_dict["span_id"] = base64.b64encode(s.span_id.to_bytes(8, "big")).decode()
+        span_dict["parent_span_id"] = (base64.b64encode(parent_id.to_bytes(8, "big")).decode()
+                                       if parent_id is not None else None)
+        span_dict["name"] = s.name
+        span_dict["start_time_unix_nano"] = s.start_ns
+        span_dict["end_time_unix_nano"] = end_ns
+        span_dict["attributes"] = attrs
         views.append(SpanView(trace_id, f"{s.span_id:016x}",
                               f"{parent_id:016x}" if parent_id is not None else None, s.name,
                               s.span_type or "UNKNOWN", SpanStatusCode.OK, s.start_ns, end_ns, span_dict))
@@ -310,7 +308,12 @@ def _span_dict_template() -> tuple:
 
     # MLflow 3.17 strips it (sanitize_attributes), 3.18 no longer does (moved to its OTLP endpoint)
     _Direct.strips = translate_span_when_storing(mlflow_span)["attributes"][_OUTPUTS] == span.outputs
-    return tuple(mlflow_span.to_dict().items())
+    template = mlflow_span.to_dict()
+    missing = {"trace_id", "span_id", "parent_span_id", "name", "start_time_unix_nano", "end_time_unix_nano",
+               "attributes"} - set(template)
+    if missing:
+        raise RuntimeError(f"Span.to_dict() lacks {sorted(missing)}")
+    return template
 
 
 def _comparable(view: SpanView) -> tuple:

@@ -186,6 +186,8 @@ def main(mode: str, n: int, store_dir: str) -> None:
         timed("translate", lambda: translated.extend(
             [s for t in c for s in mlflow_core.to_mlflow_spans(t)] for c in chunks))
         timed("write", lambda: [mlflow_store.log_spans(uri, exp, spans_) for spans_ in translated])
+    if direct:
+        out["direct_translation"] = mlflow_rows._Direct.on
     out["stage_us_per_trace"] = {k: v / len(traces) * 1e6 for k, v in stage.items()}
     out["stage_us_per_span"] = {k: v / spans * 1e6 for k, v in stage.items()}
     out["total_us_per_trace"] = sum(stage.values()) / len(traces) * 1e6
