@@ -325,8 +325,12 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
             if meta_rows:
                 session.execute(insert(S.SqlTraceMetadata.__table__), meta_rows)
             session.execute(insert(S.SqlSpan.__table__), span_rows)
-    except IntegrityError:
-        return False  # another writer created one of these traces meanwhile: log_spans merges
+    except Exception as exc:
+        # another writer created one of these traces meanwhile: MLflow's log_spans merges them. MLflow's
+        # managed session wraps the IntegrityError in an MlflowException.
+        if isinstance(exc, IntegrityError) or isinstance(exc.__cause__, IntegrityError):
+            return False
+        raise
     return True
 
 

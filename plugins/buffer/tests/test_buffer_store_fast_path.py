@@ -169,3 +169,30 @@ def test_store_of_an_unknown_schema_falls_back_to_log_spans_with_one_warning(tmp
     assert len(warnings) == 1 and "spans" in warnings[0].getMessage()
     exp = MlflowClient(uri).get_experiment_by_name("changed").experiment_id
     assert len(MlflowClient(uri).search_traces(locations=[exp])) == 3
+
+
+def test_a_trace_another_writer_created_meanwhile_goes_to_log_spans(tmp_path, store, _template_db, monkeypatch):
+    """The fast path's existence check passes, then the insert collides: not an error, log_spans' job."""
+    from mlflow.tracking import MlflowClient
+
+    traces = _traces(tmp_path, store)[:1]
+    path = tmp_path / "race.db"
+    shutil.copy(_template_db, path)
+    uri = f"sqlite:///{path}"
+    exp = MlflowClient(uri).create_experiment("race")
+    views = [mlflow_rows.trace_views(t) for t in traces]
+    assert mlflow_store.insert_views(uri, exp, views) is True
+
+    class NoRows:  # the existence check sees nothing, as if the other writer had not committed yet
+        def filter(self, *a):
+            return self
+
+        def first(self):
+            return None
+
+    from sqlalchemy.orm import Session
+
+    original = Session.query
+    monkeypatch.setattr(Session, "query", lambda self, *a, **k: NoRows() if a and getattr(
+        a[0], "key", None) == "request_id" else original(self, *a, **k))
+    assert mlflow_store.insert_views(uri, exp, views) is False
