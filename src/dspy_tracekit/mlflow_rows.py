@@ -35,8 +35,18 @@ _FORMAT, _TOOLS = "mlflow.message.format", "mlflow.chat.tools"
 class SpanView:
     """One span as ``SqlAlchemyStore.log_spans`` sees it after translation."""
 
-    __slots__ = ("trace_id", "span_id", "parent_id", "name", "span_type", "status_code", "start_ns",
-                 "end_ns", "span_dict", "has_resource")
+    __slots__ = (
+        "end_ns",
+        "has_resource",
+        "name",
+        "parent_id",
+        "span_dict",
+        "span_id",
+        "span_type",
+        "start_ns",
+        "status_code",
+        "trace_id",
+    )
 
     def __init__(self, trace_id, span_id, parent_id, name, span_type, status_code, start_ns, end_ns,
                  span_dict, has_resource=False):
@@ -97,7 +107,7 @@ class _Direct:
     #: whether MLflow's translation strips one layer of encoding off strings that are JSON (see sanitized)
     strips = True
     #: which attributes are present (inputs, outputs, usage, format, tools, model, provider) -> keys that matter
-    sensitive: dict[tuple, tuple[frozenset, tuple]] = {}
+    sensitive: dict[tuple, tuple[frozenset, tuple]] = {}  # noqa: RUF012
 
 
 class _ProbeKey(str):
@@ -108,7 +118,7 @@ class _ProbeKey(str):
         obj._seen = seen
         return obj
 
-    def startswith(self, prefix, *args):  # noqa: D102
+    def startswith(self, prefix, *args):
         self._seen["prefixes"].update((prefix,) if isinstance(prefix, str) else prefix)
         return False
 

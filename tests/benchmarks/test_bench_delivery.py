@@ -37,7 +37,7 @@ def _run(mode, n, store, pythonpath):
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    out = subprocess.run([sys.executable, str(WORKER), mode, str(n), str(store)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, str(WORKER), mode, str(n), str(store)], capture_output=True, text=True, check=False,
                          env=env, timeout=1800)
     lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
     assert lines, f"{mode} failed:\n{out.stderr[-3000:]}"
@@ -59,7 +59,7 @@ def test_delivery_path_before_and_after(tmp_path):
                 if m == "untraced" and w == "before":
                     continue  # no tracekit code runs
                 res[(w, m)].append(_run(m, n if m != "stages" else min(n, 1000), tmp_path / f"{w}{r}", pp))
-    med = lambda w, m, k: statistics.median(x[k] for x in res[(w, m)])  # noqa: E731
+    med = lambda w, m, k: statistics.median(x[k] for x in res[(w, m)])
     untraced = med("after", "untraced", "wall_s")
     print(f"\n[delivery] 6-span intent program, DummyLM, redact + sample(1.0) + cost + buffer, {rounds} rounds")
     print(f"untraced burst of {n}: {untraced:.2f} s")

@@ -56,7 +56,7 @@ def trace_bytes(trace) -> int:
 class SpanBytes:
     """The per-span figure ``take()`` multiplies by; updated from measured traces (worker thread)."""
 
-    __slots__ = ("value", "samples")
+    __slots__ = ("samples", "value")
 
     def __init__(self, initial: int):
         self.value = initial
