@@ -221,8 +221,8 @@ def _sensitive(values: dict[str, Any]) -> tuple[frozenset, tuple]:
 
 
 def _is_plain(s: SpanRecord, values: dict[str, Any]) -> bool:
-    """No error (its event goes through MLflow's event translators) and no key a translator reads."""
-    if s.error is not None or _Direct.reads is None:
+    """No error or event (they go through MLflow's event translators) and no key a translator reads."""
+    if s.error is not None or getattr(s, "events", None) or _Direct.reads is None:
         return False
     keys, prefixes = _sensitive(values)
     for key in values:
