@@ -71,7 +71,24 @@ def _odd_values(program, lm):
             fails()
         except ValueError:
             pass
+        _mlflow_spans()
         program(message="und noch einmal")
+
+
+def _mlflow_spans():
+    """Spans made through MLflow's own API: plain values, a plugin-like key, a translator's key, an event."""
+    import mlflow
+    from mlflow.entities import SpanEvent
+
+    with mlflow.start_span("user_tool", span_type="TOOL") as span:
+        span.set_inputs({"q": "look it up"})
+        span.set_outputs("found it")
+        span.set_attribute("custom.key", {"a": [1, 2]})
+    with mlflow.start_span("user_llm") as span:
+        span.set_attribute("gen_ai.request.model", "gpt-4o-mini")  # an OTel GenAI key: MLflow translates
+        span.set_outputs({"text": "hi"})
+    with mlflow.start_span("user_event") as span:
+        span.add_event(SpanEvent("note", attributes={"k": "v"}))
 
 
 WRITE_TIME = {"creation_time", "last_update_time", "enqueued_at_ms", "created_at_ms", "updated_at_ms"}
@@ -98,6 +115,8 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _te
 
     traces = _traces(tmp_path, store)
     assert len(traces) == 3
+    assert {"user_tool", "user_llm", "user_event"} <= {s.name for s in traces[2].spans}
+    assert any(s.events for s in traces[2].spans)
     traces[1].spans[-1].set_attribute("plugin.note", {"k": [1, 2.5, None]})  # a key of a plugin's own
     traces[1].spans[0].outputs = '{"looks": "like json"}'
     for trace in traces:
@@ -126,7 +145,7 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _te
             views = [mlflow_rows.trace_views(t) for t in traces]
             plain = sum(1 for t in traces for s in t.spans if mlflow_rows._is_plain(
                 s, mlflow_core.span_attribute_values(t, s)))
-            assert plain >= n_spans - 3  # all but the error span and the "model" input take the direct way
+            assert plain >= n_spans - 5  # all but the error, the event, the GenAI key (and "model" input)
         assert mlflow_store.insert_views(uri, exp, views) is True
         assert mlflow_store.insert_views(uri, exp, views) is False  # exists: log_spans' job
     reference, *fast_ones = (_dump(p) for p in paths)
