@@ -146,6 +146,17 @@ class CorpusGenerator:
         return self.fake.password(length=self.rng.randint(8, 16), special_chars=True, digits=True,
                                   upper_case=True, lower_case=True)
 
+    def generic_secret(self) -> str:
+        """A key without a vendor prefix: AWS-style base64, hex-free alphanumerics, url-safe, or a password."""
+        kind = self.pick(["b64_40", "alnum", "urlsafe", "password"])
+        if kind == "b64_40":
+            return self.chars(40, B64 + "/+")
+        if kind == "alnum":
+            return self.chars(self.rng.randint(20, 48))
+        if kind == "urlsafe":
+            return self.chars(self.rng.randint(24, 64), B64 + "-_")
+        return self.password()
+
     # -- positive sentences ---------------------------------------------------------------------
     def positive(self, entity: str, subtype: str | None = None) -> Sample:
         b = _Builder()
@@ -203,6 +214,10 @@ class CorpusGenerator:
                 b.text(pre).value(v, entity, entity.lower()).text(post)
             else:
                 self._fill(b, t, v, entity, entity.lower())
+        elif entity == "GENERIC_SECRET":
+            v = self.generic_secret()
+            t = self.pick(_GENERIC_SECRET_SENTENCES)
+            self._fill(b, t, v, "GENERIC_SECRET", "generic")
         elif entity == "CREDENTIAL":
             v = self.password()
             t = self.pick(["my password is {} and it stopped working", "password={}", "login: admin, pwd: {}",
@@ -222,7 +237,21 @@ class CorpusGenerator:
     # -- hard negatives -------------------------------------------------------------------------
     def negative_clause(self) -> str:
         d, p, f = self.digits, self.pick, self.fake
-        kind = p(["order", "date", "timestamp", "uuid", "version", "price", "tracking", "misc"])
+        kind = p(["order", "date", "timestamp", "uuid", "version", "price", "tracking", "misc", "credctx", "image"])
+        if kind == "credctx":  # a credential word right before something that is not a secret
+            return p([f"the key for commit {self.chars(40, '0123456789abcdef')} is wrong",
+                      f"token id {f.uuid4()} expired", f"API key {f.uuid4()} was revoked",
+                      f"the token expired at {f.date_time_between(_START, _END).isoformat()}Z",
+                      f"key version {self.rng.randint(1, 9)}.{self.rng.randint(0, 30)}.{self.rng.randint(0, 99)}",
+                      f"the secret sha256 {self.chars(64, '0123456789abcdef')} matches",
+                      f"password reset for order ORD-{f.year()}-{d(6)}",
+                      f"token for ticket INC{d(7)} please", f"key tracking number 1Z{self.chars(6, string.ascii_uppercase + string.digits)}{d(10)}",
+                      f"mi clave de pedido es {d(10)}", f"Passwort vergessen seit {f.date_time_between(_START, _END):%d.%m.%Y}",
+                      f"auth header missing on build {self.rng.randint(100, 9999)}",
+                      f"the keyboard model KB{d(4)} and monkey {d(3)}"])
+        if kind == "image":  # base64 image data, no credential word before it
+            blob = self.chars(self.rng.randint(60, 400), B64 + "+/")
+            return p([f"screenshot: data:image/png;base64,iVBORw0KGgo{blob}==", f"attached image/jpeg;base64,/9j/4AAQ{blob}"])
         if kind == "order":
             return p([f"Order ORD-{f.year()}-{d(6)} still hasn't shipped.", f"order #{d(8)} arrived damaged",
                       f"Amazon order {d(3, '123456789')}-{d(7)}-{d(7)} is missing", f"ticket INC{d(7)} was closed",
@@ -318,7 +347,18 @@ _SECRET_TEMPLATES = {
 
 ENTITIES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "URL_CREDENTIALS", "OPENAI_KEY",
             "ANTHROPIC_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY",
-            "GOOGLE_API_KEY", "JWT", "BEARER_TOKEN", "PRIVATE_KEY", "CREDENTIAL")
+            "GOOGLE_API_KEY", "JWT", "BEARER_TOKEN", "PRIVATE_KEY", "CREDENTIAL", "GENERIC_SECRET")
+#: keys with no vendor prefix after a credential word, in several languages (no "password:" pairs:
+#: those are CREDENTIAL's)
+_GENERIC_SECRET_SENTENCES = [
+    "I pasted my key `{}` into the settings", "Authorization failed with token `{}`",
+    "the token {} stopped working yesterday", "my API key {} returns 401", "the client credential {} leaked in the logs?",
+    "here is my new password {} please reset", "credentials {} do not work",
+    "mi clave {} no funciona", "mi contraseña nueva {} no sirve", "la mia chiave {} è scaduta",
+    "mon mot de passe {} ne marche pas", "ma clé {} est refusée", "mein Passwort {} geht nicht",
+    "der Schlüssel {} wurde abgelehnt", "minha senha {} não funciona", "мой токен {} не работает",
+    "ваш пароль {} устарел", "het wachtwoord {} klopt niet", "我的密码 {} 不能用",
+]
 PHONE_COUNTRIES = ("US", "UK", "DE", "FR", "IN", "BR", "E164")
 
 

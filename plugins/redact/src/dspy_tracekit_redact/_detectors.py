@@ -16,6 +16,8 @@ import json
 import re
 from collections.abc import Callable, Iterable
 
+from ._generic import GenericSecretDetector
+
 Span = tuple[int, int]
 
 # ----------------------------------------------------------------------------------------------
@@ -621,6 +623,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
         None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts))
     add(Detector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=Text.num_starts,
                  trim_min_digits=8))
+    d["GENERIC_SECRET"] = [GenericSecretDetector()]
     return d
 
 
@@ -723,7 +726,7 @@ def may_hold_builtin(text: str) -> bool:
 BUILTIN_ENTITIES = (
     "EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "URL_CREDENTIALS",
     "OPENAI_KEY", "ANTHROPIC_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
-    "STRIPE_KEY", "GOOGLE_API_KEY", "JWT", "BEARER_TOKEN", "PRIVATE_KEY", "CREDENTIAL",
+    "STRIPE_KEY", "GOOGLE_API_KEY", "JWT", "BEARER_TOKEN", "PRIVATE_KEY", "CREDENTIAL", "GENERIC_SECRET",
 )
 
 #: not text detectors, but counted and configurable like entities.

@@ -26,6 +26,7 @@ from ._detectors import (
     may_hold_builtin,
     normalize,
 )
+from ._generic import GenericSecretDetector, GenericSecretRule
 
 __all__ = ["ACTIONS", "DEFAULT_SECRET_KEYS", "Finding", "Redactor"]
 
@@ -46,7 +47,7 @@ _SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key", "_apikey", "_p
 _KNOWN_KEYS = (
     "entities", "actions", "hash_secret", "hash_length", "secret_keys", "allow", "allow_patterns",
     "patterns", "fields", "scan_json", "max_text_chars", "mlflow_spans", "ner", "ner_entities",
-    "ner_score",
+    "ner_score", "generic_secret_entropy", "generic_secret_min_length",
 )
 _PATTERN_KEYS = ("name", "regex", "validator", "action", "ignore_case")
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -141,6 +142,18 @@ def _int(config: dict, key: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+def _number(config: dict, key: str, default: float, lo: float, hi: float, unit: str) -> float:
+    value = config.get(key, default)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise _err(key, f"must be a number of {unit} between {lo:g} and {hi:g}, got {value!r}")
+    return float(value)
+
+
 def norm_key(key: str) -> str:
     return key.lower().replace("-", "_").replace(" ", "_")
 
@@ -166,6 +179,9 @@ class Redactor:
             if name not in BUILTIN_ENTITIES:
                 raise _err(f"entities[{i}]", f"unknown entity type {name!r} (known: {', '.join(BUILTIN_ENTITIES)})")
         by_entity = builtin_detectors()
+        by_entity["GENERIC_SECRET"] = [GenericSecretDetector(GenericSecretRule(
+            entropy=_number(config, "generic_secret_entropy", 3.5, 1.0, 6.0, "bits per character"),
+            min_length=_int(config, "generic_secret_min_length", 16, 8, 256)))]
         detectors: list[Detector | _Custom] = [d for e in entities for d in by_entity[e]]
 
         # custom patterns

@@ -1,0 +1,202 @@
+"""``GENERIC_SECRET``: a high-entropy token right after a credential word, in any of several languages.
+
+The rule of gitleaks' ``generic-api-key`` and detect-secrets' entropy plugins, tuned for chat text:
+a credential word (key, token, secret, password, authorization, credential, and their spellings in
+other languages), then within a few words a token of the key/password alphabet whose Shannon
+entropy, measured over its own characters, is high enough. Look-alikes that keep their shape
+(UUIDs, git SHAs and other hex digests, order and tracking numbers, versions, timestamps, base64
+image data) are rejected on shape before entropy is computed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+Span = tuple[int, int]
+
+#: credential words (lower case). A word counts where it is not followed by a letter ("keyboard"
+#: opens nothing) — a trailing "s" is allowed ("keys", "tokens").
+CONTEXT_WORDS = (
+    # English
+    "key", "token", "secret", "password", "passwd", "pwd", "passphrase", "passcode", "authorization",
+    "auth", "credential", "bearer", "apikey", "accesskey", "secretkey", "privatekey", "authtoken", "apitoken",
+    # Spanish / Portuguese / Italian / French
+    "clave", "contraseña", "contrasena", "senha", "chave", "chiave", "segreto", "parola d'ordine",
+    "mot de passe", "mdp", "clé", "jeton", "secreto", "credencial", "credenziali", "identifiants",
+    # German / Dutch
+    "passwort", "kennwort", "schlüssel", "schluessel", "geheimnis", "zugangsdaten", "wachtwoord", "sleutel",
+    # Polish / Russian / Ukrainian
+    "hasło", "haslo", "klucz", "токен", "пароль", "ключ", "секрет",
+    # Turkish / Japanese / Chinese / Korean
+    "şifre", "sifre", "anahtar", "パスワード", "トークン", "キー", "密码", "密鑰", "密钥", "令牌", "비밀번호", "토큰",
+)
+#: words after which a short password-like token (8+ characters) counts; other words want 16+.
+PASSWORD_WORDS = frozenset({
+    "password", "passwd", "pwd", "passphrase", "passcode", "contraseña", "contrasena", "senha", "mot de passe",
+    "mdp", "passwort", "kennwort", "wachtwoord", "hasło", "haslo", "пароль", "şifre", "sifre", "パスワード", "密码",
+    "비밀번호", "parola d'ordine",
+})
+
+_TOKEN_CHARS = r"A-Za-z0-9+/=_\-.~!@#$%^&*()"
+#: one candidate token (quotes and backticks around it are skipped by the window scan)
+_TOKEN = re.compile(r"[" + _TOKEN_CHARS + r"]{8,300}")
+_SENTENCE_END = re.compile(r"[.!?;]\s|\n")
+_TRAILING = ".,;:?)]}'\"`"
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}")
+_HEX = re.compile(r"(?:0x)?[0-9A-Fa-f]+(?:[\-:][0-9A-Fa-f]+)*")
+_NUMERIC = re.compile(r"[0-9+\-./:_]+")
+_DATE_TIME = re.compile(r"(?i)\d{2,4}[\-/.]\d{1,2}[\-/.]\d{1,4}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?)?z?"
+                        r"|\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?")
+_VERSION = re.compile(r"(?i)v?\d+(?:\.\d+){1,4}(?:[\-+.]?[a-z0-9]+)*")
+#: letters then digits (then letters): order, ticket, tracking, SKU numbers ("ORD-2024-123456",
+#: "1Z999AA10123456784", "INC0012345", "JD014600003828394012")
+_SHAPED_ID = re.compile(r"[A-Z0-9]{0,6}[\-_#]?[0-9]{2,}(?:[\-_][A-Z0-9]+)*[A-Z]{0,4}")
+#: how far after the end of a credential word the token may start
+_REACH = 48
+_MAX_GAP_WORDS = 3
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of ``value``, over the characters it uses."""
+    n = len(value)
+    if n == 0:
+        return 0.0
+    counts: dict[str, int] = {}
+    for c in value:
+        counts[c] = counts.get(c, 0) + 1
+    return -sum(k / n * math.log2(k / n) for k in counts.values())
+
+
+def _classes(value: str) -> tuple[bool, bool, bool, bool]:
+    upper = lower = digit = other = False
+    for c in value:
+        if "a" <= c <= "z":
+            lower = True
+        elif "A" <= c <= "Z":
+            upper = True
+        elif "0" <= c <= "9":
+            digit = True
+        else:
+            other = True
+    return upper, lower, digit, other
+
+
+class GenericSecretRule:
+    """The thresholds of the detector (validated by the Redactor's config parsing)."""
+
+    __slots__ = ("entropy", "max_length", "min_length", "min_password_length")
+
+    #: ``min_length``: shorter tokens (down to ``min_password_length``) count only when they mix
+    #: upper and lower case and digits, and have a symbol or follow a password word
+
+    def __init__(self, entropy: float = 3.5, min_length: int = 16, min_password_length: int = 8,
+                 max_length: int = 256):
+        self.entropy = entropy
+        self.min_length = min_length
+        self.min_password_length = min_password_length
+        self.max_length = max_length
+
+    def token_ok(self, value: str, password: bool) -> bool:
+        """Whether ``value`` (quotes and trailing punctuation stripped) looks like a secret."""
+        n = len(value)
+        if n < self.min_password_length or n > self.max_length:
+            return False
+        if value.startswith("<") or "://" in value or value.startswith("base64,"):
+            return False
+        upper, lower, digit, other = _classes(value)
+        if not digit:
+            return False  # every key alphabet uses digits; words, names and paths mostly do not
+        if _NUMERIC.fullmatch(value) or _HEX.fullmatch(value) or _UUID.fullmatch(value):
+            return False  # numbers, dates, git SHAs, digests, UUIDs, MAC addresses
+        if _DATE_TIME.fullmatch(value) or _VERSION.fullmatch(value) or _SHAPED_ID.fullmatch(value):
+            return False
+        if "@" in value and "." in value.rpartition("@")[2]:
+            return False  # an e-mail address (EMAIL's business)
+        kinds = upper + lower + digit + other
+        if kinds < 2:
+            return False
+        if n < self.min_length and not (upper and lower and (other or password)):
+            return False  # a short token must look like a password: mixed case, digits, symbols
+        if not (upper and lower) and n < 20:
+            return False  # short single-case tokens: ticket and tracking numbers, hostnames
+        # a random token of length n uses nearly n distinct characters: scale the threshold with
+        # the most a token of that length can reach (log2 n), so short passwords can pass too
+        return shannon_entropy(value) >= min(self.entropy, 0.8 * math.log2(n))
+
+
+def _cjk(word: str) -> bool:
+    return any(ord(c) >= 0x3000 for c in word)
+
+
+def _context_regex() -> re.Pattern[str]:
+    words = sorted((w for w in CONTEXT_WORDS if not _cjk(w)), key=len, reverse=True)
+    cjk = sorted((w for w in CONTEXT_WORDS if _cjk(w)), key=len, reverse=True)
+    # a word starts and ends at a word boundary or at "_"/"-" ("api_key", "x-auth-token"; "monkey" and
+    # "keyboard" hold no key; "/key+" inside base64 data neither); CJK words have no spaces around them
+    return re.compile("(?i)(?<![^\\W_])(?<![+/=])(?:" + "|".join(re.escape(w) for w in words) + r")(?:s|es|e)?(?![^\W_])"
+                      "|" + "|".join(re.escape(w) for w in cjk))
+
+
+CONTEXT = _context_regex()
+_WORD = re.compile(r"\S+")
+
+
+class GenericSecretDetector:
+    """Finds ``GENERIC_SECRET`` tokens; same interface as the other detectors (``find``)."""
+
+    entity = "GENERIC_SECRET"
+    priority = 58  # below CREDENTIAL ("password: x" pairs) and every vendor-prefixed kind
+
+    __slots__ = ("rule",)
+    #: what the fast-path tests look for on every detector: no candidate starts, one regex
+    starts = window_starts = anchor = None
+    regex = ascii_regex = CONTEXT
+
+    def __init__(self, rule: GenericSecretRule | None = None):
+        self.rule = rule or GenericSecretRule()
+
+    def find(self, text: str, ctx=None) -> list[Span]:
+        out: list[Span] = []
+        last_end = 0
+        for m in CONTEXT.finditer(text):
+            word = m.group(0).lower()
+            password = word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
+            end = m.end()
+            limit = min(len(text), end + _REACH + self.rule.max_length)
+            stop = _SENTENCE_END.search(text, end, limit)
+            if stop is not None:
+                limit = stop.start()
+            gap = 0
+            for w in _WORD.finditer(text, end, limit):
+                if w.start() - end > _REACH:
+                    break
+                span = self._token(text, w.start(), w.end(), password)
+                if span is not None:
+                    if span[0] >= last_end:
+                        out.append(span)
+                        last_end = span[1]
+                    break
+                gap += 1
+                if gap > _MAX_GAP_WORDS:
+                    break
+        return out
+
+    def _token(self, text: str, ws: int, we: int, password: bool) -> Span | None:
+        """The secret inside the word ``text[ws:we]``, if any (after ``:``/``=``/quotes)."""
+        if text.find("base64,", ws, we) != -1:
+            return None  # inline data ("data:image/png;base64,..."), not a key
+        m = _TOKEN.search(text, ws, we)
+        while m is not None:
+            s, e = m.span()
+            # "key=abc", "token:abc": the value is after the separator
+            while e > s and text[e - 1] in _TRAILING and (text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
+                e -= 1
+            value = text[s:e]
+            if value and value[0] in "=:" and len(value) > 1:
+                s += 1
+                value = value[1:]
+            if self.rule.token_ok(value, password):
+                return s, e
+            m = _TOKEN.search(text, m.end(), we)
+        return None
