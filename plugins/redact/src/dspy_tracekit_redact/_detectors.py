@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 
+from ._generic import CONTEXT_WORDS as GENERIC_CONTEXT_WORDS
 from ._generic import GenericSecretDetector
 
 Span = tuple[int, int]
@@ -710,7 +711,7 @@ _LETTER_NEEDLES = (
     "key", "pass", "pwd", "secret", "token", "pin", "credential", "sk-", "eyj", "aws", "gh", "github_pat_",
     "xox", "xapp-", "_live_", "_test_", "aiza", "earer", "akia", "asia", "abia", "acca", "agpa", "aida", "aroa",
     "aipa", "anpa", "anva", "apka",
-)
+) + tuple(w for w in GENERIC_CONTEXT_WORDS if w not in ("key", "token", "secret", "passwd", "pwd", "password"))
 
 
 def may_hold_builtin(text: str) -> bool:

@@ -52,6 +52,8 @@ _VERSION = re.compile(r"(?i)v?\d+(?:\.\d+){1,4}(?:[\-+.]?[a-z0-9]+)*")
 #: letters then digits (then letters): order, ticket, tracking, SKU numbers ("ORD-2024-123456",
 #: "1Z999AA10123456784", "INC0012345", "JD014600003828394012")
 _SHAPED_ID = re.compile(r"[A-Z0-9]{0,6}[\-_#]?[0-9]{2,}(?:[\-_][A-Z0-9]+)*[A-Z]{0,4}")
+#: random mixed case has capitals side by side; CamelCase identifiers ("ThisIsMyClassName") do not
+_CAPITAL_PAIR = re.compile(r"(?=[A-Z][A-Z])")
 #: how far after the end of a credential word the token may start
 _REACH = 48
 _MAX_GAP_WORDS = 3
@@ -106,7 +108,10 @@ class GenericSecretRule:
             return False
         upper, lower, digit, other = _classes(value)
         if not digit:
-            return False  # every key alphabet uses digits; words, names and paths mostly do not
+            # most keys hold digits; words, names and paths mostly do not: without, a key must be
+            # long, mixed-case and clearly more random than a CamelCase identifier
+            return (n >= 20 and upper and lower and len(_CAPITAL_PAIR.findall(value)) >= 2
+                    and shannon_entropy(value) >= self.entropy + 0.5)
         if _NUMERIC.fullmatch(value) or _HEX.fullmatch(value) or _UUID.fullmatch(value):
             return False  # numbers, dates, git SHAs, digests, UUIDs, MAC addresses
         if _DATE_TIME.fullmatch(value) or _VERSION.fullmatch(value) or _SHAPED_ID.fullmatch(value):
@@ -132,9 +137,11 @@ def _cjk(word: str) -> bool:
 def _context_regex() -> re.Pattern[str]:
     words = sorted((w for w in CONTEXT_WORDS if not _cjk(w)), key=len, reverse=True)
     cjk = sorted((w for w in CONTEXT_WORDS if _cjk(w)), key=len, reverse=True)
-    # a word starts and ends at a word boundary or at "_"/"-" ("api_key", "x-auth-token"; "monkey" and
-    # "keyboard" hold no key; "/key+" inside base64 data neither); CJK words have no spaces around them
-    return re.compile("(?i)(?<![^\\W_])(?<![+/=])(?:" + "|".join(re.escape(w) for w in words) + r")(?:s|es|e)?(?![^\W_])"
+    # a word starts and ends at a word boundary, at "_"/"-" or at a camelCase hump ("api_key",
+    # "x-auth-token", "ServiceApiKey"; "monkey" and "keyboard" hold no key; "/key+" inside base64 data
+    # neither); CJK words have no spaces around them
+    start = r"(?:(?<![^\W_])(?<![+/=])|(?-i:(?<=[a-z])(?=[A-Z])))"  # or a camelCase hump: "sendgridKey"
+    return re.compile("(?i)" + start + "(?:" + "|".join(re.escape(w) for w in words) + r")(?:s|es|e)?(?![^\W_])(?![+/])"
                       "|" + "|".join(re.escape(w) for w in cjk))
 
 

@@ -93,6 +93,19 @@ class _Custom:
             yield m.span(group)
 
 
+def _widen(out: list, generic: list) -> list:
+    """A generic secret token that lost to an overlapping finding (an AWS-shaped run inside a longer
+    token) widens that finding to the whole token, so no part of the token is left in the text."""
+    for gs, ge, _, _ in generic:
+        for i, (s, e, prio, ent) in enumerate(out):
+            if s < ge and gs < e:
+                ns, ne = min(s, gs), max(e, ge)
+                if (i == 0 or out[i - 1][1] <= ns) and (i + 1 == len(out) or out[i + 1][0] >= ne):
+                    out[i] = (ns, ne, prio, ent)
+                break
+    return out
+
+
 def _err(key: str, msg: str) -> ValueError:
     return ValueError(f"redact.{key}: {msg}")
 
@@ -319,13 +332,19 @@ class Redactor:
             cands = [c for c in cands if not self._allowed(text[c[0]:c[1]])]
         cands.sort(key=lambda c: (c[0], -c[2], c[0] - c[1]))
         out: list[tuple[int, int, int, str]] = []
+        lost: list[tuple[int, int, int, str]] = []
         for c in cands:
             if out and c[0] < out[-1][1]:
                 last = out[-1]
                 if (c[2], c[1] - c[0]) > (last[2], last[1] - last[0]):
                     out[-1] = c
+                    lost.append(last)
+                else:
+                    lost.append(c)
                 continue
             out.append(c)
+        if lost:
+            out = _widen(out, [c for c in lost if c[3] == "GENERIC_SECRET"])
         return [Finding(s, e, ent) for s, e, _, ent in out]
 
     def _allowed(self, value: str) -> bool:
