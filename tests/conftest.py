@@ -42,6 +42,7 @@ def _isolated(tmp_path, monkeypatch):
         if key.startswith("DSPY_TRACEKIT_"):
             monkeypatch.delenv(key)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # redact's pseudonym key: not the real home
     yield
     tk.disable()
     dspy.configure(lm=None, callbacks=[], adapter=None)

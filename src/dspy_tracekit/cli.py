@@ -461,5 +461,9 @@ def doctor(tracking_uri, experiment, since, filter_string, as_json):
         sys.exit(1)
 
 
+from .cli_erase import erase as _erase  # noqa: E402
+
+main.add_command(_erase)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -362,6 +362,13 @@ _GENERIC_SECRET_SENTENCES = [
 PHONE_COUNTRIES = ("US", "UK", "DE", "FR", "IN", "BR", "E164")
 
 
+@pytest.fixture(autouse=True)
+def _own_config_dir(tmp_path, monkeypatch):
+    """The pseudonym key goes to the test's own config directory, never the real home."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("APPDATA", str(tmp_path / "config"))
+
+
 @pytest.fixture(scope="session")
 def corpus() -> list[Sample]:
     return CorpusGenerator().corpus()

@@ -228,14 +228,16 @@ def test_process_trace_redacts_every_field_and_counts_per_span():
         s.materialized = True
 
     tracekit_process_trace(trace)
-    assert trace.tags == {"user_id": "<EMAIL>", "tab": "billing"}
+    pseudonym = trace.tags["user_id"]
+    assert pseudonym.startswith("ps_") and len(pseudonym) == 27  # an identifier: a pseudonym, not a marker
+    assert trace.tags == {"user_id": pseudonym, "tab": "billing"}
     assert root.inputs == {"message": "call <PHONE>"}
     assert child.params == {"temperature": 0.0, "user": "<EMAIL>"}
     assert child.error["message"] == "bad card <CREDIT_CARD>" and PLANTED["card"] not in child.error["traceback"]
-    assert child.tags == {"user_id": "<EMAIL>"}
-    assert root.attributes["redaction.counts"] == {"PHONE": 1, "EMAIL": 1}  # trace tags count on the root
+    assert child.tags == {"user_id": pseudonym}
+    assert root.attributes["redaction.counts"] == {"PHONE": 1, "PSEUDONYM": 1}  # trace tags count on the root
     assert child.attributes == {"note": "<IP_ADDRESS>",
-                                "redaction.counts": {"EMAIL": 2, "IP_ADDRESS": 1, "CREDIT_CARD": 2}}
+                                "redaction.counts": {"EMAIL": 1, "PSEUDONYM": 1, "IP_ADDRESS": 1, "CREDIT_CARD": 2}}
 
 
 def test_redactor_is_what_the_plugin_uses_for_text():

@@ -27,6 +27,7 @@ from ._detectors import (
     normalize,
 )
 from ._generic import GenericSecretDetector, GenericSecretRule
+from ._pseudonym import DEFAULT_IDENTIFIERS, Pseudonymizer, load_key
 
 __all__ = ["ACTIONS", "DEFAULT_SECRET_KEYS", "Finding", "Redactor"]
 
@@ -47,7 +48,8 @@ _SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key", "_apikey", "_p
 _KNOWN_KEYS = (
     "entities", "actions", "hash_secret", "hash_length", "secret_keys", "allow", "allow_patterns",
     "patterns", "fields", "scan_json", "max_text_chars", "mlflow_spans", "ner", "ner_entities",
-    "ner_score", "generic_secret_entropy", "generic_secret_min_length",
+    "ner_score", "generic_secret_entropy", "generic_secret_min_length", "pseudonyms", "pseudonym_keys",
+    "pseudonym_key_file",
 )
 _PATTERN_KEYS = ("name", "regex", "validator", "action", "ignore_case")
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -306,11 +308,33 @@ class Redactor:
         #: read by the plugin, not by the Redactor.
         self.mlflow_spans = _bool(config, "mlflow_spans", True)
 
+        # context identifiers → pseudonyms (the key file is read by pseudonymizer(), on enable())
+        self._pseudonyms = _bool(config, "pseudonyms", True)
+        self._identifiers = tuple(DEFAULT_IDENTIFIERS) + tuple(_str_list(config, "pseudonym_keys") or ())
+        key_file = config.get("pseudonym_key_file")
+        if key_file is not None and (not isinstance(key_file, str) or not key_file.strip()):
+            raise _err("pseudonym_key_file", f"must be a file path, got {key_file!r}")
+        self._key_file = key_file
+        self._pseudonymizer: Pseudonymizer | None = None
+
         self._detectors = tuple(detectors)
         #: custom patterns and NER can match anything: no whole-string pre-filter then
         self._builtin_only = not custom_names and self._ner is None
         self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names) + tuple(ner_names)
         self._actions = actions
+
+    def pseudonymizer(self) -> Pseudonymizer | None:
+        """The pseudonymizer of context identifiers (``None`` with ``pseudonyms = false``); reads the
+        key file on first use (writing a new key at the default path if there is none).
+
+        :raises ValueError: naming ``redact.pseudonym_key_file`` and the file.
+        """
+        if not self._pseudonyms:
+            return None
+        if self._pseudonymizer is None:
+            key, path = load_key(self._key_file, create=self._key_file is None)
+            self._pseudonymizer = Pseudonymizer(key, self._identifiers, path)
+        return self._pseudonymizer
 
     # ------------------------------------------------------------------------------ text
     def find(self, text: str) -> list[Finding]:
