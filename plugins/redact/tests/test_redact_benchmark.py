@@ -96,7 +96,7 @@ def _redactor_at(rev: str, into) -> type:
     src = Path(__file__).resolve().parents[1] / "src" / "dspy_tracekit_redact"
     pkg = into / "redact_before"
     pkg.mkdir()
-    for name in ("__init__.py", "_detectors.py", "_ner.py", "_plugin.py", "_redactor.py"):
+    for name in ("__init__.py", "_detectors.py", "_ner.py", "_plugin.py", "_redactor.py"):  # files at ``rev``
         text = subprocess.run(["git", "show", f"{rev}:./{name}"], cwd=src, check=True, capture_output=True,
                               text=True).stdout
         (pkg / name).write_text(text)

@@ -251,13 +251,7 @@ def test_plugin_has_no_request_path_hooks():
     assert hooks == {"tracekit_configure", "tracekit_process_trace", "tracekit_shutdown", "tracekit_counters"}
 
 
-def test_ner_without_presidio_fails_enable_naming_the_key_and_the_package(store):
-    import importlib.util
-
-    if importlib.util.find_spec("presidio_analyzer") is not None:
-        pytest.skip("presidio-analyzer is installed here: the missing-package error cannot happen")
-    with pytest.raises(ValueError, match=r"redact\.ner: true needs the package 'presidio-analyzer'") as info:
-        tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{store}", config={"redact": {"ner": True}})
-    assert "pip install presidio-analyzer" in str(info.value)
-    with pytest.raises(ValueError, match=r"redact\.ner: true needs the package 'presidio-analyzer'"):
-        Redactor({"ner": "true"})  # the value as an environment variable spells it
+@pytest.mark.parametrize("key,value", [("ner", True), ("ner", False), ("ner_entities", ["PERSON"]), ("ner_score", 0.5)])
+def test_the_removed_ner_settings_stop_enable_saying_why(store, key, value):
+    with pytest.raises(ValueError, match=rf"redact\.{key}: the NER backend \(Presidio\) was removed"):
+        tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{store}", config={"redact": {key: value}})

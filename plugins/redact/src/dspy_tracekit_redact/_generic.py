@@ -52,6 +52,11 @@ _VERSION = re.compile(r"(?i)v?\d+(?:\.\d+){1,4}(?:[\-+.]?[a-z0-9]+)*")
 #: letters then digits (then letters): order, ticket, tracking, SKU numbers ("ORD-2024-123456",
 #: "1Z999AA10123456784", "INC0012345", "JD014600003828394012")
 _SHAPED_ID = re.compile(r"[A-Z0-9]{0,6}[\-_#]?[0-9]{2,}(?:[\-_][A-Z0-9]+)*[A-Z]{0,4}")
+#: host names and words joined by separators ("web-08.example.org", "improve-enter-him-642", "MAX_RETRY_5")
+_HOSTNAME = re.compile(r"(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,24}")
+_JOINED_WORDS = re.compile(r"[a-z]+(?:[\-_.][a-z0-9]+)+|[A-Z]+(?:[\-_.][A-Z0-9]+)+")
+#: symbols of passwords, not of identifiers (which use ``-``, ``_`` and ``.``)
+_STRONG_SYMBOLS = frozenset("!@#$%^&*()+=~/")
 #: random mixed case has capitals side by side; CamelCase identifiers ("ThisIsMyClassName") do not
 _CAPITAL_PAIR = re.compile(r"(?=[A-Z][A-Z])")
 #: how far after the end of a credential word the token may start
@@ -116,12 +121,14 @@ class GenericSecretRule:
             return False  # numbers, dates, git SHAs, digests, UUIDs, MAC addresses
         if _DATE_TIME.fullmatch(value) or _VERSION.fullmatch(value) or _SHAPED_ID.fullmatch(value):
             return False
+        if _HOSTNAME.fullmatch(value) or _JOINED_WORDS.fullmatch(value):
+            return False
         if "@" in value and "." in value.rpartition("@")[2]:
             return False  # an e-mail address (EMAIL's business)
         kinds = upper + lower + digit + other
         if kinds < 2:
             return False
-        if n < self.min_length and not (upper and lower and (other or password)):
+        if n < self.min_length and not (upper and lower and (password or any(c in _STRONG_SYMBOLS for c in value))):
             return False  # a short token must look like a password: mixed case, digits, symbols
         if not (upper and lower) and n < 20:
             return False  # short single-case tokens: ticket and tracking numbers, hostnames

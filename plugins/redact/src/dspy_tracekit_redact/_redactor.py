@@ -47,10 +47,11 @@ _SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key", "_apikey", "_p
 
 _KNOWN_KEYS = (
     "entities", "actions", "hash_secret", "hash_length", "secret_keys", "allow", "allow_patterns",
-    "patterns", "fields", "scan_json", "max_text_chars", "mlflow_spans", "ner", "ner_entities",
-    "ner_score", "generic_secret_entropy", "generic_secret_min_length", "pseudonyms", "pseudonym_keys",
+    "patterns", "fields", "scan_json", "max_text_chars", "mlflow_spans",
+    "generic_secret_entropy", "generic_secret_min_length", "pseudonyms", "pseudonym_keys",
     "pseudonym_key_file",
 )
+_REMOVED_KEYS = ("ner", "ner_entities", "ner_score")
 _PATTERN_KEYS = ("name", "regex", "validator", "action", "ignore_case")
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SECTION_PRE = "[[ ## "
@@ -183,6 +184,11 @@ class Redactor:
 
     def __init__(self, config: dict[str, Any] | None = None):
         config = dict(config or {})
+        removed = sorted(set(config) & set(_REMOVED_KEYS))
+        if removed:
+            raise _err(removed[0], "the NER backend (Presidio) was removed: no spaCy model installs from the "
+                                   "package registry, so it could never be tested; remove this key and add "
+                                   "names or addresses you must catch as 'patterns' or 'fields'")
         unknown = sorted(set(config) - set(_KNOWN_KEYS))
         if unknown:
             raise _err(unknown[0], f"unknown key (known keys: {', '.join(_KNOWN_KEYS)})")
@@ -238,18 +244,8 @@ class Redactor:
             custom_names.append(name)
             detectors.append(_Custom(name, compiled, validator))
 
-        # optional NER backend
-        self._ner = None
-        if _bool(config, "ner", False):
-            from ._ner import NerBackend
-
-            self._ner = NerBackend(_str_list(config, "ner_entities"), config.get("ner_score", 0.6))
-            ner_names = self._ner.entities
-        else:
-            ner_names = []
-
         # actions
-        known_for_actions = set(BUILTIN_ENTITIES) | set(SPECIAL_ENTITIES) | set(custom_names) | set(ner_names)
+        known_for_actions = set(BUILTIN_ENTITIES) | set(SPECIAL_ENTITIES) | set(custom_names)
         raw_actions = config.get("actions") or {}
         if not isinstance(raw_actions, dict):
             raise _err("actions", f"must be a table of entity type = action, got {raw_actions!r}")
@@ -318,9 +314,9 @@ class Redactor:
         self._pseudonymizer: Pseudonymizer | None = None
 
         self._detectors = tuple(detectors)
-        #: custom patterns and NER can match anything: no whole-string pre-filter then
-        self._builtin_only = not custom_names and self._ner is None
-        self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names) + tuple(ner_names)
+        #: custom patterns can match anything: no whole-string pre-filter then
+        self._builtin_only = not custom_names
+        self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names)
         self._actions = actions
 
     def pseudonymizer(self) -> Pseudonymizer | None:
@@ -348,8 +344,6 @@ class Redactor:
             entity = det.entity
             for s, e in det.find(text, ctx):
                 cands.append((s, e, prio, entity))
-        if self._ner is not None:
-            cands.extend((s, e, 10, ent) for s, e, ent in self._ner.find(text))
         if not cands:
             return []
         if self._allow or self._allow_patterns:
