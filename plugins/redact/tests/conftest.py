@@ -374,6 +374,50 @@ def corpus() -> list[Sample]:
     return CorpusGenerator().corpus()
 
 
+def _prose(seed: int, n: int) -> list[str]:
+    """Support-like prose this project did not write: Faker paragraphs, some with an identifier in them."""
+    fake = Faker()
+    fake.seed_instance(seed)
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words = fake.paragraph(nb_sentences=rng.randint(2, 6)).split()
+        if rng.random() < 0.5:
+            words.insert(rng.randrange(len(words)), rng.choice([
+                fake.hostname(), fake.uri(), fake.file_path(), fake.isbn13(), fake.sha1(), fake.uuid4(),
+                fake.date(), fake.time(), fake.email(), fake.phone_number(), fake.ipv4(), fake.iban(),
+                fake.credit_card_number(), fake.ssn(), fake.password(), rng.choice(["token", "key", "password"])]))
+        out.append(" ".join(words))
+    return out
+
+
+def regression_texts(corpus: list[Sample]) -> list[str]:
+    """The texts on which a faster redactor must find exactly what the slower one finds: the labeled
+    corpus, ChatAdapter-shaped prompts made of it, its sentences with non-ASCII characters mixed in
+    (accents, ``€``, ``İ``, ``ſ``, the Kelvin sign, non-breaking and ideographic spaces, Arabic-Indic
+    digits), the same without digits, ``@`` and ``:``, and Faker prose with and without values."""
+    import re
+
+    sentences = [s.text for s in corpus]
+    rng = random.Random(SEED)
+    prompts = ["[[ ## message ## ]]\n" + " ".join(sentences[i:i + 14]) + "\n\n[[ ## completed ## ]]"
+               for i in range(0, len(sentences) - 14, 7)]
+    oddities = ["é", "€", "İ", "ſ", "\u212a", "\xa0", "\u3000", "٣", "—", "😀", "ñ", "ü", "\ud800"]
+    mixed = []
+    for t in sentences:
+        chars = list(t)
+        for _ in range(rng.randint(1, 3)):
+            chars.insert(rng.randrange(len(chars) + 1), rng.choice(oddities))
+        mixed.append("".join(chars))
+    stripped = [re.sub(r"[\d@:]", "", t) for t in sentences]
+    return sentences + prompts + mixed + stripped + _prose(SEED, 6000) + _prose(SEED + 1, 1500)
+
+
+@pytest.fixture(scope="session")
+def regression_set(corpus) -> list[str]:
+    return regression_texts(corpus)
+
+
 @pytest.fixture(scope="session")
 def corpus_generator() -> type[CorpusGenerator]:
     return CorpusGenerator

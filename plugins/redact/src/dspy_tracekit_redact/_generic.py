@@ -153,6 +153,17 @@ def _context_regex() -> re.Pattern[str]:
 
 
 CONTEXT = _context_regex()
+#: every match of CONTEXT starts with one of these (lower case), as the word itself does
+_NEEDLES = tuple(sorted({w.lower() for w in CONTEXT_WORDS}))
+
+
+def _find_all(hay: str, needle: str) -> list[int]:
+    out = []
+    i = hay.find(needle)
+    while i != -1:
+        out.append(i)
+        i = hay.find(needle, i + 1)
+    return out
 _WORD = re.compile(r"\S+")
 
 
@@ -170,10 +181,29 @@ class GenericSecretDetector:
     def __init__(self, rule: GenericSecretRule | None = None):
         self.rule = rule or GenericSecretRule()
 
+    def _contexts(self, text: str, ctx) -> list[re.Match[str]]:
+        """What ``CONTEXT.finditer(text)`` yields, trying the regex only where a credential word starts."""
+        starts = getattr(ctx, "context_starts", None)
+        if starts is None:
+            low = ctx.lower if ctx is not None else text.lower()
+            if len(low) != len(text):  # "İ" lowers to two characters: positions in ``low`` are not in ``text``
+                return list(CONTEXT.finditer(text))
+            starts = sorted({i for w in _NEEDLES for i in _find_all(low, w)})
+        out = []
+        after = 0
+        for c in starts:
+            if c < after:
+                continue
+            m = CONTEXT.match(text, c)
+            if m is not None:
+                after = m.end()
+                out.append(m)
+        return out
+
     def find(self, text: str, ctx=None) -> list[Span]:
         out: list[Span] = []
         last_end = 0
-        for m in CONTEXT.finditer(text):
+        for m in self._contexts(text, ctx):
             word = m.group(0).lower()
             password = word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
             end = m.end()

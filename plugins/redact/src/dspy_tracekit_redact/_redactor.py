@@ -27,6 +27,7 @@ from ._detectors import (
     normalize,
 )
 from ._generic import GenericSecretDetector, GenericSecretRule
+from ._prefilter import make_prefilter
 from ._pseudonym import DEFAULT_IDENTIFIERS, Pseudonymizer, load_key
 
 __all__ = ["ACTIONS", "DEFAULT_SECRET_KEYS", "Finding", "Redactor"]
@@ -47,7 +48,7 @@ _SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key", "_apikey", "_p
 
 _KNOWN_KEYS = (
     "entities", "actions", "hash_secret", "hash_length", "secret_keys", "allow", "allow_patterns",
-    "patterns", "fields", "scan_json", "max_text_chars", "mlflow_spans",
+    "patterns", "fields", "scan_json", "max_text_chars", "mlflow_spans", "prefilter",
     "generic_secret_entropy", "generic_secret_min_length", "pseudonyms", "pseudonym_keys",
     "pseudonym_key_file",
 )
@@ -314,6 +315,8 @@ class Redactor:
         self._pseudonymizer: Pseudonymizer | None = None
 
         self._detectors = tuple(detectors)
+        #: one Hyperscan pass says which built-in detectors can match (None: every detector runs)
+        self._prefilter = make_prefilter(entities) if _bool(config, "prefilter", True) else None
         #: custom patterns can match anything: no whole-string pre-filter then
         self._builtin_only = not custom_names
         self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names)
@@ -339,7 +342,12 @@ class Redactor:
             return []
         cands: list[tuple[int, int, int, str]] = []
         ctx = Text(text)
+        active = None
+        if self._prefilter is not None and ctx.ascii:
+            active, ctx.context_starts = self._prefilter.scan(text)
         for det in self._detectors:
+            if active is not None and det.entity not in active and not isinstance(det, _Custom):
+                continue
             prio = det.priority
             entity = det.entity
             for s, e in det.find(text, ctx):
