@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 
 Span = tuple[int, int]
 
@@ -41,6 +42,7 @@ PASSWORD_WORDS = frozenset({
 _TOKEN_CHARS = r"A-Za-z0-9+/=_\-.~!@#$%^&*()"
 #: one candidate token (quotes and backticks around it are skipped by the window scan)
 _TOKEN = re.compile(r"[" + _TOKEN_CHARS + r"]{8,300}")
+_DIGIT = re.compile(r"[0-9]")
 _SENTENCE_END = re.compile(r"[.!?;]\s|\n")
 _TRAILING = ".,;:?)]}'\"`"
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}")
@@ -69,24 +71,20 @@ def shannon_entropy(value: str) -> float:
     n = len(value)
     if n == 0:
         return 0.0
-    counts: dict[str, int] = {}
-    for c in value:
-        counts[c] = counts.get(c, 0) + 1
-    return -sum(k / n * math.log2(k / n) for k in counts.values())
+    # H = log2 n - (1/n) * sum(c log2 c); Counter counts at C speed, the table saves the logarithms
+    counts = Counter(value).values()
+    table = _C_LOG_C
+    total = sum(map(table.__getitem__, counts)) if n < len(table) else sum(c * math.log2(c) for c in counts)
+    return max(0.0, math.log2(n) - total / n)
+
+
+_C_LOG_C = [0.0] + [c * math.log2(c) for c in range(1, 512)]
 
 
 def _classes(value: str) -> tuple[bool, bool, bool, bool]:
-    upper = lower = digit = other = False
-    for c in value:
-        if "a" <= c <= "z":
-            lower = True
-        elif "A" <= c <= "Z":
-            upper = True
-        elif "0" <= c <= "9":
-            digit = True
-        else:
-            other = True
-    return upper, lower, digit, other
+    """Upper case, lower case, digit, other — for the ASCII tokens ``_TOKEN`` admits."""
+    digit = _DIGIT.search(value) is not None
+    return value.lower() != value, value.upper() != value, digit, not value.isalnum()
 
 
 class GenericSecretRule:
@@ -211,10 +209,18 @@ class GenericSecretDetector:
             stop = _SENTENCE_END.search(text, end, limit)
             if stop is not None:
                 limit = stop.start()
+            first = _TOKEN.search(text, end, limit)
+            if first is None:
+                continue  # no run of 8 key characters before the sentence ends: nothing to look at
             gap = 0
             for w in _WORD.finditer(text, end, limit):
                 if w.start() - end > _REACH:
                     break
+                if w.end() - w.start() < 8:  # too short to hold a token
+                    gap += 1
+                    if gap > _MAX_GAP_WORDS:
+                        break
+                    continue
                 span = self._token(text, w.start(), w.end(), password)
                 if span is not None:
                     if span[0] >= last_end:
