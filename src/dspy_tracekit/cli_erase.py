@@ -67,7 +67,7 @@ def erase(user_id, session_id, yes, tracking_uri, experiment_ids, key_file, as_j
                             experiment_ids=list(experiment_ids) or None)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - an unreachable store is one line for the user
+    except Exception as exc:  # an unreachable store is one line for the user
         raise click.ClickException(f"cannot search traces in {uri}: {type(exc).__name__}: {exc}") from exc
     who = f"user {plan.user_pseudonym}" + (f", session {plan.session_pseudonym}" if session_id else "")
     out = sys.stderr if as_json else sys.stdout
@@ -84,7 +84,7 @@ def erase(user_id, session_id, yes, tracking_uri, experiment_ids, key_file, as_j
         click.confirm(f"Delete these {plan.count} traces?", abort=True, err=True)
     try:
         receipt = do_erase(plan)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # one line for the user; earlier batches stay deleted
         raise click.ClickException(f"deleting traces failed: {type(exc).__name__}: {exc}") from exc
     if as_json:
         click.echo(json.dumps(receipt.to_dict(), indent=2))

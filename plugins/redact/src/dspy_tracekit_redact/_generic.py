@@ -107,7 +107,7 @@ class GenericSecretRule:
         n = len(value)
         if n < self.min_password_length or n > self.max_length:
             return False
-        if value.startswith("<") or "://" in value or value.startswith("base64,"):
+        if value.startswith(("<", "base64,")) or "://" in value:
             return False
         upper, lower, digit, other = _classes(value)
         if not digit:

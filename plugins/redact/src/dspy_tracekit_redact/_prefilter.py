@@ -57,7 +57,7 @@ GENERIC = "GENERIC_SECRET"
 
 
 def _escape(word: str) -> str:
-    return "".join(c if c.isalnum() else "\\x%02x" % ord(c) for c in word)
+    return "".join(c if c.isalnum() else f"\\x{ord(c):02x}" for c in word)
 
 
 class Prefilter:

@@ -116,8 +116,7 @@ class Pseudonymizer:
             return None
         if key in _DERIVED:
             return _DERIVED[key]
-        if key.startswith(_CONTEXT_PREFIX):
-            key = key[len(_CONTEXT_PREFIX):]
+        key = key.removeprefix(_CONTEXT_PREFIX)
         k = _norm(key)
         if k in self.keys:
             return _KIND.get(k, k)
