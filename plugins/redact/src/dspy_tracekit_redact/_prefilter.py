@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 
 from ._detectors import _CREDENTIAL_NEEDLES as CREDENTIAL_NEEDLES
+from ._detectors import IBAN_LENGTHS
 from ._generic import CONTEXT_WORDS
 
 try:  # the wheel exists for CPython 3.10-3.13 on Linux, macOS and Windows; elsewhere: every detector runs
@@ -46,7 +47,8 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     # the key word, then what the CREDENTIAL regex wants right after it: ``:``/``=`` or `` is ``
     "CREDENTIAL": ("(?i)(?:" + "|".join(CREDENTIAL_NEEDLES) + r")\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is" + _WS + ")",),
     "EMAIL": ("@",),
-    "IBAN": ("[A-Z]{2}[0-9]{2}",),
+    # the detector looks only at the countries of the IBAN registry
+    "IBAN": ("(?:" + "|".join(sorted(IBAN_LENGTHS)) + ")[0-9]{2}",),
     # phone, card, SSN and IPv4 matches all hold a digit followed by five digits or separators
     "CREDIT_CARD": (r"[0-9][0-9 \-./()]{5}",),
     "US_SSN": (r"[0-9][0-9 \-./()]{5}",),
