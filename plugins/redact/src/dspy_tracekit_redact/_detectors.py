@@ -236,12 +236,14 @@ def digit_count(candidate: str) -> int:
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("_lower", "_num_starts", "ascii", "context_starts", "text")
+    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "text")
 
     def __init__(self, text: str):
         self.text = text
         #: where GENERIC_SECRET's credential words can start, when the prefilter found them
         self.context_starts: list[int] | None = None
+        #: spans found by detectors of a higher priority (for GENERIC_SECRET, which runs last)
+        self.claimed: list[tuple[int, int]] | None = None
         #: the detectors may use their faster ``re.ASCII`` variants (see :func:`ascii_classes`)
         self.ascii = ascii_classes(text)
         self._lower: str | None = None

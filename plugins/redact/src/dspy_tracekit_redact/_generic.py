@@ -201,6 +201,7 @@ class GenericSecretDetector:
     def find(self, text: str, ctx=None) -> list[Span]:
         out: list[Span] = []
         last_end = 0
+        claimed = getattr(ctx, "claimed", None)
         for m in self._contexts(text, ctx):
             word = m.group(0).lower()
             password = word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
@@ -221,10 +222,11 @@ class GenericSecretDetector:
                     if gap > _MAX_GAP_WORDS:
                         break
                     continue
-                span = self._token(text, w.start(), w.end(), password)
+                span = self._token(text, w.start(), w.end(), password, claimed)
                 if span is not None:
                     if span[0] >= last_end:
-                        out.append(span)
+                        if not span[2]:
+                            out.append((span[0], span[1]))
                         last_end = span[1]
                     break
                 gap += 1
@@ -232,8 +234,10 @@ class GenericSecretDetector:
                     break
         return out
 
-    def _token(self, text: str, ws: int, we: int, password: bool) -> Span | None:
-        """The secret inside the word ``text[ws:we]``, if any (after ``:``/``=``/quotes)."""
+    def _token(self, text: str, ws: int, we: int, password: bool,
+               claimed: list[Span] | None = None) -> tuple[int, int, bool] | None:
+        """The secret inside the word ``text[ws:we]``, if any (after ``:``/``=``/quotes), and whether
+        a more specific detector has claimed it already (then it is not checked: it is a secret)."""
         if text.find("base64,", ws, we) != -1:
             return None  # inline data ("data:image/png;base64,..."), not a key
         m = _TOKEN.search(text, ws, we)
@@ -246,7 +250,9 @@ class GenericSecretDetector:
             if value and value[0] in "=:" and len(value) > 1:
                 s += 1
                 value = value[1:]
+            if claimed and any(cs <= s and e <= ce for cs, ce in claimed):
+                return s, e, True
             if self.rule.token_ok(value, password):
-                return s, e
+                return s, e, False
             m = _TOKEN.search(text, m.end(), we)
         return None

@@ -314,7 +314,8 @@ class Redactor:
         self._key_file = key_file
         self._pseudonymizer: Pseudonymizer | None = None
 
-        self._detectors = tuple(detectors)
+        # GENERIC_SECRET last: it skips tokens the detectors before it have claimed
+        self._detectors = tuple(sorted(detectors, key=lambda d: isinstance(d, GenericSecretDetector)))
         #: one Hyperscan pass says which built-in detectors can match (None: every detector runs)
         self._prefilter = make_prefilter(entities) if _bool(config, "prefilter", True) else None
         #: custom patterns can match anything: no whole-string pre-filter then
@@ -350,6 +351,9 @@ class Redactor:
                 continue
             prio = det.priority
             entity = det.entity
+            if entity == "GENERIC_SECRET" and not (self._allow or self._allow_patterns):
+                # what a more specific detector already took need not be checked again
+                ctx.claimed = [(c[0], c[1]) for c in cands if c[2] > prio]
             for s, e in det.find(text, ctx):
                 cands.append((s, e, prio, entity))
         if not cands:
