@@ -46,9 +46,10 @@ def _isolated(tmp_path, monkeypatch):
     yield
     tk.disable()
     dspy.configure(lm=None, callbacks=[], adapter=None)
+    forget_relative_sqlite_stores()  # the next test's sqlite:///mlflow.db is a file in its own folder
 
 
-from tk_testing import TraceReader  # noqa: E402
+from tk_testing import TraceReader, forget_relative_sqlite_stores  # noqa: E402
 
 
 @pytest.fixture

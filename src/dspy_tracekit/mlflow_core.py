@@ -46,6 +46,8 @@ class MlflowCorePlugin:
         # first imports of mlflow/litellm modules can fail with partially initialized modules.
         # Only for database stores: a tracking server that is down would make enable() wait out
         # MLflow's HTTP retries; its first export (retried by the buffer plugin) finds out instead.
+        if getattr(settings, "dry_run", False):
+            return  # doctor checks the config: opening a store would create it
         if self.tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
             try:
                 self.experiment_id()

@@ -60,6 +60,9 @@ class Settings:
     plugins: tuple[str, ...] = ()
     config_files: tuple[str, ...] = ()
     sources: dict = field(default_factory=dict)
+    #: True when ``dspy-tracekit doctor`` configures the plugins only to check their tables: validate
+    #: the config, but create nothing (no store, no directories, no threads, no servers).
+    dry_run: bool = False
 
 
 class SpanRecord:

@@ -159,3 +159,15 @@ def test_free_text_pii_keeps_its_marker_next_to_a_pseudonymized_user(monkeypatch
     assert root.attributes["session.id"] == pseudonym("s-1", "session")
     assert trace.metadata == {"mlflow.trace.user": user, "mlflow.trace.session": pseudonym("s-1", "session"),
                               "source": "from <EMAIL>"}
+
+
+def test_doctor_checks_the_key_file_and_creates_none(tmp_path):
+    from dspy_tracekit_redact import tracekit_configure
+
+    from dspy_tracekit.records import Settings
+
+    dry = Settings(tracking_uri=f"sqlite:///{tmp_path}/x.db", experiment="x", dry_run=True)
+    tracekit_configure({}, dry)
+    assert not default_key_path().exists()
+    with pytest.raises(ValueError, match=r"redact\.pseudonym_key_file: no pseudonym key"):
+        tracekit_configure({"pseudonym_key_file": str(tmp_path / "missing.key")}, dry)

@@ -50,7 +50,10 @@ def _redactor() -> Redactor:
 @hookimpl
 def tracekit_configure(config: dict[str, Any], settings: Any) -> None:
     redactor = Redactor(config)
-    redactor.pseudonymizer()  # a missing or unreadable key file stops enable(), naming the file
+    if getattr(settings, "dry_run", False):  # doctor: check the key file, create nothing
+        redactor.check_pseudonym_key()
+    else:
+        redactor.pseudonymizer()  # a missing or unreadable key file stops enable(), naming the file
     _uninstall_mlflow_processor()
     _state.redactor = redactor
     if redactor.mlflow_spans:

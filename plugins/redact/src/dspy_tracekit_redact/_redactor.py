@@ -28,7 +28,7 @@ from ._detectors import (
 )
 from ._generic import GenericSecretDetector, GenericSecretRule
 from ._prefilter import make_prefilter
-from ._pseudonym import DEFAULT_IDENTIFIERS, Pseudonymizer, load_key
+from ._pseudonym import DEFAULT_IDENTIFIERS, Pseudonymizer, default_key_path, load_key
 
 __all__ = ["ACTIONS", "DEFAULT_SECRET_KEYS", "Finding", "Redactor"]
 
@@ -335,6 +335,16 @@ class Redactor:
             key, path = load_key(self._key_file, create=self._key_file is None)
             self._pseudonymizer = Pseudonymizer(key, self._identifiers, path)
         return self._pseudonymizer
+
+    def check_pseudonym_key(self) -> None:
+        """What :meth:`pseudonymizer` checks, without writing a key (a missing default key is made later).
+
+        :raises ValueError: naming ``redact.pseudonym_key_file`` and the file.
+        """
+        if not self._pseudonyms:
+            return
+        if self._key_file is not None or default_key_path().exists():
+            load_key(self._key_file, create=False)
 
     # ------------------------------------------------------------------------------ text
     def find(self, text: str) -> list[Finding]:
