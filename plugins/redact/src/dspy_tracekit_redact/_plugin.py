@@ -56,7 +56,9 @@ def tracekit_configure(config: dict[str, Any], settings: Any) -> None:
         redactor.pseudonymizer()  # a missing or unreadable key file stops enable(), naming the file
     _uninstall_mlflow_processor()
     _state.redactor = redactor
-    if redactor.mlflow_spans:
+    # With mlflow_traces = "all" (the core's default) every MLflow-made span reaches
+    # tracekit_process_trace; only traces MLflow still exports itself need its span processor.
+    if redactor.mlflow_spans and getattr(settings, "mlflow_traces", "all") == "dspy":
         _install_mlflow_processor()
 
 
@@ -104,6 +106,8 @@ def tracekit_process_trace(trace: Any) -> None:
             span.error = _field(r, span.error, counts, cache)
         if span.tags:
             span.tags = _redact_tags(r, span.tags, counts, cache, pz)
+        if getattr(span, "events", None):  # events of MLflow-made spans (span.add_event)
+            span.events = r.redact(span.events, counts, cache) or []
         attrs = span.attributes
         if attrs:
             attrs = {k: v for k, v in attrs.items() if k != COUNTS_ATTRIBUTE}
