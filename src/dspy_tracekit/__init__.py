@@ -89,6 +89,9 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
             raise
         mgr.bridge = MlflowBridge()
         mgr.flush_timeout = float(cfg.core["flush_timeout"])
+        from .resources import configure as configure_resources
+
+        configure_resources(cfg.core)  # analytics v2 (#15): cpu_time, peak_memory
         instrument()
         _state.settings = settings
         _state.manager = mgr
@@ -113,6 +116,9 @@ def disable(timeout: float | None = None) -> bool:
             _state.manager = None
             _state.settings = None
             uninstrument()
+            from .resources import reset as reset_resources
+
+            reset_resources()  # analytics v2 (#15): stops tracemalloc if enable() started it
             mgr.shutdown(wait)
         return True
 
