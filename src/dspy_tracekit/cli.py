@@ -140,13 +140,19 @@ def _usd(value: float | None) -> str:
     "--top", default=10, show_default=True, help="Rows in the slowest / paths / correlation tables."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@click.option("--by", type=click.Choice(["load", "resources"]), default=None,
+              help="load: latency and errors by traces in flight and by requests/s; resources: CPU per span name.")
 @_friendly
-def stats(tracking_uri, experiment, since, filter_string, top, as_json):
+def stats(tracking_uri, experiment, since, filter_string, top, as_json, by):
     """Per span name: count, error rate, P50/P95/P99 latency, tokens and cost; the slowest spans,
     the most common execution paths, and what failed traces have in common (lift).
 
     Traces kept by the sample plugin with probability p count 1/p times.
     """
+    if by is not None:  # analytics v2 (#15)
+        from .cli_resources import stats_by
+
+        return stats_by(by, tracking_uri, experiment, since, filter_string, top, as_json)
     from rich.table import Table
 
     from . import analytics
@@ -460,6 +466,9 @@ def doctor(tracking_uri, experiment, since, filter_string, as_json):
     if not findings["ok"]:
         sys.exit(1)
 
+
+from .cli_compare import compare as _compare  # noqa: E402 - analytics v2 (#15)
+main.add_command(_compare)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
