@@ -469,6 +469,8 @@ def doctor(tracking_uri, experiment, since, filter_string, as_json):
 
 from .cli_compare import compare as _compare  # noqa: E402 - analytics v2 (#15)
 main.add_command(_compare)
+from .cli_optimize import optimize as _optimize  # noqa: E402 - analytics v2 (#15)
+main.add_command(_optimize)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -35,6 +35,8 @@ TRIAL_VERSION_ATTR = "tracekit.trial.program_version"
 EXAMPLE_SCORE_ATTR = "tracekit.eval.score"
 #: on compile spans: the version of the program ``compile`` returned.
 RESULT_VERSION_ATTR = "tracekit.optimizer.result_version"
+#: trace tag of optimizer runs (a ``compile`` root): the optimizer's class name.
+OPTIMIZER_TAG = "tracekit.optimizer"
 
 _LENGTH = 12
 _generation = 0
@@ -127,7 +129,7 @@ def root_version(trace: TraceRecord, kind: str, instance: Any, args: tuple, kwar
     """
     try:
         override = tags.get("program_version")
-        if override:
+        if override and kind != SpanKind.COMPILE:
             trace.tags[VERSION_TAG] = override
             return
         if kind == SpanKind.MODULE or kind == SpanKind.PREDICT:
@@ -136,9 +138,10 @@ def root_version(trace: TraceRecord, kind: str, instance: Any, args: tuple, kwar
             target = _program_arg(args, kwargs, "program")
         elif kind == SpanKind.COMPILE:
             target = _program_arg(args, kwargs, "student")
+            trace.tags[OPTIMIZER_TAG] = type(instance).__name__
         else:
             return
-        version = version_of(target)
+        version = override or version_of(target)
         if version is not None:
             trace.tags[VERSION_TAG] = version
     except Exception:  # noqa: BLE001

@@ -1,0 +1,131 @@
+"""Optimizer runs: one compile = one trace, each candidate evaluation a child with the optimizer's own score."""
+
+from __future__ import annotations
+
+import json
+
+import dspy
+import pytest
+from click.testing import CliRunner
+
+import dspy_tracekit as tk
+from dspy_tracekit import analytics, versioning
+from dspy_tracekit.analytics_optimize import last_run, optimizer_run
+from dspy_tracekit.cli import main
+
+
+class QA(dspy.Signature):
+    """Answer the question."""
+
+    question: str = dspy.InputField()
+    answer: str = dspy.OutputField()
+
+
+class Program(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.qa = dspy.Predict(QA)
+
+    def forward(self, question):
+        return self.qa(question=question)
+
+
+def trainset(n=6):
+    return [dspy.Example(question=f"q{i}", answer=str(i % 2)).with_inputs("question") for i in range(n)]
+
+
+def exact(example, prediction, trace=None, *args, **kwargs):
+    return float(str(getattr(prediction, "answer", "")).strip() == example.answer)
+
+
+def answers(n=400):
+    # half right, half wrong, so candidates differ in score
+    return dspy.utils.DummyLM([{"answer": str(i % 3 % 2)} for i in range(n)])
+
+
+def the_run(reader):
+    traces = reader.traces()
+    assert len(traces) == 1, [t.data.spans[0].name for t in traces]  # one compile = one trace
+    return optimizer_run(analytics.trace_view(traces[0]))
+
+
+def test_bootstrap_fewshot_run_has_the_result_version_and_no_trials(traced):
+    dspy.configure(lm=answers())
+    program = Program()
+    compiled = dspy.BootstrapFewShot(metric=exact, max_bootstrapped_demos=2).compile(program, trainset=trainset())
+    run = the_run(traced)
+    assert run.optimizer == "BootstrapFewShot"
+    assert run.result_version == versioning.version_of(compiled) != run.student_version
+    assert run.trials == [] and run.lm_calls > 0
+
+
+def test_random_search_trial_scores_are_the_optimizers(traced):
+    dspy.configure(lm=answers())
+    optimizer = dspy.BootstrapFewShotWithRandomSearch(metric=exact, max_bootstrapped_demos=1,
+                                                      num_candidate_programs=2, num_threads=1)
+    compiled = optimizer.compile(Program(), trainset=trainset(4), valset=trainset(4))
+    run = the_run(traced)
+    reported = sorted(c["score"] for c in compiled.candidate_programs)
+    assert sorted(t.score for t in run.trials) == reported and len(reported) >= 3
+    assert run.best.score == max(reported)
+    versions = {versioning.version_of(c["program"]) for c in compiled.candidate_programs}
+    assert {t.program_version for t in run.trials} == versions
+    assert all(t.examples == 4 for t in run.trials)
+    cumulative = [t.cumulative_tokens for t in run.trials]
+    assert cumulative == sorted(cumulative)
+
+
+def test_copro_trial_scores_are_the_optimizers(traced):
+    proposals = [{"proposed_instruction": f"Instruction {i}", "proposed_prefix_for_output_field": "Answer:"}
+                 for i in range(40)]
+    dspy.configure(lm=answers())
+    optimizer = dspy.COPRO(prompt_model=dspy.utils.DummyLM(proposals), metric=exact, breadth=2, depth=2,
+                           init_temperature=1.0)
+    compiled = optimizer.compile(Program(), trainset=trainset(4), eval_kwargs={"num_threads": 1})
+    run = the_run(traced)
+    trial_scores = [t.score for t in run.trials]
+    assert len(trial_scores) >= 2
+    reported = [c["score"] for c in compiled.candidate_programs]
+    assert set(reported) <= set(trial_scores)
+    assert run.best.score == max(reported)
+
+
+def test_infer_rules_a_subclass_of_bootstrap_fewshot_records_its_candidates(traced, caplog):
+    lm = dspy.utils.DummyLM([{"answer": str(i % 3 % 2), "reasoning": "r", "natural_language_rules": f"Rule {i}"} for i in range(400)])
+    dspy.configure(lm=lm)
+    optimizer = dspy.InferRules(metric=exact, num_candidates=2, num_rules=2, max_bootstrapped_demos=1)
+    with caplog.at_level("INFO", logger="dspy.teleprompt.infer_rules"):
+        optimizer.compile(Program(), trainset=trainset(4), valset=trainset(4))
+    run = the_run(traced)
+    import re
+
+    logged = [float(m) for m in re.findall(r"Evaluated Candidate \d+ with score (\d+(?:\.\d+)?)", caplog.text)]
+    assert logged and [t.score for t in run.trials] == logged
+    assert run.optimizer == "InferRules"
+
+
+def test_optimize_cli_last_and_by_id(traced):
+    dspy.configure(lm=answers())
+    optimizer = dspy.BootstrapFewShotWithRandomSearch(metric=exact, max_bootstrapped_demos=1,
+                                                      num_candidate_programs=1, num_threads=1)
+    optimizer.compile(Program(), trainset=trainset(4), valset=trainset(4))
+    Program()(question="served after the run")  # a newer, non-compile trace
+    tk.flush(30)
+    where = ["--tracking-uri", traced.uri, "--experiment", traced.experiment]
+    result = CliRunner().invoke(main, ["optimize", "--last", "--json", *where], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["optimizer"] == "BootstrapFewShotWithRandomSearch" and data["trials"]
+    table = CliRunner().invoke(main, ["optimize", data["trace_id"], *where], catch_exceptions=False)
+    assert table.exit_code == 0 and "Trials" in table.stdout and "Best: trial" in table.stdout
+    store = analytics.open_store(traced.uri, traced.experiment)
+    assert last_run(store).trace_id == data["trace_id"]
+
+
+def test_optimize_on_a_non_compile_trace_is_an_error(traced):
+    dspy.configure(lm=answers())
+    Program()(question="x")
+    (trace,) = traced.traces()
+    where = ["--tracking-uri", traced.uri, "--experiment", traced.experiment]
+    result = CliRunner().invoke(main, ["optimize", trace.info.trace_id, *where], catch_exceptions=False)
+    assert result.exit_code == 1 and result.stderr.startswith("error: ") and "not an optimizer run" in result.stderr
