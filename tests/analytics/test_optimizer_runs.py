@@ -12,6 +12,7 @@ import dspy_tracekit as tk
 from dspy_tracekit import analytics, versioning
 from dspy_tracekit.analytics_optimize import last_run, optimizer_run
 from dspy_tracekit.cli import main
+from tk_testing import TraceReader
 
 
 class QA(dspy.Signature):
@@ -129,3 +130,40 @@ def test_optimize_on_a_non_compile_trace_is_an_error(traced):
     where = ["--tracking-uri", traced.uri, "--experiment", traced.experiment]
     result = CliRunner().invoke(main, ["optimize", trace.info.trace_id, *where], catch_exceptions=False)
     assert result.exit_code == 1 and result.stderr.startswith("error: ") and "not an optimizer run" in result.stderr
+
+
+ANSWER = "[[ ## answer ## ]]\n{}\n\n[[ ## completed ## ]]"
+
+
+class InstructionSensitiveEngine:
+    """A ``dspy.LM`` engine that answers right only under an improved instruction, with real usage."""
+
+    def complete(self, request):
+        from dspy.lm15 import Message, Response, Usage
+
+        right = "Better instruction" in repr(request)
+        return Response(id=None, model="m", message=Message.assistant(ANSWER.format("1" if right else "0")),
+                        finish_reason="stop", usage=Usage(input_tokens=100, output_tokens=20))
+
+
+def feedback_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+    return float(str(getattr(pred, "answer", "")).strip() == gold.answer)
+
+
+def test_gepa_trial_scores_are_its_validation_scores(store_uri, experiment_name):
+    assert tk.enable(plugins=["cost"], tracking_uri=store_uri, experiment=experiment_name)
+    data = [dspy.Example(question=f"q{i}", answer="1").with_inputs("question") for i in range(4)]
+    dspy.configure(lm=dspy.LM("openai/gpt-4o-mini", engine=InstructionSensitiveEngine(), cache=False))
+    reflection = dspy.utils.DummyLM([{"new_instruction": f"Better instruction {i}"} for i in range(100)],
+                                    adapter=dspy.JSONAdapter())
+    optimizer = dspy.GEPA(metric=feedback_metric, reflection_lm=reflection, max_metric_calls=30, track_stats=True,
+                          num_threads=1, use_merge=False)
+    compiled = optimizer.compile(Program(), trainset=data, valset=data)
+    run = the_run(TraceReader(store_uri, experiment_name))
+    reported = compiled.detailed_results.val_aggregate_scores
+    assert reported == [0.0, 1.0]  # the seed candidate and one improved candidate
+    full = [t for t in run.trials if t.examples == len(data)]
+    assert [t.mean_score for t in full] == reported
+    assert full[-1].program_version == versioning.version_of(compiled)
+    assert run.total_cost_usd > 0 and full[-1].cumulative_cost_usd <= run.total_cost_usd
+    assert run.optimizer == "GEPA"
