@@ -23,8 +23,9 @@ from .records import CPU_ATTR, IN_FLIGHT_TAG, PEAK_MEMORY_TAG
 __all__ = ["ResourceStats", "LoadStats", "resource_stats", "load_stats", "in_flight_bucket", "span_cpu_ms",
            "trace_cpu_ms", "CPU_BOUND_SHARE"]
 
-#: a span whose CPU time is at least this share of its wall time is "CPU-bound", else "waiting".
-CPU_BOUND_SHARE = 0.5
+#: a span whose CPU time is at least this share of its wall time is "CPU-bound", else "waiting"
+#: (a spinning span on a busy 2-core machine gets ~40% of a core: not 100%).
+CPU_BOUND_SHARE = 0.25
 #: the knee: the first bucket whose P95 exceeds the lightest bucket's P95 by this factor.
 KNEE_FACTOR = 1.5
 

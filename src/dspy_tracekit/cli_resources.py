@@ -57,7 +57,7 @@ def stats_by(by, tracking_uri, experiment, since, filter_string, top, as_json) -
         out.print(times)
         return
     out.print(f"{result.traces_with_cpu} of {result.traces} traces record CPU time; "
-              f"{result.traces_with_memory} record peak memory. CPU-bound: CPU ≥ 50% of wall time.")
+              f"{result.traces_with_memory} record peak memory. CPU-bound: CPU ≥ 25% of wall time.")
     table = Table(title="CPU by span name (self CPU share; CPU/wall of the whole span)", title_justify="left")
     for col in ("span", "type", "count", "wall", "CPU", "self CPU", "CPU share", "CPU/wall", "kind"):
         table.add_column(col, justify="left" if col in ("span", "type", "kind") else "right")
