@@ -42,6 +42,7 @@ _LENGTH = 12
 _generation = 0
 _cache: dict[int, tuple[Any, int, Any, str]] = {}
 _lock = threading.Lock()
+_settings = None
 
 
 def invalidate() -> None:
@@ -91,10 +92,14 @@ def fingerprint(module: Any, lm: Any = None) -> str | None:
 
 def version_of(module: Any) -> str | None:
     """:func:`fingerprint`, cached per module instance (one dict lookup when nothing changed)."""
+    global _settings
+    settings = _settings
     try:
-        import dspy
+        if settings is None:
+            import dspy
 
-        lm = dspy.settings.lm
+            settings = _settings = dspy.settings
+        lm = settings["lm"]  # item access skips the failed attribute lookup that settings.lm costs
     except Exception:  # noqa: BLE001
         return None
     key = id(module)

@@ -12,36 +12,11 @@ import dspy_tracekit as tk
 from dspy_tracekit import analytics, versioning
 from dspy_tracekit.analytics_optimize import last_run, optimizer_run
 from dspy_tracekit.cli import main
+from tk_analytics2 import QAProgram, answers, exact, trainset
 from tk_testing import TraceReader
 
 
-class QA(dspy.Signature):
-    """Answer the question."""
-
-    question: str = dspy.InputField()
-    answer: str = dspy.OutputField()
-
-
-class Program(dspy.Module):
-    def __init__(self):
-        super().__init__()
-        self.qa = dspy.Predict(QA)
-
-    def forward(self, question):
-        return self.qa(question=question)
-
-
-def trainset(n=6):
-    return [dspy.Example(question=f"q{i}", answer=str(i % 2)).with_inputs("question") for i in range(n)]
-
-
-def exact(example, prediction, trace=None, *args, **kwargs):
-    return float(str(getattr(prediction, "answer", "")).strip() == example.answer)
-
-
-def answers(n=400):
-    # half right, half wrong, so candidates differ in score
-    return dspy.utils.DummyLM([{"answer": str(i % 3 % 2)} for i in range(n)])
+Program = QAProgram
 
 
 def the_run(reader):

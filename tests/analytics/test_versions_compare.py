@@ -17,8 +17,7 @@ from dspy_tracekit import analytics, versioning
 from dspy_tracekit.analytics_compare import OVERALL, compare, compare_views, parse_side
 from dspy_tracekit.cli import main
 from dspy_tracekit.records import VERSION_TAG
-
-ANSWER = "[[ ## answer ## ]]\n{}\n\n[[ ## completed ## ]]"
+from tk_analytics2 import QAProgram, mock_lm, run_two_versions
 
 PROGRAM = textwrap.dedent('''
     import sys, dspy
@@ -70,27 +69,7 @@ def test_fingerprint_is_equal_across_processes_and_differs_after_compile(tmp_pat
     assert compiled not in (fresh, "None")
 
 
-class QA(dspy.Signature):
-    """Answer the question."""
-
-    question: str = dspy.InputField()
-    answer: str = dspy.OutputField()
-
-
-class Program(dspy.Module):
-    def __init__(self, delay=0.0):
-        super().__init__()
-        self.qa = dspy.Predict(QA)
-        self.delay = delay
-
-    def forward(self, question):
-        if self.delay:
-            time.sleep(self.delay)
-        return self.qa(question=question)
-
-
-def mock_lm(model):
-    return dspy.LM(model, cache=False, api_key="x", mock_response=ANSWER.format("4"))
+Program = QAProgram
 
 
 def test_version_cache_sees_load_and_the_configured_lm(tmp_path):
@@ -120,22 +99,9 @@ def test_every_trace_carries_the_version_and_context_overrides_it(traced):
     assert tags[1][VERSION_TAG] == "v7"
 
 
-def _run_two_versions(store_uri, experiment_name, n=14):
-    tk.enable(plugins=["cost"], tracking_uri=store_uri, experiment=experiment_name)
-    fast, slow = Program(), Program(delay=0.03)
-    fast.qa.lm = mock_lm("openai/gpt-4o-mini")
-    slow.qa.lm = mock_lm("openai/gpt-4o")  # same tokens, higher price
-    slow.qa.signature = slow.qa.signature.with_instructions("Answer the question carefully.")
-    for i in range(n):
-        fast(question=f"q{i}")
-        slow(question=f"q{i}")
-    tk.flush(30)
-    return versioning.version_of(fast), versioning.version_of(slow)
-
-
 @pytest.fixture
 def two_versions(store_uri, experiment_name):
-    va, vb = _run_two_versions(store_uri, experiment_name)
+    va, vb = run_two_versions(store_uri, experiment_name)
     return store_uri, experiment_name, va, vb
 
 
