@@ -34,9 +34,10 @@ def _fmt(metric: str, value: float | None) -> str:
 def _change(row) -> str:
     if row.change is None:
         return "-"
-    text = _fmt(row.metric, row.change) if row.metric != "error_rate" else f"{row.change * 100:+.1f} pt"
-    if row.metric != "error_rate" and not text.startswith("-"):
-        text = "+" + text
+    if row.metric == "error_rate":
+        text = f"{row.change * 100:+.1f} pt"
+    else:
+        text = ("-" if row.change < 0 else "+") + _fmt(row.metric, abs(row.change))
     if row.change_pct is not None:
         text += f" ({row.change_pct:+.0f}%)"
     return text
@@ -96,5 +97,5 @@ def compare(a, b, until, alpha, top, as_json, tracking_uri, experiment, since, f
             table.add_row(_METRIC_LABELS.get(row.metric, row.metric), _fmt(row.metric, row.a),
                           _fmt(row.metric, row.b), _change(row), _evidence(row), mark)
         out.print(table)
-    sig = [f"{r.group} {_METRIC_LABELS.get(r.metric, r.metric)}" for r in result.significant if r.group == OVERALL]
+    sig = [_METRIC_LABELS.get(r.metric, r.metric) for r in result.significant if r.group == OVERALL]
     out.print("Significant overall: " + (", ".join(sig) if sig else "nothing") + f" (alpha {result.alpha:g}).")

@@ -40,7 +40,7 @@ OPTIMIZER_TAG = "tracekit.optimizer"
 
 _LENGTH = 12
 _generation = 0
-_cache: dict[int, tuple[Any, int, Any, str]] = {}
+_cache: dict[int, tuple] = {}
 _lock = threading.Lock()
 _settings = None
 
@@ -66,32 +66,74 @@ def _lm_state(lm: Any) -> Any:
     return {"class": type(lm).__name__, "state": state}
 
 
+def _module_part(module: Any) -> tuple[str, bool] | None:
+    """What the module itself holds (``dump_state()`` plus its predictors' own LMs), as canonical JSON,
+    and whether some predictor has no LM of its own (then the configured LM is part of the version)."""
+    import dspy
+
+    if not isinstance(module, dspy.BaseModule):
+        return None
+    state = module.dump_state()
+    own_lms, needs_global = [], False
+    for name, predictor in module.named_predictors():
+        lm = getattr(predictor, "lm", None)
+        if lm is None:
+            needs_global = True
+            own_lms.append([name, None])
+        else:
+            own_lms.append([name, _lm_state(lm)])
+    if isinstance(module, dspy.Predict):
+        state = {"self": state}
+    return json.dumps({"state": state, "lms": own_lms}, sort_keys=True, default=str, ensure_ascii=True), needs_global
+
+
+def _lm_part(lm: Any) -> str:
+    return json.dumps(_lm_state(lm), sort_keys=True, default=str, ensure_ascii=True)
+
+
+def _combine(module_part: str, lm_part: str) -> str:
+    return hashlib.blake2b(f"{module_part}|{lm_part}".encode(), digest_size=16).hexdigest()[:_LENGTH]
+
+
 def fingerprint(module: Any, lm: Any = None) -> str | None:
     """The fingerprint of ``module`` (uncached): 12 hex characters, or ``None`` if it is not a DSPy module.
 
     :param lm: the LM for predictors without their own (default: ``dspy.settings.lm``).
     """
     try:
-        import dspy
-
-        if not isinstance(module, dspy.BaseModule):
+        part = _module_part(module)
+        if part is None:
             return None
-        if lm is None:
+        if part[1] and lm is None:
+            import dspy
+
             lm = dspy.settings.lm
-        state = module.dump_state()
-        lms = []
-        for name, predictor in module.named_predictors():
-            lms.append([name, _lm_state(getattr(predictor, "lm", None) or lm)])
-        if isinstance(module, dspy.Predict):
-            state = {"self": state}
-        payload = json.dumps({"state": state, "lms": lms}, sort_keys=True, default=str, ensure_ascii=True)
+        return _combine(part[0], _lm_part(lm) if part[1] else "")
     except Exception:  # noqa: BLE001 - an unusual module: no version rather than a broken call
         return None
-    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()[:_LENGTH]
+
+
+_lm_cache: dict[int, tuple[Any, str]] = {}
+
+
+def _cached_lm_part(lm: Any) -> str:
+    entry = _lm_cache.get(id(lm))
+    if entry is not None and entry[0]() is lm:
+        return entry[1]
+    part = _lm_part(lm)
+    try:
+        ref = weakref.ref(lm)
+    except TypeError:
+        return part
+    if len(_lm_cache) > 10_000:
+        _lm_cache.clear()
+    _lm_cache[id(lm)] = (ref, part)
+    return part
 
 
 def version_of(module: Any) -> str | None:
-    """:func:`fingerprint`, cached per module instance (one dict lookup when nothing changed)."""
+    """:func:`fingerprint`, cached per module instance: one dict lookup when nothing changed; a new
+    configured LM object costs a hash of the cached parts, not a new ``dump_state()``."""
     global _settings
     settings = _settings
     try:
@@ -104,18 +146,29 @@ def version_of(module: Any) -> str | None:
         return None
     key = id(module)
     entry = _cache.get(key)
-    if entry is not None and entry[1] == _generation and entry[2] is lm and entry[0]() is module:
-        return entry[3]
+    if entry is not None and entry[1] == _generation and entry[0]() is module:
+        if entry[2] is lm or not entry[5]:
+            return entry[3]
+        module_part, needs_global = entry[4], True
+    else:
+        try:
+            part = _module_part(module)
+        except Exception:  # noqa: BLE001
+            return None
+        if part is None:
+            return None
+        module_part, needs_global = part
     generation = _generation
-    fp = fingerprint(module, lm)
-    if fp is None:
+    try:
+        fp = _combine(module_part, _cached_lm_part(lm) if needs_global else "")
+    except Exception:  # noqa: BLE001
         return None
     try:
         ref = weakref.ref(module)
     except TypeError:
         return fp
     with _lock:
-        _cache[key] = (ref, generation, lm, fp)
+        _cache[key] = (ref, generation, lm, fp, module_part, needs_global)
     return fp
 
 

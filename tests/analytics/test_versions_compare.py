@@ -86,6 +86,10 @@ def test_version_cache_sees_load_and_the_configured_lm(tmp_path):
     assert after_load != before and after_load == versioning.fingerprint(changed)
     with dspy.context(lm=mock_lm("openai/gpt-4o")):
         assert versioning.version_of(program) != after_load
+    with dspy.context(lm=mock_lm("openai/gpt-4o-mini")):
+        other = versioning.version_of(program)
+    with dspy.context(lm=mock_lm("openai/gpt-4o-mini")):  # a new LM object in the same state
+        assert versioning.version_of(program) == other
 
 
 def test_every_trace_carries_the_version_and_context_overrides_it(traced):
