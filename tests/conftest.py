@@ -41,13 +41,18 @@ def _isolated(tmp_path, monkeypatch):
     for key in list(os.environ):
         if key.startswith("DSPY_TRACEKIT_"):
             monkeypatch.delenv(key)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(key, raising=False)
     yield
     tk.disable()
     dspy.configure(lm=None, callbacks=[], adapter=None)
+    from dspy_tracekit.mlflow_compat import forget_mlflow_destination
+
+    forget_mlflow_destination()  # a test that told MLflow about a store must not steer the next one
+    forget_relative_sqlite_stores()  # the next test's sqlite:///mlflow.db is a file in its own folder
 
 
-from tk_testing import TraceReader  # noqa: E402
+from tk_testing import TraceReader, forget_relative_sqlite_stores  # noqa: E402
 
 
 @pytest.fixture

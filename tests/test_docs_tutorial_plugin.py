@@ -8,31 +8,19 @@ and nothing is installed into the environment.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from tk_testing import install_example_plugin
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "tenant_tag"
 
 
 @pytest.fixture
 def tenant_plugin_installed(tmp_path, monkeypatch):
-    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
-    dist = tmp_path / "site" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    lines = ["[dspy_tracekit]"] + [f"{k} = {v}" for k, v in project["entry-points"]["dspy_tracekit"].items()]
-    (dist / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    yield
-    sys.modules.pop("tracekit_tenant", None)
+    with install_example_plugin(EXAMPLE, tmp_path / "site", monkeypatch):
+        yield
 
 
 def test_the_example_is_about_twenty_lines():
@@ -73,3 +61,29 @@ def test_bad_tenant_config_stops_enable_naming_the_key(tenant_plugin_installed, 
     with pytest.raises(ConfigError, match="tenant.name"):
         tk.enable(plugins=["tenant"], tracking_uri=f"sqlite:///{tmp_path / 'x.db'}", config={"tenant": {"name": 5}})
     tk.disable()
+
+
+def test_the_tutorial_stats_filter_finds_the_tenant_traces(tenant_plugin_installed, tmp_path):
+    """The tutorial's `dspy-tracekit stats --filter "tag.tenant = 'acme'"`, run as written, finds the trace."""
+    import shlex
+
+    import dspy
+    from click.testing import CliRunner
+
+    import dspy_tracekit as tk
+    from dspy_tracekit.cli import main
+
+    page = (EXAMPLE.parents[1] / "tutorial-plugin.md").read_text()
+    (line,) = [ln for ln in page.splitlines() if ln.startswith("dspy-tracekit stats --filter")]
+    args = shlex.split(line)[1:]
+    tk.enable(plugins=["tenant"], config={"tenant": {"name": "acme"}})  # default store and experiment
+    try:
+        with dspy.context(lm=dspy.utils.DummyLM([{"answer": "42"}])):
+            dspy.Predict("question -> answer")(question="What is six times seven?")
+    finally:
+        tk.disable()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "1 trace from 1 stored" in result.stdout
+    other = CliRunner().invoke(main, ["stats", "--filter", "tag.tenant = 'other'"])
+    assert "No traces match." in other.stdout

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from pathlib import Path
+
 import dspy
 
 import dspy_tracekit as tk
@@ -60,3 +64,49 @@ def dummy_lm(n=20, **answer):
 def mock_lm(text="[[ ## reasoning ## ]]\nr\n\n[[ ## intent ## ]]\nrun_agent\n\n[[ ## completed ## ]]", **kw):
     return dspy.LM("openai/gpt-4o-mini", cache=False, api_key="sk-test-not-a-real-key-000000", mock_response=text,
                    **kw)
+
+
+@contextlib.contextmanager
+def install_example_plugin(example: Path, site: Path, monkeypatch):
+    """Make a plugin folder (module + pyproject.toml) discoverable exactly as ``pip install`` would: a
+    ``*.dist-info`` whose ``entry_points.txt`` is generated from its ``pyproject.toml``, on ``sys.path``."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    project = tomllib.loads((example / "pyproject.toml").read_text())["project"]
+    dist = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    lines = ["[dspy_tracekit]"] + [f"{k} = {v}" for k, v in project["entry-points"]["dspy_tracekit"].items()]
+    (dist / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(example))
+    modules = [v.split(":")[0] for v in project["entry-points"]["dspy_tracekit"].values()]
+    try:
+        yield
+    finally:
+        for module in modules:
+            sys.modules.pop(module, None)
+
+
+def forget_relative_sqlite_stores() -> None:
+    """Drop MLflow's (and tracekit's) cached stores for relative ``sqlite:///file.db`` URIs.
+
+    MLflow caches one engine per URI string, resolved against the working directory of its first use;
+    tests that each run in their own folder with the default ``sqlite:///mlflow.db`` would otherwise all
+    write to the first test's file. (Private MLflow state: tests only.)
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service import utils
+
+    from dspy_tracekit import mlflow_store
+
+    engines = getattr(SqlAlchemyStore, "_engine_map", {})
+    relative = [uri for uri in engines if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")]
+    for uri in relative:
+        engines.pop(uri).dispose()
+    if relative:
+        utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+        mlflow_store.reset()

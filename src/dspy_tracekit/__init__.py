@@ -47,8 +47,10 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
     :param plugins: plugin names (entry points of the group ``dspy_tracekit``) and/or plugin objects
         (modules or instances with ``@hookimpl`` functions). ``[]`` = the MLflow core alone;
         ``None`` = as configured.
-    :param tracking_uri: MLflow tracking URI (default: config, ``MLFLOW_TRACKING_URI``, ``sqlite:///mlflow.db``).
-    :param experiment: MLflow experiment name.
+    :param tracking_uri: MLflow tracking URI (default: config, else what MLflow was told —
+        ``MLFLOW_TRACKING_URI`` / ``mlflow.set_tracking_uri()`` — else ``sqlite:///mlflow.db``).
+    :param experiment: MLflow experiment name (default: config, else MLflow's active experiment, else
+        ``dspy_tracekit``).
     :param config: plugin name → config table; overrides files and environment.
     :raises ConfigError: unknown plugin or key, wrong type, unreadable file (names key and file).
     """
@@ -64,7 +66,7 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
             return False
         from .instrument import instrument
         from .manager import TracekitManager
-        from .mlflow_core import MlflowBridge
+        from .mlflow_bridge import MlflowBridge
         from .records import Settings
 
         mgr = TracekitManager()
@@ -79,7 +81,7 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
             mgr.load(cfg.core["plugins"], cfg.core["blocked"], extra=objects)
             settings = Settings(tracking_uri=cfg.core["tracking_uri"], experiment=cfg.core["experiment"],
                                 plugins=tuple(mgr.plugin_names()), config_files=cfg.files,
-                                sources=dict(cfg.sources))
+                                sources=dict(cfg.sources), mlflow_traces=cfg.core["mlflow_traces"])
             mgr.configure(cfg.tables, settings, cfg.sources)
         except Exception:
             try:
@@ -87,8 +89,9 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
             except Exception:  # noqa: BLE001
                 pass
             raise
-        mgr.bridge = MlflowBridge()
+        mgr.bridge = MlflowBridge(mode=settings.mlflow_traces)
         mgr.flush_timeout = float(cfg.core["flush_timeout"])
+        mgr.bridge.install()
         from .resources import configure as configure_resources
 
         configure_resources(cfg.core)  # analytics v2 (#15): cpu_time, peak_memory
@@ -116,6 +119,8 @@ def disable(timeout: float | None = None) -> bool:
             _state.manager = None
             _state.settings = None
             uninstrument()
+            if mgr.bridge is not None:
+                mgr.bridge.uninstall()
             from .resources import reset as reset_resources
 
             reset_resources()  # analytics v2 (#15): stops tracemalloc if enable() started it
@@ -147,6 +152,18 @@ def _suspend(opened):
     return record
 
 
+def _current_trace():
+    """The trace the caller is in: its current DSPy span's, else the trace of the user's MLflow span."""
+    cur = current_span.get()
+    if cur is not None:
+        return cur.trace
+    mgr = _state.manager
+    if mgr is None or mgr.bridge is None:
+        return None
+    found = mgr.bridge.mlflow_parent()
+    return found[0] if isinstance(found, tuple) else None
+
+
 def _at_exit() -> None:
     try:
         disable()
@@ -162,9 +179,9 @@ def context(**tags: Any):
     """
     merged = {**current_tags.get(), **{k: str(v) for k, v in tags.items()}}
     token = current_tags.set(merged)
-    cur = current_span.get()
-    if cur is not None and cur.trace.sampled:
-        cur.trace.tags.update(merged)
+    trace = _current_trace()
+    if trace is not None and trace.sampled:
+        trace.tags.update(merged)
     try:
         yield merged
     finally:

@@ -163,8 +163,25 @@ def open_store(tracking_uri: str | None = None, experiment: str | None = None) -
     except Exception as exc:  # any failure to talk to the store is one line for the user
         raise AnalyticsError(f"cannot reach MLflow store {uri}: {_one_line(exc)}") from exc
     if exp is None:
-        raise AnalyticsError(f"experiment {name!r} not found in {uri}")
+        raise AnalyticsError(f"experiment {name!r} not found in {uri}; {_existing_experiments(client)}")
     return Store(tracking_uri=uri, experiment_id=exp.experiment_id, experiment_name=exp.name, client=client)
+
+
+def experiment_names(client: Any) -> list[str]:
+    """Names of the active experiments in the store (MLflow's ``Default`` last), or [] if unreadable."""
+    try:
+        names = [e.name for e in client.search_experiments(max_results=1000)]
+    except Exception:  # noqa: BLE001 - the list is a hint in an error message, never the error itself
+        return []
+    return sorted(names, key=lambda n: (n == "Default", n))
+
+
+def _existing_experiments(client: Any, limit: int = 20) -> str:
+    names = experiment_names(client)
+    if not names:
+        return "that store has no experiments yet"
+    shown = ", ".join(repr(n) for n in names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    return f"experiments there: {shown} (pick one with --experiment/-e)"
 
 
 # --------------------------------------------------------------------------------------------------

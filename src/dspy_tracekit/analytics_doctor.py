@@ -8,6 +8,7 @@ reports every plugin's counters (the live ones when tracing is on in this proces
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -69,6 +70,7 @@ def _dry_configure(cfg: Any) -> dict[str, int | float]:
             plugins=tuple(mgr.plugin_names()),
             config_files=cfg.files,
             sources=dict(cfg.sources),
+            dry_run=True,  # doctor reads; it must not create the store or a spool directory
         )
         mgr.configure(cfg.tables, settings, cfg.sources)
         return mgr.counters_snapshot()
@@ -77,27 +79,45 @@ def _dry_configure(cfg: Any) -> dict[str, int | float]:
 
 
 def _store(uri: str, experiment: str, since: str | None = None, filter: str | None = None) -> dict[str, Any]:
-    from .analytics import count_traces, open_store
+    """Can the store be read, does the experiment exist, how many traces match — creating nothing."""
+    from .analytics import count_traces, experiment_names, open_store
 
     found: dict[str, Any] = {
         "tracking_uri": uri,
         "experiment": experiment,
         "reachable": False,
+        "store_found": False,
         "experiment_found": False,
         "traces": None,
         "error": None,
+        "missing": None,
     }
     started = time.perf_counter()
     path = _sqlite_path(uri)
     if path and path != ":memory:":
         found["file"] = path
+        if not os.path.exists(path):
+            found["missing"] = (
+                f"no store yet: {path} does not exist (dspy_tracekit.enable() creates it when tracing starts)"
+            )
+            return found
     try:
         store = open_store(uri, experiment)
     except AnalyticsError as exc:
-        found["error"] = str(exc)
-        found["reachable"] = "not found in" in str(exc)  # the store answered; the experiment is missing
+        if "not found in" not in str(exc):
+            found["error"] = str(exc)
+            return found
+        found.update(reachable=True, store_found=True)  # the store answered; the experiment is missing
+        from mlflow import MlflowClient
+
+        names = experiment_names(MlflowClient(tracking_uri=uri))
+        found["experiments"] = names
+        found["missing"] = (
+            f"experiment {experiment!r} does not exist in {uri} yet (dspy_tracekit.enable() creates it); "
+            + (f"experiments there: {', '.join(repr(n) for n in names)}" if names else "the store has none")
+        )
         return found
-    found.update(reachable=True, experiment_found=True, experiment_id=store.experiment_id)
+    found.update(reachable=True, store_found=True, experiment_found=True, experiment_id=store.experiment_id)
     try:
         found["traces"] = count_traces(store, since, filter)
     except AnalyticsError as exc:
@@ -120,7 +140,7 @@ def diagnose(
     from .errors import ConfigError
 
     installed = _installed_plugins()
-    findings: dict[str, Any] = {"ok": True, "problems": [], "installed_plugins": installed}
+    findings: dict[str, Any] = {"ok": True, "problems": [], "missing": [], "installed_plugins": installed}
     try:
         config = _config(tracking_uri, experiment, tuple(p["name"] for p in installed))
     except ConfigError as exc:
@@ -150,59 +170,81 @@ def diagnose(
     if store["error"]:
         findings["ok"] = False
         findings["problems"].append(f"store: {store['error']}")
+    if store["missing"]:  # nothing traced here yet: not a fault, but the read commands have nothing to read
+        findings["missing"].append(store["missing"])
     return findings
 
 
 def render(findings: dict[str, Any], console: Any) -> None:
-    """Print ``diagnose()``'s findings as tables."""
+    """Print ``diagnose()``'s findings as tables. Every value is printed as text, never as Rich markup
+    (a config error naming ``[tool.dspy-tracekit]`` must reach the reader whole)."""
+    from rich.markup import escape
     from rich.table import Table
+
+    def cell(value: Any) -> str:
+        return escape(str(value))
 
     config = findings.get("config", {})
     if "core" in config:
         files = ", ".join(config["files"]) or "none (defaults and environment only)"
-        console.print(f"[bold]Config[/bold] files: {files}")
+        console.print(f"[bold]Config[/bold] files: {cell(files)}")
         table = Table(show_header=True)
         for col in ("key", "value", "from", "environment variable"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for row in config["core"]:
-            table.add_row(row["key"], repr(row["value"]), row["source"], row["env"])
+            table.add_row(cell(row["key"]), cell(repr(row["value"])), cell(row["source"]), cell(row["env"]))
         for name, table_info in config["plugins"].items():
             for key, value in table_info["values"].items():
                 table.add_row(
-                    f"{name}.{key}",
-                    repr(value),
-                    table_info["source"],
-                    f"DSPY_TRACEKIT_{name.upper()}_{key.upper()}",
+                    cell(f"{name}.{key}"),
+                    cell(repr(value)),
+                    cell(table_info["source"]),
+                    cell(f"DSPY_TRACEKIT_{name.upper()}_{key.upper()}"),
                 )
         console.print(table)
     plugins = Table(title="Plugins", title_justify="left")
     for col in ("name", "enabled", "distribution", "version", "module"):
-        plugins.add_column(col)
+        plugins.add_column(col, overflow="fold")
     enabled = set(findings.get("enabled_plugins", []))
     for p in findings["installed_plugins"]:
         plugins.add_row(
-            p["name"], "yes" if p["name"] in enabled else "no", p["distribution"], p["version"], p["module"]
+            cell(p["name"]),
+            "yes" if p["name"] in enabled else "no",
+            cell(p["distribution"]),
+            cell(p["version"]),
+            cell(p["module"]),
         )
     console.print(plugins)
     store = findings.get("store")
     if store:
-        state = "[green]reachable[/green]" if store["reachable"] else "[red]unreachable[/red]"
-        console.print(
-            f"[bold]Store[/bold] {store['tracking_uri']}: {state}; experiment {store['experiment']!r} "
-            + (f"has {store['traces']} traces" if store["traces"] is not None else "")
-            + (f" ({store.get('latency_ms')} ms)" if store.get("latency_ms") is not None else "")
-        )
+        if store.get("missing") and not store.get("store_found"):
+            state = "[yellow]not created yet[/yellow]"
+        else:
+            state = "[green]reachable[/green]" if store["reachable"] else "[red]unreachable[/red]"
+        line = f"[bold]Store[/bold] {cell(store['tracking_uri'])}: {state}"
+        if store.get("experiment_found"):
+            line += f"; experiment {cell(repr(store['experiment']))} has {cell(store['traces'])} traces"
+            if store.get("latency_ms") is not None:
+                line += f" ({store['latency_ms']} ms)"
+        console.print(line)
     counters = findings.get("counters")
     if counters is not None:
-        console.print(f"[bold]Counters[/bold] — {findings.get('counters_source', '')}")
+        console.print(f"[bold]Counters[/bold] — {cell(findings.get('counters_source', ''))}")
         table = Table()
         table.add_column("counter")
         table.add_column("value", justify="right")
         for key, value in sorted(counters.items()):
-            table.add_row(key, f"{value:g}" if isinstance(value, float) else str(value))
+            table.add_row(cell(key), f"{value:g}" if isinstance(value, float) else cell(value))
         if not counters:
             table.add_row("(none reported)", "")
         console.print(table)
+    for missing in findings.get("missing", []):
+        console.print(f"[yellow]missing:[/yellow] {cell(missing)}")
     for problem in findings["problems"]:
-        console.print(f"[red]problem:[/red] {problem}")
-    console.print("[green]ok[/green]" if findings["ok"] else "[red]doctor found problems[/red]")
+        console.print(f"[red]problem:[/red] {cell(problem)}")
+    if not findings["ok"]:
+        console.print("[red]doctor found problems[/red]")
+    elif findings.get("missing"):
+        console.print("[green]ok[/green] — nothing traced here yet (see missing above)")
+    else:
+        console.print("[green]ok[/green]")

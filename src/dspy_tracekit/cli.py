@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import click
@@ -25,8 +26,10 @@ def main() -> None:
 @click.option("--n", "n", default=24, show_default=True, help="How many messages to classify.")
 @click.option("--model", default=None, help="A LiteLLM model name (e.g. openai/gpt-4o-mini); needs its API key. "
               "Default: an offline deterministic LM.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db).")
-@click.option("--experiment", default="dspy_intent_classification", show_default=True)
+@click.option("--tracking-uri", default=None, metavar="URI",
+              help="MLflow tracking URI (default: as dspy_tracekit.enable() resolves it; the read commands look there too).")
+@click.option("--experiment", "-e", default=None, metavar="NAME",
+              help="Experiment name (default: as dspy_tracekit.enable() resolves it; the read commands look there too).")
 @click.option("--plugins", default=None, help="Comma-separated plugins to enable (default: from config).")
 @click.option("--seed", default=0, show_default=True, help="Seed for the message mix.")
 @click.option("--latency-ms", default=25.0, show_default=True,
@@ -126,12 +129,93 @@ def _ms(value: float | None) -> str:
     return f"{value:,.1f} ms" if value < 10_000 else f"{value / 1000:,.2f} s"
 
 
+def _bare_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _table(title: str):
+    """A compact table: one space between columns, a rule under the header — fits 80 columns."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+
+
+#: the least room the columns beside a span name can fold into (type, counts, latencies, tokens, cost)
+_OTHER_COLUMNS_MIN = 36
+
+
+def _print_names_whole(out: Any, table: Any, name_width: int) -> None:
+    """Print a table whose first column holds span names without ever cutting one: when the longest name
+    and the other columns cannot share the width (a pipe is 80 columns), the table is laid out as wide as
+    it needs — longer lines, which a terminal wraps, rather than a cut name."""
+    if name_width + _OTHER_COLUMNS_MIN <= out.width:  # the other columns can fold enough: names fit whole
+        out.print(table)
+        return
+    from rich.console import Console
+
+    natural = Console(width=10_000).measure(table).maximum
+    wide = Console(file=out.file, width=natural, highlight=False, soft_wrap=False,
+                   force_terminal=out.is_terminal, color_system=out.color_system, no_color=out.no_color)
+    wide.print(table)
+
+
 def _num(value: float) -> str:
     return f"{value:,.0f}" if abs(value - round(value)) < 1e-9 else f"{value:,.1f}"
 
 
 def _usd(value: float | None) -> str:
     return "-" if not value else f"${value:,.6f}"
+
+
+def _plural(n: float, word: str) -> str:
+    """``1 trace``, ``2 traces``, ``1,204 traces``."""
+    return f"{_num(n)} {word}{'' if n == 1 else 's'}"
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int | None) -> Iterator[Callable[[], None]]:
+    """A transient progress bar on stderr while a long read runs — only when stderr is a terminal,
+    so pipes, files and CI logs stay clean. Yields the function to call once per trace read."""
+    if not _stderr_is_terminal():
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(label, total=total)
+        yield functools.partial(progress.advance, task)
+
+
+def _ticking(items: Iterable[Any], tick: Callable[[], None]) -> Iterator[Any]:
+    for item in items:
+        tick()
+        yield item
+
+
+def _read_total(store: Any, since: str | None, filter_string: str | None, limit: int | None = None) -> int | None:
+    """How many traces a read will go through — counted only when a progress bar will show it."""
+    if not _stderr_is_terminal():
+        return None
+    from . import analytics
+
+    total = analytics.count_traces(store, since, filter_string)
+    return total if limit is None else min(total, limit)
 
 
 @main.command()
@@ -153,77 +237,93 @@ def stats(tracking_uri, experiment, since, filter_string, top, as_json, by):
         from .cli_resources import stats_by
 
         return stats_by(by, tracking_uri, experiment, since, filter_string, top, as_json)
-    from rich.table import Table
 
     from . import analytics
 
-    result = analytics.stats(
-        tracking_uri=tracking_uri, experiment=experiment, since=since, filter=filter_string, top=top
-    )
+    store = analytics.open_store(tracking_uri, experiment)
+    with _progress("reading traces", _read_total(store, since, filter_string)) as tick:
+        result = analytics.stats(
+            _ticking(analytics.iter_traces(store, since, filter_string), tick),
+            tracking_uri=store.tracking_uri,
+            experiment=store.experiment_name,
+            filter=analytics.build_filter(since, filter_string),
+            top=top,
+        )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
+    from rich.markup import escape
+
     out = _console()
     weighted = " (re-weighted by 1/sampling probability)" if result.weighted else ""
     out.print(
-        f"[bold]{result.experiment}[/bold] at {result.tracking_uri}"
-        + (f" — filter: {result.filter}" if result.filter else "")
+        f"[bold]{escape(result.experiment)}[/bold] at {escape(result.tracking_uri)}"
+        + (f" — filter: {escape(result.filter)}" if result.filter else "")
     )
     if not result.traces_stored:
         out.print("No traces match.")
         return
     out.print(
-        f"{_num(result.traces)} traces{weighted} from {result.traces_stored} stored; "
+        f"{_plural(result.traces, 'trace')}{weighted} from {_num(result.traces_stored)} stored; "
         f"errors {result.error_rate:.1%}; P50 {_ms(result.p50_ms)}, P95 {_ms(result.p95_ms)}, "
-        f"P99 {_ms(result.p99_ms)}; cost {_usd(result.cost_usd)}"
+        f"P99 {_ms(result.p99_ms)}; cost {_usd(result.cost_usd)}",
+        markup=False,
     )
-    table = Table(title="Spans by name", title_justify="left")
-    for col in ("span", "type", "count", "errors", "P50", "P95", "P99", "tokens", "cost"):
-        table.add_column(col, justify="left" if col in ("span", "type") else "right")
+    # Span names are what the reader compares (ChatAdapter.format vs .parse): that column is never cut;
+    # on a narrow terminal or a pipe (80 columns) the numbers wrap inside their cells instead.
+    name_width = max((len(r.name) for r in result.spans), default=4)
+    table = _table("Spans by name (latency in ms)")
+    table.add_column("span", no_wrap=True, min_width=name_width, overflow="fold")
+    table.add_column("type", overflow="fold")
+    for col in ("count", "err", "P50", "P95", "P99", "tokens", "cost"):
+        table.add_column(col, justify="right", overflow="fold")
     for row in result.spans:
         table.add_row(
-            row.name,
-            row.span_type,
+            escape(row.name),
+            escape(row.span_type),
             _num(row.count),
             f"{row.error_rate:.1%}",
-            _ms(row.p50_ms),
-            _ms(row.p95_ms),
-            _ms(row.p99_ms),
+            _bare_ms(row.p50_ms),
+            _bare_ms(row.p95_ms),
+            _bare_ms(row.p99_ms),
             _num(row.total_tokens) if row.total_tokens else "-",
             _usd(row.cost_usd),
         )
-    out.print(table)
-    slow = Table(title="Slowest spans", title_justify="left")
-    for col in ("duration", "span", "status", "trace"):
-        slow.add_column(col)
+    _print_names_whole(out, table, name_width)
+    slow = _table("Slowest spans")
+    slow.add_column("duration", overflow="fold")
+    slow_width = max((len(r.name) for r in result.slowest), default=4)
+    slow.add_column("span", no_wrap=True, overflow="fold", min_width=slow_width)
+    slow.add_column("status", overflow="fold")
+    slow.add_column("trace", overflow="fold")  # ids fold onto a second line: copy-paste still works
     for row in result.slowest:
-        slow.add_row(_ms(row.duration_ms), row.name, row.status, row.trace_id)
-    out.print(slow)
-    paths = Table(title="Most common execution paths", title_justify="left")
+        slow.add_row(_ms(row.duration_ms), escape(row.name), row.status, row.trace_id)
+    _print_names_whole(out, slow, slow_width)
+    paths = _table("Most common execution paths")
     for col in ("traces", "share", "path"):
-        paths.add_column(col)
+        paths.add_column(col, overflow="fold")
     for row in result.paths:
-        paths.add_row(_num(row.count), f"{row.share:.1%}", row.path)
+        paths.add_row(_num(row.count), f"{row.share:.1%}", escape(row.path))
     out.print(paths)
     if result.error_correlation:
-        corr = Table(title="What failed traces have in common", title_justify="left")
+        corr = _table("What failed traces have in common")
         for col in ("lift", "error rate", "errors", "traces", "feature"):
-            corr.add_column(col)
+            corr.add_column(col, overflow="fold")
         for row in result.error_correlation:
             corr.add_row(
-                f"{row.lift:.2f}×", f"{row.error_rate:.1%}", _num(row.errors), _num(row.traces), row.feature
+                f"{row.lift:.2f}×", f"{row.error_rate:.1%}", _num(row.errors), _num(row.traces), escape(row.feature)
             )
         out.print(corr)
     else:
         out.print("No failed traces." if not result.errors else "No feature stands out among failed traces.")
     if result.cost_by_model:
-        cost = Table(title="Cost", title_justify="left")
+        cost = _table("Cost")
         for col in ("by", "name", "cost"):
-            cost.add_column(col)
+            cost.add_column(col, overflow="fold")
         for name, usd in result.cost_by_model.items():
-            cost.add_row("model", name, _usd(usd))
+            cost.add_row("model", escape(name), _usd(usd))
         for name, usd in result.cost_by_module.items():
-            cost.add_row("module", name, _usd(usd))
+            cost.add_row("module", escape(name), _usd(usd))
         out.print(cost)
 
 
@@ -283,7 +383,8 @@ def tree(trace_id, last, tracking_uri, experiment, since, filter_string):
     "fmt",
     type=click.Choice(["json", "csv"]),
     default=None,
-    help="json: full traces (MLflow's Trace.to_dict); csv: one row per span. Default: from --out.",
+    help="json: full traces (MLflow's Trace.to_dict); csv: one row per span. "
+    "Default: from the extension of --out (.json, .csv; '-' is JSON); any other extension is refused.",
 )
 @click.option(
     "--out",
@@ -297,37 +398,47 @@ def tree(trace_id, last, tracking_uri, experiment, since, filter_string):
 @_friendly
 def export(fmt, out_path, limit, tracking_uri, experiment, since, filter_string):
     """Export traces: JSON (full traces, re-readable by MLflow) or CSV (one row per span)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from . import analytics
 
     if fmt is None:
-        fmt = "csv" if out_path.lower().endswith(".csv") else "json"
+        fmt = _format_from_extension(out_path)
     store = analytics.open_store(tracking_uri, experiment)
-    total = analytics.count_traces(store, since, filter_string)
-    if limit is not None:
-        total = min(total, limit)
-    traces = analytics.iter_traces(store, since, filter_string, limit=limit)
-    writer = analytics.export_csv if fmt == "csv" else analytics.export_json
-    progress = Progress(
-        TextColumn("exporting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=_console(stderr=True),
-        transient=True,
-        disable=total < 50,
-    )
-    with progress:
-        task = progress.add_task("export", total=total)
-        advance = functools.partial(progress.advance, task)
+    read = 0
+
+    def counted() -> None:
+        nonlocal read
+        read += 1
+
+    with _progress("exporting", _read_total(store, since, filter_string, limit)) as tick:
+        traces = _ticking(analytics.iter_traces(store, since, filter_string, limit=limit), tick)
+        writer = analytics.export_csv if fmt == "csv" else analytics.export_json
         if out_path == "-":
-            n = writer(traces, sys.stdout, on_trace=advance)
+            n = writer(traces, sys.stdout, on_trace=counted)
         else:
             with open(out_path, "w", encoding="utf-8", newline="") as fh:
-                n = writer(traces, fh, on_trace=advance)
-    what = "spans" if fmt == "csv" else "traces"
-    click.echo(f"wrote {n} {what} from {total} traces to {out_path}", err=True)
+                n = writer(traces, fh, on_trace=counted)
+    where = "stdout" if out_path == "-" else out_path
+    if fmt == "csv":
+        click.echo(f"wrote {_plural(n, 'span')} of {_plural(read, 'trace')} to {where}", err=True)
+    else:
+        click.echo(f"wrote {_plural(n, 'trace')} to {where}", err=True)
+
+
+#: file extensions ``export`` recognises, and the format each one means
+EXPORT_EXTENSIONS = {".json": "json", ".csv": "csv"}
+
+
+def _format_from_extension(out_path: str) -> str:
+    if out_path == "-":
+        return "json"
+    ext = os.path.splitext(out_path)[1].lower()
+    if ext in EXPORT_EXTENSIONS:
+        return EXPORT_EXTENSIONS[ext]
+    raise click.UsageError(
+        f"cannot tell the format of {out_path!r} from its extension ({ext or 'none'}): export writes "
+        "JSON (.json) or CSV (.csv) — name the file so, or pass --format json|csv",
+        ctx=click.get_current_context(silent=True),
+    )
 
 
 @main.command()
@@ -365,9 +476,10 @@ def prune(older_than, keep_errors, yes, tracking_uri, experiment, since, filter_
         )
         return
     out.print(
-        f"Will delete [bold]{len(plan.trace_ids)}[/bold] traces from {store.experiment_name!r} at "
+        f"Will delete [bold]{_plural(len(plan.trace_ids), 'trace')}[/bold] from {store.experiment_name!r} at "
         f"{store.tracking_uri}: started {when(plan.oldest_ms)} – {when(plan.newest_ms)} UTC "
-        f"(before {when(plan.cutoff_ms)}), {plan.errors} of them failed"
+        f"(before {when(plan.cutoff_ms)}), "
+        + (f"{plan.errors} of them failed" if len(plan.trace_ids) > 1 else ("failed" if plan.errors else "not failed"))
         + ("; failed traces are kept" if keep_errors else "")
         + "."
     )
@@ -378,9 +490,10 @@ def prune(older_than, keep_errors, yes, tracking_uri, experiment, since, filter_
         table.add_row(tid, when(ms), state)
     out.print(table)
     if not yes:
-        click.confirm(f"Delete these {len(plan.trace_ids)} traces?", abort=True, err=True)
+        question = "Delete this trace?" if len(plan.trace_ids) == 1 else f"Delete these {len(plan.trace_ids)} traces?"
+        click.confirm(question, abort=True, err=True)
     deleted = analytics.prune(plan)
-    out.print(f"Deleted {deleted} traces.")
+    out.print(f"Deleted {_plural(deleted, 'trace')}.")
 
 
 @main.command()
@@ -401,7 +514,8 @@ def report(out_path, title, tracking_uri, experiment, since, filter_string):
     from .report import render_report
 
     store = analytics.open_store(tracking_uri, experiment)
-    views = analytics.trace_views(analytics.iter_traces(store, since, filter_string))
+    with _progress("reading traces", _read_total(store, since, filter_string)) as tick:
+        views = analytics.trace_views(_ticking(analytics.iter_traces(store, since, filter_string), tick))
     result = analytics.stats(
         views,
         tracking_uri=store.tracking_uri,
@@ -411,7 +525,7 @@ def report(out_path, title, tracking_uri, experiment, since, filter_string):
     html = render_report(views, result, title=title or f"dspy-tracekit report: {store.experiment_name}")
     with open(out_path, "w", encoding="utf-8") as fh:
         fh.write(html)
-    click.echo(f"wrote {out_path} ({len(views)} traces)", err=True)
+    click.echo(f"wrote {out_path} ({_plural(len(views), 'trace')})", err=True)
 
 
 @main.command()

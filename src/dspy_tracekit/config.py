@@ -28,9 +28,15 @@ CORE_SCHEMA: dict[str, tuple[type | tuple, Any, str, str]] = {
     "blocked": (list, [], "DSPY_TRACEKIT_BLOCKED",
                 "Plugins never to load, even if installed or named (the core `mlflow` cannot be blocked)."),
     "tracking_uri": (str, None, "DSPY_TRACEKIT_TRACKING_URI",
-                     "MLflow tracking URI. Default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."),
-    "experiment": (str, DEFAULT_EXPERIMENT, "DSPY_TRACEKIT_EXPERIMENT",
-                   "MLflow experiment name the traces go to (created when missing)."),
+                     "MLflow tracking URI. Default: what MLflow was told (MLFLOW_TRACKING_URI or "
+                     "mlflow.set_tracking_uri()), else sqlite:///mlflow.db in the working directory."),
+    "experiment": (str, None, "DSPY_TRACEKIT_EXPERIMENT",
+                   "MLflow experiment name the traces go to (created when missing). Default: what MLflow "
+                   f"was told (MLFLOW_EXPERIMENT_NAME/_ID or mlflow.set_experiment()), else {DEFAULT_EXPERIMENT}."),
+    "mlflow_traces": (str, "all", "DSPY_TRACEKIT_MLFLOW_TRACES",
+                      "Which traces made with MLflow's own API go through tracekit: all (every MLflow trace "
+                      "of the process: redaction, sampling, buffer and store apply to them too) or dspy "
+                      "(only those that contain a DSPy or tk.span span; MLflow exports the others itself)."),
     "enabled": (bool, True, "DSPY_TRACEKIT_ENABLED",
                 "false turns tracing off (so do DSPY_TRACEKIT_DISABLE=1 and MLFLOW_ENABLE_TRACING=false)."),
     "flush_timeout": ((int, float), 10.0, "DSPY_TRACEKIT_FLUSH_TIMEOUT",
@@ -103,6 +109,8 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             (typ is not bool and isinstance(value, bool)):
         want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
         raise ConfigError(f"'{key}' must be {want}, got {value!r} ({where})")
+    if key == "mlflow_traces" and value not in ("all", "dspy"):
+        raise ConfigError(f"'{key}' must be \"all\" or \"dspy\", got {value!r} ({where})")
     if typ is list:
         for item in value:
             if not isinstance(item, str):
@@ -178,11 +186,49 @@ def resolve(plugins=None, tracking_uri=None, experiment=None, config=None, insta
             where = sources.get(name, "config")
             raise ConfigError(f"config table for unknown plugin '{name}' ({where}); installed plugins: "
                               f"{', '.join(sorted(installed)) or 'none'}")
-    if core["tracking_uri"] is None:
-        core["tracking_uri"] = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-        sources.setdefault("tracking_uri", "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI")
-                           else "default")
+    resolve_destination(core, sources)
     return ResolvedConfig(core=core, tables=tables, sources=sources, files=tuple(files))
+
+
+#: ``sources`` values of a destination tracekit's own config did not set (it then follows MLflow's).
+FROM_MLFLOW = "MLflow (MLFLOW_TRACKING_URI / mlflow.set_tracking_uri())"
+FROM_MLFLOW_EXPERIMENT = "MLflow (MLFLOW_EXPERIMENT_NAME/_ID / mlflow.set_experiment())"
+DEFAULT_SOURCE = "default"
+
+
+def resolve_destination(core: dict[str, Any], sources: dict[str, str]) -> None:
+    """Fill ``tracking_uri`` and ``experiment`` not set by tracekit's config: what the user told MLflow,
+    else ``sqlite:///mlflow.db`` and :data:`DEFAULT_EXPERIMENT`."""
+    from . import mlflow_compat
+
+    if core.get("tracking_uri") is None:
+        uri, user_set = mlflow_compat.mlflow_tracking_uri()
+        core["tracking_uri"] = uri if user_set else "sqlite:///mlflow.db"
+        sources["tracking_uri"] = FROM_MLFLOW if user_set else DEFAULT_SOURCE
+    if core.get("experiment") is None:
+        name = None
+        hint = mlflow_compat.mlflow_experiment()
+        same_store = sources.get("tracking_uri") in (FROM_MLFLOW, DEFAULT_SOURCE)
+        if hint is not None and hint[0] == "name":
+            name = hint[1]
+        elif hint is not None and same_store:  # an id means something only in MLflow's own store
+            name = experiment_name_of(core["tracking_uri"], hint[1])
+        core["experiment"] = name or DEFAULT_EXPERIMENT
+        sources["experiment"] = FROM_MLFLOW_EXPERIMENT if name else DEFAULT_SOURCE
+
+
+def experiment_name_of(tracking_uri: str, experiment_id: str) -> str | None:
+    try:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri).get_experiment(experiment_id).name
+    except Exception:  # noqa: BLE001 - an unknown id: the default experiment, as MLflow would
+        return None
+
+
+def pinned(sources: dict[str, str], key: str) -> bool:
+    """True when tracekit's own config (file, environment, ``enable()``) set ``key``."""
+    return sources.get(key) not in (FROM_MLFLOW, FROM_MLFLOW_EXPERIMENT, DEFAULT_SOURCE, None)
 
 
 def tracing_disabled_by_env() -> bool:

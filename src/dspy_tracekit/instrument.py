@@ -18,6 +18,7 @@ from typing import Any, Callable
 import wrapt
 
 from . import versioning
+from .mlflow_compat import runtime_context
 from .records import SpanKind
 from .tracer import acall_in_span, call_in_span, current_span, current_tags, start_span
 
@@ -294,10 +295,13 @@ def _embeddings_batch_wrapper(wrapped, instance, args, kwargs):
 
 
 def _parallel_execute_wrapper(wrapped, instance, args, kwargs):
-    """Worker threads of ``ParallelExecutor`` inherit the caller's span and context tags."""
+    """Worker threads of ``ParallelExecutor`` inherit the caller's span, context tags and MLflow's
+    tracing context (so a user's MLflow span inside a worker nests under the caller's span)."""
     span = current_span.get()
     tags = current_tags.get()
-    if span is None and not tags:
+    runtime = runtime_context()
+    mlflow_ctx = runtime.get_current()
+    if span is None and not tags and not mlflow_ctx:
         return wrapped(*args, **kwargs)
     function = args[0] if args else kwargs.pop("function")
     rest = args[1:] if args else ()
@@ -306,9 +310,14 @@ def _parallel_execute_wrapper(wrapped, instance, args, kwargs):
     def in_caller_context(*a, **kw):
         t1 = current_span.set(span)
         t2 = current_tags.set(tags)
+        t3 = runtime.attach(mlflow_ctx)
         try:
             return function(*a, **kw)
         finally:
+            try:
+                runtime.detach(t3)
+            except Exception:  # noqa: BLE001, S110 - detached elsewhere: harmless
+                pass
             current_tags.reset(t2)
             current_span.reset(t1)
 

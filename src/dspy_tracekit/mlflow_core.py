@@ -1,8 +1,7 @@
 """The MLflow core plugin: translates finished traces into MLflow spans and stores them.
 
-Essential (cannot be disabled). Also owns the bridge to MLflow's own live spans, so that a DSPy call
-inside a user's ``@mlflow.trace`` and a user's ``mlflow.start_span`` inside a DSPy ``forward`` each
-form one trace.
+Essential (cannot be disabled). Spans made through MLflow's own API reach it like every other span
+(see :mod:`dspy_tracekit.mlflow_bridge`); this module only translates and writes.
 """
 
 from __future__ import annotations
@@ -34,18 +33,28 @@ class MlflowCorePlugin:
         self.experiment_name: str | None = None
         self._experiment_id: str | None = None
         self._lock = threading.Lock()
+        #: which of tracking_uri / experiment follow what the user tells MLflow (not set in tracekit's config)
+        self._follow_uri = self._follow_experiment = False
+        self._mlflow_seen: tuple | None = None
 
     @hookimpl
     def tracekit_configure(self, config, settings):
+        from .config import pinned
+
         self.tracking_uri = settings.tracking_uri
         self.experiment_name = settings.experiment
         self._experiment_id = None
+        self._follow_uri = not pinned(settings.sources, "tracking_uri")
+        self._follow_experiment = not pinned(settings.sources, "experiment")
+        self._mlflow_seen = _mlflow_destination() if (self._follow_uri or self._follow_experiment) else None
         # Opening a new store runs MLflow's migrations, and MLflow's SQL store prices LM spans with
         # LiteLLM (imported on first use): seconds of one-time work that would otherwise land on the
         # first traced request. Done here, in enable(), on purpose — not in a thread: concurrent
         # first imports of mlflow/litellm modules can fail with partially initialized modules.
         # Only for database stores: a tracking server that is down would make enable() wait out
         # MLflow's HTTP retries; its first export (retried by the buffer plugin) finds out instead.
+        if getattr(settings, "dry_run", False):
+            return  # doctor checks the config: opening a store would create it
         if self.tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
             try:
                 self.experiment_id()
@@ -63,13 +72,75 @@ class MlflowCorePlugin:
                 self._experiment_id = resolve_experiment(self.tracking_uri, self.experiment_name)
             return self._experiment_id
 
+    def _follow_mlflow(self) -> None:
+        """The user told MLflow about another destination after enable(): traces follow it, as
+        MLflow's own would (only for what tracekit's config does not set)."""
+        seen = _mlflow_destination()
+        if seen == self._mlflow_seen:
+            return
+        from .config import resolve_destination
+
+        core: dict = {"tracking_uri": None if self._follow_uri else self.tracking_uri,
+                      "experiment": None if self._follow_experiment else self.experiment_name}
+        resolve_destination(core, {} if self._follow_uri else {"tracking_uri": "tracekit"})
+        with self._lock:
+            self._mlflow_seen = seen
+            if (core["tracking_uri"], core["experiment"]) != (self.tracking_uri, self.experiment_name):
+                self.tracking_uri, self.experiment_name = core["tracking_uri"], core["experiment"]
+                self._experiment_id = None
+                logger.info("dspy-tracekit: traces now go to %s, experiment %r (MLflow's destination)",
+                            self.tracking_uri, self.experiment_name)
+
     @hookimpl
     def tracekit_export_traces(self, traces):
+        if self._mlflow_seen is not None:
+            self._follow_mlflow()
         exp = self.experiment_id()
         spans = []
         for trace in traces:
             spans.extend(to_mlflow_spans(trace))
         mlflow_store.log_spans(self.tracking_uri, exp, spans)
+        infos = [trace_info(trace, exp) for trace in traces if _has_trace_info(trace)]
+        if infos:
+            mlflow_store.log_trace_infos(self.tracking_uri, infos)
+
+
+def _mlflow_destination() -> tuple:
+    from . import mlflow_compat
+
+    return mlflow_compat.mlflow_tracking_uri(), mlflow_compat.mlflow_experiment()
+
+
+_INFO_ATTRIBUTES = ("mlflow.client_request_id", "mlflow.request_preview", "mlflow.response_preview",
+                    "mlflow.state")
+
+
+def _has_trace_info(trace: TraceRecord) -> bool:
+    """Does the trace carry what only MLflow's trace info holds (metadata, client request id, previews)?"""
+    return bool(trace.metadata) or any(k in trace.attributes for k in _INFO_ATTRIBUTES)
+
+
+def trace_info(trace: TraceRecord, experiment_id: str):
+    """The MLflow ``TraceInfo`` of a trace that carries metadata; written after its spans."""
+    from mlflow.entities.trace_info import TraceInfo
+    from mlflow.entities.trace_location import TraceLocation
+    from mlflow.entities.trace_state import TraceState
+
+    attrs = trace.attributes
+    state = attrs.get("mlflow.state") or trace.status
+    end = trace.end_ns
+    return TraceInfo(
+        trace_id=trace.mlflow_trace_id,
+        trace_location=TraceLocation.from_experiment_id(experiment_id),
+        request_time=trace.start_ns // 1_000_000,
+        execution_duration=None if end is None else (end - trace.start_ns) // 1_000_000,
+        state=TraceState(state),
+        client_request_id=attrs.get("mlflow.client_request_id"),
+        request_preview=attrs.get("mlflow.request_preview"),
+        response_preview=attrs.get("mlflow.response_preview"),
+        trace_metadata={str(k): str(v) for k, v in trace.metadata.items()},
+        tags={},
+    )
 
 
 def resolve_experiment(tracking_uri: str, name: str) -> str:
@@ -142,14 +213,14 @@ def span_attribute_values(trace: TraceRecord, s: SpanRecord) -> dict[str, Any]:
     if s.parent_id is None:
         for k, v in trace.tags.items():
             a[f"mlflow.traceTag.{k}"] = str(v)
-        for k in _SESSION_TAGS:
-            if trace.tags.get(k):
-                a["session.id"] = str(trace.tags[k])
-                break
-        for k in _USER_TAGS:
-            if trace.tags.get(k):
-                a["user.id"] = str(trace.tags[k])
-                break
+        session = trace.metadata.get("mlflow.trace.session") or next(
+            (trace.tags[k] for k in _SESSION_TAGS if trace.tags.get(k)), None)
+        if session:
+            a["session.id"] = str(session)
+        user = trace.metadata.get("mlflow.trace.user") or next(
+            (trace.tags[k] for k in _USER_TAGS if trace.tags.get(k)), None)
+        if user:
+            a["user.id"] = str(user)
     return a
 
 
@@ -162,17 +233,27 @@ def _events_and_status(s: SpanRecord):
     from opentelemetry.sdk.trace import Event
     from opentelemetry.trace import Status, StatusCode
 
+    events = [Event(e["name"], _event_attributes(e.get("attributes")), timestamp=e.get("timestamp_ns"))
+              for e in s.events or ()]
     err = s.error
     if err is None:
-        return [], Status(StatusCode.OK)
+        return events, Status(StatusCode.OK)
     if not isinstance(err, dict):
         err = {"type": type(err).__name__, "message": str(err)}
-    event = Event("exception", {
+    events.append(Event("exception", {
         "exception.type": err.get("type", "Exception"),
         "exception.message": err.get("message", ""),
         "exception.stacktrace": err.get("traceback", ""),
-    }, timestamp=s.end_ns or s.start_ns)
-    return [event], Status(StatusCode.ERROR, f"{err.get('type')}: {err.get('message')}")
+    }, timestamp=s.end_ns or s.start_ns))
+    return events, Status(StatusCode.ERROR, f"{err.get('type')}: {err.get('message')}")
+
+
+def _event_attributes(attrs) -> dict:
+    """OpenTelemetry event attributes hold primitives (or lists of them): anything else as JSON."""
+    out = {}
+    for k, v in (attrs or {}).items():
+        out[str(k)] = v if isinstance(v, (str, bool, int, float)) else _dumps(v)
+    return out
 
 
 def to_mlflow_spans(trace: TraceRecord) -> list:
@@ -204,180 +285,3 @@ def to_mlflow_spans(trace: TraceRecord) -> list:
         )
         out.append(Span(otel))
     return out
-
-
-# ------------------------------------------------------------------------------------------
-# interop with MLflow's live spans
-# ------------------------------------------------------------------------------------------
-
-class MlflowBridge:
-    """Connects deferred tracekit spans with MLflow's live spans, in both directions.
-
-    * DSPy inside a user's MLflow span: at our root, the active MLflow span becomes the parent; at the
-      end the (processed) trace is attached as live child spans, so MLflow exports one trace.
-    * A user's MLflow span inside a DSPy call: every recorded span puts a cheap lazy span into MLflow's
-      runtime context; only when MLflow asks it for its context (a user's span starting under it) is
-      the chain of open tracekit spans materialized as live MLflow spans.
-    """
-
-    def __init__(self):
-        from mlflow.environment_variables import MLFLOW_USE_DEFAULT_TRACER_PROVIDER
-        from mlflow.tracing import provider
-        from opentelemetry import context as otel_context
-        from opentelemetry import trace as otel_trace
-
-        # resolved once: MLflow reads an environment variable on every context lookup otherwise
-        self._runtime = provider.mlflow_runtime_context if MLFLOW_USE_DEFAULT_TRACER_PROVIDER.get() \
-            else otel_context._RUNTIME_CONTEXT
-        self._otel_trace = otel_trace
-        self._lazy_cls = _make_lazy_span_class()
-        self._lock = threading.RLock()
-        self._materializing = threading.local()
-
-    # -- direction 1 ---------------------------------------------------------------------------
-    def active_mlflow_span(self):
-        otel_span = self._otel_trace.get_current_span(self._runtime.get_current())
-        if isinstance(otel_span, self._lazy_cls) or not otel_span.get_span_context().is_valid:
-            return None
-        import mlflow
-
-        return mlflow.get_current_active_span()
-
-    @staticmethod
-    def trace_id_of(live) -> int:
-        return live._span.context.trace_id
-
-    # -- direction 2 ---------------------------------------------------------------------------
-    def on_trace_start(self, root: SpanRecord) -> None:
-        """One lazy span per trace in MLflow's context; it stands for whichever of our spans is current."""
-        ctx = self._otel_trace.set_span_in_context(self._lazy_cls(self, root.trace), self._runtime.get_current())
-        root.ctx_token = self._runtime.attach(ctx)
-
-    def on_trace_end(self, root: SpanRecord) -> None:
-        token = root.ctx_token
-        if token is not None:
-            root.ctx_token = None
-            try:
-                self._runtime.detach(token)
-            except Exception:  # noqa: BLE001 - detached in another context (async): harmless
-                pass
-
-    def materialize_chain(self, span: SpanRecord):
-        """Create live MLflow spans for ``span`` and its open ancestors; return ``span``'s live span."""
-        import mlflow
-
-        with self._lock:
-            self._materializing.active = True  # MLflow consults the context while we create the chain
-            try:
-                return self._materialize_chain(span, mlflow)
-            finally:
-                self._materializing.active = False
-
-    def _materialize_chain(self, span: SpanRecord, mlflow):
-        if True:
-            chain = []
-            by_id = {s.span_id: s for s in span.trace.spans}
-            cur = span
-            while cur is not None and cur.live is None:
-                chain.append(cur)
-                cur = by_id.get(cur.parent_id) if cur.parent_id is not None else None
-            trace = span.trace
-            for rec in reversed(chain):
-                parent_live = by_id[rec.parent_id].live if rec.parent_id in by_id else trace.mlflow_parent
-                rec.live = mlflow.start_span_no_context(
-                    rec.name, span_type=rec.span_type or "UNKNOWN", parent_span=parent_live,
-                    start_time_ns=rec.start_ns)
-                if rec is trace.root and trace.mlflow_parent is None:
-                    trace.trace_id = rec.live._span.context.trace_id
-            return span.live
-
-    def deliver_live(self, mgr, trace: TraceRecord) -> None:
-        """Attach a finished (processed) trace to MLflow's live trace it belongs to."""
-        try:
-            ready = mgr.prepare([trace])
-            if not ready:
-                self._abandon(trace)
-                return
-            import mlflow
-            from mlflow.entities import SpanStatusCode
-
-            by_id = {s.span_id: s for s in trace.spans}
-            for s in trace.spans:
-                attrs = {k: v for k, v in span_attribute_values(trace, s).items()
-                         if not k.startswith(("mlflow.traceRequestId", "mlflow.spanType", "mlflow.spanInputs",
-                                              "mlflow.spanOutputs", "mlflow.traceTag."))}
-                live = s.live
-                if live is None:
-                    parent = by_id.get(s.parent_id)
-                    parent_live = parent.live if parent is not None else trace.mlflow_parent
-                    live = s.live = mlflow.start_span_no_context(
-                        s.name, span_type=s.span_type or "UNKNOWN", parent_span=parent_live,
-                        start_time_ns=s.start_ns)
-                if s.inputs is not None:
-                    live.set_inputs(s.inputs)
-                live.set_attributes(attrs)
-                if s.error is not None:
-                    err = s.error if isinstance(s.error, dict) else {"type": "Error", "message": str(s.error)}
-                    live.record_exception(f"{err.get('type')}: {err.get('message')}")
-                    live.set_status(SpanStatusCode.ERROR)
-            # end children before parents so MLflow sees a complete tree when the root ends
-            for s in reversed(trace.spans):
-                s.live.end(outputs=s.outputs, end_time_ns=s.end_ns)
-            if trace.mlflow_parent is not None and trace.tags:
-                try:
-                    from mlflow.tracing.trace_manager import InMemoryTraceManager
-
-                    mgr_ = InMemoryTraceManager.get_instance()
-                    with mgr_.get_trace(trace.mlflow_parent.trace_id) as live_trace:
-                        if live_trace is not None:
-                            for k, v in trace.tags.items():
-                                live_trace.info.tags.setdefault(k, str(v))
-                except Exception:  # noqa: BLE001
-                    pass
-            mgr.counters.add("traces_exported_live")
-        except Exception as exc:  # noqa: BLE001
-            mgr.counters.add("traces_dropped.export_error")
-            mgr.hook_failed("core", "deliver_live", exc)
-            self._abandon(trace)
-
-    @staticmethod
-    def _abandon(trace: TraceRecord) -> None:
-        for s in reversed(trace.spans):
-            if s.live is not None:
-                try:
-                    s.live.end(end_time_ns=s.end_ns)
-                except Exception:  # noqa: BLE001
-                    pass
-
-
-def _make_lazy_span_class():
-    from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan
-
-    class LazyTracekitSpan(NonRecordingSpan):
-        """Stands for a tracekit span in MLflow's context; becomes live only when asked for its context."""
-
-        __slots__ = ("_bridge", "_trace")
-
-        def __init__(self, bridge, trace):
-            super().__init__(INVALID_SPAN_CONTEXT)
-            self._bridge = bridge
-            self._trace = trace
-
-        def get_span_context(self):
-            from .tracer import current_span
-
-            record = current_span.get()
-            if record is None or record.trace is not self._trace or record.end_ns is not None \
-                    or getattr(self._bridge._materializing, "active", False):
-                return INVALID_SPAN_CONTEXT
-            try:
-                live = record.live or self._bridge.materialize_chain(record)
-                return live._span.get_span_context()
-            except Exception as exc:  # noqa: BLE001 - worst case the user's span starts its own trace
-                logger.debug("dspy-tracekit: could not materialize %s: %s", record.name, exc)
-                return INVALID_SPAN_CONTEXT
-
-        def is_recording(self):
-            return False
-
-    return LazyTracekitSpan

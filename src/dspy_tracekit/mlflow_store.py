@@ -46,10 +46,19 @@ def log_spans(tracking_uri: str, experiment_id: str, spans: list) -> None:
         # the failure and report it as what it is, an unreachable server (transient: retried/spooled).
         if "could not identify MLflow server version" not in str(exc):
             raise
-        from mlflow.store.tracking.rest_store import RestStore
+        from .mlflow_compat import clear_rest_server_version_cache
 
-        RestStore._get_server_version.cache_clear()
+        clear_rest_server_version_cache()
         raise ConnectionError(f"MLflow tracking server unreachable ({exc})") from exc
+
+
+def log_trace_infos(tracking_uri: str, infos: list) -> None:
+    """Trace metadata (``mlflow.update_current_trace(metadata=...)``) lives in MLflow's trace info, not
+    in spans: merged into the stored traces the way MLflow's own exporter does (spans first, then
+    ``start_trace``, which merges into an existing trace)."""
+    client = tracing_client(tracking_uri)
+    for info in infos:
+        client.start_trace(info)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import json
 import os
 import random
-import threading
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +58,8 @@ class SpanKind:
     EVALUATE = "evaluate"
     COMPILE = "compile"
     CUSTOM = "custom"
+    #: a span made through MLflow's own API (``@mlflow.trace``, ``mlflow.start_span``, MLflow autologgers)
+    MLFLOW = "mlflow"
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ class Settings:
     plugins: tuple[str, ...] = ()
     config_files: tuple[str, ...] = ()
     sources: dict = field(default_factory=dict)
+    #: "all" or "dspy": which traces made with MLflow's own API go through tracekit.
+    mlflow_traces: str = "all"
+    #: True when ``dspy-tracekit doctor`` configures the plugins only to check their tables: validate
+    #: the config, but create nothing (no store, no directories, no threads, no servers).
+    dry_run: bool = False
 
 
 class SpanRecord:
@@ -82,7 +89,7 @@ class SpanRecord:
         "trace", "span_id", "parent_id", "name", "kind", "span_type", "start_ns", "end_ns",
         "instance", "func", "args", "kwargs", "inputs", "outputs", "error", "attributes",
         "model", "provider", "params", "usage", "cache_hit", "first_token_ns", "cost",
-        "module_path", "tags", "materialized", "live", "ctx_token",
+        "module_path", "tags", "materialized", "events", "otel", "ctx_token",
         "thread_id", "cpu_start_ns", "cpu_ns",
     )
 
@@ -120,8 +127,11 @@ class SpanRecord:
         #: the ``dspy_tracekit.context(...)`` tags in force when the span started (do not mutate).
         self.tags: dict[str, str] = _EMPTY
         self.materialized = False
-        #: interop only: the live MLflow span this record was materialized as, and the context token.
-        self.live: Any = None
+        #: span events other than the exception (``[{"name", "timestamp_ns", "attributes"}]``).
+        self.events: list[dict[str, Any]] | None = None
+        #: MLflow-made spans: the finished OpenTelemetry span, read on the delivery path.
+        self.otel: Any = None
+        #: the token of the stand-in this span put into MLflow's context (detached when it ends).
         self.ctx_token: Any = None
         #: thread CPU time: the thread the span started on, its CPU clock then, and the CPU time the
         #: span used (``None`` when off, or when the span ended on another thread).
@@ -153,6 +163,8 @@ class SpanRecord:
             return
         from .secrets import scrub
 
+        if self.otel is not None:
+            _read_otel_span(self)
         if self.inputs is None and (self.args or self.kwargs):
             self.inputs = _bind_inputs(self.func, self.instance, self.args, self.kwargs or {})
         self.inputs = scrub(jsonable(self.inputs))
@@ -171,6 +183,7 @@ class SpanRecord:
         self.kwargs = None
         self.instance = None
         self.func = None
+        self.otel = None
         self.materialized = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,7 +195,7 @@ class SpanRecord:
             "attributes": self.attributes, "model": self.model, "provider": self.provider,
             "params": self.params, "usage": self.usage, "cache_hit": self.cache_hit,
             "first_token_ns": self.first_token_ns, "cost": self.cost, "module_path": self.module_path,
-            "tags": dict(self.tags), "cpu_ns": self.cpu_ns,
+            "tags": dict(self.tags), "events": self.events, "cpu_ns": self.cpu_ns,
         }
 
     @classmethod
@@ -190,7 +203,7 @@ class SpanRecord:
         s = cls(trace, d.get("parent_id"), d["name"], d["kind"], d.get("span_type"), start_ns=d["start_ns"])
         s.span_id = d["span_id"]
         for key in ("end_ns", "inputs", "outputs", "error", "attributes", "model", "provider", "params",
-                    "usage", "cache_hit", "first_token_ns", "cost", "module_path", "cpu_ns"):
+                    "usage", "cache_hit", "first_token_ns", "cost", "module_path", "events", "cpu_ns"):
             setattr(s, key, d.get(key))
         s.tags = dict(d.get("tags") or {})
         s.materialized = True
@@ -200,8 +213,8 @@ class SpanRecord:
 class TraceRecord:
     """A trace: its spans in start order, context tags, and what plugins attach to it."""
 
-    __slots__ = ("trace_id", "root", "spans", "tags", "attributes", "sampled", "workload",
-                 "mlflow_parent", "lock", "in_flight", "memory_start", "peak_memory", "__weakref__")
+    __slots__ = ("trace_id", "root", "spans", "tags", "metadata", "attributes", "sampled", "workload",
+                 "mlflow_state", "in_flight", "memory_start", "peak_memory", "__weakref__")
 
     def __init__(self, trace_id: int | None = None):
         self.trace_id = trace_id if trace_id is not None else new_trace_id()
@@ -209,14 +222,16 @@ class TraceRecord:
         self.spans: list[SpanRecord] = []
         #: context tags (``dspy_tracekit.context(...)``) and plugin tags → MLflow trace tags.
         self.tags: dict[str, str] = {}
+        #: MLflow trace metadata (``mlflow.update_current_trace(metadata=...)``, session, user).
+        self.metadata: dict[str, str] = {}
         #: free space for plugins (e.g. ``sampling.probability``, ``cost.total``); JSON-able values.
         self.attributes: dict[str, Any] = {}
         self.sampled = True
         #: ``"evaluate"``, ``"compile"`` or ``"default"``: what kind of run the trace's root is.
         self.workload = "default"
-        #: set when the trace nests under a live MLflow span (interop): that span.
-        self.mlflow_parent: Any = None
-        self.lock = threading.Lock()
+        #: MLflow's in-memory trace registry knows this trace (an MLflow span is or was part of it):
+        #: None = no; "ours" = registered by tracekit (root made by DSPy); "mlflow" = MLflow's root.
+        self.mlflow_state: str | None = None
         #: traces of this process in flight when this one started (this one included).
         self.in_flight: int | None = None
         #: optional (``peak_memory = true``): traced memory when the root started, and the peak
@@ -258,7 +273,8 @@ class TraceRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "trace_id": self.trace_id, "tags": self.tags, "attributes": jsonable(self.attributes),
+            "trace_id": self.trace_id, "tags": self.tags, "metadata": self.metadata,
+            "attributes": jsonable(self.attributes),
             "workload": self.workload, "spans": [s.to_dict() for s in self.spans],
             "in_flight": self.in_flight, "peak_memory": self.peak_memory,
         }
@@ -267,6 +283,7 @@ class TraceRecord:
     def from_dict(cls, d: dict[str, Any]) -> TraceRecord:
         t = cls(d["trace_id"])
         t.tags = dict(d.get("tags") or {})
+        t.metadata = dict(d.get("metadata") or {})
         t.attributes = dict(d.get("attributes") or {})
         t.workload = d.get("workload", "default")
         t.in_flight = d.get("in_flight")
@@ -331,6 +348,67 @@ def _bind_inputs(func, instance, args, kwargs) -> dict[str, Any]:
     out = dict(kwargs)
     out["args"] = list(args)
     return out
+
+
+#: MLflow span attributes that become SpanRecord fields rather than attributes (MLflow-made spans).
+_OTEL_FIELDS = {"mlflow.spanInputs": "inputs", "mlflow.spanOutputs": "outputs", "mlflow.spanType": "span_type"}
+_OTEL_DROPPED = frozenset({"mlflow.traceRequestId"})
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _read_otel_span(span: SpanRecord) -> None:
+    """Fill an MLflow-made span's fields from its finished OpenTelemetry span (delivery path).
+
+    MLflow stores every attribute JSON-encoded; they are decoded here so that plugins (redaction)
+    see plain values like on every other span. Exceptions become ``error``; other events ``events``.
+    """
+    otel = span.otel
+    attrs: dict[str, Any] = {}
+    for key, raw in (otel.attributes or {}).items():
+        if key in _OTEL_DROPPED:
+            continue
+        field_name = _OTEL_FIELDS.get(key)
+        if field_name is not None:
+            setattr(span, field_name, _decode(raw))
+        else:
+            attrs[key] = _decode(raw)
+    if attrs:
+        span.attributes = {**attrs, **(span.attributes or {})}
+    usage = attrs.get("mlflow.chat.tokenUsage")
+    if isinstance(usage, dict):
+        span.usage = usage
+    model = attrs.get("mlflow.llm.model")
+    if isinstance(model, str):
+        span.model = model
+    events = []
+    for ev in otel.events or ():
+        ev_attrs = dict(ev.attributes or {})
+        if ev.name == "exception" and span.error is None:
+            span.error = {"type": str(ev_attrs.get("exception.type", "Exception")),
+                          "message": str(ev_attrs.get("exception.message", "")),
+                          "traceback": str(ev_attrs.get("exception.stacktrace", ""))[-8000:]}
+            continue
+        events.append({"name": ev.name, "timestamp_ns": ev.timestamp,
+                       "attributes": {k: list(v) if isinstance(v, tuple) else v for k, v in ev_attrs.items()}})
+    if events:
+        span.events = events
+    status = getattr(otel, "status", None)
+    if span.error is None and status is not None and getattr(status.status_code, "name", "") == "ERROR":
+        desc = status.description or ""
+        kind, _, message = desc.partition(": ")
+        span.error = {"type": kind if message else "Error", "message": message or desc, "traceback": ""}
+    if span.end_ns is None:
+        span.end_ns = otel.end_time
 
 
 def error_dict(exc: BaseException) -> dict[str, str]:

@@ -14,6 +14,8 @@ from typing import Any
 
 from . import _state, resources, versioning
 from .errors import TracekitAbort
+from .mlflow_bridge import DROPPED, sample
+from .mlflow_compat import runtime_context, set_last_active_trace_id
 from .records import SpanKind, SpanRecord, TraceRecord
 
 logger = logging.getLogger("dspy_tracekit")
@@ -34,7 +36,28 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
     if mgr is None:
         return None
     parent = current_span.get()
-    if parent is None:
+    bridge = mgr.bridge
+    # MLflow's context only matters at a root, or in a trace an MLflow span is part of
+    found = bridge.mlflow_parent() if bridge is not None and (
+        parent is None or parent.trace.mlflow_state is not None) else None
+    if found is not None:
+        if found is DROPPED:  # MLflow's own sampler dropped the user's trace: ours is part of it
+            trace = TraceRecord()
+            trace.sampled = False
+            span = SpanRecord(trace, None, name, kind, span_type, instance, func, args, kwargs, time_ns())
+            trace.root = span
+        else:  # the innermost open span is the user's MLflow span: nest under it, same trace
+            trace, parent_id = found
+            span = SpanRecord(trace, parent_id, name, kind, span_type, instance, func, args, kwargs, time_ns())
+            if trace.mlflow_state == "mlflow":
+                trace.mlflow_state = "mixed"
+            if trace.sampled:
+                trace.spans.append(span)
+                span.ctx_token = bridge.attach(trace)
+            versioning.root_version(trace, kind, instance, args, kwargs, current_tags.get())  # analytics v2 (#15)
+        span.tags = current_tags.get()
+        span.module_path = module_path if module_path is not None or parent is None else parent.module_path
+    elif parent is None:
         trace = TraceRecord()
         span = SpanRecord(trace, None, name, kind, span_type, instance, func, args, kwargs, time_ns())
         trace.root = span
@@ -46,27 +69,13 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
         trace.workload = _WORKLOAD.get(kind, "default")
         resources.root_start(trace)  # analytics v2 (#15): traces in flight, peak memory
         versioning.root_version(trace, kind, instance, args, kwargs, tags)  # analytics v2 (#15): program version
-        bridge = mgr.bridge
-        if bridge is not None:
-            parent_live = bridge.active_mlflow_span()
-            if parent_live is not None:
-                trace.mlflow_parent = parent_live
-                trace.trace_id = bridge.trace_id_of(parent_live)
-                span.parent_id = None
-        try:
-            for fn in mgr.sample_fns:
-                decision = fn(trace)
-                if decision is not None:
-                    trace.sampled = bool(decision)
-                    break
-        except TracekitAbort:
-            raise
-        except Exception as exc:  # noqa: BLE001 - defensive: isolation wraps hooks already
-            mgr.hook_failed("core", "sample", exc)
+        if bridge is not None and bridge.sampling_ratio < 1.0:
+            trace.attributes["mlflow.sampling_ratio"] = bridge.sampling_ratio
+        sample(mgr, trace)
         if trace.sampled:
             trace.spans.append(span)
-            if bridge is not None:
-                bridge.on_trace_start(span)
+        if bridge is not None:  # also when dropped: a user's MLflow span inside is then dropped with it
+            span.ctx_token = bridge.attach(trace)
     else:
         trace = parent.trace
         span = SpanRecord(trace, parent.span_id, name, kind, span_type, instance, func, args, kwargs, time_ns())
@@ -164,11 +173,11 @@ def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException
     except ValueError:
         # reset from another context (e.g. an async generator finished elsewhere): restore the parent
         current_span.set(_parent_of(span))
+    if span.ctx_token is not None:
+        _detach_stand_in(span)
     mgr = _state.manager
     if mgr is None:
         return
-    if span.ctx_token is not None:
-        mgr.bridge.on_trace_end(span)
     for fn in mgr.span_end_fns:
         try:
             fn(span)
@@ -176,6 +185,14 @@ def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException
             mgr.hook_failed("core", "span_end", exc)
     if span.trace.root is span:
         finish_trace(mgr, span.trace)
+
+
+def _detach_stand_in(span: SpanRecord) -> None:
+    token, span.ctx_token = span.ctx_token, None
+    try:
+        runtime_context().detach(token)
+    except Exception:  # noqa: BLE001, S110 - detached in another context (async): harmless
+        pass
 
 
 def _parent_of(span: SpanRecord) -> SpanRecord | None:
@@ -188,14 +205,15 @@ def _parent_of(span: SpanRecord) -> SpanRecord | None:
 
 
 def finish_trace(mgr, trace: TraceRecord) -> None:
+    """A trace is complete (its root ended): hand it to the delivery path, or count it dropped."""
+    if trace.mlflow_state == "ours":
+        mgr.bridge.release(trace)
     if not trace.sampled:
         mgr.counters.add("traces_dropped.sampled_out_head")
         return
     mgr.counters.add("traces_finished")
-    if trace.mlflow_parent is not None or getattr(trace.root, "live", None) is not None:
-        # interop: the trace lives inside an MLflow trace; it must be attached while that is open.
-        mgr.bridge.deliver_live(mgr, trace)
-        return
+    if trace.root is not None and trace.root.kind != SpanKind.MLFLOW:
+        set_last_active_trace_id(trace.mlflow_trace_id)  # mlflow.get_last_active_trace_id() works
     try:
         for fn in mgr.take_fns:
             if fn(trace):

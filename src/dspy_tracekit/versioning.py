@@ -186,6 +186,8 @@ def root_version(trace: TraceRecord, kind: str, instance: Any, args: tuple, kwar
     A ``program_version`` context tag wins over the fingerprint.
     """
     try:
+        if VERSION_TAG in trace.tags:  # a DSPy call inside a user's MLflow trace: the first one names it
+            return
         override = tags.get("program_version")
         if override and kind != SpanKind.COMPILE:
             trace.tags[VERSION_TAG] = override

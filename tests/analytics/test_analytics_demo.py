@@ -14,32 +14,6 @@ from mlflow.entities import Trace
 from dspy_tracekit import analytics
 
 
-@pytest.fixture(scope="session")
-def demo_store(tmp_path_factory):
-    """Six demo requests with core tracing only, then ten with the sample plugin keeping each with p = 0.5."""
-    import os
-
-    from dspy_tracekit.demo.app import run_demo
-
-    path = tmp_path_factory.mktemp("demo") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    run_demo(n=6, tracking_uri=uri, experiment="demo", plugins=[], seed=0, out=io.StringIO())
-    old = os.environ.get("DSPY_TRACEKIT_SAMPLE_RATIO")
-    os.environ["DSPY_TRACEKIT_SAMPLE_RATIO"] = "0.5"
-    from dspy_tracekit import records
-
-    if hasattr(records, "_rand"):  # trace ids decide the sampling: seeded ids make the kept set reproducible
-        records._rand.seed(20261126)
-    try:
-        run_demo(n=10, tracking_uri=uri, experiment="demo_sampled", plugins=["sample"], seed=1, out=io.StringIO())
-    finally:
-        if old is None:
-            del os.environ["DSPY_TRACEKIT_SAMPLE_RATIO"]
-        else:
-            os.environ["DSPY_TRACEKIT_SAMPLE_RATIO"] = old
-    return uri
-
-
 def raw_traces(uri, experiment):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)

@@ -87,6 +87,7 @@ def test_a_real_process_prints_one_line_and_no_traceback(synthetic_store):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"error: experiment 'no_such_experiment' not found in {synthetic_store.uri}"
+        f"error: experiment 'no_such_experiment' not found in {synthetic_store.uri}; "
+        "experiments there: 'tk_analytics', 'Default' (pick one with --experiment/-e)"
     ], proc.stderr
     assert proc.stdout == ""

@@ -28,6 +28,36 @@ def make_program():
     return IntentDetector(), lm
 
 
+def make_writeup_program():
+    """The write-up's shape: the user's ``@mlflow.trace`` root, a RETRIEVER ``@mlflow.trace`` with a
+    ``database_query`` ``mlflow.start_span`` inside, then the ChainOfThought: 9 spans per request."""
+    import mlflow
+
+    @mlflow.trace(name="get_workflow_templates", span_type="RETRIEVER")
+    def get_workflow_templates(module):
+        with mlflow.start_span("database_query", span_type="TOOL") as span:
+            span.set_inputs({"module": module})
+            span.set_outputs({"rows": 2})
+        return ["create", "run"]
+
+    class WriteUpDetector(dspy.Module):
+        def __init__(self):
+            super().__init__()
+            self.classify = dspy.ChainOfThought("message -> intent")
+
+        def forward(self, message: str):
+            get_workflow_templates("workflows")
+            return self.classify(message=message)
+
+    detector = WriteUpDetector()
+
+    @mlflow.trace(name="dspy_intent_detection")
+    def detect(message: str):
+        return detector(message=message)
+
+    return detect, make_program()[1]
+
+
 def run_requests(program, lm, n: int, prefix: str = "m") -> None:
     with dspy.context(lm=lm):
         for i in range(n):
@@ -54,6 +84,19 @@ def store_trace_ids(tracking_uri: str, experiment: str) -> list[str]:
             break
     del mlflow
     return ids
+
+
+def span_counts(tracking_uri: str, experiment: str) -> dict[int, int]:
+    """{spans per trace: number of traces} of an experiment, read with one SQL query (SQLite stores)."""
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    exp = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    with sqlite3.connect(tracking_uri.removeprefix("sqlite:///")) as db:
+        rows = db.execute("SELECT n, COUNT(*) FROM (SELECT COUNT(*) AS n FROM spans WHERE experiment_id = ? "
+                          "GROUP BY trace_id) GROUP BY n", (int(exp.experiment_id),)).fetchall()
+    return dict(rows)
 
 
 def span_count(tracking_uri: str, trace_id: str) -> int:

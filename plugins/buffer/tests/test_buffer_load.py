@@ -20,7 +20,7 @@ import time
 import urllib.request
 
 import pytest
-from buffer_testkit import free_port, make_program, run_requests, store_trace_ids
+from buffer_testkit import free_port, make_program, make_writeup_program, run_requests, span_counts, store_trace_ids
 from dspy_tracekit_buffer._spool import decode_records
 
 import dspy_tracekit as tk
@@ -50,6 +50,25 @@ def test_burst_of_3000_demo_requests_all_reach_the_store(store, spool_dir, tmp_p
     ids = store_trace_ids(uri, exp)
     assert len(ids) == len(set(ids)) == 3000
     assert c["buffer.exported"] + c["buffer.replayed"] == 3000
+
+
+def test_burst_of_3000_write_up_requests_with_user_spans_all_complete_in_the_store(store, spool_dir):
+    """The user's MLflow spans around and inside DSPy, all four plugins: every trace, whole, stored once."""
+    uri, exp = store
+    tk.enable(plugins=["redact", "sample", "cost", "buffer"], tracking_uri=uri, experiment=exp,
+              config={"buffer": {"spool_dir": spool_dir}, "sample": {"ratio": 1.0}})
+    detect, lm = make_writeup_program()
+    t0 = time.perf_counter()
+    run_requests(detect, lm, 3000)
+    t1 = time.perf_counter()
+    assert tk.flush(600)
+    t2 = time.perf_counter()
+    c = tk.counters()
+    print(f"\n[burst, write-up shape] 3000 requests in {t1 - t0:.1f} s; all stored {t2 - t0:.1f} s after the "
+          f"first -> {3000 / (t2 - t0):.0f} traces/s; {({k: v for k, v in c.items() if k.startswith('buffer.')})}")
+    ids = store_trace_ids(uri, exp)
+    assert len(ids) == len(set(ids)) == 3000
+    assert span_counts(uri, exp) == {9: 3000}  # user spans and DSPy spans in every trace
 
 
 def _start_server(db: str, port: int, log) -> subprocess.Popen:
@@ -132,9 +151,11 @@ kit.run_requests(program, lm, 100000)
 """
 
 
-def test_process_killed_mid_run_replays_every_spooled_trace_once(tmp_path, store, spool_dir):
+@pytest.mark.parametrize("shape", ["dspy", "write_up"])
+def test_process_killed_mid_run_replays_every_spooled_trace_once(tmp_path, store, spool_dir, shape):
     script = tmp_path / "child.py"
-    script.write_text(CRASH_CHILD.format(here=os.path.dirname(__file__), port=free_port(), spool=spool_dir))
+    child = CRASH_CHILD if shape == "dspy" else CRASH_CHILD.replace("kit.make_program()", "kit.make_writeup_program()")
+    script.write_text(child.format(here=os.path.dirname(__file__), port=free_port(), spool=spool_dir))
     env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -163,3 +184,4 @@ def test_process_killed_mid_run_replays_every_spooled_trace_once(tmp_path, store
     ids = store_trace_ids(uri, exp)
     assert len(ids) == len(set(ids)) == len(good)
     assert c["buffer.replayed"] == len(good)
+    assert span_counts(uri, exp) == {6 if shape == "dspy" else 9: len(good)}

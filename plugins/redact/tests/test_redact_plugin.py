@@ -85,6 +85,7 @@ def _experiment_traces(uri: str, name: str):
 def test_no_planted_value_reaches_the_sqlite_store(store, scan):
     uri = f"sqlite:///{store}"
     assert tk.enable(plugins=["redact"], tracking_uri=uri, experiment="redact-e2e", config={"redact": {}})
+    before = tk.counters()  # the plugin's counters add up over the process: earlier tests may have redacted
     program = Support()
     with dspy.context(lm=_lm()), tk.context(user_id=PLANTED["tag_email"], session_id="s-1"):
         pred = program(message=_message())
@@ -110,7 +111,8 @@ def test_no_planted_value_reaches_the_sqlite_store(store, scan):
     for entity in ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "OPENAI_KEY", "AWS_ACCESS_KEY_ID",
                    "GITHUB_TOKEN", "JWT", "CREDENTIAL", "PRIVATE_KEY", "SECRET_FIELD"):
         assert total.get(entity, 0) >= 1, (entity, total)
-    assert counters["redact.traces"] == 1 and counters["redact.spans"] == len(trace.data.spans)
+    assert counters["redact.traces"] - before.get("redact.traces", 0) == 1
+    assert counters["redact.spans"] - before.get("redact.spans", 0) == len(trace.data.spans)
 
 
 def raising_validator(value: str) -> bool:
@@ -135,12 +137,7 @@ def test_a_failing_redaction_drops_the_trace_instead_of_exporting_it(store, scan
     assert scan.leaks(store, [PLANTED["email"], "REF-1234"]) == []
 
 
-def test_mlflow_own_spans_are_redacted_while_enabled(store, scan):
-    uri = f"sqlite:///{store}"
-    tk.enable(plugins=["redact"], tracking_uri=uri, experiment="redact-mlflow")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("redact-mlflow-user")
-
+def _user_function():
     @mlflow.trace(name="user_function")
     def user_function(message, api_key):
         with mlflow.start_span("inner") as span:
@@ -155,10 +152,9 @@ def test_mlflow_own_spans_are_redacted_while_enabled(store, scan):
         return {"echo": message}
 
     user_function(f"my iban is {PLANTED['iban']}", api_key=PLANTED["demo_secret"])
-    mlflow.flush_trace_async_logging()
-    trace = mlflow.get_trace(mlflow.get_last_active_trace_id())
-    tk.disable()
 
+
+def _assert_user_function_redacted(trace, store, scan):
     names = {s.name for s in trace.data.spans}
     assert {"user_function", "inner", "failing"} <= names
     inner = next(s for s in trace.data.spans if s.name == "inner")
@@ -170,12 +166,64 @@ def test_mlflow_own_spans_are_redacted_while_enabled(store, scan):
                                               "error_phone")]) == []
 
 
-def test_disable_removes_the_mlflow_span_processor_and_keeps_the_users(store):
+def test_mlflow_own_spans_are_redacted_through_the_pipeline(store, scan):
+    """Default (mlflow_traces = "all"): MLflow-made spans pass tracekit_process_trace like DSPy's and
+    land in tracekit's store; no MLflow span processor is needed."""
+    from mlflow.tracing.config import get_config
+
+    uri = f"sqlite:///{store}"
+    tk.enable(plugins=["redact"], tracking_uri=uri, experiment="redact-mlflow")
+    assert get_config().span_processors == []
+    _user_function()
+    assert tk.flush(30)
+    assert tk.counters()["core.traces_exported"] == 1
+    (trace,) = _experiment_traces(uri, "redact-mlflow")
+    tk.disable()
+    _assert_user_function_redacted(trace, store, scan)
+
+
+def test_update_current_trace_tags_metadata_and_events_are_redacted(store, scan):
+    uri = f"sqlite:///{store}"
+    tk.enable(plugins=["redact"], tracking_uri=uri, experiment="redact-update")
+
+    @mlflow.trace(name="handler")
+    def handler():
+        mlflow.update_current_trace(tags={"customer": PLANTED["email"]},
+                                    metadata={"contact": f"call {PLANTED['phone']}"})
+        span = mlflow.get_current_active_span()
+        span.add_event(mlflow.entities.SpanEvent("lookup", attributes={"card": PLANTED["card"]}))
+        return "ok"
+
+    handler()
+    assert tk.flush(30)
+    (trace,) = _experiment_traces(uri, "redact-update")
+    tk.disable()
+    assert trace.info.tags["customer"] == "<EMAIL>"
+    assert trace.info.trace_metadata["contact"] == "call <PHONE>"
+    assert "<CREDIT_CARD>" in json.dumps([e.attributes for e in trace.data.spans[0].events])
+    assert scan.leaks(store, [PLANTED["email"], PLANTED["phone"], PLANTED["card"]]) == []
+
+
+def test_mlflow_only_traces_left_to_mlflow_are_redacted_by_its_span_processor(store, scan, monkeypatch):
+    """mlflow_traces = "dspy": MLflow exports traces without DSPy spans itself (to its own default
+    store, ./mlflow.db here); the plugin's MLflow span processor redacts them first."""
+    monkeypatch.setenv("DSPY_TRACEKIT_MLFLOW_TRACES", "dspy")
+    tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{store.parent / 'tracekit.db'}")
+    _user_function()
+    mlflow.flush_trace_async_logging()
+    trace = mlflow.get_trace(mlflow.get_last_active_trace_id())
+    tk.disable()
+    assert trace is not None
+    _assert_user_function_redacted(trace, store, scan)
+
+
+def test_disable_removes_the_mlflow_span_processor_and_keeps_the_users(store, monkeypatch):
     from mlflow.tracing.config import get_config
 
     def users_processor(span):
         return None
 
+    monkeypatch.setenv("DSPY_TRACEKIT_MLFLOW_TRACES", "dspy")  # the processor serves only this mode
     mlflow.tracing.configure(span_processors=[users_processor])
     tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{store}")
     assert [p.__name__ for p in get_config().span_processors] == ["users_processor", "redact_live_span"]
@@ -183,10 +231,11 @@ def test_disable_removes_the_mlflow_span_processor_and_keeps_the_users(store):
     assert get_config().span_processors == [users_processor]
 
 
-def test_mlflow_set_tracking_uri_does_not_drop_the_processor(store):
+def test_mlflow_set_tracking_uri_does_not_drop_the_processor(store, monkeypatch):
     """``mlflow.set_tracking_uri`` resets MLflow's tracing config (span processors included)."""
     from mlflow.tracing.config import get_config
 
+    monkeypatch.setenv("DSPY_TRACEKIT_MLFLOW_TRACES", "dspy")
     tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{store}")
     mlflow.set_tracking_uri(f"sqlite:///{store.parent / 'other.db'}")
     assert [p.__name__ for p in get_config().span_processors] == ["redact_live_span"]

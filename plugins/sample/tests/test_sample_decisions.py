@@ -18,7 +18,6 @@ from dspy_tracekit_sample import (
     parse_policy,
     ratio_bound,
 )
-from mlflow.entities import NoOpSpan
 from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
 
 
@@ -116,20 +115,16 @@ def test_head_keeps_and_tags_when_no_tail_rule_is_configured(at_head):
 # ---------------------------------------------------------------------------------------- parent
 
 
-def test_trace_under_a_recording_mlflow_parent_is_kept_whatever_the_ratio(at_head):
-    s = sampler(ratio=0.0, keep_errors=False)
-    trace = at_head((1 << 64) - 1)
-    trace.mlflow_parent = object()  # any live span: only MLflow's no-op span means "not recording"
-    assert s.head(trace) is True
-    assert trace.tags[RULE_TAG] == "parent" and trace.tags[PROBABILITY_TAG] == "1.0"
-
-
-def test_trace_under_an_mlflow_no_op_parent_is_dropped_whatever_the_ratio(at_head):
-    s = sampler(ratio=1.0)
+def test_mlflow_sampling_ratio_caps_the_probability_written(at_head):
+    s = sampler(ratio=1.0, keep_errors=False)
     trace = at_head(1)
-    trace.mlflow_parent = NoOpSpan()
-    assert s.head(trace) is False
-    assert s.counters()["head.dropped.parent"] == 1
+    trace.attributes["mlflow.sampling_ratio"] = 0.5  # set by the core when MLFLOW_TRACE_SAMPLING_RATIO < 1
+    assert s.head(trace) is True
+    assert trace.tags[PROBABILITY_TAG] == "0.5" and trace.attributes["sampling.probability"] == 0.5
+    narrower = at_head(1)
+    narrower.attributes["mlflow.sampling_ratio"] = 0.5
+    assert sampler(ratio=0.25, keep_errors=False).head(narrower) is True
+    assert narrower.tags[PROBABILITY_TAG] == "0.25"  # both rules on the same id bits: the smaller wins
 
 
 # ---------------------------------------------------------------------------------------- tail rules

@@ -68,50 +68,59 @@ def test_kept_traces_carry_probability_and_rule_tags_in_mlflow(program, store):
         assert sampling_probability(t.info.tags) == 1.0
 
 
-def test_dspy_call_inside_a_users_mlflow_trace_follows_the_parent(program, store):
+def test_a_users_mlflow_trace_with_dspy_inside_is_one_decision(program, store):
+    """The user's ``@mlflow.trace`` root is the trace's root: one head decision covers its DSPy spans."""
     store.enable({"ratio": 0.0, "keep_errors": False})
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(store.uri)
-    mlflow.set_experiment(store.experiment("sample-tests"))
-    try:
-        @mlflow.trace(name="handle_request")
-        def handle(message):
-            return program(message=message)
 
-        handle("inside a user trace")
-        program(message="outside any user trace")  # ratio 0, no parent: dropped
-        mlflow.flush_trace_async_logging()
-        traces = store.traces()
-    finally:
-        mlflow.set_tracking_uri(previous)
-    assert len(traces) == 1
-    trace = traces[0]
+    @mlflow.trace(name="handle_request")
+    def handle(message):
+        return program(message=message)
+
+    handle("inside a user trace")
+    program(message="outside any user trace")
+    assert store.traces() == []  # ratio 0: neither the user's trace nor the plain DSPy one is stored
+    counters = tk.counters()
+    assert counters["sample.head.dropped.ratio"] == 2
+    assert counters["core.traces_dropped.sampled_out_head"] == 2
+
+
+def test_a_kept_users_mlflow_trace_carries_the_sampling_tags(program, store):
+    store.enable({"ratio": 1.0, "keep_errors": False})
+
+    @mlflow.trace(name="handle_request")
+    def handle(message):
+        return program(message=message)
+
+    handle("inside a user trace")
+    (trace,) = store.traces()
     names = [s.name for s in trace.data.spans]
     assert names[0] == "handle_request" and "Classify.forward" in names and "DummyLM.__call__" in names
-    assert trace.info.tags[RULE_TAG] == "parent"
-    counters = tk.counters()
-    assert counters["sample.head.kept.parent"] == 1 and counters["sample.head.dropped.ratio"] == 1
+    assert trace.info.tags[RULE_TAG] == "ratio" and trace.info.tags[PROBABILITY_TAG] == "1.0"
 
 
 def test_dspy_call_inside_a_sampled_out_mlflow_trace_is_dropped_with_it(program, store):
     store.enable({"ratio": 1.0})
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(store.uri)
-    mlflow.set_experiment(store.experiment("sample-tests"))
-    try:
-        @mlflow.trace(name="handle_request", sampling_ratio_override=0.0)  # MLflow's sampler drops it
-        def handle(message):
-            return program(message=message)
 
-        handle("inside a sampled-out user trace")
-        program(message="outside any user trace")  # ratio 1: kept
-        mlflow.flush_trace_async_logging()
-        traces = store.traces()
-    finally:
-        mlflow.set_tracking_uri(previous)
+    @mlflow.trace(name="handle_request", sampling_ratio_override=0.0)  # MLflow's sampler drops it
+    def handle(message):
+        return program(message=message)
+
+    handle("inside a sampled-out user trace")
+    program(message="outside any user trace")  # ratio 1: kept
+    traces = store.traces()
     assert [t.data.spans[0].name for t in traces] == ["Classify.forward"]
-    assert traces[0].info.tags[RULE_TAG] != "parent"
-    assert tk.counters()["sample.head.dropped.parent"] == 1
+    assert tk.counters()["core.traces_dropped.sampled_out_head"] == 1
+
+
+def test_mlflow_sampling_ratio_narrows_the_recorded_probability(program, store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACE_SAMPLING_RATIO", "0.5")
+    store.enable({"ratio": 1.0, "keep_errors": False})
+    _run(program, 60)
+    traces = store.traces()
+    assert 0 < len(traces) < 60  # MLflow's rule kept about half
+    assert {t.info.tags[PROBABILITY_TAG] for t in traces} == {"0.5"}
+    assert all((int(t.info.trace_id[3:], 16) & (2**64 - 1)) < 2**63 for t in traces)
+    assert tk.counters()["core.traces_dropped.sampled_out_head"] == 60 - len(traces)
 
 
 def test_evaluate_runs_use_evaluate_ratio(program, store):

@@ -180,9 +180,14 @@ def run_batch(detector: IntentDetector, reqs: list[dict]) -> tuple[int, int]:
 
 
 def run_demo(n: int = 24, model: str | None = None, tracking_uri: str | None = None,
-             experiment: str = "dspy_intent_classification", plugins: list[str] | None = None,
+             experiment: str | None = None, plugins: list[str] | None = None,
              seed: int = 0, latency_ms: float = 0.0, out=None) -> int:
-    """Classify ``n`` messages with tracing on, then print the last trace as a tree. Returns an exit code."""
+    """Classify ``n`` messages with tracing on, print the last trace as a tree and the commands that read
+    the traces back. Returns an exit code.
+
+    ``tracking_uri`` / ``experiment`` default to what ``dspy_tracekit.enable()`` resolves (tracekit config,
+    environment, defaults) — the same place the read commands (``stats``, ``tree``, …) look by default.
+    """
     import time
 
     from rich.console import Console
@@ -200,7 +205,9 @@ def run_demo(n: int = 24, model: str | None = None, tracking_uri: str | None = N
             with dspy.context(lm=make_lm(model, latency_ms)):
                 ok, failed = run_batch(detector, requests(n, seed))
         except Exception as exc:  # noqa: BLE001 - e.g. a real provider without its API key
-            console.print(f"[red]error:[/] the LM call failed: {type(exc).__name__}: {str(exc)[:300]}")
+            from rich.markup import escape
+
+            console.print(f"[red]error:[/] the LM call failed: {escape(type(exc).__name__)}: {escape(str(exc)[:300])}")
             return 1
         elapsed = time.perf_counter() - t0
         tk.flush(30.0)
@@ -214,12 +221,58 @@ def run_demo(n: int = 24, model: str | None = None, tracking_uri: str | None = N
                   f"({elapsed * 1000 / max(1, n):.1f} ms per request)")
     if uri is None:
         return 0
+    from rich.markup import escape
+
     from .render import last_trace, render_tree
 
     trace = last_trace(uri, exp)
     if trace is not None:
         console.print(render_tree(trace))
         console.print(f"trace {trace.info.trace_id}: {len(trace.data.spans)} spans, status {trace.info.state}")
-    console.print(f"experiment '{exp}' in {uri}")
-    console.print(f"open the MLflow UI:  uv run mlflow ui --backend-store-uri {uri}")
+    console.print(escape(f"experiment '{exp}' in {uri}"))
+    console.print("Next:")
+    width = max(len(cmd) for cmd, _ in next_commands(uri, exp))
+    for cmd, what in next_commands(uri, exp):
+        console.print(escape(f"  {cmd.ljust(width)}   # {what}"), soft_wrap=True)
     return 0
+
+
+def command_name() -> str:
+    """How to call ``dspy-tracekit`` again from the shell that ran this one."""
+    import os
+    import shlex
+    import shutil
+
+    if os.environ.get("UV_RUN_RECURSION_DEPTH"):  # started by `uv run`: the venv's scripts are not on PATH
+        return "uv run dspy-tracekit"
+    here = os.path.join(os.path.dirname(sys.executable), "dspy-tracekit")
+    found = shutil.which("dspy-tracekit")
+    if not os.path.exists(here) or (found and os.path.realpath(found) == os.path.realpath(here)):
+        return "dspy-tracekit"
+    return shlex.quote(here)  # a virtual environment that is not activated: its script by path
+
+
+def next_commands(tracking_uri: str, experiment: str) -> list[tuple[str, str]]:
+    """The read commands to try after the demo, with only the flags needed to find its traces."""
+    import shlex
+
+    from dspy_tracekit.config import resolve
+    from dspy_tracekit.errors import ConfigError
+
+    try:
+        default = resolve()
+        default_uri, default_exp = default.core["tracking_uri"], default.core["experiment"]
+    except ConfigError:
+        default_uri = default_exp = None
+    flags = ""
+    if tracking_uri != default_uri:
+        flags += f" --tracking-uri {shlex.quote(tracking_uri)}"
+    if experiment != default_exp:
+        flags += f" -e {shlex.quote(experiment)}"
+    cmd = command_name()
+    return [
+        (f"{cmd} stats{flags}", "latency, errors, tokens and cost per span name"),
+        (f"{cmd} tree --last{flags}", "the newest trace as a tree"),
+        (f"{cmd} report{flags} --out report.html", "one HTML file to share"),
+        (f"{cmd} ui{flags}", "the MLflow UI on these traces"),
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from rich.markup import escape
 from rich.tree import Tree
 
 
@@ -23,7 +24,7 @@ def last_trace(tracking_uri: str, experiment: str):
 def _label(span) -> str:
     ms = (span.end_time_ns - span.start_time_ns) / 1e6 if span.end_time_ns else 0.0
     dur = f"{ms:.0f}ms" if ms >= 10 else f"{ms:.1f}ms"
-    parts = [f"{span.name} ({dur})"]
+    parts = [escape(f"{span.name} ({dur})")]
     attrs = span.attributes
     usage = attrs.get("mlflow.chat.tokenUsage")
     if isinstance(usage, str):
@@ -34,7 +35,7 @@ def _label(span) -> str:
     if cost:
         parts.append(f"[dim]${float(cost.get('total_cost', 0)):.6f}[/]")
     if span.status.status_code.value == "ERROR":
-        parts.append(f"[red]ERROR {span.status.description}[/]")
+        parts.append(f"[red]ERROR {escape(span.status.description or '')}[/]")
     return " ".join(parts)
 
 

@@ -42,6 +42,8 @@ def current() -> TraceBuffer | None:
 def tracekit_configure(config: dict[str, Any], settings: Settings) -> None:
     global _buffer
     cfg = parse_config(config)
+    if getattr(settings, "dry_run", False):
+        return  # doctor: the table is valid; no buffer, no spool directory
     old, _buffer = _buffer, None
     if old is not None:
         old.shutdown(1.0)

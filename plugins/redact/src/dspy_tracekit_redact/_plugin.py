@@ -51,7 +51,9 @@ def tracekit_configure(config: dict[str, Any], settings: Any) -> None:
     redactor = Redactor(config)
     _uninstall_mlflow_processor()
     _state.redactor = redactor
-    if redactor.mlflow_spans:
+    # With mlflow_traces = "all" (the core's default) every MLflow-made span reaches
+    # tracekit_process_trace; only traces MLflow still exports itself need its span processor.
+    if redactor.mlflow_spans and getattr(settings, "mlflow_traces", "all") == "dspy":
         _install_mlflow_processor()
 
 
@@ -83,6 +85,8 @@ def tracekit_process_trace(trace: Any) -> None:
     trace_counts: dict[str, int] = {}
     if trace.tags:
         trace.tags = _redact_tags(r, trace.tags, trace_counts, cache)
+    if getattr(trace, "metadata", None):  # mlflow.update_current_trace(metadata=...)
+        trace.metadata = _redact_tags(r, trace.metadata, trace_counts, cache)
     if trace.attributes:
         trace.attributes = r.redact(trace.attributes, trace_counts, cache) or {}
     for span in trace.spans:
@@ -95,6 +99,8 @@ def tracekit_process_trace(trace: Any) -> None:
             span.error = _field(r, span.error, counts, cache)
         if span.tags:
             span.tags = _redact_tags(r, span.tags, counts, cache)
+        if getattr(span, "events", None):  # events of MLflow-made spans (span.add_event)
+            span.events = r.redact(span.events, counts, cache) or []
         attrs = span.attributes
         if attrs:
             attrs = {k: v for k, v in attrs.items() if k != COUNTS_ATTRIBUTE}

@@ -14,13 +14,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from ._policy import TRACE_ID_MASK, Rule, SamplingPolicy
+from ._policy import TRACE_ID_MASK, Rule, SamplingPolicy, _prob_str
 
 __all__ = ["PROBABILITY_TAG", "RULE_TAG", "Sampler", "TokenBucket"]
 
 PROBABILITY_TAG = "tracekit.sampling.probability"
 RULE_TAG = "tracekit.sampling.rule"
-_NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
 _WORKLOADS = ("default", "evaluate", "compile")
 
 
@@ -92,50 +91,15 @@ def _decided(candidates: tuple[Rule, ...]) -> Rule | None:
     return None
 
 
-def unsampled_parent_probe() -> Callable[[], bool]:
-    """A function telling whether MLflow's tracing context holds a valid span that is *not* sampled
-    (MLflow's own sampler, or a remote OpenTelemetry parent, dropped the user's trace). The core passes
-    only recording parents as ``trace.mlflow_parent``; this catches the other case (~4 µs per trace)."""
-    try:
-        from mlflow.tracing import provider
-        from opentelemetry import trace as otel_trace
-    except ImportError:  # pragma: no cover - mlflow is a core dependency
-        return lambda: False
-    get_context, get_span = provider.get_current_context, otel_trace.get_current_span
-
-    def probe() -> bool:
-        ctx = get_span(get_context()).get_span_context()
-        return ctx.is_valid and not ctx.trace_flags.sampled
-
-    return probe
-
-
-def _parent_is_recording(parent) -> bool:
-    """False for MLflow's no-op span (tracing off, or the user's trace sampled out by MLflow)."""
-    if getattr(parent, "trace_id", None) == _NO_OP_TRACE_ID:
-        return False
-    is_recording = getattr(parent, "is_recording", None)
-    if callable(is_recording):
-        try:
-            return bool(is_recording())
-        except Exception:  # noqa: BLE001 - unknown span type: follow it
-            return True
-    return True
-
-
 class Sampler:
     """Decides, per trace, whether it is recorded (head) and kept (tail); tags kept traces.
 
     :param policy: the validated policy.
     :param clock: the rate limiter's clock (tests inject one).
-    :param unsampled_parent: returns True when the trace starts under a parent span that was sampled
-        out; default :func:`unsampled_parent_probe`.
     """
 
-    def __init__(self, policy: SamplingPolicy | None = None, clock: Callable[[], float] = time.monotonic,
-                 unsampled_parent: Callable[[], bool] | None = None):
+    def __init__(self, policy: SamplingPolicy | None = None, clock: Callable[[], float] = time.monotonic):
         self.policy = policy = policy or SamplingPolicy()
-        self.unsampled_parent = unsampled_parent or unsampled_parent_probe()
         self.rules: tuple[Rule, ...] = policy.tail_rules
         self.fallbacks = {w: policy.fallback(w) for w in _WORKLOADS}
         self.plans = {w: _HeadPlan(self.rules + (fb,), fb) for w, fb in self.fallbacks.items()}
@@ -148,17 +112,6 @@ class Sampler:
     # ------------------------------------------------------------------ request path
     def head(self, trace) -> bool:
         """``tracekit_sample``: True to record the trace (kept, or left to the tail), False to drop it."""
-        if trace.mlflow_parent is not None:
-            if _parent_is_recording(trace.mlflow_parent):
-                # Parent-based: the user's MLflow trace is recorded; ours is part of it.
-                self._tag(trace, "parent", "1.0", 1.0)
-                self.counts.add("head.kept.parent")
-                return True
-            self.counts.add("head.dropped.parent")
-            return False
-        if self.unsampled_parent():
-            self.counts.add("head.dropped.parent")
-            return False
         plan = self.plans.get(trace.workload) or self.plans["default"]
         u = trace.trace_id & TRACE_ID_MASK
         if self.head_judged:
@@ -201,6 +154,12 @@ class Sampler:
 
     @staticmethod
     def _tag(trace, rule: str, probability: str, ratio: float) -> None:
+        narrowed = trace.attributes.get("mlflow.sampling_ratio")
+        if narrowed is not None and narrowed < ratio:
+            # MLFLOW_TRACE_SAMPLING_RATIO kept the trace first, by the same rule on the same trace-id
+            # bits (OpenTelemetry's TraceIdRatioBased): kept by both = kept by the smaller ratio
+            ratio = narrowed
+            probability = _prob_str(ratio)
         trace.tags[PROBABILITY_TAG] = probability
         trace.tags[RULE_TAG] = rule
         trace.attributes["sampling.probability"] = ratio
