@@ -185,3 +185,15 @@ def test_compare_views_on_identical_sides_finds_nothing(two_versions):
     views = analytics.trace_views(analytics.iter_traces(store, filter=f"tag.`{VERSION_TAG}` = '{va}'"))
     result = compare_views(views, list(views))
     assert result.rows and not result.significant
+
+
+def test_a_dspy_program_inside_a_users_mlflow_span_names_the_trace_version(traced):
+    import mlflow
+
+    dspy.configure(lm=dspy.utils.DummyLM([{"answer": "4"}] * 5))
+    program = Program()
+    with mlflow.start_span("handler"):
+        program(question="a")
+    (trace,) = traced.traces()
+    assert trace.info.tags[VERSION_TAG] == versioning.version_of(program)
+    assert trace.data.spans[0].name == "handler"
