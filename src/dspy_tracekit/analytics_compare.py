@@ -35,7 +35,7 @@ from .analytics import (
 from .records import VERSION_TAG
 from .versioning import EXAMPLE_SCORE_ATTR
 
-__all__ = ["Side", "CompareRow", "Comparison", "parse_side", "compare", "compare_views", "known_versions"]
+__all__ = ["CompareRow", "Comparison", "Side", "compare", "compare_views", "known_versions", "parse_side"]
 
 OVERALL = "(overall)"
 _VERSION_FILTER = "tag.`" + VERSION_TAG + "`"
@@ -91,7 +91,7 @@ def parse_side(text: str, name: str = "A") -> Side:
             raise AnalyticsError(f"side {name} {raw!r}: version: needs a program version")
         return Side(raw, "version", version=version)
     if raw.startswith("range:") or ".." in raw:
-        body = raw[len("range:"):] if raw.startswith("range:") else raw
+        body = raw.removeprefix("range:")
         if ".." not in body:
             raise AnalyticsError(f"side {name} {raw!r}: a range is SINCE..UNTIL, e.g. 7d..1d or 2026-11-01..2026-11-08")
         start, _, end = body.partition("..")

@@ -29,7 +29,7 @@ from .versioning import (
     TRIAL_VERSION_ATTR,
 )
 
-__all__ = ["Trial", "OptimizerRun", "optimizer_run", "last_run", "is_optimizer_run", "RUN_FILTER"]
+__all__ = ["RUN_FILTER", "OptimizerRun", "Trial", "is_optimizer_run", "last_run", "optimizer_run"]
 
 RUN_FILTER = f"tag.`{OPTIMIZER_TAG}` LIKE '%'"
 

@@ -20,8 +20,16 @@ from typing import Any
 from .analytics import TraceView, _num, weighted_percentile
 from .records import CPU_ATTR, IN_FLIGHT_TAG, PEAK_MEMORY_TAG
 
-__all__ = ["ResourceStats", "LoadStats", "resource_stats", "load_stats", "in_flight_bucket", "span_cpu_ms",
-           "trace_cpu_ms", "CPU_BOUND_SHARE"]
+__all__ = [
+    "CPU_BOUND_SHARE",
+    "LoadStats",
+    "ResourceStats",
+    "in_flight_bucket",
+    "load_stats",
+    "resource_stats",
+    "span_cpu_ms",
+    "trace_cpu_ms",
+]
 
 #: a span whose CPU time is at least this share of its wall time is "CPU-bound", else "waiting"
 #: (a spinning span on a busy 2-core machine gets ~40% of a core: not 100%).

@@ -21,7 +21,7 @@ from typing import Any
 
 from .records import TraceRecord
 
-__all__ = ["configure", "reset", "cpu_on", "memory_on", "root_start", "root_end", "in_flight"]
+__all__ = ["configure", "cpu_on", "in_flight", "memory_on", "reset", "root_end", "root_start"]
 
 #: read by the tracer on every span: module globals, not a lookup through settings.
 cpu_on = True
@@ -64,7 +64,7 @@ def root_start(trace: TraceRecord) -> None:
             if trace.in_flight == 1:  # alone: the process-wide peak can start from here
                 tracemalloc.reset_peak()
             trace.memory_start = tracemalloc.get_traced_memory()[0]
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - tracemalloc stopped meanwhile: no figure
             pass
 
 
@@ -78,6 +78,6 @@ def root_end(trace: TraceRecord) -> None:
         try:
             peak = tracemalloc.get_traced_memory()[1]
             trace.peak_memory = max(0, peak - trace.memory_start)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - tracemalloc stopped meanwhile: no figure
             pass
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import weakref
 from typing import Any
 
 from .records import VERSION_TAG, SpanKind, SpanRecord, TraceRecord
 
-__all__ = ["fingerprint", "version_of", "invalidate", "root_version", "on_span_end", "VERSION_TAG"]
+__all__ = ["VERSION_TAG", "fingerprint", "invalidate", "on_span_end", "root_version", "version_of"]
 
 #: span attributes written on ``Evaluate`` spans (trials) and the program calls under them.
 TRIAL_SCORE_ATTR = "tracekit.trial.score"
@@ -204,7 +205,7 @@ def root_version(trace: TraceRecord, kind: str, instance: Any, args: tuple, kwar
         version = override or version_of(target)
         if version is not None:
             trace.tags[VERSION_TAG] = version
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110 - bookkeeping must never break the call
         pass
 
 
@@ -219,7 +220,7 @@ def on_span_end(span: SpanRecord) -> None:
                     span.set_attribute(RESULT_VERSION_ATTR, version)
         elif span.kind == SpanKind.EVALUATE:
             _record_trial(span)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110 - bookkeeping must never break the call
         pass
 
 
@@ -231,7 +232,7 @@ def _score(value: Any) -> float | None:
         out = float(value)
     except (TypeError, ValueError):
         return None
-    return out if out == out else None
+    return None if math.isnan(out) else out
 
 
 def _record_trial(span: SpanRecord) -> None:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 
 import dspy
-import pytest
 from click.testing import CliRunner
+from tk_analytics2 import QAProgram, answers, exact, trainset
+from tk_testing import TraceReader
 
 import dspy_tracekit as tk
 from dspy_tracekit import analytics, versioning
 from dspy_tracekit.analytics_optimize import last_run, optimizer_run
 from dspy_tracekit.cli import main
-from tk_analytics2 import QAProgram, answers, exact, trainset
-from tk_testing import TraceReader
-
 
 Program = QAProgram
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dspy
 from click.testing import CliRunner
+from tk_analytics2 import QAProgram, answers, exact, run_two_versions, trainset
 
 from dspy_tracekit.cli import main
-from tk_analytics2 import QAProgram, answers, exact, run_two_versions, trainset
 
 
 def test_report_has_the_v2_sections(store_uri, experiment_name, tmp_path):

@@ -11,13 +11,13 @@ import time
 import dspy
 import pytest
 from click.testing import CliRunner
+from tk_analytics2 import QAProgram, mock_lm, run_two_versions
 
 import dspy_tracekit as tk
 from dspy_tracekit import analytics, versioning
 from dspy_tracekit.analytics_compare import OVERALL, compare, compare_views, parse_side
 from dspy_tracekit.cli import main
 from dspy_tracekit.records import VERSION_TAG
-from tk_analytics2 import QAProgram, mock_lm, run_two_versions
 
 PROGRAM = textwrap.dedent('''
     import sys, dspy
@@ -53,7 +53,7 @@ PROGRAM = textwrap.dedent('''
 def _version_in_process(tmp_path, mode, path):
     script = tmp_path / "program.py"
     script.write_text(PROGRAM)
-    out = subprocess.run([sys.executable, str(script), mode, str(path)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, str(script), mode, str(path)], capture_output=True, text=True, check=False,
                          timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1]
@@ -150,7 +150,7 @@ def test_compare_time_ranges_and_filters(two_versions):
     assert by_filter.row(OVERALL, "cost_per_request").significant
     stamps = sorted(t.info.request_time for t in analytics.iter_traces(store, include_spans=False))
     middle = stamps[len(stamps) // 2]
-    iso = lambda ms: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}"  # noqa: E731
+    iso = lambda ms: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}"
     ranged = compare(store, f"..{iso(middle)}", f"{iso(middle)}..")
     assert ranged.a.traces + ranged.b.traces == len(stamps)
 
@@ -162,7 +162,7 @@ def test_compare_time_ranges_and_filters(two_versions):
     ("7d..1d..x", None, "neither an age"),
 ])
 def test_compare_bad_input_is_one_error_line(two_versions, a, b, message):
-    uri, exp, va, vb = two_versions
+    uri, exp, va, _vb = two_versions
     result = run("compare", a, b or va, "--tracking-uri", uri, "--experiment", exp)
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()

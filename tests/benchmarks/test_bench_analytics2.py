@@ -27,7 +27,7 @@ from dspy_tracekit import hookimpl, resources, versioning
 from dspy_tracekit.tracer import end_span, start_span
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from tk_testing import Pipeline, dummy_lm  # noqa: E402
+from tk_testing import Pipeline, dummy_lm
 
 
 class DropTraces:

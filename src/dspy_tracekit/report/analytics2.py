@@ -50,10 +50,10 @@ def _versions(views):
     a, b = newest[-2], newest[-1]
     result = compare_views(by_version[a], by_version[b], max_groups=6)
     out = ["<h2>Program versions: the newest two compared</h2>",
-           f"<p class=muted>A = <code>{escape(a)}</code> ({len(by_version[a])} traces), B = <code>{escape(b)}</code> "
-           f"({len(by_version[b])} traces). {len(by_version)} versions in the report. Significant at 5%: bootstrap "
-           "CI for P50/P95, Mann-Whitney U for tokens, cost and score, Fisher exact for errors. "
-           "<code>dspy-tracekit compare A B</code> for any two.</p>"]
+           (f"<p class=muted>A = <code>{escape(a)}</code> ({len(by_version[a])} traces), B = <code>{escape(b)}</code> "
+            f"({len(by_version[b])} traces). {len(by_version)} versions in the report. Significant at 5%: bootstrap "
+            "CI for P50/P95, Mann-Whitney U for tokens, cost and score, Fisher exact for errors. "
+            "<code>dspy-tracekit compare A B</code> for any two.</p>")]
     rows = []
     for r in result.rows:
         if r.metric == "count" and r.group != OVERALL:
@@ -73,9 +73,9 @@ def _resources(views):
     if not result.traces_with_cpu:
         return []
     out = ["<h2>Resource usage</h2>",
-           f"<p class=muted>{result.traces_with_cpu} of {result.traces} traces record thread CPU time; "
-           f"{result.traces_with_memory} record peak memory. CPU share = the span name's self CPU over all; "
-           "CPU/wall of the whole span decides CPU-bound (≥ 25%) or waiting.</p>"]
+           (f"<p class=muted>{result.traces_with_cpu} of {result.traces} traces record thread CPU time; "
+            f"{result.traces_with_memory} record peak memory. CPU share = the span name's self CPU over all; "
+            "CPU/wall of the whole span decides CPU-bound (≥ 25%) or waiting.</p>")]
     out.append(_table(["span", "type", "count", "wall ms", "CPU ms", "CPU share", "CPU/wall", "kind"],
                       [[r.name, r.span_type, f"{r.count:,.0f}", f"{r.wall_ms:,.1f}", f"{r.cpu_ms:,.1f}",
                         f"{r.cpu_share:.1%}", f"{r.cpu_per_wall:.0%}", r.kind] for r in result.spans[:15]],
