@@ -197,3 +197,23 @@ def test_a_dspy_program_inside_a_users_mlflow_span_names_the_trace_version(trace
     (trace,) = traced.traces()
     assert trace.info.tags[VERSION_TAG] == versioning.version_of(program)
     assert trace.data.spans[0].name == "handler"
+
+
+def test_compare_reads_evaluate_scores_per_example(traced):
+    devset = [dspy.Example(question=f"q{i}", answer="4").with_inputs("question") for i in range(8)]
+    metric = lambda example, prediction, trace=None: float(prediction.answer == example.answer)  # noqa: E731
+    right, wrong = Program(), Program()
+    right.qa.lm = dspy.utils.DummyLM([{"answer": "4"}] * 8)
+    wrong.qa.lm = dspy.utils.DummyLM([{"answer": "5"}] * 8)
+    wrong.qa.signature = wrong.qa.signature.with_instructions("Answer wrongly.")
+    for program in (right, wrong):
+        dspy.Evaluate(devset=devset, metric=metric, num_threads=2)(program)
+    traces = traced.traces()
+    assert [t.info.tags[VERSION_TAG] for t in traces] == [versioning.version_of(right), versioning.version_of(wrong)]
+    scores = [s.attributes.get("tracekit.eval.score") for s in traces[0].data.spans
+              if s.name == "QAProgram.forward"]
+    assert scores == [1.0] * 8
+    result = compare(analytics.open_store(traced.uri, traced.experiment), versioning.version_of(right),
+                     versioning.version_of(wrong))
+    score = result.row(OVERALL, "score")
+    assert score.a == 1.0 and score.b == 0.0 and score.significant
