@@ -201,7 +201,7 @@ def test_a_dspy_program_inside_a_users_mlflow_span_names_the_trace_version(trace
 
 def test_compare_reads_evaluate_scores_per_example(traced):
     devset = [dspy.Example(question=f"q{i}", answer="4").with_inputs("question") for i in range(8)]
-    metric = lambda example, prediction, trace=None: float(prediction.answer == example.answer)  # noqa: E731
+    metric = lambda example, prediction, trace=None: float(prediction.answer == example.answer)
     right, wrong = Program(), Program()
     right.qa.lm = dspy.utils.DummyLM([{"answer": "4"}] * 8)
     wrong.qa.lm = dspy.utils.DummyLM([{"answer": "5"}] * 8)
