@@ -581,10 +581,10 @@ def doctor(tracking_uri, experiment, since, filter_string, as_json):
         sys.exit(1)
 
 
-from .cli_compare import compare as _compare  # noqa: E402 - analytics v2 (#15)
-main.add_command(_compare)
-from .cli_optimize import optimize as _optimize  # noqa: E402 - analytics v2 (#15)
-main.add_command(_optimize)
+from . import cli_compare, cli_optimize  # analytics v2 (#15): compare, optimize
+
+main.add_command(cli_compare.command())
+main.add_command(cli_optimize.command())
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -7,8 +7,6 @@ from datetime import datetime, timezone
 
 import click
 
-from .cli import _console, _ms, _num
-
 
 def _f(value, fmt="{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
@@ -19,6 +17,7 @@ def stats_by(by, tracking_uri, experiment, since, filter_string, top, as_json) -
 
     from . import analytics
     from .analytics_resources import load_stats, resource_stats
+    from .cli import _console, _ms, _num
 
     store = analytics.open_store(tracking_uri, experiment)
     views = analytics.trace_views(analytics.iter_traces(store, since, filter_string))
