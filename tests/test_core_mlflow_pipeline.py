@@ -517,3 +517,14 @@ def test_traces_without_mlflow_api_touch_no_mlflow_state(store_uri, experiment_n
 
     assert len(trace_manager()._traces) == 0
 
+
+
+def test_start_span_no_context_spans_are_tracekit_spans_too(store_uri, experiment_name):
+    reader = _enable(store_uri, experiment_name)
+    root = mlflow.start_span_no_context("batch_job", span_type="CHAIN", inputs={"n": 2})
+    child = mlflow.start_span_no_context("step", parent_span=root)
+    child.end(outputs={"ok": True})
+    root.end(outputs={"done": 2})
+    trace = reader.one()
+    assert tree_of(trace) == {"batch_job": None, "step": "batch_job"}
+    assert trace.data.spans[0].inputs == {"n": 2} and trace.data.spans[0].outputs == {"done": 2}

@@ -126,6 +126,41 @@ def _store(uri: str, experiment: str, since: str | None = None, filter: str | No
     return found
 
 
+def _same_store(a: str, b: str) -> bool:
+    """Two tracking URIs name the same store (relative SQLite paths resolved against the working dir)."""
+    def norm(uri: str) -> str:
+        if uri.startswith("sqlite:///"):
+            return "sqlite:" + os.path.abspath(uri[len("sqlite:///"):])
+        return uri.rstrip("/")
+
+    return norm(a) == norm(b)
+
+
+def _destination(cfg: Any) -> dict[str, Any]:
+    """Where traces go, why, and what MLflow itself was told (they can differ)."""
+    from .mlflow_compat import mlflow_experiment, mlflow_tracking_uri
+
+    uri, experiment = cfg.core["tracking_uri"], cfg.core["experiment"]
+    mlflow_uri, user_set = mlflow_tracking_uri()
+    hint = mlflow_experiment()
+    out: dict[str, Any] = {
+        "tracking_uri": uri, "tracking_uri_from": cfg.sources.get("tracking_uri", "default"),
+        "experiment": experiment, "experiment_from": cfg.sources.get("experiment", "default"),
+        "mlflow_traces": cfg.core["mlflow_traces"],
+        "mlflow_tracking_uri": mlflow_uri if user_set else None,
+        "mlflow_experiment": None if hint is None else f"{hint[0]} {hint[1]}",
+        "notes": [],
+    }
+    if user_set and not _same_store(mlflow_uri, uri):
+        which = "every MLflow trace" if out["mlflow_traces"] == "all" else "every trace with a DSPy span"
+        out["notes"].append(f"MLflow's own tracking URI is {mlflow_uri}, but tracekit's config sends traces to "
+                            f"{uri}: {which} of this process is stored there, not where MLflow points")
+    if hint is not None and hint[0] == "name" and hint[1] != experiment:
+        out["notes"].append(f"MLflow's experiment is {hint[1]!r} (MLFLOW_EXPERIMENT_NAME), tracekit's is "
+                            f"{experiment!r}")
+    return out
+
+
 def diagnose(
     tracking_uri: str | None = None,
     experiment: str | None = None,
@@ -149,6 +184,7 @@ def diagnose(
         return findings
     cfg = config.pop("resolved")
     findings["config"] = config
+    findings["destination"] = _destination(cfg)
     findings["enabled_plugins"] = [
         "mlflow",
         *[p for p in cfg.core["plugins"] if p not in cfg.core["blocked"]],
@@ -215,6 +251,13 @@ def render(findings: dict[str, Any], console: Any) -> None:
             cell(p["module"]),
         )
     console.print(plugins)
+    dest = findings.get("destination")
+    if dest:
+        console.print(f"[bold]Traces go to[/bold] {cell(dest['tracking_uri'])} (from {cell(dest['tracking_uri_from'])}), "
+                      f"experiment {cell(repr(dest['experiment']))} (from {cell(dest['experiment_from'])}); "
+                      f"MLflow-made traces: {cell(dest['mlflow_traces'])}")
+        for note in dest["notes"]:
+            console.print(f"[yellow]note[/yellow] {cell(note)}")
     store = findings.get("store")
     if store:
         if store.get("missing") and not store.get("store_found"):

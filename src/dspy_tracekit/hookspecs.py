@@ -104,6 +104,8 @@ def tracekit_sample(trace: TraceRecord) -> bool | None:
 def tracekit_span_start(span: SpanRecord) -> None:
     """A span starts, on the calling thread, before the wrapped call runs.
 
+    Spans made with MLflow's own API (``span.kind == "mlflow"``) pass here too, when MLflow starts them.
+
     :param span: the new span; ``span.trace.sampled`` tells whether the trace is recorded.
 
     Raising a :class:`dspy_tracekit.TracekitAbort` here stops the call before it is made (e.g. a cost

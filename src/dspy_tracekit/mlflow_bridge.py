@@ -42,6 +42,9 @@ MODES = ("all", "dspy")
 _KEPT_MLFLOW_METADATA = ("mlflow.trace.session", "mlflow.trace.user", "mlflow.modelId", "mlflow.sourceRun")
 _DROPPED_TAGS = ("mlflow.traceName",)
 
+_EXPERIMENT_ID = "mlflow.experimentId"  # mlflow.tracing.constant.SpanAttributeKey.EXPERIMENT_ID
+_PLACEHOLDER_EXPERIMENT = '"0"'  # JSON-encoded, as MLflow stores attribute values
+
 #: a sampled-out stand-in: what a span gets as its trace when MLflow's own sampler dropped the parent.
 DROPPED = object()
 
@@ -169,12 +172,23 @@ class MlflowBridge:
     def release(self, trace: TraceRecord) -> None:
         """At the end of a trace MLflow's registry knows: forget it there, keep what the user set."""
         self.registry.pop(trace.trace_id, None)
+        for span in trace.spans:  # MLflow spans left open when their trace ended: forget them too
+            if span.end_ns is None and span.kind == SpanKind.MLFLOW:
+                self._open.pop(span.span_id, None)
         info = mlflow_compat.pop_trace_info(trace.trace_id)
         if info is not None and trace.sampled:
             merge_trace_info(trace, info)
 
     # ------------------------------------------------------------------ MLflow's span processor
     def _processor_on_start(self, wrapped, instance, args, kwargs):
+        span = args[0] if args else kwargs.get("span")
+        if getattr(span, "parent", True) is None and _state.manager is not None:
+            attrs = span.attributes
+            if attrs is not None and _EXPERIMENT_ID not in attrs:
+                # MLflow's root registration looks the experiment up (without set_experiment():
+                # the default-experiment providers, ~0.5 ms of failed imports per trace); tracekit
+                # decides the destination at export, so MLflow's TraceInfo only needs a placeholder.
+                span.set_attribute(_EXPERIMENT_ID, _PLACEHOLDER_EXPERIMENT)
         result = wrapped(*args, **kwargs)
         try:
             span = args[0] if args else kwargs["span"]

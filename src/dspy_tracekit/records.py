@@ -352,7 +352,9 @@ def _bind_inputs(func, instance, args, kwargs) -> dict[str, Any]:
 
 #: MLflow span attributes that become SpanRecord fields rather than attributes (MLflow-made spans).
 _OTEL_FIELDS = {"mlflow.spanInputs": "inputs", "mlflow.spanOutputs": "outputs", "mlflow.spanType": "span_type"}
-_OTEL_DROPPED = frozenset({"mlflow.traceRequestId"})
+#: MLflow's own bookkeeping, not the user's data: the request id is rewritten at export, and the
+#: experiment id is the destination's (tracekit's config decides it).
+_OTEL_DROPPED = frozenset({"mlflow.traceRequestId", "mlflow.experimentId"})
 
 
 def _decode(value: Any) -> Any:

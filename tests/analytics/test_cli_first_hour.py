@@ -206,3 +206,30 @@ def test_stats_keeps_a_span_name_longer_than_the_terminal_whole(fresh_store_uri,
     (row,) = [line for line in table.splitlines() if long_name in line]  # whole, on one line
     assert "RETRIEVER" in row and "$" not in row and row.split()[-1] == "-"  # …with every other column
     assert "ChatAdapter.format" in table and "…" not in result.stdout
+
+
+# ------------------------------------------------------------------------------------------- where traces go
+
+
+def test_doctor_shows_where_traces_go_and_where_they_come_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/users.db")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "support-bot")
+    data = json.loads(run("doctor", "--json").stdout)
+    dest = data["destination"]
+    assert dest["tracking_uri"] == f"sqlite:///{tmp_path}/users.db" and dest["experiment"] == "support-bot"
+    assert dest["tracking_uri_from"].startswith("MLflow") and dest["experiment_from"].startswith("MLflow")
+    assert dest["notes"] == []
+    text = run("doctor").stdout
+    assert "Traces go to" in " ".join(text.split()) and "support-bot" in text
+
+
+def test_doctor_says_when_mlflows_destination_differs_from_tracekits(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.dspy-tracekit]\ntracking_uri = "sqlite:///traces.db"\n')
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/users.db")
+    data = json.loads(run("doctor", "--json").stdout)
+    (note,) = data["destination"]["notes"]
+    assert "users.db" in note and "traces.db" in note and "every MLflow trace" in note
+    text = "".join(run("doctor").stdout.split())  # rich may wrap a long path anywhere
+    assert "note" in text and "users.db" in text

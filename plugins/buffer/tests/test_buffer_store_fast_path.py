@@ -1,7 +1,10 @@
 """The store fast path (``dspy_tracekit.mlflow_store``) writes exactly the rows MLflow's log_spans writes.
 
-Same spans, two copies of one migrated SQLite store: one written by ``TracingClient.log_spans``, one by
-the fast path; every table is compared row by row, and MLflow's readers are checked on the fast one.
+Same traces, three copies of one migrated SQLite store: one written by ``TracingClient.log_spans``, one
+by the fast path from MLflow ``Span`` entities, one by the fast path straight from tracekit's records
+(``mlflow_rows.trace_views``); every table is compared row by row, and MLflow's readers are checked.
+The traces hold the values that MLflow's translation treats specially: strings that are themselves
+JSON, non-ASCII text, an error, a plugin attribute, a "model" key in inputs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import dspy
 from buffer_testkit import make_program
 
 import dspy_tracekit as tk
-from dspy_tracekit import hookimpl, mlflow_core, mlflow_store
+from dspy_tracekit import hookimpl, mlflow_core, mlflow_rows, mlflow_store
 from dspy_tracekit.records import TraceRecord
 
 
@@ -24,7 +27,8 @@ class Capture:
     @hookimpl
     def tracekit_process_trace(self, trace):
         for span in trace.spans:
-            if span.kind == "lm":
+            # the third trace's LM calls stay unpriced: MLflow's store prices them (LiteLLM's table)
+            if span.kind == "lm" and trace.tags.get("session_id") != "s-2":
                 span.cost = {"input_cost": 0.001, "output_cost": 0.002, "total_cost": 0.003}
         self.dicts.append(trace.to_dict())
 
@@ -39,9 +43,52 @@ def _traces(tmp_path, store):
         with tk.context(session_id="s-1", user_id="u-7", user_role="admin"):
             program(message="hello, I want to buy")
         program(message="no context here")
+        with tk.context(session_id="s-2"):
+            _odd_values(program, lm)
     assert tk.flush(30)
     tk.disable()
     return [TraceRecord.from_dict(d) for d in capture.dicts]
+
+
+def _odd_values(program, lm):
+    @tk.trace(name="json_like", span_type="TOOL")
+    def json_like(text):
+        return text
+
+    @tk.trace(name="fails")
+    def fails():
+        raise ValueError("no such workflow ü")
+
+    with tk.span("outer", span_type="CHAIN") as outer:
+        outer.set_inputs({"model": "gpt-x", "q": "mit Ümlaut \u2028 \x01"})
+        json_like('{"a": 1}')
+        json_like('"quoted"')
+        json_like("[1, 2]")
+        json_like(' {"padded": true}')
+        json_like("{not json")
+        json_like("42")
+        try:
+            fails()
+        except ValueError:
+            pass
+        _mlflow_spans()
+        program(message="und noch einmal")
+
+
+def _mlflow_spans():
+    """Spans made through MLflow's own API: plain values, a plugin-like key, a translator's key, an event."""
+    import mlflow
+    from mlflow.entities import SpanEvent
+
+    with mlflow.start_span("user_tool", span_type="TOOL") as span:
+        span.set_inputs({"q": "look it up"})
+        span.set_outputs("found it")
+        span.set_attribute("custom.key", {"a": [1, 2]})
+    with mlflow.start_span("user_llm") as span:
+        span.set_attribute("gen_ai.request.model", "gpt-4o-mini")  # an OTel GenAI key: MLflow translates
+        span.set_outputs({"text": "hi"})
+    with mlflow.start_span("user_event") as span:
+        span.add_event(SpanEvent("note", attributes={"k": "v"}))
 
 
 WRITE_TIME = {"creation_time", "last_update_time", "enqueued_at_ms", "created_at_ms", "updated_at_ms"}
@@ -67,10 +114,17 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _te
     from mlflow.tracking import MlflowClient
 
     traces = _traces(tmp_path, store)
-    assert len(traces) == 2
+    assert len(traces) == 3
+    assert {"user_tool", "user_llm", "user_event"} <= {s.name for s in traces[2].spans}
+    assert any(s.events for s in traces[2].spans)
+    traces[1].spans[-1].set_attribute("plugin.note", {"k": [1, 2.5, None]})  # a key of a plugin's own
+    traces[1].spans[0].outputs = '{"looks": "like json"}'
+    for trace in traces:
+        trace.materialize()
     spans = [s for t in traces for s in mlflow_core.to_mlflow_spans(t)]
+    n_spans = sum(len(t.spans) for t in traces)
     paths = []
-    for name in ("reference", "fast"):
+    for name in ("reference", "fast_spans", "fast_records"):
         path = tmp_path / f"{name}.db"
         shutil.copy(_template_db, path)
         paths.append(path)
@@ -79,19 +133,85 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _te
         client = mlflow_store.tracing_client(uri)
         if name == "reference":
             client.log_spans(exp, spans)
+            continue
+        assert mlflow_store.fast_path_available(uri), mlflow_store.fast_path_reason(uri)
+        if name == "fast_spans":
+            views = {}
+            for span in spans:
+                views.setdefault(span.trace_id, []).append(mlflow_rows.view_of_span(span))
+            views = list(views.values())
         else:
-            assert mlflow_store._fast_insert(client.store, exp, spans) is True
-            assert mlflow_store._fast_insert(client.store, exp, spans) is False  # exists: log_spans' job
-    reference, fast = (_dump(p) for p in paths)
-    assert reference.keys() == fast.keys()
-    for table in reference:
-        assert fast[table] == reference[table], table
-    assert len(fast["spans"]) == 12 and len(fast["trace_info"]) == 2
+            assert mlflow_rows.self_check(traces[0])
+            views = [mlflow_rows.trace_views(t) for t in traces]
+            plain = sum(1 for t in traces for s in t.spans if mlflow_rows._is_plain(
+                s, mlflow_core.span_attribute_values(t, s)))
+            assert plain >= n_spans - 5  # all but the error, the event, the GenAI key (and "model" input)
+        assert mlflow_store.insert_views(uri, exp, views) is True
+        assert mlflow_store.insert_views(uri, exp, views) is False  # exists: log_spans' job
+    reference, *fast_ones = (_dump(p) for p in paths)
+    for fast in fast_ones:
+        assert reference.keys() == fast.keys()
+        for table in reference:
+            assert fast[table] == reference[table], (table, [sorted(set(a) ^ set(b)) for a, b in zip(fast[table], reference[table]) if a != b][:2])
+    assert len(fast["spans"]) == n_spans and len(fast["trace_info"]) == 3
 
-    client = MlflowClient(f"sqlite:///{paths[1]}")
+    client = MlflowClient(f"sqlite:///{paths[2]}")
     got = client.get_trace(traces[0].mlflow_trace_id)
     assert len(got.data.spans) == 6
     assert got.info.token_usage["total_tokens"] == 30
     assert got.info.tags["user_role"] == "admin"
     found = client.search_traces(locations=[exp], filter_string="metadata.`mlflow.trace.user` = 'u-7'")
     assert [t.info.trace_id for t in found] == [traces[0].mlflow_trace_id]
+
+
+def test_store_of_an_unknown_schema_falls_back_to_log_spans_with_one_warning(tmp_path, _template_db, caplog):
+    import sqlite3
+
+    from buffer_testkit import run_requests
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path / "changed.db"
+    shutil.copy(_template_db, path)
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE spans ADD COLUMN added_later TEXT")
+    con.commit()
+    con.close()
+    uri = f"sqlite:///{path}"
+    with caplog.at_level("WARNING", logger="dspy_tracekit"):
+        tk.enable(plugins=[], tracking_uri=uri, experiment="changed")
+        program, lm = make_program()
+        run_requests(program, lm, 3)
+        assert tk.flush(30)
+    assert not mlflow_store.fast_path_available(uri)
+    assert "added_later" in mlflow_store.fast_path_reason(uri)
+    warnings = [r for r in caplog.records if "store fast path is off" in r.getMessage()]
+    assert len(warnings) == 1 and "spans" in warnings[0].getMessage()
+    exp = MlflowClient(uri).get_experiment_by_name("changed").experiment_id
+    assert len(MlflowClient(uri).search_traces(locations=[exp])) == 3
+
+
+def test_a_trace_another_writer_created_meanwhile_goes_to_log_spans(tmp_path, store, _template_db, monkeypatch):
+    """The fast path's existence check passes, then the insert collides: not an error, log_spans' job."""
+    from mlflow.tracking import MlflowClient
+
+    traces = _traces(tmp_path, store)[:1]
+    path = tmp_path / "race.db"
+    shutil.copy(_template_db, path)
+    uri = f"sqlite:///{path}"
+    exp = MlflowClient(uri).create_experiment("race")
+    views = [mlflow_rows.trace_views(t) for t in traces]
+    assert mlflow_store.insert_views(uri, exp, views) is True
+
+    class NoRows:  # the existence check sees nothing, as if the other writer had not committed yet
+        def filter(self, *a):
+            return self
+
+        def first(self):
+            return None
+
+    from sqlalchemy.orm import Session
+
+    original = Session.query
+    monkeypatch.setattr(Session, "query", lambda self, *a, **k: NoRows() if a and getattr(
+        a[0], "key", None) == "request_id" else original(self, *a, **k))
+    assert mlflow_store.insert_views(uri, exp, views) is False

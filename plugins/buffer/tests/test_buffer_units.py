@@ -97,3 +97,82 @@ def test_orphan_files_are_claimed_but_a_live_writers_file_is_not(tmp_path):
     with pytest.raises(OSError):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.close(fd)
+
+
+def test_replay_streams_files_in_blocks_smaller_than_a_record(tmp_path, monkeypatch):
+    from dspy_tracekit_buffer import _spool
+
+    monkeypatch.setattr(_spool, "_BLOCK", 64)
+    dead = tmp_path / "spool-00000000000000000001-999999-000001.tks"
+    records = [{"n": i, "pad": "x" * (i * 37)} for i in range(9)]
+    dead.write_bytes(b"".join(encode_record(r) for r in records) + b"00000020 deadbeef {\"torn")
+    spool = Spool(str(tmp_path), max_bytes=10**7)
+    assert spool.claim_orphans() == 10
+    seen, torn_total = [], 0
+    while (chunk := spool.next_chunk(4)) is not None:
+        token, got, torn = chunk
+        seen.extend(got)
+        torn_total += torn
+        spool.commit(token)
+    assert seen == records and torn_total == 1
+    assert spool.pending == 0 and not dead.exists()
+
+
+def test_enable_leaves_claiming_orphans_to_the_worker_thread(tmp_path, monkeypatch):
+    import threading
+
+    from dspy_tracekit_buffer import TraceBuffer, parse_config
+
+    dead = tmp_path / "spool-00000000000000000001-999999-000001.tks"
+    dead.write_bytes(encode_record({"trace_id": 1, "spans": []}))
+    threads = []
+    original = Spool.claim_orphans
+
+    def claim(self):
+        threads.append(threading.current_thread().name)
+        return original(self)
+
+    monkeypatch.setattr(Spool, "claim_orphans", claim)
+    buf = TraceBuffer(parse_config({"spool_dir": str(tmp_path)}), tracking_uri="sqlite:///unused.db")
+    buf.open_spool()
+    assert buf.pending() >= 1  # flush() waits for what the spool may hold before it is counted
+    buf._worker.join(0.01)
+    for _ in range(200):
+        if threads:
+            break
+        threading.Event().wait(0.01)
+    buf.shutdown(1.0)
+    assert threads == ["dspy-tracekit-buffer"]
+
+
+def _big_trace(prompt: str, spans: int = 6):
+    from dspy_tracekit.records import SpanRecord, TraceRecord
+
+    trace = TraceRecord()
+    for i in range(spans):
+        span = SpanRecord(trace, None if i == 0 else trace.spans[0].span_id, f"s{i}", "module", start_ns=i)
+        span.inputs = {"message": prompt}  # the same prompt object in every span, as DSPy passes it down
+        span.outputs = {"answer": f"answer {i}"}
+        span.materialized = True
+        trace.spans.append(span)
+    trace.root = trace.spans[0]
+    return trace
+
+
+def test_trace_bytes_counts_a_prompt_shared_by_spans_once():
+    from dspy_tracekit_buffer._sizing import trace_bytes
+
+    prompt = "x" * 100_000
+    size = trace_bytes(_big_trace(prompt))
+    assert 100_000 < size < 2 * 100_000  # one copy of the prompt, plus a little per span
+
+
+def test_span_bytes_rise_at_once_and_fall_slowly():
+    from dspy_tracekit_buffer._sizing import SpanBytes
+
+    learned = SpanBytes(2048)
+    learned.learn(_big_trace("x" * 60_000))
+    big = learned.value
+    assert big > 10_000
+    learned.learn(_big_trace("small"))
+    assert 2048 < learned.value < big

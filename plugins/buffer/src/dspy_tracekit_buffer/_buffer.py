@@ -15,6 +15,7 @@ from dspy_tracekit import delivery
 from dspy_tracekit.records import TraceRecord
 
 from ._config import SPAN_BYTES_ESTIMATE, BufferConfig
+from ._sizing import SpanBytes
 from ._spool import Spool, SpoolError, check_writable
 
 logger = logging.getLogger("dspy_tracekit.buffer")
@@ -34,6 +35,8 @@ class TraceBuffer:
         self.cfg = cfg
         self.tracking_uri = tracking_uri
         self._counts: Counter[str] = Counter()
+        #: bytes per queued span, learned from prepared traces (``max_bytes`` is charged with it)
+        self._span_bytes = SpanBytes(SPAN_BYTES_ESTIMATE)
         self._init_runtime()
         self.spool: Spool | None = None
         self.spool_unavailable = ""
@@ -51,6 +54,7 @@ class TraceBuffer:
         self._inflight = 0
         self._spilling = 0
         self._flushing = 0
+        self._claiming = False  # spool files of dead processes not claimed yet (worker does it)
         self._stopping = False
         self._closed = False
         self._worker: threading.Thread | None = None
@@ -80,15 +84,29 @@ class TraceBuffer:
 
         self._tracing_client = TracingClient
         self.spool = Spool(self.cfg.spool_dir, self.cfg.spool_max_bytes)
-        claimed = self.spool.claim_orphans()
+        if self.spool.has_orphans():
+            # claimed, counted and replayed on the worker: enable() does not read the spool
+            with self._lock:
+                self._claiming = True
+            self._start_worker()
+
+    def _claim_orphans(self) -> None:
+        try:
+            claimed = self.spool.claim_orphans() if self.spool is not None else 0
+        except OSError as exc:
+            claimed = 0
+            self._warn_once("claim", f"claiming spool files failed: {exc}")
+        finally:
+            with self._lock:
+                self._claiming = False
+                self._idle.notify_all()
         if claimed:
             logger.info("dspy-tracekit: replaying %d spooled trace(s) from %s", claimed, self.spool.directory)
-            self._start_worker()
 
     # ================================================================== request path
     def take(self, trace: TraceRecord) -> bool | None:
         """Queue a finished trace (calling thread). Always True: a refused trace is counted, not lost silently."""
-        size = len(trace.spans) * SPAN_BYTES_ESTIMATE
+        size = len(trace.spans) * self._span_bytes.value
         cfg = self.cfg
         with self._lock:
             if self._closed:
@@ -170,6 +188,8 @@ class TraceBuffer:
         return False
 
     def _run(self) -> None:
+        if self._claiming:
+            self._claim_orphans()
         if not self._core_ready():
             return
         while True:
@@ -243,6 +263,10 @@ class TraceBuffer:
             return
         if not ready:
             return
+        try:
+            self._span_bytes.learn(ready[0])  # one sample per batch: what queued traces really hold
+        except Exception:  # noqa: BLE001, S110 - sizing is advisory; the old figure stays
+            pass
         if self.spool is not None and self._store_is_down() and time.monotonic() < self._store_down_until:
             self._spill(ready)  # the store is down: no retries until the next probe
             return
@@ -396,7 +420,8 @@ class TraceBuffer:
 
     def _pending_locked(self) -> int:
         spooled = self.spool.pending if self.spool is not None else 0
-        return len(self._queue) + len(self._overflow) + self._inflight + self._spilling + spooled
+        return (len(self._queue) + len(self._overflow) + self._inflight + self._spilling + spooled
+                + self._claiming)
 
     def flush(self, timeout: float) -> bool:
         """Wait until every taken trace is in the store (or refused and counted); False on timeout."""
@@ -475,6 +500,7 @@ class TraceBuffer:
             out["queue_depth"] = len(self._queue)
             out["spill_queue_depth"] = len(self._overflow) + self._spilling
             out["queue_bytes_estimate"] = self._bytes
+            out["span_bytes_estimate"] = self._span_bytes.value
             if self.spool is not None:
                 out["spool_pending"] = self.spool.pending
                 out["spool_bytes"] = self.spool.bytes_on_disk

@@ -8,7 +8,8 @@ from typing import Any
 
 OVERFLOW_POLICIES = ("spill", "block", "drop_oldest", "drop_newest")
 DEFAULT_SPOOL_DIR = os.path.join(".dspy-tracekit", "spool")
-#: bytes one span is assumed to take in memory (the queue's byte bound is an estimate, never measured).
+#: bytes one span is assumed to take in memory until the worker has measured a prepared trace
+#: (see _sizing.py: from then on the figure follows the traces the program makes).
 SPAN_BYTES_ESTIMATE = 2048
 
 

@@ -87,13 +87,15 @@ def check_writable(directory: str) -> None:
             pass
 
 
+_BLOCK = 1 << 20  # replay reads files in blocks of this size: memory stays bounded whatever the spool holds
+
+
 @dataclass
 class _Claimed:
     """A spool file this process replays: its open locked descriptor and how far it got."""
 
     path: str
     fd: int
-    data: bytes
     offset: int = 0
     records_left: int = 0
 
@@ -187,12 +189,27 @@ class Spool:
             os.close(fd)
             _unlink(path)
             return
-        self._claimed.append(_Claimed(path, fd, b"", 0, records))
+        self._claimed.append(_Claimed(path, fd, 0, records))
         self._claimed_paths.add(path)
 
     # ------------------------------------------------------------------ replay
+    def has_orphans(self) -> bool:
+        """Whether the directory holds spool files this process does not hold (a directory listing)."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return False
+        with self._lock:
+            mine = self._claimed_paths | {self._path}
+        return any(n.startswith(PREFIX) and n.endswith(SUFFIX) and os.path.join(self.directory, n) not in mine
+                   for n in names)
+
     def claim_orphans(self) -> int:
-        """Claim spool files of dead processes (no lock held on them); returns records claimed."""
+        """Claim spool files of dead processes (no lock held on them); returns records claimed.
+
+        Reads each file once in blocks to count its records (lines), without decoding or keeping them:
+        the buffer calls this on its worker thread, and replay streams the files (:meth:`next_chunk`).
+        """
         try:
             names = sorted(n for n in os.listdir(self.directory) if n.startswith(PREFIX) and n.endswith(SUFFIX))
         except FileNotFoundError:
@@ -215,11 +232,10 @@ class Spool:
                 if os.fstat(fd).st_nlink == 0:  # replayed and deleted meanwhile
                     os.close(fd)
                     continue
-                data = _read_all(fd)
-                count = sum(1 for _ in decode_records(data))
-                self._claimed.append(_Claimed(path, fd, data, 0, count))
+                size, count = _count_lines(fd)
+                self._claimed.append(_Claimed(path, fd, 0, count))
                 self._claimed_paths.add(path)
-                self.bytes_on_disk += len(data)
+                self.bytes_on_disk += size
                 self.pending += count
                 claimed += count
             self._claimed.sort(key=lambda c: os.path.basename(c.path))
@@ -239,18 +255,14 @@ class Spool:
                 self._close_current_locked()
             while self._claimed:
                 c = self._claimed[0]
-                if not c.data and c.offset == 0:
-                    c.data = _read_all(c.fd)
                 records: list[dict[str, Any]] = []
                 torn = 0
                 end = c.offset
-                for end, record in decode_records(c.data, c.offset):
+                for end, record in _read_records(c.fd, c.offset, limit):
                     if record is None:
                         torn += 1
                     else:
                         records.append(record)
-                    if len(records) >= limit:
-                        break
                 if records or torn:
                     return (c, end, len(records) + torn), records, torn
                 self._finish_locked(c)
@@ -262,7 +274,11 @@ class Spool:
         with self._lock:
             c.offset = end
             c.records_left = max(0, c.records_left - count)
-            if c.offset >= len(c.data):
+            try:
+                done = c.offset >= os.fstat(c.fd).st_size
+            except OSError:
+                done = True
+            if done:
                 self._finish_locked(c)
             # last: flush() reads ``pending`` without this lock and must not see 0 before the cleanup
             self.pending = max(0, self.pending - count)
@@ -337,15 +353,50 @@ class Spool:
         self.stats = SpoolStats()
 
 
-def _read_all(fd: int) -> bytes:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
+def _count_lines(fd: int) -> tuple[int, int]:
+    """(size, records) of a spool file, read in blocks: a torn last line counts as a record."""
+    size = lines = 0
+    last = b"\n"
     while True:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
+        block = os.pread(fd, _BLOCK, size)
+        if not block:
             break
-        chunks.append(chunk)
-    return b"".join(chunks)
+        size += len(block)
+        lines += block.count(b"\n")
+        last = block[-1:]
+    return size, lines + (last != b"\n")
+
+
+def _read_records(fd: int, offset: int, limit: int) -> list[tuple[int, dict[str, Any] | None]]:
+    """Up to ``limit`` records from ``offset``: ``(end_offset, record or None when torn)``.
+
+    Reads blocks until ``limit`` complete lines (or the end of the file) are in hand: memory holds one
+    chunk of records, not the file.
+    """
+    out: list[tuple[int, dict[str, Any] | None]] = []
+    buf = b""
+    base = offset  # file offset of buf[0]
+    pos = offset  # next byte to read
+    while len(out) < limit:
+        block = os.pread(fd, _BLOCK, pos)
+        eof = not block
+        buf += block
+        pos += len(block)
+        start = 0
+        while len(out) < limit:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                if eof and start < len(buf):  # a torn last line without its newline
+                    out.append((base + len(buf), _decode_line(buf, start, len(buf))))
+                    start = len(buf)
+                break
+            out.append((base + nl + 1, _decode_line(buf, start, nl)))
+            start = nl + 1
+        buf = buf[start:]
+        base += start
+        if eof:
+            break
+    return out
 
 
 def _unlink(path: str) -> None:

@@ -1,0 +1,85 @@
+"""Delivery path, side by side in one run: a baseline checkout and this one (issue #12).
+
+    TK_BASELINE_REF=96042eb uv run pytest -m benchmark tests/benchmarks/test_bench_delivery.py -s
+
+The baseline is ``git archive $TK_BASELINE_REF`` of src/ and plugins/, run by the same interpreter with
+PYTHONPATH pointing at it; each mode of bench_delivery.py runs in its own process, baseline and
+candidate interleaved over rounds; medians are reported, with ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).with_name("bench_delivery.py")
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = ("buffer", "redact", "sample", "cost")
+
+
+def _baseline(tmp_path) -> str:
+    ref = os.environ.get("TK_BASELINE_REF", "96042eb")
+    dest = tmp_path / "baseline"
+    dest.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src", "plugins"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return os.pathsep.join([str(dest / "src")] + [str(dest / "plugins" / p / "src") for p in PLUGINS])
+
+
+def _run(mode, n, store, pythonpath):
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    out = subprocess.run([sys.executable, str(WORKER), mode, str(n), str(store)], capture_output=True, text=True, check=False,
+                         env=env, timeout=1800)
+    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
+    assert lines, f"{mode} failed:\n{out.stderr[-3000:]}"
+    return json.loads(lines[-1])
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(5400)
+def test_delivery_path_before_and_after(tmp_path):
+    rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
+    n = int(os.environ.get("BENCH_N", "3000"))
+    base_pp = _baseline(tmp_path)
+    who = {"before": base_pp, "after": ""}
+    modes = ("untraced", "burst", "drain", "stages", "enable")
+    res = {(w, m): [] for w in who for m in modes}
+    for r in range(rounds):
+        for m in modes:
+            for w, pp in who.items():
+                if m == "untraced" and w == "before":
+                    continue  # no tracekit code runs
+                res[(w, m)].append(_run(m, n if m != "stages" else min(n, 1000), tmp_path / f"{w}{r}", pp))
+    med = lambda w, m, k: statistics.median(x[k] for x in res[(w, m)])
+    untraced = med("after", "untraced", "wall_s")
+    print(f"\n[delivery] 6-span intent program, DummyLM, redact + sample(1.0) + cost + buffer, {rounds} rounds")
+    print(f"untraced burst of {n}: {untraced:.2f} s")
+    print(f"{'':28}{'before':>12}{'after':>12}{'after/before':>14}")
+    for label, m, k in (("burst wall s (until stored)", "burst", "wall_s"), ("worker drain s", "drain", "drain_s"),
+                        ("worker traces/s", "drain", "traces_per_s"), ("first enable() s", "enable", "enable_s")):
+        b, a = med("before", m, k), med("after", m, k)
+        print(f"{label:28}{b:>12.2f}{a:>12.2f}{a / b:>14.2f}")
+    print(f"{'total cost vs untraced':28}{med('before', 'burst', 'wall_s') / untraced:>12.2f}"
+          f"{med('after', 'burst', 'wall_s') / untraced:>12.2f}")
+    stored = [x["stored"] for w in who for x in res[(w, "burst")]]
+    print(f"stored per burst: {stored}")
+    print(f"{'stage (µs per trace / span)':28}{'before':>18}{'after':>18}")
+    for stage in ("keep", "materialize", "redact", "translate", "write"):
+        b = statistics.median(x["stage_us_per_trace"][stage] for x in res[("before", "stages")])
+        a = statistics.median(x["stage_us_per_trace"][stage] for x in res[("after", "stages")])
+        bs = statistics.median(x["stage_us_per_span"][stage] for x in res[("before", "stages")])
+        as_ = statistics.median(x["stage_us_per_span"][stage] for x in res[("after", "stages")])
+        print(f"{stage:28}{b:>10.1f} /{bs:>6.1f}{a:>10.1f} /{as_:>6.1f}")
+    tb = statistics.median(x["total_us_per_trace"] for x in res[("before", "stages")])
+    ta = statistics.median(x["total_us_per_trace"] for x in res[("after", "stages")])
+    print(f"{'total':28}{tb:>18.1f}{ta:>18.1f}")
+    assert all(s == n for s in stored)
