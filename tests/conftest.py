@@ -43,6 +43,7 @@ def _isolated(tmp_path, monkeypatch):
             monkeypatch.delenv(key)
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # redact's pseudonym key: not the real home
     yield
     tk.disable()
     dspy.configure(lm=None, callbacks=[], adapter=None)

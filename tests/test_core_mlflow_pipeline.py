@@ -528,3 +528,17 @@ def test_start_span_no_context_spans_are_tracekit_spans_too(store_uri, experimen
     trace = reader.one()
     assert tree_of(trace) == {"batch_job": None, "step": "batch_job"}
     assert trace.data.spans[0].inputs == {"n": 2} and trace.data.spans[0].outputs == {"done": 2}
+
+
+def test_mlflow_rooted_traces_get_load_and_cpu_figures_like_dspy_rooted_ones(store_uri, experiment_name):
+    reader = _enable(store_uri, experiment_name)
+    dspy.configure(lm=dummy_lm())
+    detect("x")
+    IntentDetector()(message="y")
+    mlflow_rooted, dspy_rooted = reader.traces()
+    for trace in (mlflow_rooted, dspy_rooted):
+        assert trace.info.tags["tracekit.load.in_flight"] == "1"
+        assert trace.info.tags["tracekit.program_version"]
+    query = next(s for s in mlflow_rooted.data.spans if s.name == "database_query")
+    assert query.attributes["tracekit.cpu_ms"] >= 0
+    assert mlflow_rooted.data.spans[0].attributes["tracekit.cpu_ms"] > 0  # the user's root span

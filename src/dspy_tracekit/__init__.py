@@ -92,6 +92,9 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
         mgr.bridge = MlflowBridge(mode=settings.mlflow_traces)
         mgr.flush_timeout = float(cfg.core["flush_timeout"])
         mgr.bridge.install()
+        from .resources import configure as configure_resources
+
+        configure_resources(cfg.core)  # analytics v2 (#15): cpu_time, peak_memory
         instrument()
         _state.settings = settings
         _state.manager = mgr
@@ -118,6 +121,9 @@ def disable(timeout: float | None = None) -> bool:
             uninstrument()
             if mgr.bridge is not None:
                 mgr.bridge.uninstall()
+            from .resources import reset as reset_resources
+
+            reset_resources()  # analytics v2 (#15): stops tracemalloc if enable() started it
             mgr.shutdown(wait)
         return True
 

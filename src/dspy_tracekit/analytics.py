@@ -371,6 +371,8 @@ class SpanView:
     depth: int = 0
     module: str | None = None
     children: list[SpanView] = field(default_factory=list, repr=False)
+    #: the span's MLflow attributes as stored (decoded values): CPU time, scores, versions, …
+    attributes: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def duration_ms(self) -> float:
@@ -457,6 +459,7 @@ def _span_view(trace_id: str, span: Any) -> SpanView:
         model=attrs.get(MODEL_ATTR) if isinstance(attrs.get(MODEL_ATTR), str) else None,
         context=context,
         module=attrs.get(MODULE_PATH_ATTR) if isinstance(attrs.get(MODULE_PATH_ATTR), str) else None,
+        attributes=attrs,
     )
 
 

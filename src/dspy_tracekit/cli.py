@@ -224,13 +224,19 @@ def _read_total(store: Any, since: str | None, filter_string: str | None, limit:
     "--top", default=10, show_default=True, help="Rows in the slowest / paths / correlation tables."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@click.option("--by", type=click.Choice(["load", "resources"]), default=None,
+              help="load: latency and errors by traces in flight and by requests/s; resources: CPU per span name.")
 @_friendly
-def stats(tracking_uri, experiment, since, filter_string, top, as_json):
+def stats(tracking_uri, experiment, since, filter_string, top, as_json, by):
     """Per span name: count, error rate, P50/P95/P99 latency, tokens and cost; the slowest spans,
     the most common execution paths, and what failed traces have in common (lift).
 
     Traces kept by the sample plugin with probability p count 1/p times.
     """
+    if by is not None:  # analytics v2 (#15)
+        from .cli_resources import stats_by
+
+        return stats_by(by, tracking_uri, experiment, since, filter_string, top, as_json)
 
     from . import analytics
 
@@ -575,6 +581,12 @@ def doctor(tracking_uri, experiment, since, filter_string, as_json):
         sys.exit(1)
 
 
+from . import cli_compare, cli_optimize  # noqa: E402 - analytics v2 (#15): compare, optimize
+from .cli_erase import erase as _erase  # noqa: E402
+
+main.add_command(_erase)
+main.add_command(cli_compare.command())
+main.add_command(cli_optimize.command())
 from .cli_monitor import slo, watch  # noqa: E402 - commands in modules of their own
 
 main.add_command(slo)

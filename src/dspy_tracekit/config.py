@@ -41,6 +41,11 @@ CORE_SCHEMA: dict[str, tuple[type | tuple, Any, str, str]] = {
                 "false turns tracing off (so do DSPY_TRACEKIT_DISABLE=1 and MLFLOW_ENABLE_TRACING=false)."),
     "flush_timeout": ((int, float), 10.0, "DSPY_TRACEKIT_FLUSH_TIMEOUT",
                       "Seconds disable() and interpreter exit wait for pending traces."),
+    "cpu_time": (bool, True, "DSPY_TRACEKIT_CPU_TIME",
+                 "Record each span's thread CPU time next to its wall time (attribute tracekit.cpu_ms)."),
+    "peak_memory": (bool, False, "DSPY_TRACEKIT_PEAK_MEMORY",
+                    "Record each trace's peak memory with tracemalloc (tag tracekit.memory.peak_bytes); "
+                    "slows every allocation of the process while on."),
 }
 
 

@@ -24,11 +24,13 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+from threading import get_ident
+from time import thread_time_ns
 from typing import Any
 
 import wrapt
 
-from . import _state, mlflow_compat
+from . import _state, mlflow_compat, resources
 from .errors import TracekitAbort
 from .records import SpanKind, SpanRecord, TraceRecord
 
@@ -217,6 +219,7 @@ class MlflowBridge:
                 trace.tags.update(tags)
             if self.sampling_ratio < 1.0:
                 trace.attributes["mlflow.sampling_ratio"] = self.sampling_ratio
+            resources.root_start(trace)  # traces in flight, peak memory: as for a DSPy root
             sample(mgr, trace)
             self.registry[ctx.trace_id] = trace
         else:
@@ -227,6 +230,8 @@ class MlflowBridge:
             record.span_id = ctx.span_id
             record.tags = current_tags.get()
         record.otel = otel
+        if resources.cpu_on:
+            record.thread_id, record.cpu_start_ns = get_ident(), thread_time_ns()
         self._open[ctx.span_id] = record
         if not trace.sampled:
             return
@@ -258,6 +263,10 @@ class MlflowBridge:
         if getattr(instance, "_export_metrics", False):
             instance.record_metrics_for_span(otel)
         record.end_ns = otel.end_time
+        if record.cpu_start_ns is not None and record.thread_id == get_ident():
+            record.cpu_ns = thread_time_ns() - record.cpu_start_ns
+        if record is trace.root:
+            resources.root_end(trace)
         if self.mode == "dspy" and trace.mlflow_state == "mlflow":
             self._held.setdefault(trace.trace_id, []).append((wrapped, args, kwargs))
         if trace.sampled:

@@ -26,6 +26,15 @@ if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent
     os.register_at_fork(after_in_child=_rand.seed)
 _EMPTY: dict = {}
 
+#: span attribute: thread CPU time of the span in ms (see docs/analytics.md, "Resource usage").
+CPU_ATTR = "tracekit.cpu_ms"
+#: trace tags: traces in flight in the process when the root started; peak traced memory (bytes).
+IN_FLIGHT_TAG = "tracekit.load.in_flight"
+PEAK_MEMORY_TAG = "tracekit.memory.peak_bytes"
+#: trace tag: the program version (fingerprint of the root module's learnable state, or the
+#: ``program_version`` context tag).
+VERSION_TAG = "tracekit.program_version"
+
 
 def new_span_id() -> int:
     return _getrandbits(64) or 1
@@ -81,6 +90,7 @@ class SpanRecord:
         "instance", "func", "args", "kwargs", "inputs", "outputs", "error", "attributes",
         "model", "provider", "params", "usage", "cache_hit", "first_token_ns", "cost",
         "module_path", "tags", "materialized", "events", "otel", "ctx_token",
+        "thread_id", "cpu_start_ns", "cpu_ns",
     )
 
     def __init__(self, trace: TraceRecord, parent_id: int | None, name: str, kind: str,
@@ -123,6 +133,11 @@ class SpanRecord:
         self.otel: Any = None
         #: the token of the stand-in this span put into MLflow's context (detached when it ends).
         self.ctx_token: Any = None
+        #: thread CPU time: the thread the span started on, its CPU clock then, and the CPU time the
+        #: span used (``None`` when off, or when the span ended on another thread).
+        self.thread_id: int | None = None
+        self.cpu_start_ns: int | None = None
+        self.cpu_ns: int | None = None
 
     # -- convenience for plugins --------------------------------------------------------------
     def set_attribute(self, key: str, value: Any) -> None:
@@ -160,6 +175,10 @@ class SpanRecord:
             self.attributes = scrub(jsonable(self.attributes))
         if isinstance(self.error, BaseException):
             self.error = error_dict(self.error)
+        if self.cpu_ns is not None:
+            if self.attributes is None:
+                self.attributes = {}
+            self.attributes[CPU_ATTR] = self.cpu_ns / 1e6
         self.args = ()
         self.kwargs = None
         self.instance = None
@@ -176,7 +195,7 @@ class SpanRecord:
             "attributes": self.attributes, "model": self.model, "provider": self.provider,
             "params": self.params, "usage": self.usage, "cache_hit": self.cache_hit,
             "first_token_ns": self.first_token_ns, "cost": self.cost, "module_path": self.module_path,
-            "tags": dict(self.tags), "events": self.events,
+            "tags": dict(self.tags), "events": self.events, "cpu_ns": self.cpu_ns,
         }
 
     @classmethod
@@ -184,7 +203,7 @@ class SpanRecord:
         s = cls(trace, d.get("parent_id"), d["name"], d["kind"], d.get("span_type"), start_ns=d["start_ns"])
         s.span_id = d["span_id"]
         for key in ("end_ns", "inputs", "outputs", "error", "attributes", "model", "provider", "params",
-                    "usage", "cache_hit", "first_token_ns", "cost", "module_path", "events"):
+                    "usage", "cache_hit", "first_token_ns", "cost", "module_path", "events", "cpu_ns"):
             setattr(s, key, d.get(key))
         s.tags = dict(d.get("tags") or {})
         s.materialized = True
@@ -195,7 +214,7 @@ class TraceRecord:
     """A trace: its spans in start order, context tags, and what plugins attach to it."""
 
     __slots__ = ("trace_id", "root", "spans", "tags", "metadata", "attributes", "sampled", "workload",
-                 "mlflow_state", "__weakref__")
+                 "mlflow_state", "in_flight", "memory_start", "peak_memory", "__weakref__")
 
     def __init__(self, trace_id: int | None = None):
         self.trace_id = trace_id if trace_id is not None else new_trace_id()
@@ -213,6 +232,12 @@ class TraceRecord:
         #: MLflow's in-memory trace registry knows this trace (an MLflow span is or was part of it):
         #: None = no; "ours" = registered by tracekit (root made by DSPy); "mlflow" = MLflow's root.
         self.mlflow_state: str | None = None
+        #: traces of this process in flight when this one started (this one included).
+        self.in_flight: int | None = None
+        #: optional (``peak_memory = true``): traced memory when the root started, and the peak
+        #: above it while the trace ran, in bytes (``tracemalloc``).
+        self.memory_start: int | None = None
+        self.peak_memory: int | None = None
 
     @property
     def mlflow_trace_id(self) -> str:
@@ -241,12 +266,17 @@ class TraceRecord:
     def materialize(self) -> None:
         for span in self.spans:
             span.materialize()
+        if self.in_flight is not None:
+            self.tags[IN_FLIGHT_TAG] = str(self.in_flight)
+        if self.peak_memory is not None:
+            self.tags[PEAK_MEMORY_TAG] = str(self.peak_memory)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "trace_id": self.trace_id, "tags": self.tags, "metadata": self.metadata,
             "attributes": jsonable(self.attributes),
             "workload": self.workload, "spans": [s.to_dict() for s in self.spans],
+            "in_flight": self.in_flight, "peak_memory": self.peak_memory,
         }
 
     @classmethod
@@ -256,6 +286,8 @@ class TraceRecord:
         t.metadata = dict(d.get("metadata") or {})
         t.attributes = dict(d.get("attributes") or {})
         t.workload = d.get("workload", "default")
+        t.in_flight = d.get("in_flight")
+        t.peak_memory = d.get("peak_memory")
         t.spans = [SpanRecord.from_dict(t, sd) for sd in d["spans"]]
         t.root = next((s for s in t.spans if s.parent_id is None), t.spans[0] if t.spans else None)
         return t

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
-from time import time_ns
+from threading import get_ident
+from time import thread_time_ns, time_ns
 from typing import Any
 
-from . import _state
+from . import _state, resources, versioning
 from .errors import TracekitAbort
 from .mlflow_bridge import DROPPED, sample
 from .mlflow_compat import runtime_context, set_last_active_trace_id
@@ -24,6 +25,7 @@ current_span: ContextVar[SpanRecord | None] = ContextVar("dspy_tracekit_span", d
 current_tags: ContextVar[dict[str, str]] = ContextVar("dspy_tracekit_tags", default=_EMPTY)
 
 _WORKLOAD = {SpanKind.EVALUATE: "evaluate", SpanKind.COMPILE: "compile"}
+_VERSIONED_KINDS = (SpanKind.EVALUATE, SpanKind.COMPILE)  # analytics v2 (#15)
 
 
 def _start_span(name: str, kind: str, span_type: str | None = None, instance: Any = None, func: Any = None,
@@ -52,6 +54,7 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
             if trace.sampled:
                 trace.spans.append(span)
                 span.ctx_token = bridge.attach(trace)
+            versioning.root_version(trace, kind, instance, args, kwargs, current_tags.get())  # analytics v2 (#15)
         span.tags = current_tags.get()
         span.module_path = module_path if module_path is not None or parent is None else parent.module_path
     elif parent is None:
@@ -64,6 +67,8 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
             trace.tags.update(tags)
         span.module_path = module_path
         trace.workload = _WORKLOAD.get(kind, "default")
+        resources.root_start(trace)  # analytics v2 (#15): traces in flight, peak memory
+        versioning.root_version(trace, kind, instance, args, kwargs, tags)  # analytics v2 (#15): program version
         if bridge is not None and bridge.sampling_ratio < 1.0:
             trace.attributes["mlflow.sampling_ratio"] = bridge.sampling_ratio
         sample(mgr, trace)
@@ -80,6 +85,8 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
             trace.spans.append(span)
     if setup is not None:
         setup(span, instance, kwargs or {})  # details the span-start hooks need (e.g. an LM's model)
+    if resources.cpu_on:  # analytics v2 (#15): thread CPU time
+        span.thread_id, span.cpu_start_ns = get_ident(), thread_time_ns()
     token = current_span.set(span)
     if mgr.span_start_fns:
         try:
@@ -151,9 +158,15 @@ def _internal_error(where: str, exc: BaseException) -> None:
 def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException | None = None) -> None:
     """Close ``span`` (never raises). Completes the trace when ``span`` is its root."""
     span.end_ns = time_ns()
+    if span.cpu_start_ns is not None and span.thread_id == get_ident():  # analytics v2 (#15): CPU time
+        span.cpu_ns = thread_time_ns() - span.cpu_start_ns
     span.outputs = outputs
     if error is not None:
         span.error = error
+    if span.kind in _VERSIONED_KINDS:  # analytics v2 (#15): trial scores, compile result version
+        versioning.on_span_end(span)
+    if span.trace.root is span:  # analytics v2 (#15): traces in flight, peak memory
+        resources.root_end(span.trace)
     try:
         if token is not None:
             current_span.reset(token)

@@ -146,6 +146,17 @@ class CorpusGenerator:
         return self.fake.password(length=self.rng.randint(8, 16), special_chars=True, digits=True,
                                   upper_case=True, lower_case=True)
 
+    def generic_secret(self) -> str:
+        """A key without a vendor prefix: AWS-style base64, hex-free alphanumerics, url-safe, or a password."""
+        kind = self.pick(["b64_40", "alnum", "urlsafe", "password"])
+        if kind == "b64_40":
+            return self.chars(40, B64 + "/+")
+        if kind == "alnum":
+            return self.chars(self.rng.randint(20, 48))
+        if kind == "urlsafe":
+            return self.chars(self.rng.randint(24, 64), B64 + "-_")
+        return self.password()
+
     # -- positive sentences ---------------------------------------------------------------------
     def positive(self, entity: str, subtype: str | None = None) -> Sample:
         b = _Builder()
@@ -203,6 +214,10 @@ class CorpusGenerator:
                 b.text(pre).value(v, entity, entity.lower()).text(post)
             else:
                 self._fill(b, t, v, entity, entity.lower())
+        elif entity == "GENERIC_SECRET":
+            v = self.generic_secret()
+            t = self.pick(_GENERIC_SECRET_SENTENCES)
+            self._fill(b, t, v, "GENERIC_SECRET", "generic")
         elif entity == "CREDENTIAL":
             v = self.password()
             t = self.pick(["my password is {} and it stopped working", "password={}", "login: admin, pwd: {}",
@@ -222,7 +237,21 @@ class CorpusGenerator:
     # -- hard negatives -------------------------------------------------------------------------
     def negative_clause(self) -> str:
         d, p, f = self.digits, self.pick, self.fake
-        kind = p(["order", "date", "timestamp", "uuid", "version", "price", "tracking", "misc"])
+        kind = p(["order", "date", "timestamp", "uuid", "version", "price", "tracking", "misc", "credctx", "image"])
+        if kind == "credctx":  # a credential word right before something that is not a secret
+            return p([f"the key for commit {self.chars(40, '0123456789abcdef')} is wrong",
+                      f"token id {f.uuid4()} expired", f"API key {f.uuid4()} was revoked",
+                      f"the token expired at {f.date_time_between(_START, _END).isoformat()}Z",
+                      f"key version {self.rng.randint(1, 9)}.{self.rng.randint(0, 30)}.{self.rng.randint(0, 99)}",
+                      f"the secret sha256 {self.chars(64, '0123456789abcdef')} matches",
+                      f"password reset for order ORD-{f.year()}-{d(6)}",
+                      f"token for ticket INC{d(7)} please", f"key tracking number 1Z{self.chars(6, string.ascii_uppercase + string.digits)}{d(10)}",
+                      f"mi clave de pedido es {d(10)}", f"Passwort vergessen seit {f.date_time_between(_START, _END):%d.%m.%Y}",
+                      f"auth header missing on build {self.rng.randint(100, 9999)}",
+                      f"the keyboard model KB{d(4)} and monkey {d(3)}"])
+        if kind == "image":  # base64 image data, no credential word before it
+            blob = self.chars(self.rng.randint(60, 400), B64 + "+/")
+            return p([f"screenshot: data:image/png;base64,iVBORw0KGgo{blob}==", f"attached image/jpeg;base64,/9j/4AAQ{blob}"])
         if kind == "order":
             return p([f"Order ORD-{f.year()}-{d(6)} still hasn't shipped.", f"order #{d(8)} arrived damaged",
                       f"Amazon order {d(3, '123456789')}-{d(7)}-{d(7)} is missing", f"ticket INC{d(7)} was closed",
@@ -318,13 +347,75 @@ _SECRET_TEMPLATES = {
 
 ENTITIES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "URL_CREDENTIALS", "OPENAI_KEY",
             "ANTHROPIC_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY",
-            "GOOGLE_API_KEY", "JWT", "BEARER_TOKEN", "PRIVATE_KEY", "CREDENTIAL")
+            "GOOGLE_API_KEY", "JWT", "BEARER_TOKEN", "PRIVATE_KEY", "CREDENTIAL", "GENERIC_SECRET")
+#: keys with no vendor prefix after a credential word, in several languages (no "password:" pairs:
+#: those are CREDENTIAL's)
+_GENERIC_SECRET_SENTENCES = [
+    "I pasted my key `{}` into the settings", "Authorization failed with token `{}`",
+    "the token {} stopped working yesterday", "my API key {} returns 401", "the client credential {} leaked in the logs?",
+    "here is my new password {} please reset", "credentials {} do not work",
+    "mi clave {} no funciona", "mi contraseña nueva {} no sirve", "la mia chiave {} è scaduta",
+    "mon mot de passe {} ne marche pas", "ma clé {} est refusée", "mein Passwort {} geht nicht",
+    "der Schlüssel {} wurde abgelehnt", "minha senha {} não funciona", "мой токен {} не работает",
+    "ваш пароль {} устарел", "het wachtwoord {} klopt niet", "我的密码 {} 不能用",
+]
 PHONE_COUNTRIES = ("US", "UK", "DE", "FR", "IN", "BR", "E164")
+
+
+@pytest.fixture(autouse=True)
+def _own_config_dir(tmp_path, monkeypatch):
+    """The pseudonym key goes to the test's own config directory, never the real home."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("APPDATA", str(tmp_path / "config"))
 
 
 @pytest.fixture(scope="session")
 def corpus() -> list[Sample]:
     return CorpusGenerator().corpus()
+
+
+def _prose(seed: int, n: int) -> list[str]:
+    """Support-like prose this project did not write: Faker paragraphs, some with an identifier in them."""
+    fake = Faker()
+    fake.seed_instance(seed)
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words = fake.paragraph(nb_sentences=rng.randint(2, 6)).split()
+        if rng.random() < 0.5:
+            words.insert(rng.randrange(len(words)), rng.choice([
+                fake.hostname(), fake.uri(), fake.file_path(), fake.isbn13(), fake.sha1(), fake.uuid4(),
+                fake.date(), fake.time(), fake.email(), fake.phone_number(), fake.ipv4(), fake.iban(),
+                fake.credit_card_number(), fake.ssn(), fake.password(), rng.choice(["token", "key", "password"])]))
+        out.append(" ".join(words))
+    return out
+
+
+def regression_texts(corpus: list[Sample]) -> list[str]:
+    """The texts on which a faster redactor must find exactly what the slower one finds: the labeled
+    corpus, ChatAdapter-shaped prompts made of it, its sentences with non-ASCII characters mixed in
+    (accents, ``€``, ``İ``, ``ſ``, the Kelvin sign, non-breaking and ideographic spaces, Arabic-Indic
+    digits), the same without digits, ``@`` and ``:``, and Faker prose with and without values."""
+    import re
+
+    sentences = [s.text for s in corpus]
+    rng = random.Random(SEED)
+    prompts = ["[[ ## message ## ]]\n" + " ".join(sentences[i:i + 14]) + "\n\n[[ ## completed ## ]]"
+               for i in range(0, len(sentences) - 14, 7)]
+    oddities = ["é", "€", "İ", "ſ", "\u212a", "\xa0", "\u3000", "٣", "—", "😀", "ñ", "ü", "\ud800"]
+    mixed = []
+    for t in sentences:
+        chars = list(t)
+        for _ in range(rng.randint(1, 3)):
+            chars.insert(rng.randrange(len(chars) + 1), rng.choice(oddities))
+        mixed.append("".join(chars))
+    stripped = [re.sub(r"[\d@:]", "", t) for t in sentences]
+    return sentences + prompts + mixed + stripped + _prose(SEED, 6000) + _prose(SEED + 1, 1500)
+
+
+@pytest.fixture(scope="session")
+def regression_set(corpus) -> list[str]:
+    return regression_texts(corpus)
 
 
 @pytest.fixture(scope="session")

@@ -96,7 +96,7 @@ def _redactor_at(rev: str, into) -> type:
     src = Path(__file__).resolve().parents[1] / "src" / "dspy_tracekit_redact"
     pkg = into / "redact_before"
     pkg.mkdir()
-    for name in ("__init__.py", "_detectors.py", "_ner.py", "_plugin.py", "_redactor.py"):
+    for name in ("__init__.py", "_detectors.py", "_ner.py", "_plugin.py", "_redactor.py"):  # files at ``rev``
         text = subprocess.run(["git", "show", f"{rev}:./{name}"], cwd=src, check=True, capture_output=True,
                               text=True).stdout
         (pkg / name).write_text(text)
@@ -114,11 +114,14 @@ def test_redaction_throughput_before_and_after_the_fast_paths(corpus, tmp_path):
         before = _redactor_at(BEFORE_FAST_PATHS, tmp_path)()
     except Exception as exc:  # noqa: BLE001 - no git or a shallow clone: nothing to compare with
         pytest.skip(f"cannot load the redactor at {BEFORE_FAST_PATHS[:7]}: {exc}")
+    from dspy_tracekit_redact import BUILTIN_ENTITIES
+
     after = Redactor()
+    same_kinds = Redactor({"entities": [e for e in BUILTIN_ENTITIES if e != "GENERIC_SECRET"]})  # new in v2
     pii = _prompts(corpus, 1_000_000, with_pii=True)
     clean = _prompts(corpus, 1_000_000, with_pii=False)
     for p in pii[:200] + clean[:200]:
-        assert after.find(p) == before.find(p)  # same findings, or the comparison means nothing
+        assert same_kinds.find(p) == before.find(p)  # same findings, or the comparison means nothing
     rows = [
         ("redact_text, prompts with PII", lambda r: (lambda p: r.redact_text(p)), pii, 1),
         ("redact_text, clean prompts", lambda r: (lambda p: r.redact_text(p)), clean, 1),
@@ -138,3 +141,81 @@ def test_redaction_throughput_before_and_after_the_fast_paths(corpus, tmp_path):
         ratios.append(a / b)
         print(f"  {name:<36} before {b:6.1f} MB/s   after {a:6.1f} MB/s   x{a / b:.2f}")
     assert all(r > 0 for r in ratios)
+
+
+#: main before Redaction v2 (issue #13): no GENERIC_SECRET, no pseudonyms, no prefilter
+BEFORE_V2 = "96042eb6591608bfe8a7435245462b434db4c3ac"
+
+
+def _prose_prompts(n_bytes: int, seed: int = 5) -> list[str]:
+    """ChatAdapter-shaped prompts whose message and history are Faker prose: clean text nobody here wrote."""
+    from faker import Faker
+
+    fake = Faker()
+    fake.seed_instance(seed)
+    out, size = [], 0
+    while size < n_bytes:
+        history = " ".join(fake.paragraph(nb_sentences=5) for _ in range(5))
+        prompt = (SYSTEM + "\n[[ ## message ## ]]\n" + fake.paragraph(nb_sentences=3) + "\n\n[[ ## history ## ]]\n"
+                  + history + "\n\nRespond with the corresponding output fields, starting with the field "
+                  "`[[ ## reasoning ## ]]`.")
+        out.append(prompt)
+        size += len(prompt.encode())
+    return out
+
+
+def _dense_prompts(corpus, n_bytes: int) -> list[str]:
+    """Prompts whose message and history are sentences that each hold a value (~15 values per prompt)."""
+    pii = [s.text for s in corpus if s.spans]
+    out, size, i = [], 0, 0
+    while size < n_bytes:
+        message = " ".join(pii[(i * 15 + k) % len(pii)] for k in range(3))
+        history = " ".join(pii[(i * 15 + 3 + k) % len(pii)] for k in range(12))
+        prompt = SYSTEM + "\n[[ ## message ## ]]\n" + message + "\n\n[[ ## history ## ]]\n" + history
+        out.append(prompt)
+        size += len(prompt.encode())
+        i += 1
+    return out
+
+
+def test_redaction_v2_side_by_side(corpus, regression_set, tmp_path):
+    """Redaction v2 against main before it, in one run: identical findings on the regression set, then
+    redact_text throughput on four kinds of text, best of 5 interleaved rounds.
+
+    Run: ``uv run pytest plugins/redact/tests/test_redact_benchmark.py -m benchmark -s -q -k v2``
+    """
+    from dspy_tracekit_redact import BUILTIN_ENTITIES
+
+    try:
+        before = _redactor_at(BEFORE_V2, tmp_path)()
+    except Exception as exc:  # noqa: BLE001 - no git or a shallow clone: nothing to compare with
+        pytest.skip(f"cannot load the redactor at {BEFORE_V2[:7]}: {exc}")
+    v2 = Redactor()
+    v2_slow = Redactor({"prefilter": False})
+    v2_old_kinds = Redactor({"entities": [e for e in BUILTIN_ENTITIES if e != "GENERIC_SECRET"]})
+    t0 = time.perf_counter()
+    same_as_before = sum(before.find(t) == v2_old_kinds.find(t) for t in regression_set)
+    same_with_prefilter = sum(v2.find(t) == v2_slow.find(t) for t in regression_set)
+    generic = sum(1 for t in regression_set for f in v2.find(t) if f.entity == "GENERIC_SECRET")
+    print(f"\nregression set: {len(regression_set)} texts ({time.perf_counter() - t0:.0f} s)")
+    print(f"  main ({BEFORE_V2[:7]}) vs v2 without GENERIC_SECRET: identical findings on {same_as_before}")
+    print(f"  v2 with vs without the Hyperscan prefilter:   identical findings on {same_with_prefilter}")
+    print(f"  GENERIC_SECRET findings v2 adds: {generic}")
+    assert same_as_before == same_with_prefilter == len(regression_set)
+
+    sets = [
+        ("clean prose prompts (Faker)", _prose_prompts(1_000_000)),
+        ("clean prompts, hard negatives", _prompts(corpus, 1_000_000, with_pii=False)),
+        ("prompts with PII (~2 per prompt)", _prompts(corpus, 1_000_000, with_pii=True)),
+        ("PII-dense prompts (~15 per prompt)", _dense_prompts(corpus, 1_000_000)),
+    ]
+    engines = [("main", before), ("v2 no prefilter", v2_slow), ("v2", v2)]
+    print("redact_text MB/s, one core, best of 5 interleaved rounds")
+    print(f"  {'text':<36}" + "".join(f"{name:>17}" for name, _ in engines) + "   v2/main")
+    for label, prompts in sets:
+        best = dict.fromkeys((n for n, _ in engines), 0.0)
+        for _ in range(5):
+            for name, r in engines:
+                best[name] = max(best[name], _mb_per_s(r.redact_text, prompts, repeat=1))
+        print(f"  {label:<36}" + "".join(f"{best[n]:17.1f}" for n, _ in engines) + f"   x{best['v2'] / best['main']:.1f}")
+        assert all(v > 0 for v in best.values())

@@ -277,14 +277,16 @@ def test_process_trace_redacts_every_field_and_counts_per_span():
         s.materialized = True
 
     tracekit_process_trace(trace)
-    assert trace.tags == {"user_id": "<EMAIL>", "tab": "billing"}
+    pseudonym = trace.tags["user_id"]
+    assert pseudonym.startswith("ps_") and len(pseudonym) == 27  # an identifier: a pseudonym, not a marker
+    assert trace.tags == {"user_id": pseudonym, "tab": "billing"}
     assert root.inputs == {"message": "call <PHONE>"}
     assert child.params == {"temperature": 0.0, "user": "<EMAIL>"}
     assert child.error["message"] == "bad card <CREDIT_CARD>" and PLANTED["card"] not in child.error["traceback"]
-    assert child.tags == {"user_id": "<EMAIL>"}
-    assert root.attributes["redaction.counts"] == {"PHONE": 1, "EMAIL": 1}  # trace tags count on the root
+    assert child.tags == {"user_id": pseudonym}
+    assert root.attributes["redaction.counts"] == {"PHONE": 1, "PSEUDONYM": 1}  # trace tags count on the root
     assert child.attributes == {"note": "<IP_ADDRESS>",
-                                "redaction.counts": {"EMAIL": 2, "IP_ADDRESS": 1, "CREDIT_CARD": 2}}
+                                "redaction.counts": {"EMAIL": 1, "PSEUDONYM": 1, "IP_ADDRESS": 1, "CREDIT_CARD": 2}}
 
 
 def test_redactor_is_what_the_plugin_uses_for_text():
@@ -298,13 +300,7 @@ def test_plugin_has_no_request_path_hooks():
     assert hooks == {"tracekit_configure", "tracekit_process_trace", "tracekit_shutdown", "tracekit_counters"}
 
 
-def test_ner_without_presidio_fails_enable_naming_the_key_and_the_package(store):
-    import importlib.util
-
-    if importlib.util.find_spec("presidio_analyzer") is not None:
-        pytest.skip("presidio-analyzer is installed here: the missing-package error cannot happen")
-    with pytest.raises(ValueError, match=r"redact\.ner: true needs the package 'presidio-analyzer'") as info:
-        tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{store}", config={"redact": {"ner": True}})
-    assert "pip install presidio-analyzer" in str(info.value)
-    with pytest.raises(ValueError, match=r"redact\.ner: true needs the package 'presidio-analyzer'"):
-        Redactor({"ner": "true"})  # the value as an environment variable spells it
+@pytest.mark.parametrize("key,value", [("ner", True), ("ner", False), ("ner_entities", ["PERSON"]), ("ner_score", 0.5)])
+def test_the_removed_ner_settings_stop_enable_saying_why(store, key, value):
+    with pytest.raises(ValueError, match=rf"redact\.{key}: the NER backend \(Presidio\) was removed"):
+        tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{store}", config={"redact": {key: value}})

@@ -219,6 +219,9 @@ def render_report(
         if result.error_correlation
         else "<p class=muted>No feature stands out among failed traces.</p>"
     )
+    from .analytics2 import sections  # analytics v2 (#15): versions, resources, load, optimizer runs
+
+    parts.extend(sections(views))
     return _page(title, parts)
 
 

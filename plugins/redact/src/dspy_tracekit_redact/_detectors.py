@@ -16,6 +16,9 @@ import json
 import re
 from collections.abc import Callable, Iterable
 
+from ._generic import CONTEXT_WORDS as GENERIC_CONTEXT_WORDS
+from ._generic import GenericSecretDetector
+
 Span = tuple[int, int]
 
 # ----------------------------------------------------------------------------------------------
@@ -233,10 +236,14 @@ def digit_count(candidate: str) -> int:
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("_lower", "_num_starts", "ascii", "text")
+    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "text")
 
     def __init__(self, text: str):
         self.text = text
+        #: where GENERIC_SECRET's credential words can start, when the prefilter found them
+        self.context_starts: list[int] | None = None
+        #: spans found by detectors of a higher priority (for GENERIC_SECRET, which runs last)
+        self.claimed: list[tuple[int, int]] | None = None
         #: the detectors may use their faster ``re.ASCII`` variants (see :func:`ascii_classes`)
         self.ascii = ascii_classes(text)
         self._lower: str | None = None
@@ -621,6 +628,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
         None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts))
     add(Detector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=Text.num_starts,
                  trim_min_digits=8))
+    d["GENERIC_SECRET"] = [GenericSecretDetector()]
     return d
 
 
@@ -707,7 +715,7 @@ _LETTER_NEEDLES = (
     "key", "pass", "pwd", "secret", "token", "pin", "credential", "sk-", "eyj", "aws", "gh", "github_pat_",
     "xox", "xapp-", "_live_", "_test_", "aiza", "earer", "akia", "asia", "abia", "acca", "agpa", "aida", "aroa",
     "aipa", "anpa", "anva", "apka",
-)
+) + tuple(w for w in GENERIC_CONTEXT_WORDS if w not in ("key", "token", "secret", "passwd", "pwd", "password"))
 
 
 def may_hold_builtin(text: str) -> bool:
@@ -723,7 +731,7 @@ def may_hold_builtin(text: str) -> bool:
 BUILTIN_ENTITIES = (
     "EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "URL_CREDENTIALS",
     "OPENAI_KEY", "ANTHROPIC_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_KEY", "GITHUB_TOKEN", "SLACK_TOKEN",
-    "STRIPE_KEY", "GOOGLE_API_KEY", "JWT", "BEARER_TOKEN", "PRIVATE_KEY", "CREDENTIAL",
+    "STRIPE_KEY", "GOOGLE_API_KEY", "JWT", "BEARER_TOKEN", "PRIVATE_KEY", "CREDENTIAL", "GENERIC_SECRET",
 )
 
 #: not text detectors, but counted and configurable like entities.

@@ -11,6 +11,7 @@ from typing import Any
 
 from dspy_tracekit.hookspecs import hookimpl
 
+from ._pseudonym import Pseudonymizer
 from ._redactor import DROP, Redactor
 
 logger = logging.getLogger("dspy_tracekit.redact")
@@ -49,6 +50,10 @@ def _redactor() -> Redactor:
 @hookimpl
 def tracekit_configure(config: dict[str, Any], settings: Any) -> None:
     redactor = Redactor(config)
+    if getattr(settings, "dry_run", False):  # doctor: check the key file, create nothing
+        redactor.check_pseudonym_key()
+    else:
+        redactor.pseudonymizer()  # a missing or unreadable key file stops enable(), naming the file
     _uninstall_mlflow_processor()
     _state.redactor = redactor
     # With mlflow_traces = "all" (the core's default) every MLflow-made span reaches
@@ -80,15 +85,17 @@ def tracekit_process_trace(trace: Any) -> None:
     Exceptions propagate on purpose: the core then drops the trace (fail closed).
     """
     r = _redactor()
+    pz = r.pseudonymizer()
     cache: dict = {}  # prompts repeat across a trace's spans: redact each distinct string once
     total: dict[str, int] = {}
     trace_counts: dict[str, int] = {}
     if trace.tags:
-        trace.tags = _redact_tags(r, trace.tags, trace_counts, cache)
-    if getattr(trace, "metadata", None):  # mlflow.update_current_trace(metadata=...)
-        trace.metadata = _redact_tags(r, trace.metadata, trace_counts, cache)
+        trace.tags = _redact_tags(r, trace.tags, trace_counts, cache, pz)
     if trace.attributes:
-        trace.attributes = r.redact(trace.attributes, trace_counts, cache) or {}
+        trace.attributes = _redact_attributes(r, trace.attributes, trace_counts, cache, pz)
+    metadata = getattr(trace, "metadata", None)  # MLflow trace metadata (TraceRecord.metadata, issue #10)
+    if metadata:
+        trace.metadata = _redact_tags(r, metadata, trace_counts, cache, pz)
     for span in trace.spans:
         counts: dict[str, int] = {}
         span.inputs = _field(r, span.inputs, counts, cache)
@@ -98,13 +105,13 @@ def tracekit_process_trace(trace: Any) -> None:
         if span.error is not None:
             span.error = _field(r, span.error, counts, cache)
         if span.tags:
-            span.tags = _redact_tags(r, span.tags, counts, cache)
+            span.tags = _redact_tags(r, span.tags, counts, cache, pz)
         if getattr(span, "events", None):  # events of MLflow-made spans (span.add_event)
             span.events = r.redact(span.events, counts, cache) or []
         attrs = span.attributes
         if attrs:
             attrs = {k: v for k, v in attrs.items() if k != COUNTS_ATTRIBUTE}
-            attrs = r.redact(attrs, counts, cache) or {}
+            attrs = _redact_attributes(r, attrs, counts, cache, pz)
         else:
             attrs = {}
         if span is trace.root and trace_counts:
@@ -124,10 +131,41 @@ def _field(r: Redactor, value: Any, counts: dict[str, int], cache: dict | None =
     return None if out is DROP else out
 
 
+def _pseudonym(pz: Pseudonymizer | None, key: Any, value: Any, counts: dict[str, int]) -> str | None:
+    """The pseudonym for a context identifier's value, or ``None`` if ``key`` is no identifier."""
+    if pz is None or value is None or value == "":
+        return None
+    kind = pz.kind(key)
+    if kind is None:
+        return None
+    counts["PSEUDONYM"] = counts.get("PSEUDONYM", 0) + 1
+    return pz.pseudonym(kind, value)
+
+
+def _redact_attributes(r: Redactor, attrs: dict[str, Any], counts: dict[str, int], cache: dict | None,
+                       pz: Pseudonymizer | None) -> dict[str, Any]:
+    if pz is not None and any(pz.kind(k) for k in attrs):
+        out = {}
+        for k, v in attrs.items():
+            p = _pseudonym(pz, k, v, counts)
+            if p is not None:
+                out[k] = p
+                continue
+            red = r._keyed(k, v, counts, cache)
+            if red is not DROP:
+                out[k] = red
+        return out
+    return r.redact(attrs, counts, cache) or {}
+
+
 def _redact_tags(r: Redactor, tags: dict[str, str], counts: dict[str, int],
-                 cache: dict | None = None) -> dict[str, str]:
+                 cache: dict | None = None, pz: Pseudonymizer | None = None) -> dict[str, str]:
     out = {}
     for k, v in tags.items():
+        p = _pseudonym(pz, k, v, counts)
+        if p is not None:
+            out[k] = p
+            continue
         red = r._keyed(k, v, counts, cache)
         if red is DROP:
             continue

@@ -26,6 +26,9 @@ from ._detectors import (
     may_hold_builtin,
     normalize,
 )
+from ._generic import GenericSecretDetector, GenericSecretRule
+from ._prefilter import make_prefilter
+from ._pseudonym import DEFAULT_IDENTIFIERS, Pseudonymizer, default_key_path, load_key
 
 __all__ = ["ACTIONS", "DEFAULT_SECRET_KEYS", "Finding", "Redactor"]
 
@@ -45,9 +48,11 @@ _SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key", "_apikey", "_p
 
 _KNOWN_KEYS = (
     "entities", "actions", "hash_secret", "hash_length", "secret_keys", "allow", "allow_patterns",
-    "patterns", "fields", "scan_json", "max_text_chars", "mlflow_spans", "ner", "ner_entities",
-    "ner_score",
+    "patterns", "fields", "scan_json", "max_text_chars", "mlflow_spans", "prefilter",
+    "generic_secret_entropy", "generic_secret_min_length", "pseudonyms", "pseudonym_keys",
+    "pseudonym_key_file",
 )
+_REMOVED_KEYS = ("ner", "ner_entities", "ner_score")
 _PATTERN_KEYS = ("name", "regex", "validator", "action", "ignore_case")
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SECTION_PRE = "[[ ## "
@@ -90,6 +95,19 @@ class _Custom:
             if self.validator is not None and not self.validator(value):
                 continue
             yield m.span(group)
+
+
+def _widen(out: list, generic: list) -> list:
+    """A generic secret token that lost to an overlapping finding (an AWS-shaped run inside a longer
+    token) widens that finding to the whole token, so no part of the token is left in the text."""
+    for gs, ge, _, _ in generic:
+        for i, (s, e, prio, ent) in enumerate(out):
+            if s < ge and gs < e:
+                ns, ne = min(s, gs), max(e, ge)
+                if (i == 0 or out[i - 1][1] <= ns) and (i + 1 == len(out) or out[i + 1][0] >= ne):
+                    out[i] = (ns, ne, prio, ent)
+                break
+    return out
 
 
 def _err(key: str, msg: str) -> ValueError:
@@ -141,6 +159,18 @@ def _int(config: dict, key: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+def _number(config: dict, key: str, default: float, lo: float, hi: float, unit: str) -> float:
+    value = config.get(key, default)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise _err(key, f"must be a number of {unit} between {lo:g} and {hi:g}, got {value!r}")
+    return float(value)
+
+
 def norm_key(key: str) -> str:
     return key.lower().replace("-", "_").replace(" ", "_")
 
@@ -155,6 +185,11 @@ class Redactor:
 
     def __init__(self, config: dict[str, Any] | None = None):
         config = dict(config or {})
+        removed = sorted(set(config) & set(_REMOVED_KEYS))
+        if removed:
+            raise _err(removed[0], "the NER backend (Presidio) was removed: no spaCy model installs from the "
+                                   "package registry, so it could never be tested; remove this key and add "
+                                   "names or addresses you must catch as 'patterns' or 'fields'")
         unknown = sorted(set(config) - set(_KNOWN_KEYS))
         if unknown:
             raise _err(unknown[0], f"unknown key (known keys: {', '.join(_KNOWN_KEYS)})")
@@ -166,6 +201,9 @@ class Redactor:
             if name not in BUILTIN_ENTITIES:
                 raise _err(f"entities[{i}]", f"unknown entity type {name!r} (known: {', '.join(BUILTIN_ENTITIES)})")
         by_entity = builtin_detectors()
+        by_entity["GENERIC_SECRET"] = [GenericSecretDetector(GenericSecretRule(
+            entropy=_number(config, "generic_secret_entropy", 3.5, 1.0, 6.0, "bits per character"),
+            min_length=_int(config, "generic_secret_min_length", 16, 8, 256)))]
         detectors: list[Detector | _Custom] = [d for e in entities for d in by_entity[e]]
 
         # custom patterns
@@ -207,18 +245,8 @@ class Redactor:
             custom_names.append(name)
             detectors.append(_Custom(name, compiled, validator))
 
-        # optional NER backend
-        self._ner = None
-        if _bool(config, "ner", False):
-            from ._ner import NerBackend
-
-            self._ner = NerBackend(_str_list(config, "ner_entities"), config.get("ner_score", 0.6))
-            ner_names = self._ner.entities
-        else:
-            ner_names = []
-
         # actions
-        known_for_actions = set(BUILTIN_ENTITIES) | set(SPECIAL_ENTITIES) | set(custom_names) | set(ner_names)
+        known_for_actions = set(BUILTIN_ENTITIES) | set(SPECIAL_ENTITIES) | set(custom_names)
         raw_actions = config.get("actions") or {}
         if not isinstance(raw_actions, dict):
             raise _err("actions", f"must be a table of entity type = action, got {raw_actions!r}")
@@ -277,11 +305,46 @@ class Redactor:
         #: read by the plugin, not by the Redactor.
         self.mlflow_spans = _bool(config, "mlflow_spans", True)
 
-        self._detectors = tuple(detectors)
-        #: custom patterns and NER can match anything: no whole-string pre-filter then
-        self._builtin_only = not custom_names and self._ner is None
-        self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names) + tuple(ner_names)
+        # context identifiers → pseudonyms (the key file is read by pseudonymizer(), on enable())
+        self._pseudonyms = _bool(config, "pseudonyms", True)
+        self._identifiers = tuple(DEFAULT_IDENTIFIERS) + tuple(_str_list(config, "pseudonym_keys") or ())
+        key_file = config.get("pseudonym_key_file")
+        if key_file is not None and (not isinstance(key_file, str) or not key_file.strip()):
+            raise _err("pseudonym_key_file", f"must be a file path, got {key_file!r}")
+        self._key_file = key_file
+        self._pseudonymizer: Pseudonymizer | None = None
+
+        # GENERIC_SECRET last: it skips tokens the detectors before it have claimed
+        self._detectors = tuple(sorted(detectors, key=lambda d: isinstance(d, GenericSecretDetector)))
+        #: one Hyperscan pass says which built-in detectors can match (None: every detector runs)
+        self._prefilter = make_prefilter(entities) if _bool(config, "prefilter", True) else None
+        #: custom patterns can match anything: no whole-string pre-filter then
+        self._builtin_only = not custom_names
+        self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names)
         self._actions = actions
+
+    def pseudonymizer(self) -> Pseudonymizer | None:
+        """The pseudonymizer of context identifiers (``None`` with ``pseudonyms = false``); reads the
+        key file on first use (writing a new key at the default path if there is none).
+
+        :raises ValueError: naming ``redact.pseudonym_key_file`` and the file.
+        """
+        if not self._pseudonyms:
+            return None
+        if self._pseudonymizer is None:
+            key, path = load_key(self._key_file, create=self._key_file is None)
+            self._pseudonymizer = Pseudonymizer(key, self._identifiers, path)
+        return self._pseudonymizer
+
+    def check_pseudonym_key(self) -> None:
+        """What :meth:`pseudonymizer` checks, without writing a key (a missing default key is made later).
+
+        :raises ValueError: naming ``redact.pseudonym_key_file`` and the file.
+        """
+        if not self._pseudonyms:
+            return
+        if self._key_file is not None or default_key_path().exists():
+            load_key(self._key_file, create=False)
 
     # ------------------------------------------------------------------------------ text
     def find(self, text: str) -> list[Finding]:
@@ -290,26 +353,38 @@ class Redactor:
             return []
         cands: list[tuple[int, int, int, str]] = []
         ctx = Text(text)
+        active = None
+        if self._prefilter is not None and ctx.ascii:
+            active, ctx.context_starts = self._prefilter.scan(text)
         for det in self._detectors:
+            if active is not None and det.entity not in active and not isinstance(det, _Custom):
+                continue
             prio = det.priority
             entity = det.entity
+            if entity == "GENERIC_SECRET" and not (self._allow or self._allow_patterns):
+                # what a more specific detector already took need not be checked again
+                ctx.claimed = [(c[0], c[1]) for c in cands if c[2] > prio]
             for s, e in det.find(text, ctx):
                 cands.append((s, e, prio, entity))
-        if self._ner is not None:
-            cands.extend((s, e, 10, ent) for s, e, ent in self._ner.find(text))
         if not cands:
             return []
         if self._allow or self._allow_patterns:
             cands = [c for c in cands if not self._allowed(text[c[0]:c[1]])]
         cands.sort(key=lambda c: (c[0], -c[2], c[0] - c[1]))
         out: list[tuple[int, int, int, str]] = []
+        lost: list[tuple[int, int, int, str]] = []
         for c in cands:
             if out and c[0] < out[-1][1]:
                 last = out[-1]
                 if (c[2], c[1] - c[0]) > (last[2], last[1] - last[0]):
                     out[-1] = c
+                    lost.append(last)
+                else:
+                    lost.append(c)
                 continue
             out.append(c)
+        if lost:
+            out = _widen(out, [c for c in lost if c[3] == "GENERIC_SECRET"])
         return [Finding(s, e, ent) for s, e, _, ent in out]
 
     def _allowed(self, value: str) -> bool:

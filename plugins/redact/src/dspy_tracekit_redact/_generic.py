@@ -1,0 +1,258 @@
+"""``GENERIC_SECRET``: a high-entropy token right after a credential word, in any of several languages.
+
+The rule of gitleaks' ``generic-api-key`` and detect-secrets' entropy plugins, tuned for chat text:
+a credential word (key, token, secret, password, authorization, credential, and their spellings in
+other languages), then within a few words a token of the key/password alphabet whose Shannon
+entropy, measured over its own characters, is high enough. Look-alikes that keep their shape
+(UUIDs, git SHAs and other hex digests, order and tracking numbers, versions, timestamps, base64
+image data) are rejected on shape before entropy is computed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+Span = tuple[int, int]
+
+#: credential words (lower case). A word counts where it is not followed by a letter ("keyboard"
+#: opens nothing) — a trailing "s" is allowed ("keys", "tokens").
+CONTEXT_WORDS = (
+    # English
+    "key", "token", "secret", "password", "passwd", "pwd", "passphrase", "passcode", "authorization",
+    "auth", "credential", "bearer", "apikey", "accesskey", "secretkey", "privatekey", "authtoken", "apitoken",
+    # Spanish / Portuguese / Italian / French
+    "clave", "contraseña", "contrasena", "senha", "chave", "chiave", "segreto", "parola d'ordine",
+    "mot de passe", "mdp", "clé", "jeton", "secreto", "credencial", "credenziali", "identifiants",
+    # German / Dutch
+    "passwort", "kennwort", "schlüssel", "schluessel", "geheimnis", "zugangsdaten", "wachtwoord", "sleutel",
+    # Polish / Russian / Ukrainian
+    "hasło", "haslo", "klucz", "токен", "пароль", "ключ", "секрет",
+    # Turkish / Japanese / Chinese / Korean
+    "şifre", "sifre", "anahtar", "パスワード", "トークン", "キー", "密码", "密鑰", "密钥", "令牌", "비밀번호", "토큰",
+)
+#: words after which a short password-like token (8+ characters) counts; other words want 16+.
+PASSWORD_WORDS = frozenset({
+    "password", "passwd", "pwd", "passphrase", "passcode", "contraseña", "contrasena", "senha", "mot de passe",
+    "mdp", "passwort", "kennwort", "wachtwoord", "hasło", "haslo", "пароль", "şifre", "sifre", "パスワード", "密码",
+    "비밀번호", "parola d'ordine",
+})
+
+_TOKEN_CHARS = r"A-Za-z0-9+/=_\-.~!@#$%^&*()"
+#: one candidate token (quotes and backticks around it are skipped by the window scan)
+_TOKEN = re.compile(r"[" + _TOKEN_CHARS + r"]{8,300}")
+_DIGIT = re.compile(r"[0-9]")
+_SENTENCE_END = re.compile(r"[.!?;]\s|\n")
+_TRAILING = ".,;:?)]}'\"`"
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}")
+_HEX = re.compile(r"(?:0x)?[0-9A-Fa-f]+(?:[\-:][0-9A-Fa-f]+)*")
+_NUMERIC = re.compile(r"[0-9+\-./:_]+")
+_DATE_TIME = re.compile(r"(?i)\d{2,4}[\-/.]\d{1,2}[\-/.]\d{1,4}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?)?z?"
+                        r"|\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?")
+_VERSION = re.compile(r"(?i)v?\d+(?:\.\d+){1,4}(?:[\-+.]?[a-z0-9]+)*")
+#: letters then digits (then letters): order, ticket, tracking, SKU numbers ("ORD-2024-123456",
+#: "1Z999AA10123456784", "INC0012345", "JD014600003828394012")
+_SHAPED_ID = re.compile(r"[A-Z0-9]{0,6}[\-_#]?[0-9]{2,}(?:[\-_][A-Z0-9]+)*[A-Z]{0,4}")
+#: host names and words joined by separators ("web-08.example.org", "improve-enter-him-642", "MAX_RETRY_5")
+_HOSTNAME = re.compile(r"(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,24}")
+_JOINED_WORDS = re.compile(r"[a-z]+(?:[\-_.][a-z0-9]+)+|[A-Z]+(?:[\-_.][A-Z0-9]+)+")
+#: symbols of passwords, not of identifiers (which use ``-``, ``_`` and ``.``)
+_STRONG_SYMBOLS = frozenset("!@#$%^&*()+=~/")
+#: random mixed case has capitals side by side; CamelCase identifiers ("ThisIsMyClassName") do not
+_CAPITAL_PAIR = re.compile(r"(?=[A-Z][A-Z])")
+#: how far after the end of a credential word the token may start
+_REACH = 48
+_MAX_GAP_WORDS = 3
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of ``value``, over the characters it uses."""
+    n = len(value)
+    if n == 0:
+        return 0.0
+    # H = log2 n - (1/n) * sum(c log2 c); Counter counts at C speed, the table saves the logarithms
+    counts = Counter(value).values()
+    table = _C_LOG_C
+    total = sum(map(table.__getitem__, counts)) if n < len(table) else sum(c * math.log2(c) for c in counts)
+    return max(0.0, math.log2(n) - total / n)
+
+
+_C_LOG_C = [0.0] + [c * math.log2(c) for c in range(1, 512)]
+
+
+def _classes(value: str) -> tuple[bool, bool, bool, bool]:
+    """Upper case, lower case, digit, other — for the ASCII tokens ``_TOKEN`` admits."""
+    digit = _DIGIT.search(value) is not None
+    return value.lower() != value, value.upper() != value, digit, not value.isalnum()
+
+
+class GenericSecretRule:
+    """The thresholds of the detector (validated by the Redactor's config parsing)."""
+
+    __slots__ = ("entropy", "max_length", "min_length", "min_password_length")
+
+    #: ``min_length``: shorter tokens (down to ``min_password_length``) count only when they mix
+    #: upper and lower case and digits, and have a symbol or follow a password word
+
+    def __init__(self, entropy: float = 3.5, min_length: int = 16, min_password_length: int = 8,
+                 max_length: int = 256):
+        self.entropy = entropy
+        self.min_length = min_length
+        self.min_password_length = min_password_length
+        self.max_length = max_length
+
+    def token_ok(self, value: str, password: bool) -> bool:
+        """Whether ``value`` (quotes and trailing punctuation stripped) looks like a secret."""
+        n = len(value)
+        if n < self.min_password_length or n > self.max_length:
+            return False
+        if value.startswith(("<", "base64,")) or "://" in value:
+            return False
+        upper, lower, digit, other = _classes(value)
+        if not digit:
+            # most keys hold digits; words, names and paths mostly do not: without, a key must be
+            # long, mixed-case and clearly more random than a CamelCase identifier
+            return (n >= 20 and upper and lower and len(_CAPITAL_PAIR.findall(value)) >= 2
+                    and shannon_entropy(value) >= self.entropy + 0.5)
+        if _NUMERIC.fullmatch(value) or _HEX.fullmatch(value) or _UUID.fullmatch(value):
+            return False  # numbers, dates, git SHAs, digests, UUIDs, MAC addresses
+        if _DATE_TIME.fullmatch(value) or _VERSION.fullmatch(value) or _SHAPED_ID.fullmatch(value):
+            return False
+        if _HOSTNAME.fullmatch(value) or _JOINED_WORDS.fullmatch(value):
+            return False
+        if "@" in value and "." in value.rpartition("@")[2]:
+            return False  # an e-mail address (EMAIL's business)
+        kinds = upper + lower + digit + other
+        if kinds < 2:
+            return False
+        if n < self.min_length and not (upper and lower and (password or any(c in _STRONG_SYMBOLS for c in value))):
+            return False  # a short token must look like a password: mixed case, digits, symbols
+        if not (upper and lower) and n < 20:
+            return False  # short single-case tokens: ticket and tracking numbers, hostnames
+        # a random token of length n uses nearly n distinct characters: scale the threshold with
+        # the most a token of that length can reach (log2 n), so short passwords can pass too
+        return shannon_entropy(value) >= min(self.entropy, 0.8 * math.log2(n))
+
+
+def _cjk(word: str) -> bool:
+    return any(ord(c) >= 0x3000 for c in word)
+
+
+def _context_regex() -> re.Pattern[str]:
+    words = sorted((w for w in CONTEXT_WORDS if not _cjk(w)), key=len, reverse=True)
+    cjk = sorted((w for w in CONTEXT_WORDS if _cjk(w)), key=len, reverse=True)
+    # a word starts and ends at a word boundary, at "_"/"-" or at a camelCase hump ("api_key",
+    # "x-auth-token", "ServiceApiKey"; "monkey" and "keyboard" hold no key; "/key+" inside base64 data
+    # neither); CJK words have no spaces around them
+    start = r"(?:(?<![^\W_])(?<![+/=])|(?-i:(?<=[a-z])(?=[A-Z])))"  # or a camelCase hump: "sendgridKey"
+    return re.compile("(?i)" + start + "(?:" + "|".join(re.escape(w) for w in words) + r")(?:s|es|e)?(?![^\W_])(?![+/])"
+                      "|" + "|".join(re.escape(w) for w in cjk))
+
+
+CONTEXT = _context_regex()
+#: every match of CONTEXT starts with one of these (lower case), as the word itself does
+_NEEDLES = tuple(sorted({w.lower() for w in CONTEXT_WORDS}))
+
+
+def _find_all(hay: str, needle: str) -> list[int]:
+    out = []
+    i = hay.find(needle)
+    while i != -1:
+        out.append(i)
+        i = hay.find(needle, i + 1)
+    return out
+_WORD = re.compile(r"\S+")
+
+
+class GenericSecretDetector:
+    """Finds ``GENERIC_SECRET`` tokens; same interface as the other detectors (``find``)."""
+
+    entity = "GENERIC_SECRET"
+    priority = 58  # below CREDENTIAL ("password: x" pairs) and every vendor-prefixed kind
+
+    __slots__ = ("rule",)
+    #: what the fast-path tests look for on every detector: no candidate starts, one regex
+    starts = window_starts = anchor = None
+    regex = ascii_regex = CONTEXT
+
+    def __init__(self, rule: GenericSecretRule | None = None):
+        self.rule = rule or GenericSecretRule()
+
+    def _contexts(self, text: str, ctx) -> list[re.Match[str]]:
+        """What ``CONTEXT.finditer(text)`` yields, trying the regex only where a credential word starts."""
+        starts = getattr(ctx, "context_starts", None)
+        if starts is None:
+            low = ctx.lower if ctx is not None else text.lower()
+            if len(low) != len(text):  # "İ" lowers to two characters: positions in ``low`` are not in ``text``
+                return list(CONTEXT.finditer(text))
+            starts = sorted({i for w in _NEEDLES for i in _find_all(low, w)})
+        out = []
+        after = 0
+        for c in starts:
+            if c < after:
+                continue
+            m = CONTEXT.match(text, c)
+            if m is not None:
+                after = m.end()
+                out.append(m)
+        return out
+
+    def find(self, text: str, ctx=None) -> list[Span]:
+        out: list[Span] = []
+        last_end = 0
+        claimed = getattr(ctx, "claimed", None)
+        for m in self._contexts(text, ctx):
+            word = m.group(0).lower()
+            password = word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
+            end = m.end()
+            limit = min(len(text), end + _REACH + self.rule.max_length)
+            stop = _SENTENCE_END.search(text, end, limit)
+            if stop is not None:
+                limit = stop.start()
+            first = _TOKEN.search(text, end, limit)
+            if first is None:
+                continue  # no run of 8 key characters before the sentence ends: nothing to look at
+            gap = 0
+            for w in _WORD.finditer(text, end, limit):
+                if w.start() - end > _REACH:
+                    break
+                if w.end() - w.start() < 8:  # too short to hold a token
+                    gap += 1
+                    if gap > _MAX_GAP_WORDS:
+                        break
+                    continue
+                span = self._token(text, w.start(), w.end(), password, claimed)
+                if span is not None:
+                    if span[0] >= last_end:
+                        if not span[2]:
+                            out.append((span[0], span[1]))
+                        last_end = span[1]
+                    break
+                gap += 1
+                if gap > _MAX_GAP_WORDS:
+                    break
+        return out
+
+    def _token(self, text: str, ws: int, we: int, password: bool,
+               claimed: list[Span] | None = None) -> tuple[int, int, bool] | None:
+        """The secret inside the word ``text[ws:we]``, if any (after ``:``/``=``/quotes), and whether
+        a more specific detector has claimed it already (then it is not checked: it is a secret)."""
+        if text.find("base64,", ws, we) != -1:
+            return None  # inline data ("data:image/png;base64,..."), not a key
+        m = _TOKEN.search(text, ws, we)
+        while m is not None:
+            s, e = m.span()
+            # "key=abc", "token:abc": the value is after the separator
+            while e > s and text[e - 1] in _TRAILING and (text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
+                e -= 1
+            value = text[s:e]
+            if value and value[0] in "=:" and len(value) > 1:
+                s += 1
+                value = value[1:]
+            if claimed and any(cs <= s and e <= ce for cs, ce in claimed):
+                return s, e, True
+            if self.rule.token_ok(value, password):
+                return s, e, False
+            m = _TOKEN.search(text, m.end(), we)
+        return None

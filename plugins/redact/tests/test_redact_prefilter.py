@@ -1,0 +1,85 @@
+"""The one-pass Hyperscan prefilter skips detectors that cannot match: it must never change a finding."""
+
+from __future__ import annotations
+
+import pytest
+from dspy_tracekit_redact import BUILTIN_ENTITIES, Redactor
+from dspy_tracekit_redact import _prefilter as prefilter_module
+from dspy_tracekit_redact._detectors import Text
+from dspy_tracekit_redact._generic import CONTEXT, GenericSecretDetector
+
+needs_hyperscan = pytest.mark.skipif(prefilter_module.hyperscan is None, reason="no hyperscan wheel here")
+
+
+@needs_hyperscan
+def test_the_prefilter_changes_no_finding_on_the_regression_set(regression_set):
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    assert fast._prefilter is not None and slow._prefilter is None
+    differ = [t for t in regression_set if fast.find(t) != slow.find(t)]
+    assert differ == []
+    assert len(regression_set) > 25_000
+    assert sum(1 for t in regression_set if slow.find(t)) > 5_000  # the set does hold findings
+
+
+@needs_hyperscan
+def test_the_prefilter_skips_most_detectors_on_prose(regression_set):
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    prose = regression_set[-7500:]
+    active = [p.scan(t)[0] for t in prose if Text(t).ascii]
+    assert sum(len(a) for a in active) / len(active) < 4  # of 20 entity types
+
+
+@needs_hyperscan
+def test_credential_word_starts_from_the_pass_are_those_finditer_finds(regression_set):
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    det = GenericSecretDetector()
+    checked = 0
+    for text in regression_set:
+        ctx = Text(text)
+        if not ctx.ascii:
+            continue
+        _, ctx.context_starts = p.scan(text)
+        assert [m.span() for m in det._contexts(text, ctx)] == [m.span() for m in CONTEXT.finditer(text)], text
+        checked += 1
+    assert checked > 15_000
+
+
+def test_credential_word_needles_find_what_finditer_finds(regression_set):
+    det = GenericSecretDetector()
+    for text in regression_set[::3]:
+        assert [m.span() for m in det._contexts(text, Text(text))] == [m.span() for m in CONTEXT.finditer(text)]
+
+
+def test_every_entity_type_has_triggers_or_is_never_skipped():
+    assert set(BUILTIN_ENTITIES) - set(prefilter_module.TRIGGERS) == {"GENERIC_SECRET"}
+
+
+def test_without_the_hyperscan_wheel_every_detector_runs(monkeypatch, regression_set):
+    monkeypatch.setattr(prefilter_module, "hyperscan", None)
+    r = Redactor()
+    assert r._prefilter is None
+    assert r.redact_text("mail jane@example.com, key sk-" + "a" * 30) == "mail <EMAIL>, key <OPENAI_KEY>"
+    slow = Redactor({"prefilter": False})
+    assert all(r.find(t) == slow.find(t) for t in regression_set[::50])
+
+
+def test_the_prefilter_setting_is_validated():
+    with pytest.raises(ValueError, match=r"redact\.prefilter: must be true or false"):
+        Redactor({"prefilter": "fast"})
+
+
+@needs_hyperscan
+def test_custom_patterns_always_run_with_the_prefilter():
+    r = Redactor({"patterns": [{"name": "CODENAME", "regex": "blue falcon"}]})
+    assert r.redact_text("project blue falcon, jane@example.com") == "project <CODENAME>, <EMAIL>"
+
+
+@needs_hyperscan
+def test_the_prefilter_works_from_many_threads():
+    import concurrent.futures
+
+    r = Redactor()
+    texts = [f"user{i}@example.com called +44 20 7946 09{i % 10}8 about order {i}" for i in range(400)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        out = list(pool.map(r.redact_text, texts))
+    assert all(o.startswith("<EMAIL> called <PHONE>") for o in out)
