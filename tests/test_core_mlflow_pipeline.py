@@ -12,12 +12,11 @@ import asyncio
 import dspy
 import mlflow
 import pytest
+from tk_testing import IntentSig, Pipeline, TraceReader, dummy_lm, mock_lm, tree_of
 
 import dspy_tracekit as tk
 from dspy_tracekit import hookimpl
 from dspy_tracekit.records import SpanKind
-
-from tk_testing import IntentSig, Pipeline, TraceReader, dummy_lm, mock_lm, tree_of
 
 
 def _enable(store_uri, experiment_name, plugins=(), **kw):

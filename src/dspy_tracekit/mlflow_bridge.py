@@ -89,7 +89,7 @@ class MlflowBridge:
 
             self._wrap(provider, "_get_mlflow_span_processor", self._build_processor)
         import mlflow
-        import mlflow.tracing.fluent as fluent
+        from mlflow.tracing import fluent
 
         for module in (mlflow, fluent):
             if getattr(module, "update_current_trace", None) is not None:
@@ -196,7 +196,7 @@ class MlflowBridge:
             span = args[0] if args else kwargs["span"]
             self._mlflow_span_started(span)
         except Exception as exc:  # noqa: BLE001 - never break the user's span
-            _internal_error("mlflow_span_start", exc)
+            _state.internal_error("mlflow_span_start", exc)
         return result
 
     def _mlflow_span_started(self, otel) -> None:
@@ -248,7 +248,7 @@ class MlflowBridge:
             if self._mlflow_span_ended(wrapped, instance, args, kwargs, span):
                 return None
         except Exception as exc:  # noqa: BLE001
-            _internal_error("mlflow_span_end", exc)
+            _state.internal_error("mlflow_span_end", exc)
         return wrapped(*args, **kwargs)
 
     def _mlflow_span_ended(self, wrapped, instance, args, kwargs, otel) -> bool:
@@ -370,14 +370,6 @@ def sample(mgr, trace: TraceRecord) -> None:
         mgr.hook_failed("core", "sample", exc)
 
 
-def _internal_error(where: str, exc: BaseException) -> None:
-    mgr = _state.manager
-    if mgr is not None:
-        mgr.hook_failed("core", where, exc)
-    else:
-        logger.debug("dspy-tracekit: %s failed: %s", where, exc)
-
-
 class _NoSpanExporter:
     """The exporter of MLflow's processor while tracekit exports MLflow's traces: never writes."""
 
@@ -421,7 +413,7 @@ def _make_stand_in_class(bridge: MlflowBridge):
                 try:
                     bridge.register(trace)
                 except Exception as exc:  # noqa: BLE001 - worst case the user's span starts its own trace
-                    _internal_error("mlflow_register", exc)
+                    _state.internal_error("mlflow_register", exc)
                     return INVALID_SPAN_CONTEXT
             return SpanContext(trace.trace_id, record.span_id, False, sampled_flags)
 

@@ -139,7 +139,7 @@ def mlflow_tracking_uri() -> tuple[str, bool]:
 
 def mlflow_experiment() -> tuple[str, str] | None:
     """What the user told MLflow about the experiment: ``("name", n)``, ``("id", i)`` or None."""
-    import mlflow.tracking.fluent as fluent
+    from mlflow.tracking import fluent
 
     active = getattr(fluent, "_active_experiment_id", None)
     if active:
@@ -188,7 +188,7 @@ def reset_tracer_provider() -> None:
 def forget_mlflow_destination() -> None:
     """Undo ``mlflow.set_tracking_uri()`` / ``mlflow.set_experiment()`` (test isolation)."""
     import mlflow
-    import mlflow.tracking.fluent as fluent
+    from mlflow.tracking import fluent
 
     mlflow.set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI, which set_tracking_uri() exports
     fluent._active_experiment_id = None

@@ -106,7 +106,7 @@ def start_span(*args, **kwargs):
     except TracekitAbort:
         raise
     except Exception as exc:  # noqa: BLE001
-        _internal_error("start_span", exc)
+        _state.internal_error("start_span", exc)
         return None
 
 
@@ -115,7 +115,7 @@ def end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException 
     try:
         _end_span(span, token, outputs, error)
     except Exception as exc:  # noqa: BLE001
-        _internal_error("end_span", exc)
+        _state.internal_error("end_span", exc)
 
 
 def call_in_span(opened, fn, args: tuple, kwargs: dict):
@@ -145,14 +145,6 @@ async def acall_in_span(opened, fn, args: tuple, kwargs: dict):
         raise
     end_span(span, token, result)
     return result
-
-
-def _internal_error(where: str, exc: BaseException) -> None:
-    mgr = _state.manager
-    if mgr is not None:
-        mgr.hook_failed("core", where, exc)
-    else:
-        logger.debug("dspy-tracekit: %s failed: %s", where, exc)
 
 
 def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException | None = None) -> None:
