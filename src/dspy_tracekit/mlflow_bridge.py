@@ -184,16 +184,16 @@ class MlflowBridge:
     # ------------------------------------------------------------------ MLflow's span processor
     def _processor_on_start(self, wrapped, instance, args, kwargs):
         span = args[0] if args else kwargs.get("span")
-        if getattr(span, "parent", True) is None and _state.manager is not None:
-            attrs = span.attributes
-            if attrs is not None and _EXPERIMENT_ID not in attrs:
+        try:
+            if span.parent is None and _state.manager is not None and _EXPERIMENT_ID not in span.attributes:
                 # MLflow's root registration looks the experiment up (without set_experiment():
                 # the default-experiment providers, ~0.5 ms of failed imports per trace); tracekit
                 # decides the destination at export, so MLflow's TraceInfo only needs a placeholder.
                 span.set_attribute(_EXPERIMENT_ID, _PLACEHOLDER_EXPERIMENT)
+        except Exception as exc:  # noqa: BLE001 - never break the user's span
+            _state.internal_error("mlflow_span_start", exc)
         result = wrapped(*args, **kwargs)
         try:
-            span = args[0] if args else kwargs["span"]
             self._mlflow_span_started(span)
         except Exception as exc:  # noqa: BLE001 - never break the user's span
             _state.internal_error("mlflow_span_start", exc)
@@ -217,8 +217,6 @@ class MlflowBridge:
             record.tags = tags
             if tags:
                 trace.tags.update(tags)
-            if self.sampling_ratio < 1.0:
-                trace.attributes["mlflow.sampling_ratio"] = self.sampling_ratio
             resources.root_start(trace)  # traces in flight, peak memory: as for a DSPy root
             sample(mgr, trace)
             self.registry[ctx.trace_id] = trace
@@ -353,11 +351,14 @@ def merge_trace_info(trace: TraceRecord, info) -> None:
 
 
 def sample(mgr, trace: TraceRecord) -> None:
-    """Head sampling at a trace's root: MLflow's ratio narrows it, then the plugins decide."""
-    ratio = trace.attributes.get("mlflow.sampling_ratio")
-    if ratio is not None and (trace.trace_id & 0xFFFFFFFFFFFFFFFF) >= round(ratio * 2**64):
-        trace.sampled = False  # OpenTelemetry's TraceIdRatioBased rule, as MLflow's sampler applies it
-        return
+    """Head sampling at a trace's root, whichever side made it: MLflow's ratio narrows it (recorded
+    for the sample plugin's probability tag), then the plugins decide."""
+    ratio = mgr.bridge.sampling_ratio if mgr.bridge is not None else 1.0
+    if ratio < 1.0:
+        trace.attributes["mlflow.sampling_ratio"] = ratio
+        if (trace.trace_id & 0xFFFFFFFFFFFFFFFF) >= round(ratio * 2**64):
+            trace.sampled = False  # OpenTelemetry's TraceIdRatioBased rule, as MLflow's sampler applies it
+            return
     try:
         for fn in mgr.sample_fns:
             decision = fn(trace)

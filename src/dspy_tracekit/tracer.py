@@ -69,8 +69,6 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
         trace.workload = _WORKLOAD.get(kind, "default")
         resources.root_start(trace)  # analytics v2 (#15): traces in flight, peak memory
         versioning.root_version(trace, kind, instance, args, kwargs, tags)  # analytics v2 (#15): program version
-        if bridge is not None and bridge.sampling_ratio < 1.0:
-            trace.attributes["mlflow.sampling_ratio"] = bridge.sampling_ratio
         sample(mgr, trace)
         if trace.sampled:
             trace.spans.append(span)
