@@ -138,3 +138,10 @@ def test_environment_switches_tracing_off(monkeypatch, store_uri, var, value):
 def test_default_store_is_sqlite_mlflow_db_in_working_directory(tmp_path):
     tk.enable(plugins=[])
     assert _state.settings.tracking_uri == "sqlite:///mlflow.db"
+
+
+def test_bad_mlflow_traces_value_fails_enable_naming_key_value_and_source(monkeypatch):
+    monkeypatch.setenv("DSPY_TRACEKIT_MLFLOW_TRACES", "some")
+    with pytest.raises(ConfigError, match=r"'mlflow_traces' must be \"all\" or \"dspy\", got 'some' "
+                                          r"\(environment variable DSPY_TRACEKIT_MLFLOW_TRACES\)"):
+        tk.enable(plugins=[])
