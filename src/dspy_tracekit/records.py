@@ -178,7 +178,9 @@ class SpanRecord:
         if self.cpu_ns is not None:
             if self.attributes is None:
                 self.attributes = {}
-            self.attributes[CPU_ATTR] = self.cpu_ns / 1e6
+            # two readings of two clocks (and a shared CPU reading, resources.cpu_now): within [0, wall]
+            wall_ns = (self.end_ns or self.start_ns) - self.start_ns
+            self.attributes[CPU_ATTR] = min(max(self.cpu_ns, 0), max(wall_ns, 0)) / 1e6
         self.args = ()
         self.kwargs = None
         self.instance = None
