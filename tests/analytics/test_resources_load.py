@@ -81,6 +81,49 @@ def test_no_cpu_time_when_off_and_peak_memory_when_on(store_uri, experiment_name
     assert not tracemalloc.is_tracing()
 
 
+def test_a_six_span_request_reads_the_thread_cpu_clock_about_once_per_span(traced, monkeypatch):
+    """``thread_time_ns()`` is a system call: span boundaries microseconds apart share one reading."""
+    from tk_testing import Pipeline, dummy_lm
+
+    reads = []
+
+    def counted_thread_time_ns():
+        reads.append(1)
+        return time.thread_time_ns()
+
+    monkeypatch.setattr(resources, "thread_time_ns", counted_thread_time_ns)
+    dspy.configure(lm=dummy_lm(n=60))
+    program = Pipeline()
+    program(message="warm up")
+    del reads[:]
+    for i in range(40):
+        program(message=f"m{i}")
+    per_request = len(reads) / 40
+    assert 1 <= per_request <= 9, per_request  # 12 span boundaries: one reading each before
+    for trace in traced.traces():
+        for span in trace.data.spans:
+            wall_ms = (span.end_time_ns - span.start_time_ns) / 1e6
+            assert 0 <= span.attributes[CPU_ATTR] <= wall_ms * 1.01 + 1e-6, span.name
+
+
+def test_spans_sharing_a_clock_reading_stay_within_zero_and_their_wall_time(traced):
+    with tk.span("parent"):
+        for _ in range(300):  # each child a few microseconds long: most boundaries share a reading
+            with tk.span("tiny"):
+                pass
+        with tk.span("busy"):
+            start = time.thread_time()
+            while time.thread_time() - start < 0.02:
+                pass
+    spans = traced.one().data.spans
+    assert len(spans) == 302
+    for span in spans:
+        wall_ms = (span.end_time_ns - span.start_time_ns) / 1e6
+        assert 0 <= span.attributes[CPU_ATTR] <= wall_ms * 1.01 + 1e-6, span.name
+    busy = next(s for s in spans if s.name == "busy")
+    assert busy.attributes[CPU_ATTR] >= 20
+
+
 def test_a_span_ended_on_another_thread_records_no_cpu_time(traced):
     from dspy_tracekit.tracer import current_span, end_span, start_span
 
