@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import wrapt
 
-from . import versioning
+from . import optimizer_trials, versioning
 from .mlflow_compat import runtime_context
 from .records import SpanKind
 from .tracer import acall_in_span, call_in_span, current_span, current_tags, start_span
@@ -428,6 +428,7 @@ def instrument() -> bool:
     add("dspy.clients.execution.finalize (token usage)", lm_details)
     add("dspy.utils.parallelizer.ParallelExecutor.execute", parallel)
     add("dspy.BaseModule.load_state/save (program versions, #15)", lambda: versioning.instrument(_patch))
+    add("dspy.SIMBA candidate evaluations (dspy.Parallel.forward, #15)", lambda: optimizer_trials.instrument(_patch))
 
     for label, fn in targets:
         try:
