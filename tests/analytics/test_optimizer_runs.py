@@ -140,3 +140,37 @@ def test_gepa_trial_scores_are_its_validation_scores(store_uri, experiment_name)
     assert full[-1].program_version == versioning.version_of(compiled)
     assert run.total_cost_usd > 0 and full[-1].cumulative_cost_usd <= run.total_cost_usd
     assert run.optimizer == "GEPA"
+
+
+def test_simba_candidate_evaluations_are_trials_with_the_scores_it_logs(traced, caplog):
+    """SIMBA scores candidates through its own ``dspy.Parallel`` runner, not ``Evaluate``."""
+    import re
+
+    lm = dspy.utils.DummyLM([{"answer": str(i % 3 % 2), "discussion": "d", "module_advice": {"qa": f"Rule {i}"}}
+                             for i in range(2000)])
+    dspy.configure(lm=lm)
+    optimizer = dspy.SIMBA(metric=exact, bsize=2, num_candidates=2, max_steps=2, max_demos=1, num_threads=1)
+    with caplog.at_level("INFO", logger="dspy.teleprompt.simba"):
+        compiled = optimizer.compile(Program(), trainset=trainset(4))
+    run = the_run(traced)
+    assert run.optimizer == "SIMBA"
+    logged = [json.loads(m) for m in re.findall(r"Scores after \d+ batches: (\[.*?\])", caplog.text)]
+    minibatch = [t for t in run.trials if t.examples == 2]
+    assert logged and [t.score for t in minibatch] == [s for step in logged for s in step]
+    # the final validation on the trainset: SIMBA's candidate_programs scores, in the order it evaluated them
+    validation = [t for t in run.trials if t.examples == 4]
+    final = re.search(r"Final trainset scores: (\[.*?\])", caplog.text)
+    assert [t.score for t in validation] == json.loads(final.group(1))
+    assert sorted(t.score for t in validation) == sorted(c["score"] for c in compiled.candidate_programs)
+    assert run.best.examples == 4 and run.best.score == max(c["score"] for c in compiled.candidate_programs)
+    assert run.best.program_version == versioning.version_of(compiled) == run.result_version
+    assert all(t.name == "SIMBA.evaluate_candidate" for t in run.trials)
+    # each candidate's program calls sit under its trial span, each with its own metric score
+    (trace,) = traced.traces()
+    by_id = {s.span_id: s for s in trace.data.spans}
+    programs = [s for s in trace.data.spans if s.name == "QAProgram.forward"]
+    parents = {by_id[s.parent_id].name for s in programs}
+    assert parents == {"SIMBA.evaluate_candidate", "SIMBA.sample_trajectories"}
+    under_trials = [s for s in programs if by_id[s.parent_id].name == "SIMBA.evaluate_candidate"]
+    assert len(under_trials) == sum(t.examples for t in run.trials)
+    assert all(s.attributes.get("tracekit.eval.score") in (0.0, 1.0) for s in under_trials)
