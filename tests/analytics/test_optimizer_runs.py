@@ -174,3 +174,25 @@ def test_simba_candidate_evaluations_are_trials_with_the_scores_it_logs(traced, 
     under_trials = [s for s in programs if by_id[s.parent_id].name == "SIMBA.evaluate_candidate"]
     assert len(under_trials) == sum(t.examples for t in run.trials)
     assert all(s.attributes.get("tracekit.eval.score") in (0.0, 1.0) for s in under_trials)
+
+
+def test_miprov2_trials_are_its_full_and_minibatch_evaluations(traced):
+    """MIPROv2 (optuna) evaluates through ``Evaluate``: its full-valset and mini-batch scores are the trials'."""
+    lm = dspy.utils.DummyLM([{"answer": str(i % 3 % 2), "proposed_instruction": f"Instruction {i}"}
+                             for i in range(3000)])
+    dspy.configure(lm=lm)
+    optimizer = dspy.MIPROv2(metric=exact, auto=None, num_candidates=2, num_threads=1, max_bootstrapped_demos=1,
+                             max_labeled_demos=1)
+    valset = trainset(4)
+    compiled = optimizer.compile(Program(), trainset=trainset(6), valset=valset, num_trials=3, minibatch=True,
+                                 minibatch_size=2, minibatch_full_eval_steps=2, program_aware_proposer=False,
+                                 data_aware_proposer=False, tip_aware_proposer=False, fewshot_aware_proposer=False)
+    run = the_run(traced)
+    assert run.optimizer == "MIPROv2"
+    full = sorted(t.score for t in run.trials if t.examples == len(valset))
+    minibatch = sorted(t.score for t in run.trials if t.examples == 2)
+    assert full == sorted(c["score"] for c in compiled.candidate_programs) and len(full) >= 2
+    assert minibatch == sorted(c["score"] for c in compiled.mb_candidate_programs) and minibatch
+    # the best candidate is MIPROv2's: the best full evaluation, not a lucky mini-batch
+    assert run.best.examples == len(valset) and run.best.score == compiled.score
+    assert run.best.program_version == run.result_version == versioning.version_of(compiled)
