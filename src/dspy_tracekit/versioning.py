@@ -74,7 +74,10 @@ def _module_part(module: Any) -> tuple[str, bool] | None:
 
     if not isinstance(module, dspy.BaseModule):
         return None
-    state = module.dump_state()
+    try:
+        state = module.dump_state()
+    except Exception:  # noqa: BLE001 - e.g. an LM with a custom engine DSPy cannot save
+        state = _state_without_lms(module)
     own_lms, needs_global = [], False
     for name, predictor in module.named_predictors():
         lm = getattr(predictor, "lm", None)
@@ -86,6 +89,27 @@ def _module_part(module: Any) -> tuple[str, bool] | None:
     if isinstance(module, dspy.Predict):
         state = {"self": state}
     return json.dumps({"state": state, "lms": own_lms}, sort_keys=True, default=str, ensure_ascii=True), needs_global
+
+
+def _state_without_lms(module: Any) -> Any:
+    """``dump_state()`` with every predictor's LM left out (each LM is hashed apart, by ``_lm_state``,
+    which falls back to its model and kwargs): a predictor whose LM DSPy cannot save — a custom
+    engine without ``dump_state`` — still has a version. Shallow copies: the user's objects stay as
+    they are."""
+    import copy
+
+    import dspy
+
+    def without_lm(predictor):
+        if getattr(predictor, "lm", None) is None:
+            return predictor.dump_state()
+        clone = copy.copy(predictor)
+        clone.lm = None
+        return clone.dump_state()
+
+    if isinstance(module, dspy.Predict):
+        return without_lm(module)
+    return {name: without_lm(param) for name, param in module.named_parameters()}
 
 
 def _lm_part(lm: Any) -> str:

@@ -196,3 +196,51 @@ def test_miprov2_trials_are_its_full_and_minibatch_evaluations(traced):
     # the best candidate is MIPROv2's: the best full evaluation, not a lucky mini-batch
     assert run.best.examples == len(valset) and run.best.score == compiled.score
     assert run.best.program_version == run.result_version == versioning.version_of(compiled)
+
+
+class FinetuneProvider(dspy.Provider):
+    """A provider that can fine-tune, the way DSPy's ``Provider`` docstring shows: the new model's name."""
+
+    def __init__(self):
+        super().__init__()
+        self.finetunable = True
+        self.train_sizes = []
+
+    def finetune(self, job, model, train_data, train_data_format, train_kwargs=None):
+        self.train_sizes.append(len(train_data))
+        return f"{model}-ft"
+
+
+class EvenAnswersEngine:
+    """Answers ``q<n>`` with n % 2 (right), except every third question (wrong), with real usage."""
+
+    def complete(self, request):
+        import re
+
+        from dspy.lm15 import Message, Response, Usage
+
+        n = int(re.findall(r"q(\d+)", repr(request))[-1])
+        answer = str(n % 2) if n % 3 else "x"
+        return Response(id=None, model="m", message=Message.assistant(ANSWER.format(answer)), finish_reason="stop",
+                        usage=Usage(input_tokens=100, output_tokens=20))
+
+
+def test_bootstrap_finetune_run_has_the_teachers_trial_and_the_finetuned_version(traced):
+    provider = FinetuneProvider()
+    lm = dspy.LM("openai/gpt-4o-mini", engine=EvenAnswersEngine(), provider=provider, cache=False)
+    dspy.configure(lm=lm)
+    student = Program()
+    student.set_lm(lm)  # BootstrapFinetune fine-tunes the predictors' own LMs
+    before = versioning.fingerprint(student)
+    data = trainset(6)
+    compiled = dspy.BootstrapFinetune(metric=exact, num_threads=1).compile(student, trainset=data, teacher=Program())
+    assert compiled.qa.lm.model == "openai/gpt-4o-mini-ft"
+    run = the_run(traced)
+    assert run.optimizer == "BootstrapFinetune"
+    # a custom engine DSPy cannot save still gives a version, and fine-tuning (a new model) changes it
+    assert run.student_version == before is not None
+    assert run.result_version == versioning.version_of(compiled) not in (None, before)
+    (trial,) = run.trials  # the teacher's bootstrap evaluation, whose passing examples become the train data
+    assert trial.examples == len(data)
+    assert round(trial.mean_score * trial.examples) == provider.train_sizes[0] == 4
+    assert run.lm_calls == len(data) and run.total_tokens == 120 * len(data)
