@@ -161,7 +161,7 @@ class SpanRecord:
         """Turn references into JSON-able values and drop credentials (delivery path only)."""
         if self.materialized:
             return
-        from .secrets import scrub
+        from dspy_tracekit._delivery.secrets import scrub
 
         if self.otel is not None:
             _read_otel_span(self)

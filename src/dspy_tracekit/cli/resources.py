@@ -15,9 +15,9 @@ def _f(value, fmt="{:.2f}") -> str:
 def stats_by(by, tracking_uri, experiment, since, filter_string, top, as_json) -> None:
     from rich.table import Table
 
-    from . import analytics
-    from .analytics_resources import load_stats, resource_stats
-    from .cli import _console, _ms, _num
+    from dspy_tracekit import analytics
+    from dspy_tracekit.analytics.resources import load_stats, resource_stats
+    from dspy_tracekit.cli import _console, _ms, _num
 
     store = analytics.open_store(tracking_uri, experiment)
     views = analytics.trace_views(analytics.iter_traces(store, since, filter_string))

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
 
-from ..analytics import Stats, TraceView, weighted_percentile
-from .svg import bar_chart, histogram, line_chart
+from dspy_tracekit.analytics import Stats, TraceView, weighted_percentile
+from dspy_tracekit.analytics.report.svg import bar_chart, histogram, line_chart
 
 __all__ = ["latency_bins", "render_report", "time_buckets"]
 
@@ -219,7 +219,9 @@ def render_report(
         if result.error_correlation
         else "<p class=muted>No feature stands out among failed traces.</p>"
     )
-    from .analytics2 import sections  # analytics v2 (#15): versions, resources, load, optimizer runs
+    from dspy_tracekit.analytics.report.analytics2 import (
+        sections,  # analytics v2 (#15): versions, resources, load, optimizer runs
+    )
 
     parts.extend(sections(views))
     return _page(title, parts)

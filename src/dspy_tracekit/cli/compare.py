@@ -52,7 +52,7 @@ def _evidence(row) -> str:
 def command() -> click.Command:
     """The ``compare`` command, built on the CLI's shared options (imported here: ``python -m
     dspy_tracekit.cli`` runs cli.py as ``__main__``, which a module-level import would load twice)."""
-    from .cli import _console, _friendly, _query_options
+    from dspy_tracekit.cli import _console, _friendly, _query_options
 
     @click.command()
     @click.argument("a")
@@ -73,9 +73,9 @@ def command() -> click.Command:
         """
         from rich.table import Table
 
-        from . import analytics
-        from .analytics_compare import OVERALL
-        from .analytics_compare import compare as run_compare
+        from dspy_tracekit import analytics
+        from dspy_tracekit.analytics.compare import OVERALL
+        from dspy_tracekit.analytics.compare import compare as run_compare
 
         store = analytics.open_store(tracking_uri, experiment)
         result = run_compare(store, a, b, since=since, until=until, filter=filter_string, alpha=alpha)

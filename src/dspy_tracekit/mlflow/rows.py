@@ -20,7 +20,7 @@ import logging
 import threading
 from typing import Any
 
-from .records import SpanKind, SpanRecord, TraceRecord
+from dspy_tracekit.records import SpanKind, SpanRecord, TraceRecord
 
 logger = logging.getLogger("dspy_tracekit")
 
@@ -233,7 +233,7 @@ def _is_plain(s: SpanRecord, values: dict[str, Any]) -> bool:
 
 def trace_views(trace: TraceRecord) -> list[SpanView]:
     """Views of every span of a materialized trace, as ``log_spans(to_mlflow_spans(trace))`` computes them."""
-    from .mlflow_core import _dumps, span_attribute_values, to_mlflow_spans
+    from dspy_tracekit.mlflow.plugin import _dumps, span_attribute_values, to_mlflow_spans
 
     if not _Direct.checked:
         self_check(trace)
@@ -304,7 +304,7 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
 
 def _span_dict_template() -> tuple:
     """What MLflow's ``Span.to_dict()`` makes of a plain span (MLflow 3.18 added ``kind``, for one)."""
-    from .mlflow_core import to_mlflow_spans
+    from dspy_tracekit.mlflow.plugin import to_mlflow_spans
 
     probe = TraceRecord(trace_id=1)
     span = SpanRecord(probe, None, "probe", SpanKind.MODULE, "CHAIN", start_ns=1)
@@ -333,7 +333,7 @@ def _comparable(view: SpanView) -> tuple:
 
 def self_check(trace: TraceRecord) -> bool:
     """Compare the direct views of ``trace`` with MLflow's translation; turn the direct way off on a difference."""
-    from .mlflow_core import to_mlflow_spans
+    from dspy_tracekit.mlflow.plugin import to_mlflow_spans
 
     with _Direct.lock:
         if _Direct.checked:

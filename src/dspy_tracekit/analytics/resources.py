@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .analytics import TraceView, _num, weighted_percentile
-from .records import CPU_ATTR, IN_FLIGHT_TAG, PEAK_MEMORY_TAG
+from dspy_tracekit.analytics import TraceView, _num, weighted_percentile
+from dspy_tracekit.records import CPU_ATTR, IN_FLIGHT_TAG, PEAK_MEMORY_TAG
 
 __all__ = [
     "CPU_BOUND_SHARE",

@@ -16,7 +16,7 @@ DSPy spans stay plain records. Where MLflow must see one as a parent (a user's s
 (trace id, current DSPy span id): no live MLflow span is made for a DSPy call. MLflow's in-memory
 registry learns of a DSPy-rooted trace only when the first MLflow span joins it.
 
-Every private MLflow symbol used here goes through :mod:`dspy_tracekit.mlflow_compat`.
+Every private MLflow symbol used here goes through :mod:`dspy_tracekit.mlflow._compat`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from typing import Any
 
 import wrapt
 
-from . import _state, mlflow_compat, resources
-from .errors import TracekitAbort
-from .records import SpanKind, SpanRecord, TraceRecord
+from dspy_tracekit import _state
+from dspy_tracekit._request import resources
+from dspy_tracekit.errors import TracekitAbort
+from dspy_tracekit.mlflow import _compat as mlflow_compat
+from dspy_tracekit.records import SpanKind, SpanRecord, TraceRecord
 
 logger = logging.getLogger("dspy_tracekit")
 
@@ -203,7 +205,7 @@ class MlflowBridge:
         mgr = _state.manager
         if mgr is None:
             return
-        from .tracer import current_tags
+        from dspy_tracekit._request.tracer import current_tags
 
         ctx = otel.context
         parent = otel.parent
@@ -284,7 +286,7 @@ class MlflowBridge:
                 return True
             self.release(trace)
             mlflow_compat.set_last_active_trace_id(trace.mlflow_trace_id)
-            from .tracer import finish_trace
+            from dspy_tracekit._request.tracer import finish_trace
 
             finish_trace(mgr, trace)
         return True
@@ -294,7 +296,7 @@ class MlflowBridge:
         """``mlflow.update_current_trace()`` inside a DSPy call (no MLflow span is current there):
         the values go to tracekit's trace. Inside a user's MLflow span MLflow keeps them itself and
         tracekit takes them over when the trace ends."""
-        from .tracer import current_span
+        from dspy_tracekit._request.tracer import current_span
 
         span = current_span.get()
         if span is None or _state.manager is None:
@@ -402,7 +404,7 @@ def _make_stand_in_class(bridge: MlflowBridge):
             self._trace = trace
 
         def get_span_context(self):
-            from .tracer import current_span
+            from dspy_tracekit._request.tracer import current_span
 
             record = current_span.get()
             trace = self._trace

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-from .analytics import AnalyticsError, Store
+from dspy_tracekit.analytics import AnalyticsError, Store
 
 __all__ = ["free_port", "run_ui", "traces_url"]
 

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .analytics import (
+from dspy_tracekit._request.versioning import EXAMPLE_SCORE_ATTR
+from dspy_tracekit.analytics import (
     AnalyticsError,
     Store,
     TraceView,
@@ -32,8 +33,7 @@ from .analytics import (
     trace_views,
     weighted_percentile,
 )
-from .records import VERSION_TAG
-from .versioning import EXAMPLE_SCORE_ATTR
+from dspy_tracekit.records import VERSION_TAG
 
 __all__ = ["CompareRow", "Comparison", "Side", "compare", "compare_views", "known_versions", "parse_side"]
 

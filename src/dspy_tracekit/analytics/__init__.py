@@ -96,9 +96,9 @@ def default_settings(tracking_uri: str | None = None, experiment: str | None = N
     """
     if tracking_uri and experiment:
         return tracking_uri, experiment
-    from .config import resolve
-    from .errors import ConfigError
-    from .manager import TracekitManager
+    from dspy_tracekit.config import resolve
+    from dspy_tracekit.errors import ConfigError
+    from dspy_tracekit.manager import TracekitManager
 
     try:
         cfg = resolve(

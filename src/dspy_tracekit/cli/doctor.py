@@ -12,13 +12,13 @@ import os
 import time
 from typing import Any
 
-from .analytics import AnalyticsError, _one_line, _sqlite_path
+from dspy_tracekit.analytics import AnalyticsError, _one_line, _sqlite_path
 
 __all__ = ["diagnose", "render"]
 
 
 def _installed_plugins() -> list[dict[str, str]]:
-    from .manager import TracekitManager
+    from dspy_tracekit.manager import TracekitManager
 
     rows = []
     for name, ep in sorted(TracekitManager.installed_plugins().items()):
@@ -35,7 +35,7 @@ def _installed_plugins() -> list[dict[str, str]]:
 
 
 def _config(tracking_uri: str | None, experiment: str | None, installed: tuple[str, ...]) -> dict[str, Any]:
-    from .config import CORE_SCHEMA, resolve
+    from dspy_tracekit.config import CORE_SCHEMA, resolve
 
     cfg = resolve(tracking_uri=tracking_uri, experiment=experiment, installed=installed)
     # the CLI passes its flags the way enable() takes arguments: name them as the user typed them
@@ -58,8 +58,8 @@ def _config(tracking_uri: str | None, experiment: str | None, installed: tuple[s
 
 def _dry_configure(cfg: Any) -> dict[str, int | float]:
     """Load and configure the enabled plugins as enable() would (no instrumentation); their counters."""
-    from .manager import TracekitManager
-    from .records import Settings
+    from dspy_tracekit.manager import TracekitManager
+    from dspy_tracekit.records import Settings
 
     mgr = TracekitManager()
     try:
@@ -80,7 +80,7 @@ def _dry_configure(cfg: Any) -> dict[str, int | float]:
 
 def _store(uri: str, experiment: str, since: str | None = None, filter: str | None = None) -> dict[str, Any]:
     """Can the store be read, does the experiment exist, how many traces match — creating nothing."""
-    from .analytics import count_traces, experiment_names, open_store
+    from dspy_tracekit.analytics import count_traces, experiment_names, open_store
 
     found: dict[str, Any] = {
         "tracking_uri": uri,
@@ -138,7 +138,7 @@ def _same_store(a: str, b: str) -> bool:
 
 def _destination(cfg: Any) -> dict[str, Any]:
     """Where traces go, why, and what MLflow itself was told (they can differ)."""
-    from .mlflow_compat import mlflow_experiment, mlflow_tracking_uri
+    from dspy_tracekit.mlflow._compat import mlflow_experiment, mlflow_tracking_uri
 
     uri, experiment = cfg.core["tracking_uri"], cfg.core["experiment"]
     mlflow_uri, user_set = mlflow_tracking_uri()
@@ -171,8 +171,8 @@ def diagnose(
 
     ``since`` / ``filter`` narrow the trace count (the store check reads trace metadata only).
     """
-    from . import _state
-    from .errors import ConfigError
+    from dspy_tracekit import _state
+    from dspy_tracekit.errors import ConfigError
 
     installed = _installed_plugins()
     findings: dict[str, Any] = {"ok": True, "problems": [], "missing": [], "installed_plugins": installed}

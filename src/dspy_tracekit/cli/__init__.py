@@ -36,7 +36,7 @@ def main() -> None:
               help="Simulated latency of the offline LM per call (0 for none).")
 def demo(n, model, tracking_uri, experiment, plugins, seed, latency_ms):
     """Run the intent-detection demo and print the last trace as a tree."""
-    from .demo.app import run_demo
+    from dspy_tracekit.cli.demo.app import run_demo
 
     plugin_list = None if plugins is None else [p.strip() for p in plugins.split(",") if p.strip()]
     raise SystemExit(run_demo(n=n, model=model, tracking_uri=tracking_uri, experiment=experiment,
@@ -60,7 +60,7 @@ def _friendly(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .analytics import AnalyticsError
+        from dspy_tracekit.analytics import AnalyticsError
 
         _quiet_mlflow()
         try:
@@ -212,7 +212,7 @@ def _read_total(store: Any, since: str | None, filter_string: str | None, limit:
     """How many traces a read will go through — counted only when a progress bar will show it."""
     if not _stderr_is_terminal():
         return None
-    from . import analytics
+    from dspy_tracekit import analytics
 
     total = analytics.count_traces(store, since, filter_string)
     return total if limit is None else min(total, limit)
@@ -234,11 +234,11 @@ def stats(tracking_uri, experiment, since, filter_string, top, as_json, by):
     Traces kept by the sample plugin with probability p count 1/p times.
     """
     if by is not None:  # analytics v2 (#15)
-        from .cli_resources import stats_by
+        from dspy_tracekit.cli.resources import stats_by
 
         return stats_by(by, tracking_uri, experiment, since, filter_string, top, as_json)
 
-    from . import analytics
+    from dspy_tracekit import analytics
 
     store = analytics.open_store(tracking_uri, experiment)
     with _progress("reading traces", _read_total(store, since, filter_string)) as tick:
@@ -337,7 +337,7 @@ def tree(trace_id, last, tracking_uri, experiment, since, filter_string):
     from rich.markup import escape
     from rich.tree import Tree
 
-    from . import analytics
+    from dspy_tracekit import analytics
 
     if bool(trace_id) == bool(last):
         raise click.UsageError("give a TRACE_ID or --last (not both)")
@@ -398,7 +398,7 @@ def tree(trace_id, last, tracking_uri, experiment, since, filter_string):
 @_friendly
 def export(fmt, out_path, limit, tracking_uri, experiment, since, filter_string):
     """Export traces: JSON (full traces, re-readable by MLflow) or CSV (one row per span)."""
-    from . import analytics
+    from dspy_tracekit import analytics
 
     if fmt is None:
         fmt = _format_from_extension(out_path)
@@ -455,7 +455,7 @@ def prune(older_than, keep_errors, yes, tracking_uri, experiment, since, filter_
 
     from rich.table import Table
 
-    from . import analytics
+    from dspy_tracekit import analytics
 
     store = analytics.open_store(tracking_uri, experiment)
     plan = analytics.plan_prune(store, older_than, keep_errors=keep_errors, filter=filter_string, since=since)
@@ -510,8 +510,8 @@ def prune(older_than, keep_errors, yes, tracking_uri, experiment, since, filter_
 @_friendly
 def report(out_path, title, tracking_uri, experiment, since, filter_string):
     """Write one self-contained HTML report (inline SVG charts, no network when opened)."""
-    from . import analytics
-    from .report import render_report
+    from dspy_tracekit import analytics
+    from dspy_tracekit.analytics.report import render_report
 
     store = analytics.open_store(tracking_uri, experiment)
     with _progress("reading traces", _read_total(store, since, filter_string)) as tick:
@@ -545,8 +545,8 @@ def ui(host, port, workers, startup_timeout, tracking_uri, experiment):
 
     For an http(s) tracking URI (a running tracking server) it only prints that server's URL.
     """
-    from . import analytics
-    from .analytics_ui import run_ui, traces_url
+    from dspy_tracekit import analytics
+    from dspy_tracekit.cli.ui import run_ui, traces_url
 
     store = analytics.open_store(tracking_uri, experiment)
     if store.tracking_uri.startswith(("http://", "https://")):
@@ -570,7 +570,7 @@ def ui(host, port, workers, startup_timeout, tracking_uri, experiment):
 @_friendly
 def doctor(tracking_uri, experiment, since, filter_string, as_json):
     """Resolved config (with the file each value came from), plugins, store reachability, counters."""
-    from .analytics_doctor import diagnose, render
+    from dspy_tracekit.cli.doctor import diagnose, render
 
     findings = diagnose(tracking_uri=tracking_uri, experiment=experiment, since=since, filter=filter_string)
     if as_json:
@@ -581,13 +581,14 @@ def doctor(tracking_uri, experiment, since, filter_string, as_json):
         sys.exit(1)
 
 
-from . import cli_compare, cli_optimize  # noqa: E402 - analytics v2 (#15): compare, optimize
-from .cli_erase import erase as _erase  # noqa: E402
+from dspy_tracekit.cli import compare as cli_compare  # noqa: E402 - analytics v2 (#15): compare, optimize
+from dspy_tracekit.cli import optimize as cli_optimize
+from dspy_tracekit.cli.erase import erase as _erase  # noqa: E402
 
 main.add_command(_erase)
 main.add_command(cli_compare.command())
 main.add_command(cli_optimize.command())
-from .cli_monitor import slo, watch  # noqa: E402 - commands in modules of their own
+from dspy_tracekit.cli.monitor import slo, watch  # noqa: E402 - commands in modules of their own
 
 main.add_command(slo)
 main.add_command(watch)

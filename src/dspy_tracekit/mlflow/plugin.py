@@ -1,7 +1,7 @@
 """The MLflow core plugin: translates finished traces into MLflow spans and stores them.
 
 Essential (cannot be disabled). Spans made through MLflow's own API reach it like every other span
-(see :mod:`dspy_tracekit.mlflow_bridge`); this module only translates and writes.
+(see :mod:`dspy_tracekit.mlflow.interop`); this module only translates and writes.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import logging
 import threading
 from typing import Any
 
-from . import mlflow_store
-from .hookspecs import hookimpl
-from .records import SpanKind, SpanRecord, TraceRecord
+from dspy_tracekit.hookspecs import hookimpl
+from dspy_tracekit.mlflow import store as mlflow_store
+from dspy_tracekit.records import SpanKind, SpanRecord, TraceRecord
 
 logger = logging.getLogger("dspy_tracekit")
 
@@ -47,8 +47,8 @@ class MlflowCorePlugin:
 
     @hookimpl
     def tracekit_configure(self, config, settings):
-        from .config import pinned
-        from .versions import warn_untested
+        from dspy_tracekit._versions import warn_untested
+        from dspy_tracekit.config import pinned
 
         warn_untested()
         self.tracking_uri = settings.tracking_uri
@@ -67,7 +67,7 @@ class MlflowCorePlugin:
             return  # doctor checks the config: opening a store would create it
         if self.tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
             if self.tracking_uri.startswith("sqlite:"):
-                from .mlflow_schema import create_sqlite_store
+                from dspy_tracekit.mlflow.schema import create_sqlite_store
 
                 # a new SQLite store in one step instead of MLflow's migrations (seconds)
                 logger.debug("dspy-tracekit: new SQLite store %s: %s", self.tracking_uri,
@@ -94,7 +94,7 @@ class MlflowCorePlugin:
         seen = _mlflow_destination()
         if seen == self._mlflow_seen:
             return
-        from .config import resolve_destination
+        from dspy_tracekit.config import resolve_destination
 
         core: dict = {"tracking_uri": None if self._follow_uri else self.tracking_uri,
                       "experiment": None if self._follow_experiment else self.experiment_name}
@@ -115,7 +115,7 @@ class MlflowCorePlugin:
         stored = False
         if mlflow_store.fast_path_available(self.tracking_uri):
             # rows computed from our own records: no MLflow Span entities, no re-decoding our JSON
-            from .mlflow_rows import trace_views
+            from dspy_tracekit.mlflow.rows import trace_views
 
             stored = mlflow_store.insert_views(self.tracking_uri, exp, [trace_views(t) for t in traces])
         if not stored:
@@ -129,7 +129,7 @@ class MlflowCorePlugin:
 
 
 def _mlflow_destination() -> tuple:
-    from . import mlflow_compat
+    from dspy_tracekit.mlflow import _compat as mlflow_compat
 
     return mlflow_compat.mlflow_tracking_uri(), mlflow_compat.mlflow_experiment()
 

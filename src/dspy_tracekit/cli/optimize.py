@@ -14,7 +14,7 @@ def _score(value) -> str:
 def command() -> click.Command:
     """The ``optimize`` command, built on the CLI's shared options (imported here: ``python -m
     dspy_tracekit.cli`` runs cli.py as ``__main__``, which a module-level import would load twice)."""
-    from .cli import _console, _friendly, _ms, _num, _query_options, _usd
+    from dspy_tracekit.cli import _console, _friendly, _ms, _num, _query_options, _usd
 
     @click.command()
     @click.argument("trace_id", required=False)
@@ -28,8 +28,8 @@ def command() -> click.Command:
         from rich.markup import escape
         from rich.table import Table
 
-        from . import analytics
-        from .analytics_optimize import last_run, optimizer_run, run_by_id
+        from dspy_tracekit import analytics
+        from dspy_tracekit.analytics.optimize import last_run, optimizer_run, run_by_id
 
         if bool(trace_id) == bool(last):
             raise click.UsageError("give a RUN_TRACE_ID or --last (not both)")

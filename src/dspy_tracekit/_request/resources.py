@@ -19,7 +19,7 @@ import threading
 import tracemalloc
 from typing import Any
 
-from .records import TraceRecord
+from dspy_tracekit.records import TraceRecord
 
 __all__ = ["configure", "cpu_on", "in_flight", "memory_on", "reset", "root_end", "root_start"]
 

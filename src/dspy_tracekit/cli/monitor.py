@@ -24,8 +24,8 @@ def _monitor_module():
 
 def _monitor_config(config_file: str | None):
     """The ``monitor`` table from ``config_file`` or as ``enable()`` resolves it, validated."""
-    from .config import _read_toml, resolve
-    from .errors import ConfigError
+    from dspy_tracekit.config import _read_toml, resolve
+    from dspy_tracekit.errors import ConfigError
 
     mod = _monitor_module()
     try:
@@ -34,7 +34,7 @@ def _monitor_config(config_file: str | None):
             table = data.get("tool", {}).get("dspy-tracekit", data).get("monitor", {})
             where = config_file
         else:
-            from .manager import TracekitManager
+            from dspy_tracekit.manager import TracekitManager
 
             cfg = resolve(installed=tuple(TracekitManager.installed_plugins()))
             table = cfg.tables.get("monitor", {})

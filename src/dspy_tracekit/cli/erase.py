@@ -21,9 +21,9 @@ def _when(ms: int | None) -> str:
 
 def _defaults(tracking_uri: str | None, key_file: str | None) -> tuple[str, str | None]:
     """The tracking URI and the pseudonym key file ``enable()`` would use (tracekit config, env)."""
-    from .config import resolve
-    from .errors import ConfigError
-    from .manager import TracekitManager
+    from dspy_tracekit.config import resolve
+    from dspy_tracekit.errors import ConfigError
+    from dspy_tracekit.manager import TracekitManager
 
     try:
         cfg = resolve(tracking_uri=tracking_uri, installed=tuple(TracekitManager.installed_plugins()))
@@ -46,7 +46,7 @@ def _defaults(tracking_uri: str | None, key_file: str | None) -> tuple[str, str 
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
 def erase(user_id, session_id, yes, tracking_uri, experiment_ids, key_file, as_json):
     """Delete every trace of a user (MLflow's delete_traces): shows what will go, asks, prints a receipt."""
-    from .analytics import _sqlite_path
+    from dspy_tracekit.analytics import _sqlite_path
 
     try:
         from dspy_tracekit_redact import erase as do_erase

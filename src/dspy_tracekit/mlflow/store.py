@@ -40,7 +40,7 @@ def log_spans(tracking_uri: str, experiment_id: str, spans: list, *, fast: bool 
         return
     client = tracing_client(tracking_uri)
     if fast and fast_path_available(tracking_uri):
-        from .mlflow_rows import view_of_span
+        from dspy_tracekit.mlflow.rows import view_of_span
 
         by_trace: dict[str, list] = {}
         for span in spans:
@@ -55,14 +55,14 @@ def log_spans(tracking_uri: str, experiment_id: str, spans: list, *, fast: bool 
         # the failure and report it as what it is, an unreachable server (transient: retried/spooled).
         if "could not identify MLflow server version" not in str(exc):
             raise
-        from .mlflow_compat import clear_rest_server_version_cache
+        from dspy_tracekit.mlflow._compat import clear_rest_server_version_cache
 
         clear_rest_server_version_cache()
         raise ConnectionError(f"MLflow tracking server unreachable ({exc})") from exc
 
 
 def insert_views(tracking_uri: str, experiment_id: str, views: list[list]) -> bool:
-    """Insert new traces (one list of :class:`~dspy_tracekit.mlflow_rows.SpanView` per trace) on the
+    """Insert new traces (one list of :class:`~dspy_tracekit.mlflow.rows.SpanView` per trace) on the
     fast path; False when it does not apply (then use :func:`log_spans`)."""
     views = [v for v in views if v]
     if not views:

@@ -12,11 +12,12 @@ from threading import get_ident
 from time import thread_time_ns, time_ns
 from typing import Any
 
-from . import _state, resources, versioning
-from .errors import TracekitAbort
-from .mlflow_bridge import DROPPED, sample
-from .mlflow_compat import runtime_context, set_last_active_trace_id
-from .records import SpanKind, SpanRecord, TraceRecord
+from dspy_tracekit import _state
+from dspy_tracekit._request import resources, versioning
+from dspy_tracekit.errors import TracekitAbort
+from dspy_tracekit.mlflow._compat import runtime_context, set_last_active_trace_id
+from dspy_tracekit.mlflow.interop import DROPPED, sample
+from dspy_tracekit.records import SpanKind, SpanRecord, TraceRecord
 
 logger = logging.getLogger("dspy_tracekit")
 

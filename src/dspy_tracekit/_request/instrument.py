@@ -17,10 +17,10 @@ from typing import Any, Callable
 
 import wrapt
 
-from . import versioning
-from .mlflow_compat import runtime_context
-from .records import SpanKind
-from .tracer import acall_in_span, call_in_span, current_span, current_tags, start_span
+from dspy_tracekit._request import versioning
+from dspy_tracekit._request.tracer import acall_in_span, call_in_span, current_span, current_tags, start_span
+from dspy_tracekit.mlflow._compat import runtime_context
+from dspy_tracekit.records import SpanKind
 
 logger = logging.getLogger("dspy_tracekit")
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from ..analytics import TraceView
-from ..records import VERSION_TAG
-from .svg import line_chart
+from dspy_tracekit.analytics import TraceView
+from dspy_tracekit.analytics.report.svg import line_chart
+from dspy_tracekit.records import VERSION_TAG
 
 __all__ = ["sections"]
 
 
 def _table(headers, rows, numeric=frozenset()):
-    from . import _table as table
+    from dspy_tracekit.analytics.report import _table as table
 
     return table(headers, rows, numeric)
 
@@ -35,7 +35,7 @@ def sections(views: Sequence[TraceView]) -> list[str]:
 
 
 def _versions(views):
-    from ..analytics_compare import OVERALL, compare_views
+    from dspy_tracekit.analytics.compare import OVERALL, compare_views
 
     latest: dict[str, int] = {}
     by_version: dict[str, list[TraceView]] = {}
@@ -67,7 +67,7 @@ def _versions(views):
 
 
 def _resources(views):
-    from ..analytics_resources import resource_stats
+    from dspy_tracekit.analytics.resources import resource_stats
 
     result = resource_stats(views)
     if not result.traces_with_cpu:
@@ -87,7 +87,7 @@ def _resources(views):
 
 
 def _load(views):
-    from ..analytics_resources import load_stats
+    from dspy_tracekit.analytics.resources import load_stats
 
     result = load_stats(views)
     if not result.traces_with_load:
@@ -113,7 +113,7 @@ def _load(views):
 
 
 def _optimizer(views):
-    from ..analytics_optimize import is_optimizer_run, optimizer_run
+    from dspy_tracekit.analytics.optimize import is_optimizer_run, optimizer_run
 
     runs = [v for v in views if is_optimizer_run(v)]
     if not runs:

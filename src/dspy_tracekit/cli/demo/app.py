@@ -12,8 +12,7 @@ from pathlib import Path
 import dspy
 
 import dspy_tracekit as tk
-
-from .engine import IntentEngine
+from dspy_tracekit.cli.demo.engine import IntentEngine
 
 INTENTS = ("create_workflow", "run_agent", "view_reports", "manage_users", "other")
 MODULES = ("workflows", "agents", "reports", "users", "settings")
@@ -223,7 +222,7 @@ def run_demo(n: int = 24, model: str | None = None, tracking_uri: str | None = N
         return 0
     from rich.markup import escape
 
-    from .render import last_trace, render_tree
+    from dspy_tracekit.cli.demo.render import last_trace, render_tree
 
     trace = last_trace(uri, exp)
     if trace is not None:
