@@ -592,6 +592,3 @@ from dspy_tracekit.cli.monitor import slo, watch  # noqa: E402 - commands in mod
 
 main.add_command(slo)
 main.add_command(watch)
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
