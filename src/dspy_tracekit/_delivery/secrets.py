@@ -9,25 +9,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dspy_tracekit.keys import CREDENTIAL_KEYS, is_credential_key
+
 MASK = "<REDACTED>"
 
-#: keys whose values are credentials (compared lower-case, with ``-`` read as ``_``).
-SECRET_KEYS = frozenset({
-    "api_key", "apikey", "api_secret", "secret", "secret_key", "client_secret", "password", "passwd",
-    "token", "access_token", "refresh_token", "id_token", "auth_token", "bearer_token", "session_token",
-    "authorization", "proxy_authorization", "x_api_key", "api_token", "cookie", "set_cookie",
-    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_bearer_token_bedrock",
-    "azure_ad_token", "azure_api_key", "vertex_credentials", "credentials", "private_key",
-    "service_account_json", "openai_api_key", "anthropic_api_key", "extra_headers", "headers",
-    "ocp_apim_subscription_key", "x_goog_api_key",
-})
+#: keys whose values are credentials: one list, shared with the redact plugin (:mod:`dspy_tracekit.keys`)
+SECRET_KEYS = CREDENTIAL_KEYS
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/@\s:]*(?::[^/@\s]*)?)@")
 
 
-def is_secret_key(key: str) -> bool:
-    k = key.lower().replace("-", "_")
-    return k in SECRET_KEYS or k.endswith(("_api_key", "_secret", "_password", "_token"))
+is_secret_key = is_credential_key
 
 
 def strip_url_credentials(text: str) -> str:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-#: trace tag the sample plugin writes: the probability with which the trace was kept.
-SAMPLING_TAG = "tracekit.sampling.probability"
-#: span attribute prefix under which the core copies the context tags onto every span.
-CONTEXT_ATTR_PREFIX = "tracekit.context."
-TOKEN_USAGE_ATTR = "mlflow.chat.tokenUsage"
-COST_ATTR = "mlflow.llm.cost"
-MODEL_ATTR = "mlflow.llm.model"
-#: span attribute the core writes: dotted path of the enclosing DSPy modules.
-MODULE_PATH_ATTR = "tracekit.module_path"
+from dspy_tracekit.keys import (  # noqa: F401 - the names analytics reads, defined once
+    CONTEXT_ATTR_PREFIX,
+    COST_ATTR,
+    MODEL_ATTR,
+    MODULE_PATH_ATTR,
+    TOKEN_USAGE_ATTR,
+)
+from dspy_tracekit.keys import SAMPLING_PROBABILITY_TAG as SAMPLING_TAG  # noqa: F401
+
 #: trace tags that are bookkeeping, not context: left out of error correlation and CSV context columns.
 _INTERNAL_TAG_PREFIXES = ("mlflow.", "tracekit.")
 #: span types that are calls to a model, not DSPy modules: a model's cost is charged to the enclosing module.

@@ -27,6 +27,7 @@ from dspy_tracekit._request.versioning import (
     TRIAL_VERSION_ATTR,
 )
 from dspy_tracekit.analytics import AnalyticsError, Store, TraceView, _num, get_trace, iter_traces, trace_view
+from dspy_tracekit.keys import KIND_ATTR
 from dspy_tracekit.records import VERSION_TAG
 
 __all__ = ["RUN_FILTER", "OptimizerRun", "Trial", "is_optimizer_run", "last_run", "optimizer_run"]
@@ -74,11 +75,11 @@ class OptimizerRun:
 
 def is_optimizer_run(view: TraceView) -> bool:
     return bool(view.tags.get(OPTIMIZER_TAG)) or (
-        view.root is not None and view.root.attributes.get("tracekit.kind") == "compile")
+        view.root is not None and view.root.attributes.get(KIND_ATTR) == "compile")
 
 
 def _is_lm(span) -> bool:
-    kind = span.attributes.get("tracekit.kind")
+    kind = span.attributes.get(KIND_ATTR)
     return kind == "lm" if kind is not None else span.span_type in ("CHAT_MODEL", "LLM_CALL")
 
 

@@ -16,9 +16,9 @@ from dspy_tracekit.analytics._keys import (
     COST_ATTR,
     MODEL_ATTR,
     MODULE_PATH_ATTR,
-    SAMPLING_TAG,
     TOKEN_USAGE_ATTR,
 )
+from dspy_tracekit.keys import sampling_probability as _sampling_probability
 
 logger = logging.getLogger("dspy_tracekit.analytics")
 
@@ -162,8 +162,7 @@ def _span_view(trace_id: str, span: Any) -> SpanView:
 
 def sampling_probability(tags: dict[str, str]) -> float | None:
     """The probability the sample plugin kept this trace with, if it says (and it is in (0, 1])."""
-    p = _num(tags.get(SAMPLING_TAG))
-    return p if p is not None and 0.0 < p <= 1.0 else None
+    return _sampling_probability(tags)
 
 
 def trace_view(trace: Any) -> TraceView:

@@ -582,7 +582,7 @@ def doctor(tracking_uri, experiment, since, filter_string, as_json):
 
 
 from dspy_tracekit.cli import compare as cli_compare  # noqa: E402 - analytics v2 (#15): compare, optimize
-from dspy_tracekit.cli import optimize as cli_optimize
+from dspy_tracekit.cli import optimize as cli_optimize  # noqa: E402
 from dspy_tracekit.cli.erase import erase as _erase  # noqa: E402
 
 main.add_command(_erase)

@@ -33,6 +33,7 @@ import wrapt
 from dspy_tracekit import _state
 from dspy_tracekit._request import resources
 from dspy_tracekit.errors import TracekitAbort
+from dspy_tracekit.keys import EXPERIMENT_ID_ATTR
 from dspy_tracekit.mlflow import _compat as mlflow_compat
 from dspy_tracekit.records import SpanKind, SpanRecord, TraceRecord
 
@@ -46,7 +47,7 @@ MODES = ("all", "dspy")
 _KEPT_MLFLOW_METADATA = ("mlflow.trace.session", "mlflow.trace.user", "mlflow.modelId", "mlflow.sourceRun")
 _DROPPED_TAGS = ("mlflow.traceName",)
 
-_EXPERIMENT_ID = "mlflow.experimentId"  # mlflow.tracing.constant.SpanAttributeKey.EXPERIMENT_ID
+_EXPERIMENT_ID = EXPERIMENT_ID_ATTR  # mlflow.tracing.constant.SpanAttributeKey.EXPERIMENT_ID
 _PLACEHOLDER_EXPERIMENT = '"0"'  # JSON-encoded, as MLflow stores attribute values
 
 #: a sampled-out stand-in: what a span gets as its trace when MLflow's own sampler dropped the parent.

@@ -12,6 +12,18 @@ import threading
 from typing import Any
 
 from dspy_tracekit.hookspecs import hookimpl
+from dspy_tracekit.keys import (
+    COST_ATTR,
+    INPUTS_ATTR,
+    KIND_ATTR,
+    MODEL_ATTR,
+    MODULE_PATH_ATTR,
+    OUTPUTS_ATTR,
+    PROVIDER_ATTR,
+    REQUEST_ID_ATTR,
+    SPAN_TYPE_ATTR,
+    TOKEN_USAGE_ATTR,
+)
 from dspy_tracekit.mlflow import store as mlflow_store
 from dspy_tracekit.records import SpanKind, SpanRecord, TraceRecord
 
@@ -192,24 +204,24 @@ def resolve_experiment(tracking_uri: str, name: str) -> str:
 def span_attribute_values(trace: TraceRecord, s: SpanRecord) -> dict[str, Any]:
     """MLflow span attributes of a materialized span, as plain values (not yet JSON-encoded)."""
     a: dict[str, Any] = {
-        "mlflow.traceRequestId": trace.mlflow_trace_id,
-        "mlflow.spanType": s.span_type or "UNKNOWN",
-        "tracekit.kind": s.kind,
+        REQUEST_ID_ATTR: trace.mlflow_trace_id,
+        SPAN_TYPE_ATTR: s.span_type or "UNKNOWN",
+        KIND_ATTR: s.kind,
     }
     if s.inputs is not None:
-        a["mlflow.spanInputs"] = s.inputs
+        a[INPUTS_ATTR] = s.inputs
     if s.outputs is not None:
-        a["mlflow.spanOutputs"] = s.outputs
+        a[OUTPUTS_ATTR] = s.outputs
     if s.module_path:
-        a["tracekit.module_path"] = s.module_path
+        a[MODULE_PATH_ATTR] = s.module_path
     for k, v in (s.tags or {}).items():
         a[f"tracekit.context.{k}"] = v
     if s.kind == SpanKind.LM:
         if s.model:
-            a["mlflow.llm.model"] = s.model
+            a[MODEL_ATTR] = s.model
             a["model"] = s.model
         if s.provider:
-            a["mlflow.llm.provider"] = s.provider
+            a[PROVIDER_ATTR] = s.provider
         for k, v in (s.params or {}).items():
             if v is not None and k not in a:
                 a[k] = v
@@ -221,7 +233,7 @@ def span_attribute_values(trace: TraceRecord, s: SpanRecord) -> dict[str, Any]:
                 usage["cache_read_input_tokens"] = u["cached_tokens"]
             if u.get("cache_write_tokens"):
                 usage["cache_creation_input_tokens"] = u["cache_write_tokens"]
-            a["mlflow.chat.tokenUsage"] = usage
+            a[TOKEN_USAGE_ATTR] = usage
             if u.get("reasoning_tokens"):
                 a["tracekit.usage.reasoning_tokens"] = u["reasoning_tokens"]
         if s.cache_hit is not None:
@@ -229,7 +241,7 @@ def span_attribute_values(trace: TraceRecord, s: SpanRecord) -> dict[str, Any]:
         if s.first_token_ns is not None:
             a["tracekit.lm.time_to_first_token_ms"] = (s.first_token_ns - s.start_ns) / 1e6
     if s.cost:
-        a["mlflow.llm.cost"] = s.cost
+        a[COST_ATTR] = s.cost
     if s.attributes:
         for k, v in s.attributes.items():
             a[k] = v

@@ -20,16 +20,27 @@ import logging
 import threading
 from typing import Any
 
+from dspy_tracekit.keys import (
+    COST_ATTR,
+    FORMAT_ATTR,
+    INPUTS_ATTR,
+    MODEL_ATTR,
+    OUTPUTS_ATTR,
+    PROVIDER_ATTR,
+    REQUEST_ID_ATTR,
+    SPAN_TYPE_ATTR,
+    TOKEN_USAGE_ATTR,
+    TOOLS_ATTR,
+)
 from dspy_tracekit.records import SpanKind, SpanRecord, TraceRecord
 
 logger = logging.getLogger("dspy_tracekit")
 
 _JSON_WS = " \t\n\r"
 #: keys whose presence or absence the direct translation handles itself (see :func:`trace_views`)
-_REQUEST_ID, _SPAN_TYPE, _INPUTS, _OUTPUTS = ("mlflow.traceRequestId", "mlflow.spanType", "mlflow.spanInputs",
-                                              "mlflow.spanOutputs")
-_MODEL, _PROVIDER, _USAGE, _COST = "mlflow.llm.model", "mlflow.llm.provider", "mlflow.chat.tokenUsage", "mlflow.llm.cost"
-_FORMAT, _TOOLS = "mlflow.message.format", "mlflow.chat.tools"
+_REQUEST_ID, _SPAN_TYPE, _INPUTS, _OUTPUTS = REQUEST_ID_ATTR, SPAN_TYPE_ATTR, INPUTS_ATTR, OUTPUTS_ATTR
+_MODEL, _PROVIDER, _USAGE, _COST = MODEL_ATTR, PROVIDER_ATTR, TOKEN_USAGE_ATTR, COST_ATTR
+_FORMAT, _TOOLS = FORMAT_ATTR, TOOLS_ATTR
 
 
 class SpanView:
@@ -259,7 +270,7 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
             continue
         attrs: dict[str, str] = {}
         for key, value in values.items():
-            if key == "mlflow.traceRequestId":
+            if key == REQUEST_ID_ATTR:
                 attrs[key] = encoded_trace_id
                 continue
             enc = _dumps(value)

@@ -7,6 +7,8 @@ import json
 from rich.markup import escape
 from rich.tree import Tree
 
+from dspy_tracekit.keys import COST_ATTR, TOKEN_USAGE_ATTR
+
 
 def last_trace(tracking_uri: str, experiment: str):
     from mlflow.tracking import MlflowClient
@@ -26,12 +28,12 @@ def _label(span) -> str:
     dur = f"{ms:.0f}ms" if ms >= 10 else f"{ms:.1f}ms"
     parts = [escape(f"{span.name} ({dur})")]
     attrs = span.attributes
-    usage = attrs.get("mlflow.chat.tokenUsage")
+    usage = attrs.get(TOKEN_USAGE_ATTR)
     if isinstance(usage, str):
         usage = json.loads(usage)
     if usage:
         parts.append(f"[dim]{usage.get('input_tokens', 0)}→{usage.get('output_tokens', 0)} tokens[/]")
-    cost = attrs.get("mlflow.llm.cost")
+    cost = attrs.get(COST_ATTR)
     if cost:
         parts.append(f"[dim]${float(cost.get('total_cost', 0)):.6f}[/]")
     if span.status.status_code.value == "ERROR":
