@@ -7,7 +7,7 @@ import time
 import dspy
 
 import dspy_tracekit as tk
-from dspy_tracekit._request import versioning
+from dspy_tracekit import versioning
 
 ANSWER = "[[ ## answer ## ]]\n{}\n\n[[ ## completed ## ]]"
 

@@ -10,8 +10,7 @@ from tk_analytics2 import QAProgram, answers, exact, trainset
 from tk_testing import TraceReader
 
 import dspy_tracekit as tk
-from dspy_tracekit import analytics
-from dspy_tracekit._request import versioning
+from dspy_tracekit import analytics, versioning
 from dspy_tracekit.analytics.optimize import last_run, optimizer_run
 from dspy_tracekit.cli import main
 

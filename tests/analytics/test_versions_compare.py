@@ -14,15 +14,14 @@ from click.testing import CliRunner
 from tk_analytics2 import QAProgram, mock_lm, run_two_versions
 
 import dspy_tracekit as tk
-from dspy_tracekit import analytics
-from dspy_tracekit._request import versioning
+from dspy_tracekit import analytics, versioning
 from dspy_tracekit.analytics.compare import OVERALL, compare, compare_views, parse_side
 from dspy_tracekit.cli import main
 from dspy_tracekit.records import VERSION_TAG
 
 PROGRAM = textwrap.dedent('''
     import sys, dspy
-    from dspy_tracekit._request import versioning
+    from dspy_tracekit import versioning
 
     class QA(dspy.Signature):
         """Answer the question."""

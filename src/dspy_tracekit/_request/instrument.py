@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import wrapt
 
-from dspy_tracekit._request import versioning
+from dspy_tracekit import versioning
 from dspy_tracekit._request.tracer import acall_in_span, call_in_span, current_span, current_tags, start_span
 from dspy_tracekit.mlflow._compat import runtime_context
 from dspy_tracekit.records import SpanKind

@@ -12,8 +12,8 @@ from threading import get_ident
 from time import thread_time_ns, time_ns
 from typing import Any
 
-from dspy_tracekit import _state
-from dspy_tracekit._request import resources, versioning
+from dspy_tracekit import _state, versioning
+from dspy_tracekit._request import resources
 from dspy_tracekit.errors import TracekitAbort
 from dspy_tracekit.mlflow._compat import runtime_context, set_last_active_trace_id
 from dspy_tracekit.mlflow.interop import DROPPED, sample

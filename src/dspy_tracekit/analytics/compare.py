@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dspy_tracekit._request.versioning import EXAMPLE_SCORE_ATTR
 from dspy_tracekit.analytics import (
     AnalyticsError,
     Store,
@@ -34,6 +33,7 @@ from dspy_tracekit.analytics import (
     weighted_percentile,
 )
 from dspy_tracekit.records import VERSION_TAG
+from dspy_tracekit.versioning import EXAMPLE_SCORE_ATTR
 
 __all__ = ["CompareRow", "Comparison", "Side", "compare", "compare_views", "known_versions", "parse_side"]
 

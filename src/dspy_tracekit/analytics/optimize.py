@@ -18,7 +18,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dspy_tracekit._request.versioning import (
+from dspy_tracekit.analytics import AnalyticsError, Store, TraceView, _num, get_trace, iter_traces, trace_view
+from dspy_tracekit.keys import KIND_ATTR
+from dspy_tracekit.records import VERSION_TAG
+from dspy_tracekit.versioning import (
     OPTIMIZER_TAG,
     RESULT_VERSION_ATTR,
     TRIAL_EXAMPLES_ATTR,
@@ -26,9 +29,6 @@ from dspy_tracekit._request.versioning import (
     TRIAL_SCORE_ATTR,
     TRIAL_VERSION_ATTR,
 )
-from dspy_tracekit.analytics import AnalyticsError, Store, TraceView, _num, get_trace, iter_traces, trace_view
-from dspy_tracekit.keys import KIND_ATTR
-from dspy_tracekit.records import VERSION_TAG
 
 __all__ = ["RUN_FILTER", "OptimizerRun", "Trial", "is_optimizer_run", "last_run", "optimizer_run"]
 
