@@ -140,6 +140,13 @@ def test_gepa_trial_scores_are_its_validation_scores(store_uri, experiment_name)
     assert full[-1].program_version == versioning.version_of(compiled)
     assert run.total_cost_usd > 0 and full[-1].cumulative_cost_usd <= run.total_cost_usd
     assert run.optimizer == "GEPA"
+    # each trial span carries its own tokens and cost (what the MLflow UI shows on the span)
+    (trace,) = TraceReader(store_uri, experiment_name).traces()
+    spans = {s.span_id: s for s in trace.data.spans}
+    for t in run.trials:
+        attrs = spans[t.span_id].attributes
+        assert attrs["tracekit.trial.tokens"] == t.tokens > 0
+        assert abs(attrs["tracekit.trial.cost_usd"] - t.cost_usd) < 1e-12 and t.cost_usd > 0
 
 
 def test_simba_candidate_evaluations_are_trials_with_the_scores_it_logs(traced, caplog):
