@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import dspy
+import pytest
 from click.testing import CliRunner
 from tk_analytics2 import QAProgram, answers, exact, trainset
 from tk_testing import TraceReader
@@ -149,14 +150,15 @@ def test_gepa_trial_scores_are_its_validation_scores(store_uri, experiment_name)
         assert abs(attrs["tracekit.trial.cost_usd"] - t.cost_usd) < 1e-12 and t.cost_usd > 0
 
 
-def test_simba_candidate_evaluations_are_trials_with_the_scores_it_logs(traced, caplog):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_simba_candidate_evaluations_are_trials_with_the_scores_it_logs(traced, caplog, threads):
     """SIMBA scores candidates through its own ``dspy.Parallel`` runner, not ``Evaluate``."""
     import re
 
     lm = dspy.utils.DummyLM([{"answer": str(i % 3 % 2), "discussion": "d", "module_advice": {"qa": f"Rule {i}"}}
                              for i in range(2000)])
     dspy.configure(lm=lm)
-    optimizer = dspy.SIMBA(metric=exact, bsize=2, num_candidates=2, max_steps=2, max_demos=1, num_threads=1)
+    optimizer = dspy.SIMBA(metric=exact, bsize=2, num_candidates=2, max_steps=2, max_demos=1, num_threads=threads)
     with caplog.at_level("INFO", logger="dspy.teleprompt.simba"):
         compiled = optimizer.compile(Program(), trainset=trainset(4))
     run = the_run(traced)
