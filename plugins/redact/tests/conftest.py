@@ -449,6 +449,11 @@ def store(tmp_path, monkeypatch):
     tk.disable()
     dspy.configure(lm=None, callbacks=[])
     mlflow.tracing.configure(span_processors=[])
+    # MLflow's own exporter (mlflow_traces = "dspy") holds this folder's ./mlflow.db: the next test, its own
+    mlflow.tracing.reset()
+    from tk_testing import forget_relative_sqlite_stores  # tests/ is on pythonpath
+
+    forget_relative_sqlite_stores()
 
 
 def store_bytes(path) -> bytes:
