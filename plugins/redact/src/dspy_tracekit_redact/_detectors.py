@@ -463,7 +463,7 @@ def ascii_classes(text: str) -> bool:
     characters nor spaces, which the ASCII and Unicode classes both treat alike.
 
     (What ``NON_ASCII_WORD`` and ``NON_ASCII_SPACE`` find, tested on the few non-ASCII characters
-    only: ``re``'s Unicode ``\w`` is ``str.isalnum()`` or ``_``, its ``\s`` is ``str.isspace()``.
+    only: ``re``'s Unicode ``\\w`` is ``str.isalnum()`` or ``_``, its ``\\s`` is ``str.isspace()``.
     Deleting the ASCII bytes of the UTF-8 form leaves them, ten times faster than a regex scan.)"""
     if text.isascii():
         return True
