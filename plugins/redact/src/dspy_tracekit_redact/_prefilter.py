@@ -64,9 +64,10 @@ _NR = r"[^0-9 \-./()+]"
 #: cost ~10 us per pattern and text: the start is found from the end instead.)
 RUNS: dict[str, tuple[str, ...]] = {
     "PHONE": (f"[0-9](?:{_R}*[0-9]){{9}}{_R}*{_NR}", f"\\+(?:{_R}*[0-9]){{8}}{_R}*{_NR}"),
-    "CREDIT_CARD": (f"[0-9](?:{_R}*[0-9]){{12}}{_R}*{_NR}",),
-    "US_SSN": (f"[0-9](?:{_R}*[0-9]){{8}}{_R}*{_NR}",),
-    "IP_ADDRESS": (f"\\.(?:{_R}*\\.){{2}}{_R}*{_NR}",),
+    # the shapes of the card, SSN and IPv4 regexes, which take no other character
+    "CREDIT_CARD": (f"[0-9](?:[ \\-]?[0-9]){{12}}{_R}*{_NR}",),
+    "US_SSN": (f"[0-9]{{3}}[ \\-]?[0-9]{{2}}[ \\-]?[0-9]{{4}}{_R}*{_NR}",),
+    "IP_ADDRESS": (f"[0-9](?:[0-9]?[0-9]?\\.[0-9]){{3}}{_R}*{_NR}",),
 }
 _RUN_BYTES = b"0123456789 -./()+"
 #: the first byte of a UTF-8 sequence of more than one byte, and how many bytes follow it
