@@ -136,7 +136,7 @@ class Prefilter:
             scratch = local.scratch = hyperscan.Scratch(self._db)
         active: set[str] = set(self._always)
         starts: list[int] = []
-        runs: dict[str, list[int]] = {"PHONE": [], "CREDIT_CARD": [], "US_SSN": [], "IP_ADDRESS": []}
+        hits: list[tuple[str, int]] = []  # (entity type, end of a run it can match in)
         leads: list[int] = []
         entities = self._entities
         generic = self._generic_id
@@ -149,7 +149,7 @@ class Prefilter:
             elif i == lead:
                 leads.append(end - 1)
             elif i in run_ids:
-                runs[run_ids[i]].append(end - 1)  # the run, and the character after it
+                hits.append((run_ids[i], end - 1))  # the run, and the character after it
             else:
                 active.add(entities[i])
 
@@ -159,18 +159,15 @@ class Prefilter:
         if starts:
             active.add(GENERIC)
             starts.sort()
-        found = {}
-        run_start: dict[int, int] = {}
-        for entity, ends in runs.items():
-            if ends:
-                active.add(entity)
-                spans = []
-                for e in sorted(set(ends)):
-                    rs = run_start.get(e)
-                    if rs is None:  # where the run ends, back to the first byte that is not a run's
-                        rs = run_start[e] = len(data[:e].rstrip(_RUN_BYTES))
-                    spans.append((rs, e))
-                found[entity] = spans
+        found: dict[str, list[tuple[int, int]]] = {}
+        if hits:
+            run_start: dict[int, int] = {}
+            for entity, e in sorted(set(hits)):
+                rs = run_start.get(e)
+                if rs is None:  # where the run ends, back to the first byte that is not a run's
+                    rs = run_start[e] = len(data[:e].rstrip(_RUN_BYTES))
+                found.setdefault(entity, []).append((rs, e))
+            active.update(found)
         if leads and (starts or found):  # UTF-8 byte offsets → character offsets
             to_char = _char_offsets(data, leads)
             starts = [to_char(b) for b in starts]
