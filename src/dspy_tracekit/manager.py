@@ -13,6 +13,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
+from ._traceback import format_exception
 from .errors import ConfigError, TracekitAbort
 
 logger = logging.getLogger("dspy_tracekit")
@@ -143,8 +144,9 @@ class TracekitManager:
             first = key not in self._failed_once
             self._failed_once.add(key)
         if first:
-            logger.warning("dspy-tracekit: plugin %r failed in %s (further failures only counted): %s: %s",
-                           plugin_name, hook_name, type(exc).__name__, exc, exc_info=exc)
+            # the traceback as text, not exc_info: logging's traceback calls ast (python/cpython#106905)
+            logger.warning("dspy-tracekit: plugin %r failed in %s (further failures only counted): %s: %s\n%s",
+                           plugin_name, hook_name, type(exc).__name__, exc, format_exception(exc).rstrip())
 
     def _refresh(self) -> None:
         def fns(name):
