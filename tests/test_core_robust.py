@@ -75,3 +75,109 @@ def test_delivery_thread_tracebacks_do_not_break_ast_parse_on_other_threads(stor
     stored = TraceReader(store_uri, experiment_name).traces()
     assert len(stored) == n
     assert "KeyError" in stored[0].data.spans[0].events[0].attributes["exception.stacktrace"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_mlflow_server(db: str, port: int, log):
+    import subprocess
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+        assert proc.poll() is None, "mlflow server exited"
+    raise AssertionError("mlflow server did not start within 180 s")
+
+
+def _stored(uri: str, experiment: str) -> int:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return 0 if exp is None else len(client.search_traces(locations=[exp.experiment_id], max_results=200,
+                                                          include_spans=False))
+
+
+def _call_in_thread(fn, limit: float = 60.0) -> None:
+    """Run the user's call; fail if it is held anywhere near MLflow's minutes of HTTP retries."""
+    caller = threading.Thread(target=fn, daemon=True)
+    caller.start()
+    caller.join(limit)
+    assert not caller.is_alive(), f"the user's call was still held after {limit:.0f} s"
+
+
+def test_unreachable_tracking_server_never_holds_the_call_and_is_used_once_it_answers(tmp_path):
+    import os
+    import signal
+    import time
+
+    from tk_testing import Pipeline, dummy_lm
+
+    port = _free_port()  # closed: nothing listens until the server starts below
+    uri = f"http://127.0.0.1:{port}"
+    tk.enable(plugins=[], tracking_uri=uri, experiment="late-server")
+    program = Pipeline()
+    dspy.configure(lm=dummy_lm(10_000))
+    for i in range(3):
+        _call_in_thread(lambda i=i: program(message=f"down {i}"))
+    counters = tk.counters()
+    assert counters["core.traces_dropped.store_unavailable"] == 3  # skipped and counted, not lost silently
+    assert counters.get("core.inline_over_budget", 0) == 0
+
+    with open(tmp_path / "server.log", "ab") as log:
+        server = _start_mlflow_server(str(tmp_path / "server.db"), port, log)
+        try:
+            deadline = time.monotonic() + 120
+            while not _stored(uri, "late-server"):  # a probe after the back-off finds the server
+                assert time.monotonic() < deadline, "no trace stored 120 s after the server answered"
+                _call_in_thread(lambda: program(message="up?"))
+                time.sleep(0.2)
+            before = _stored(uri, "late-server")
+            for i in range(5):
+                _call_in_thread(lambda i=i: program(message=f"up {i}"))
+            assert tk.flush(30)
+            assert _stored(uri, "late-server") == before + 5
+            assert tk.counters().get("core.traces_dropped.export_error", 0) == 0
+        finally:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(30)
+
+
+def test_sixteen_threads_inline_on_sqlite_lose_nothing(fresh_store_uri):
+    from tk_testing import Pipeline, dummy_lm
+
+    tk.enable(plugins=[], tracking_uri=fresh_store_uri, experiment="threads")
+    program = Pipeline()
+    lm = dummy_lm(100_000)
+    per_thread = 40
+
+    def user(k: int) -> None:
+        with dspy.context(lm=lm):
+            for i in range(per_thread):
+                program(message=f"t{k}-{i}")
+
+    threads = [threading.Thread(target=user, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counters = tk.counters()
+    assert counters.get("core.traces_dropped.export_error", 0) == 0
+    assert counters["core.traces_exported"] == 16 * per_thread
+    assert len(TraceReader(fresh_store_uri, "threads").traces()) == 16 * per_thread

@@ -6,13 +6,14 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import Counter
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
 import pluggy
 
-from . import hookspecs
+from . import _inline, hookspecs
 from ._traceback import format_exception
 from .errors import ConfigError, TracekitAbort
 
@@ -60,6 +61,7 @@ class TracekitManager:
         self._undo_monitoring = None
         self.bridge = None
         self.flush_timeout = 10.0
+        self.inline = _inline.register(_inline.InlineDelivery(self))
 
     # ---------------------------------------------------------------- loading
     @staticmethod
@@ -192,8 +194,10 @@ class TracekitManager:
                 raise ConfigError(f"[{name}] {exc}{suffix}") from exc
 
     def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(0.0, timeout)
         results = self.pm.hook.tracekit_flush(timeout=timeout)
-        return all(r is not False for r in results)
+        inline_done = self.inline.wait(deadline - time.monotonic())  # exports still on a helper thread
+        return inline_done and all(r is not False for r in results)
 
     def shutdown(self, timeout: float) -> None:
         self.pm.hook.tracekit_shutdown(timeout=timeout)
@@ -262,10 +266,14 @@ class TracekitManager:
                 self.hook_failed(impl.plugin_name, "tracekit_traces_exported", exc)
 
     def deliver_inline(self, trace) -> None:
-        """Deliver one finished trace on the calling thread; never raises."""
+        """Deliver one finished trace from the calling thread, within a bounded budget; never raises."""
         try:
-            ready = self.prepare([trace])
-            self.export(ready)
+            self.inline.deliver(trace, self._store_uri())
         except Exception as exc:  # noqa: BLE001
             self.counters.add("traces_dropped.export_error", 1)
             self.hook_failed("core", "export", exc.__cause__ or exc)
+
+    def _store_uri(self) -> str | None:
+        core = self.pm.get_plugin(CORE_PLUGIN)
+        uri = getattr(core, "tracking_uri", None)
+        return uri if isinstance(uri, str) else None
