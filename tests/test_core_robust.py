@@ -181,3 +181,56 @@ def test_sixteen_threads_inline_on_sqlite_lose_nothing(fresh_store_uri):
     assert counters.get("core.traces_dropped.export_error", 0) == 0
     assert counters["core.traces_exported"] == 16 * per_thread
     assert len(TraceReader(fresh_store_uri, "threads").traces()) == 16 * per_thread
+
+
+def _child_requests(n: int, out) -> None:
+    from tk_testing import Pipeline, dummy_lm
+
+    out.put(tk.counters().get("core.traces_finished", 0))  # the child's own counters start at zero
+    program = Pipeline()
+    with dspy.context(lm=dummy_lm(n)):
+        for i in range(n):
+            program(message=f"child {i}")
+    # no tk.flush(): a multiprocessing child ends with os._exit, so atexit handlers never run
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork start method")
+@pytest.mark.parametrize("plugins", [["buffer"], []], ids=["buffer", "inline"])
+def test_forked_multiprocessing_children_store_their_traces_without_flush(fresh_store_uri, tmp_path, plugins):
+    import multiprocessing
+
+    from tk_testing import Pipeline, dummy_lm
+
+    tk.enable(plugins=plugins, tracking_uri=fresh_store_uri, experiment="fork",
+              config={"buffer": {"spool_dir": str(tmp_path / "spool")}} if plugins else None)
+    program = Pipeline()
+    with dspy.context(lm=dummy_lm(5)):
+        for i in range(5):
+            program(message=f"parent {i}")
+    assert tk.flush(30)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    children = [ctx.Process(target=_child_requests, args=(100, out)) for _ in range(3)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(120)
+    assert [child.exitcode for child in children] == [0, 0, 0]
+    inherited = [out.get(timeout=10) for _ in children]
+    assert len(TraceReader(fresh_store_uri, "fork").traces()) == 5 + 300
+    assert inherited == [0, 0, 0]
+
+
+def test_enable_imports_every_module_the_delivery_path_needs(tmp_path):
+    import subprocess
+
+    script = (
+        "import sys, dspy_tracekit as tk\n"
+        f"tk.enable(plugins=['buffer'], tracking_uri='sqlite:///{tmp_path}/own.db',"
+        f" config={{'buffer': {{'spool_dir': '{tmp_path}/spool'}}}})\n"
+        "from dspy_tracekit._fork import DELIVERY_MODULES\n"
+        "print([m for m in ('dspy_tracekit.secrets', 'dspy_tracekit.mlflow_rows', *DELIVERY_MODULES)"
+        " if m not in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]

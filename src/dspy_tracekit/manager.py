@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import _inline, hookspecs
+from . import _fork, _inline, hookspecs
 from ._traceback import format_exception
 from .errors import ConfigError, TracekitAbort
 
@@ -43,6 +43,11 @@ class Counters:
     def get(self, name: str) -> int:
         with self._lock:
             return self._c.get(name, 0)
+
+    def reset(self) -> None:
+        """Start from zero (a forked child): a new lock, as another thread may have held the old one."""
+        self._lock = threading.Lock()
+        self._c = Counter()
 
 
 class TracekitManager:
@@ -95,6 +100,7 @@ class TracekitManager:
         self.pm.check_pending()
         self._isolate()
         self._refresh()
+        _fork.import_delivery_modules()  # a forked child must not import them (another thread's lock)
         if os.environ.get("DSPY_TRACEKIT_DEBUG_HOOKS", "").lower() in ("1", "true", "yes"):
             self._monitor()
 
@@ -112,6 +118,7 @@ class TracekitManager:
         self.pm.check_pending()
         self._isolate()
         self._refresh()
+        _fork.import_delivery_modules()  # a forked child must not import them (another thread's lock)
 
     def plugin_names(self) -> list[str]:
         return [self.pm.get_name(p) for p in self.pm.get_plugins()]
