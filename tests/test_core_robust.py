@@ -228,8 +228,8 @@ def test_enable_imports_every_module_the_delivery_path_needs(tmp_path):
         "import sys, dspy_tracekit as tk\n"
         f"tk.enable(plugins=['buffer'], tracking_uri='sqlite:///{tmp_path}/own.db',"
         f" config={{'buffer': {{'spool_dir': '{tmp_path}/spool'}}}})\n"
-        "from dspy_tracekit._fork import DELIVERY_MODULES\n"
-        "print([m for m in ('dspy_tracekit.secrets', 'dspy_tracekit.mlflow_rows', *DELIVERY_MODULES)"
+        "from dspy_tracekit._delivery.fork import DELIVERY_MODULES\n"
+        "print([m for m in ('dspy_tracekit._delivery.secrets', 'dspy_tracekit.mlflow.rows', *DELIVERY_MODULES)"
         " if m not in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from ._traceback import format_exception
+from ._delivery.tracebacks import format_exception
 from .records import SpanRecord, TraceRecord
 
 __all__ = ["prepare", "export", "alert", "ExportError", "SpanRecord", "TraceRecord", "is_transient",

@@ -13,8 +13,10 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import _fork, _inline, hookspecs
-from ._traceback import format_exception
+from . import hookspecs
+from ._delivery import fork as _fork
+from ._delivery import inline as _inline
+from ._delivery.tracebacks import format_exception
 from .errors import ConfigError, TracekitAbort
 
 logger = logging.getLogger("dspy_tracekit")
@@ -75,7 +77,7 @@ class TracekitManager:
         return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
     def load(self, names: list[str], blocked: list[str] | None = None, extra: list[Any] | None = None) -> None:
-        from . import mlflow_core
+        from dspy_tracekit.mlflow import plugin as mlflow_core
 
         for name in blocked or []:
             if name == CORE_PLUGIN:
@@ -118,7 +120,6 @@ class TracekitManager:
         self.pm.check_pending()
         self._isolate()
         self._refresh()
-        _fork.import_delivery_modules()  # a forked child must not import them (another thread's lock)
 
     def plugin_names(self) -> list[str]:
         return [self.pm.get_name(p) for p in self.pm.get_plugins()]
