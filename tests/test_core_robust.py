@@ -234,3 +234,30 @@ def test_enable_imports_every_module_the_delivery_path_needs(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+
+
+def test_mlflow_logging_an_exception_on_the_worker_formats_it_without_ast(tmp_path):
+    """MLflow logs a failed write with ``logger.exception`` on the thread that writes (the buffer's worker):
+    that traceback's text must not come from ``traceback``'s caret code, which calls ast.parse."""
+    import subprocess
+
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path / "ro.db"
+    MlflowClient(f"sqlite:///{db}").create_experiment("ro")
+    script = (
+        "import dspy_tracekit as tk\n"
+        f"tk.enable(plugins=['buffer'], tracking_uri='sqlite:///file:{db}?mode=ro&uri=true', experiment='ro',"
+        f" config={{'buffer': {{'spool_dir': '{tmp_path}/spool', 'retry_attempts': 1}}}})\n"
+        "@tk.trace(name='f')\n"
+        "def f(x):\n"
+        "    return x\n"
+        "f(1)\n"
+        "assert tk.flush(60)\n"
+        "print(tk.counters()['buffer.dead_lettered'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1:] == ["1"], out.stderr[-3000:]
+    assert "attempt to write a readonly database" in out.stderr  # MLflow logged the exception ...
+    carets = [line for line in out.stderr.splitlines() if line.strip() and set(line.strip()) <= set("^~")]
+    assert carets == []  # ... and its text came without carets, so without ast

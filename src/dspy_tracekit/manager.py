@@ -16,7 +16,7 @@ import pluggy
 from . import hookspecs
 from ._delivery import fork as _fork
 from ._delivery import inline as _inline
-from ._delivery.tracebacks import format_exception
+from ._delivery.tracebacks import format_exception, install_log_record_factory
 from .errors import ConfigError, TracekitAbort
 
 logger = logging.getLogger("dspy_tracekit")
@@ -103,6 +103,7 @@ class TracekitManager:
         self._isolate()
         self._refresh()
         _fork.import_delivery_modules()  # a forked child must not import them (another thread's lock)
+        install_log_record_factory()  # MLflow's logger.exception on our threads: no ast
         if os.environ.get("DSPY_TRACEKIT_DEBUG_HOOKS", "").lower() in ("1", "true", "yes"):
             self._monitor()
 

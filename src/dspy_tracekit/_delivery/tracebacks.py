@@ -10,9 +10,11 @@ with them ``ast``, are skipped; the text is otherwise what ``traceback`` prints.
 
 from __future__ import annotations
 
+import logging
+import threading
 import traceback
 
-__all__ = ["format_exception"]
+__all__ = ["format_exception", "install_log_record_factory"]
 
 
 def format_exception(exc: BaseException) -> str:
@@ -36,3 +38,34 @@ def format_exception(exc: BaseException) -> str:
             return f"{type(exc).__name__}: {exc}\n"
         except Exception:  # noqa: BLE001
             return f"{type(exc).__name__}: <unprintable>\n"
+
+
+#: threads whose log records get their traceback text here: tracekit's own (buffer, spiller, inline, monitor)
+THREAD_PREFIX = "dspy-tracekit"
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install_log_record_factory() -> None:
+    """Log records made on tracekit's threads carry their traceback text already (without ``ast``).
+
+    MLflow logs store failures with ``_logger.exception`` (SQLAlchemy's ``OperationalError``: a locked or
+    read-only database) on whichever thread writes — the buffer's worker, say; a handler would then format
+    that traceback with carets, calling ``ast``. ``logging.Formatter`` uses ``record.exc_text`` when it is
+    set. The factory wraps whatever factory is in place, and only touches records of tracekit's threads.
+    """
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def record_factory(*args, **kwargs):
+            record = previous(*args, **kwargs)
+            exc_info = record.exc_info
+            if exc_info and exc_info[1] is not None and threading.current_thread().name.startswith(THREAD_PREFIX):
+                record.exc_text = format_exception(exc_info[1]).rstrip("\n")
+            return record
+
+        logging.setLogRecordFactory(record_factory)
+        _installed = True
