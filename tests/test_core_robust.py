@@ -261,3 +261,14 @@ def test_mlflow_logging_an_exception_on_the_worker_formats_it_without_ast(tmp_pa
     assert "attempt to write a readonly database" in out.stderr  # MLflow logged the exception ...
     carets = [line for line in out.stderr.splitlines() if line.strip() and set(line.strip()) <= set("^~")]
     assert carets == []  # ... and its text came without carets, so without ast
+
+
+@pytest.mark.parametrize(("uri", "local"), [
+    ("sqlite:///mlflow.db", True), ("sqlite:////abs/mlflow.db", True), ("file:///tmp/mlruns", True), ("mlruns", True),
+    ("http://127.0.0.1:5000", False), ("https://mlflow.example.com", False), ("postgresql://u:p@db/mlflow", False),
+    ("mysql+pymysql://db/mlflow", False), ("databricks", False), ("databricks-uc", False),
+])
+def test_inline_delivery_writes_only_sqlite_and_file_stores_on_the_calling_thread(uri, local):
+    from dspy_tracekit._delivery.inline import is_local
+
+    assert is_local(uri) is local

@@ -40,8 +40,11 @@ def is_local(uri: str | None) -> bool:
     """SQLite files and MLflow's file store: no network between the process and the store."""
     if not uri:
         return True
-    scheme = uri.split(":", 1)[0].lower() if "://" in uri or uri.startswith(("sqlite:", "file:")) else ""
-    return scheme in ("", "file") or scheme.startswith("sqlite")
+    scheme, colon, _ = uri.partition(":")
+    if not colon or len(scheme) == 1:  # a path (C:\… on Windows), or "databricks" / "databricks-uc"
+        return not scheme.lower().startswith("databricks")
+    scheme = scheme.lower()
+    return scheme == "file" or scheme.startswith("sqlite")
 
 
 def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
