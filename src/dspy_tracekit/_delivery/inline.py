@@ -7,8 +7,8 @@
 * Every other store (a tracking server, PostgreSQL, MySQL, …): exported on a helper thread that the
   calling thread waits for at most :data:`BUDGET_S`. MLflow's HTTP client retries a refused connection
   for minutes (246 s seen) — that happens on the helper, never on the user's call. A store found down
-  (a refused TCP connection, an export that failed with a transient error, or one still running past
-  the budget) is skipped without any I/O, each skipped trace counted as
+  (a refused TCP connection, an export that failed with a transient error, or :data:`MAX_LATE` exports
+  still running past the budget) is skipped without any I/O, each skipped trace counted as
   ``traces_dropped.store_unavailable``, until a probe (a TCP connect, after a growing back-off) finds it
   answering again.
 """
@@ -32,6 +32,8 @@ BUDGET_S = 2.0
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 PROBE_TIMEOUT_S = 1.0
+#: exports still running past the budget: a slow store keeps its traces, a hung one cannot pile up threads
+MAX_LATE = 4
 _DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432, "mysql": 3306,
                   "mssql": 1433}
 
@@ -95,7 +97,7 @@ class InlineDelivery:
                     self._export(ready)
             return
         with self._lock:
-            if self._over_budget or (self._down and time.monotonic() < self._down_until):
+            if self._over_budget >= MAX_LATE or (self._down and time.monotonic() < self._down_until):
                 mgr.counters.add("traces_dropped.store_unavailable")
                 return
             probe_first = self._down or not self._known_up
