@@ -14,7 +14,6 @@ import inspect
 import json
 import os
 import random
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,8 @@ from dspy_tracekit.keys import (  # noqa: F401 - re-exported (defined once, ther
     TOKEN_USAGE_ATTR,
     VERSION_TAG,
 )
+
+from ._delivery.tracebacks import format_exception
 
 __all__ = ["SpanRecord", "TraceRecord", "Settings", "SpanKind", "jsonable"]
 
@@ -425,7 +426,7 @@ def error_dict(exc: BaseException) -> dict[str, str]:
     return {
         "type": type(exc).__name__,
         "message": _safe_str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:],
+        "traceback": format_exception(exc)[-8000:],  # no ast: this runs on the delivery thread
     }
 
 
