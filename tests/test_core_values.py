@@ -101,3 +101,46 @@ def test_jsonable_never_raises_on_an_object_whose_attribute_lookup_fails():
     marks: dict = {}
     assert jsonable({"x": Hostile()}, marks) == {"x": "<unserializable Hostile: str() raised ValueError>"}
     assert marks == {"unprintable": 1}
+
+
+def test_stored_inputs_and_outputs_are_what_the_call_saw_not_later_changes(traced):
+    program = Echo()
+    context = {"customer": "c-1"}
+    items = ["first"]
+    with tk.span("request"):
+        prediction = program(payload=context)
+        context["added_later"] = "by the caller, after the call returned"
+        prediction.echo = "replaced later"
+        prediction["note"] = "a field added later"
+        tk_items = program(items)
+        items.append("appended later")
+        with tk.span("custom") as s:
+            query = {"q": "what the span saw"}
+            s.set_inputs(query)
+        query["q"] = "changed after"
+    spans = {(s.name, str(s.inputs)): s for s in traced.one().data.spans}
+    echo_dict = next(s for s in spans.values() if s.name == "Echo.forward" and "customer" in str(s.inputs))
+    assert echo_dict.inputs == {"payload": {"customer": "c-1"}}
+    assert echo_dict.outputs == {"echo": {"customer": "c-1"}}
+    echo_list = next(s for s in spans.values() if s.name == "Echo.forward" and "first" in str(s.inputs))
+    assert echo_list.inputs == {"args": [["first"]]} and echo_list.outputs == {"echo": ["first"]}
+    custom = next(s for s in spans.values() if s.name == "custom")
+    assert custom.inputs == {"q": "what the span saw"}
+    assert tk_items.echo == ["first", "appended later"]  # the caller's own objects are untouched
+
+
+def test_delivery_never_walks_a_dict_the_caller_is_changing(traced):
+    shared: dict = {}
+
+    class Caller:
+        """Stands in for the caller's thread: changes the caller's dict while delivery walks it."""
+
+        def __str__(self):
+            shared[f"added {len(shared)}"] = "while the trace was being delivered"
+            return "caller"
+
+    shared.update(first=Caller(), second="two")
+    Echo()(payload=shared)
+    stored = traced.one().data.spans[0]
+    assert tk.counters().get("core.traces_dropped.materialize_error", 0) == 0
+    assert stored.inputs == {"payload": {"first": "caller", "second": "two"}}

@@ -91,7 +91,7 @@ class SpanRecord:
         "instance", "func", "args", "kwargs", "inputs", "outputs", "error", "attributes",
         "model", "provider", "params", "usage", "cache_hit", "first_token_ns", "cost",
         "module_path", "tags", "materialized", "events", "otel", "ctx_token",
-        "thread_id", "cpu_start_ns", "cpu_ns",
+        "thread_id", "cpu_start_ns", "cpu_ns", "seen_fields",
     )
 
     def __init__(self, trace: TraceRecord, parent_id: int | None, name: str, kind: str,
@@ -139,6 +139,9 @@ class SpanRecord:
         self.thread_id: int | None = None
         self.cpu_start_ns: int | None = None
         self.cpu_ns: int | None = None
+        #: outputs that are a DSPy Prediction/Example: ``(the object, a copy of its fields when the
+        #: call returned)``; the copy is what is stored, unless a plugin replaced ``outputs`` since.
+        self.seen_fields: tuple[Any, dict] | None = None
 
     # -- convenience for plugins --------------------------------------------------------------
     def set_attribute(self, key: str, value: Any) -> None:
@@ -170,7 +173,9 @@ class SpanRecord:
         if self.inputs is None and (self.args or self.kwargs):
             self.inputs = _bind_inputs(self.func, self.instance, self.args, self.kwargs or {})
         self.inputs = scrub(jsonable(self.inputs, marks))
-        self.outputs = scrub(jsonable(self.outputs, marks))
+        seen = self.seen_fields
+        outputs = seen[1] if seen is not None and seen[0] is self.outputs else self.outputs
+        self.outputs = scrub(jsonable(outputs, marks))
         if self.params is not None:
             self.params = scrub(jsonable(self.params, marks))
         if self.attributes:
@@ -186,6 +191,7 @@ class SpanRecord:
         self.instance = None
         self.func = None
         self.otel = None
+        self.seen_fields = None
         self.materialized = True
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,6 +27,74 @@ current_tags: ContextVar[dict[str, str]] = ContextVar("dspy_tracekit_tags", defa
 _WORKLOAD = {SpanKind.EVALUATE: "evaluate", SpanKind.COMPILE: "compile"}
 _VERSIONED_KINDS = (SpanKind.EVALUATE, SpanKind.COMPILE)  # analytics v2 (#15)
 
+#: containers up to this size also get their dict/list items copied; larger ones are copied one level.
+_SNAPSHOT_ITEMS = 64
+_example_type: Any = None  # dspy's Example (Prediction's base), resolved on first use
+
+
+def _copy_items(value: Any) -> Any:
+    t = type(value)
+    if t is dict:
+        return value.copy()
+    if t is list:
+        return value.copy()
+    return value
+
+
+def snapshot(value: Any) -> Any:
+    """What the call saw, for a value held until delivery: plain dicts and lists are copied (and their
+    dict/list items, for small ones), so a key the caller adds after the call is not stored and the
+    delivery path never walks a container the caller is changing. Other objects are kept as they are."""
+    t = type(value)
+    if t is dict:
+        if len(value) <= _SNAPSHOT_ITEMS:
+            return {k: _copy_items(v) for k, v in value.items()}
+        return value.copy()
+    if t is list:
+        if len(value) <= _SNAPSHOT_ITEMS:
+            return [_copy_items(v) for v in value]
+        return value.copy()
+    return value
+
+
+def _snapshot_call(args: tuple, kwargs: dict | None) -> tuple[tuple, dict | None]:
+    """``args``/``kwargs`` with their dict and list values snapshotted (the same objects when none is)."""
+    for a in args:
+        t = type(a)
+        if t is dict or t is list:
+            args = tuple([snapshot(a) for a in args])
+            break
+    if kwargs:
+        for v in kwargs.values():
+            t = type(v)
+            if t is dict or t is list:
+                kwargs = {k: snapshot(v) for k, v in kwargs.items()}
+                break
+    return args, kwargs
+
+
+def _snapshot_outputs(span: SpanRecord, outputs: Any) -> Any:
+    """Outputs as returned: dicts and lists are copied; a DSPy ``Prediction``/``Example`` stays the
+    same object (plugins and the version tracking match it by identity) and its fields are copied
+    beside it."""
+    global _example_type
+    t = type(outputs)
+    if t is dict or t is list:
+        return snapshot(outputs)
+    if outputs is None or t is str:
+        return outputs
+    if _example_type is None:
+        try:
+            from dspy.primitives.example import Example
+        except Exception:  # noqa: BLE001 - DSPy without Example: nothing to copy
+            Example = ()  # noqa: N806
+        _example_type = Example
+    if _example_type and isinstance(outputs, _example_type):
+        store = vars(outputs).get("_store")
+        if type(store) is dict:
+            span.seen_fields = (outputs, snapshot(store))
+    return outputs
+
 
 def _start_span(name: str, kind: str, span_type: str | None = None, instance: Any = None, func: Any = None,
                args: tuple = (), kwargs: dict | None = None, module_path: str | None = None, setup=None):
@@ -37,6 +105,8 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
         return None
     parent = current_span.get()
     bridge = mgr.bridge
+    if args or kwargs:
+        args, kwargs = _snapshot_call(args, kwargs)
     # MLflow's context only matters at a root, or in a trace an MLflow span is part of
     found = bridge.mlflow_parent() if bridge is not None and (
         parent is None or parent.trace.mlflow_state is not None) else None
@@ -150,7 +220,7 @@ def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException
     span.end_ns = time_ns()
     if span.cpu_start_ns is not None and span.thread_id == get_ident():  # analytics v2 (#15): CPU time
         span.cpu_ns = thread_time_ns() - span.cpu_start_ns
-    span.outputs = outputs
+    span.outputs = _snapshot_outputs(span, outputs)
     if error is not None:
         span.error = error
     if span.kind in _VERSIONED_KINDS:  # analytics v2 (#15): trial scores, compile result version
@@ -227,11 +297,11 @@ class SpanHandle:
 
     def set_inputs(self, inputs: Any) -> None:
         if self._span is not None:
-            self._span.inputs = inputs
+            self._span.inputs = snapshot(inputs)
 
     def set_outputs(self, outputs: Any) -> None:
         if self._span is not None:
-            self._span.outputs = outputs
+            self._span.outputs = _snapshot_outputs(self._span, outputs)
 
     def set_attribute(self, key: str, value: Any) -> None:
         if self._span is not None:
