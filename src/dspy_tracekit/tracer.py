@@ -47,13 +47,19 @@ def snapshot(value: Any) -> Any:
     delivery path never walks a container the caller is changing. Other objects are kept as they are."""
     t = type(value)
     if t is dict:
-        if len(value) <= _SNAPSHOT_ITEMS:
-            return {k: _copy_items(v) for k, v in value.items()}
-        return value.copy()
+        if len(value) > _SNAPSHOT_ITEMS:
+            return value.copy()
+        out: dict = {}
+        for k, v in value.items():
+            out[k] = out if v is value else _copy_items(v)  # a self-reference stays one
+        return out
     if t is list:
-        if len(value) <= _SNAPSHOT_ITEMS:
-            return [_copy_items(v) for v in value]
-        return value.copy()
+        if len(value) > _SNAPSHOT_ITEMS:
+            return value.copy()
+        copied: list = []
+        for v in value:
+            copied.append(copied if v is value else _copy_items(v))
+        return copied
     return value
 
 
