@@ -33,15 +33,6 @@ _SNAPSHOT_ITEMS = 64
 _example_type: Any = None  # dspy's Example (Prediction's base), resolved on first use
 
 
-def _copy_items(value: Any) -> Any:
-    t = type(value)
-    if t is dict:
-        return value.copy()
-    if t is list:
-        return value.copy()
-    return value
-
-
 def snapshot(value: Any) -> Any:
     """What the call saw, for a value held until delivery: plain dicts and lists are copied (and their
     dict/list items, for small ones), so a key the caller adds after the call is not stored and the
@@ -52,14 +43,23 @@ def snapshot(value: Any) -> Any:
             return value.copy()
         out: dict = {}
         for k, v in value.items():
-            out[k] = out if v is value else _copy_items(v)  # a self-reference stays one
+            t = type(v)
+            if t is dict or t is list:
+                out[k] = out if v is value else v.copy()  # a self-reference stays one
+            else:
+                out[k] = v
         return out
     if t is list:
         if len(value) > _SNAPSHOT_ITEMS:
             return value.copy()
         copied: list = []
+        append = copied.append
         for v in value:
-            copied.append(copied if v is value else _copy_items(v))
+            t = type(v)
+            if t is dict or t is list:
+                append(copied if v is value else v.copy())
+            else:
+                append(v)
         return copied
     return value
 
@@ -72,11 +72,15 @@ def _snapshot_call(args: tuple, kwargs: dict | None) -> tuple[tuple, dict | None
             args = tuple([snapshot(a) for a in args])
             break
     if kwargs:
-        for v in kwargs.values():
+        copied = None
+        for k, v in kwargs.items():
             t = type(v)
             if t is dict or t is list:
-                kwargs = {k: snapshot(v) for k, v in kwargs.items()}
-                break
+                if copied is None:
+                    copied = kwargs.copy()
+                copied[k] = snapshot(v)
+        if copied is not None:
+            kwargs = copied
     return args, kwargs
 
 
@@ -88,7 +92,7 @@ def _snapshot_outputs(span: SpanRecord, outputs: Any) -> Any:
     t = type(outputs)
     if t is dict or t is list:
         return snapshot(outputs)
-    if outputs is None or t is str:
+    if outputs is None or t is str or t is int or t is float or t is bool:
         return outputs
     if _example_type is None:
         try:
@@ -97,7 +101,7 @@ def _snapshot_outputs(span: SpanRecord, outputs: Any) -> Any:
             Example = ()  # noqa: N806
         _example_type = Example
     if _example_type and isinstance(outputs, _example_type):
-        store = vars(outputs).get("_store")
+        store = outputs.__dict__.get("_store")
         if type(store) is dict:
             span.seen_fields = (outputs, snapshot(store))
     return outputs

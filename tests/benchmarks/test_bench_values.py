@@ -1,0 +1,94 @@
+"""Request-path cost of the boundary snapshot (#11 §3), side by side in one process. Not in the default run.
+
+    uv run pytest -m benchmark tests/benchmarks/test_bench_values.py -s
+
+The 6-span ChainOfThought program on DummyLM runs with tracekit's request path on (a plugin takes and
+discards each finished trace, so no delivery runs), in rounds that alternate the snapshot on and off
+(off = the tracer's snapshot helpers replaced by the identity, as before #11 §3). Reported: median thread
+CPU time per request, and what the snapshot adds per request and per span. Two inputs: a plain message,
+and a message with a 50-turn chat history (a list of 50 dicts, each copied).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import dspy
+import pytest
+
+import dspy_tracekit as tk
+from dspy_tracekit._request import tracer
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+class Sig(dspy.Signature):
+    """Classify an admin-console message."""
+
+    message: str = dspy.InputField()
+    turns: list[dict] = dspy.InputField()
+    intent: str = dspy.OutputField()
+
+
+class IntentProgram(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.classify = dspy.ChainOfThought(Sig)
+
+    def forward(self, message, turns):
+        return self.classify(message=message, turns=turns)
+
+
+class Discard:
+    @tk.hookimpl
+    def tracekit_take_trace(self, trace):
+        return True
+
+
+def _per_request_cpu(program, n, turns):
+    cpu = []
+    for i in range(n):
+        c0 = time.thread_time_ns()
+        program(message=f"Help me create a workflow number {i}", turns=turns)
+        cpu.append(time.thread_time_ns() - c0)
+    return statistics.median(cpu) / 1000  # µs
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(3600)
+def test_snapshot_request_path_cost_side_by_side(tmp_path, monkeypatch):
+    rounds = int(os.environ.get("BENCH_ROUNDS", "7"))
+    n = int(os.environ.get("BENCH_N", "200"))
+    answers = [{"reasoning": "The user asks to build a workflow.", "intent": "create_workflow"}]
+    dspy.configure(lm=dspy.utils.DummyLM(answers * (2 * rounds * n * 2 + 100)))
+    tk.enable(plugins=[Discard()], tracking_uri=f"sqlite:///{tmp_path}/bench.db", experiment="bench")
+    program = IntentProgram()
+    on = (tracer._snapshot_call, tracer._snapshot_outputs, tracer.snapshot)
+    off = (lambda args, kwargs: (args, kwargs), lambda span, outputs: outputs, lambda value: value)
+
+    def use(fns):
+        for name, fn in zip(("_snapshot_call", "_snapshot_outputs", "snapshot"), fns):
+            monkeypatch.setattr(tracer, name, fn)
+
+    cases = {"plain": [], "history50": [{"role": "user", "content": f"turn {i}"} for i in range(50)]}
+    results = {(case, mode): [] for case in cases for mode in ("off", "on")}
+    for case, turns in cases.items():
+        program(message="warm up", turns=turns)
+        for _ in range(rounds):
+            for mode, fns in (("off", off), ("on", on)):
+                use(fns)
+                results[(case, mode)].append(_per_request_cpu(program, n, turns))
+    use(on)
+    tk.disable()
+    spans = 6
+    print(f"\nboundary snapshot, 6-span program on DummyLM, {rounds} interleaved rounds x {n} requests, "
+          "median thread CPU µs/request")
+    print(f"{'input':<11}{'off':>9}{'on':>9}{'added':>8}{'per span':>10}{'ratio':>8}")
+    for case in cases:
+        off_us = statistics.median(results[(case, "off")])
+        on_us = statistics.median(results[(case, "on")])
+        print(f"{case:<11}{off_us:>9.1f}{on_us:>9.1f}{on_us - off_us:>8.1f}{(on_us - off_us) / spans:>10.2f}"
+              f"{on_us / off_us:>8.3f}")
+    assert all(len(v) == rounds for v in results.values())
