@@ -482,12 +482,28 @@ class _Walk:
 
     def value(self, obj: Any, depth: int) -> Any:
         t = type(obj)
+        if t is str:
+            return obj if obj.isascii() and len(obj) <= MAX_STR else self.text(obj)
         if obj is None or t is bool or t is int:
             return obj
-        if t is str:
-            return self.text(obj)
         if t is float:
             return obj if obj - obj == 0.0 else self.non_finite()
+        if t is dict or t is list:  # the common case, inline: walking a plain dict or list cannot raise
+            ident = id(obj)
+            if ident in self.path:
+                return self.mark("cycle", obj, "refers to itself")
+            if depth > MAX_DEPTH:
+                return self.mark("depth", obj, f"nested deeper than {MAX_DEPTH} levels")
+            self.path.add(ident)
+            d = depth + 1
+            value = self.value
+            if t is dict:
+                out = {(k if type(k) is str and k.isascii() else self.key(k)): value(v, d)
+                       for k, v in list(obj.items())}
+            else:
+                out = [value(v, d) for v in list(obj)]
+            self.path.discard(ident)
+            return out
         try:
             return self._value(obj, depth)
         except Exception as exc:  # noqa: BLE001 - one odd value must never cost the whole trace
@@ -550,12 +566,12 @@ class _Walk:
             return {self.key(k): self.value(v, d) for k, v in list(obj.items())}
         if isinstance(obj, (list, tuple, set, frozenset)):
             return [self.value(v, d) for v in list(obj)]
-        module = type(obj).__module__
-        if module == "numpy" or module.startswith("numpy."):
-            return self._numpy(obj, d)
         store = _example_store(obj)  # DSPy Example / Prediction: their fields, walked like a dict
         if store is not None:
             return {self.key(k): self.value(v, d) for k, v in list(store.items())}
+        module = type(obj).__module__
+        if module == "numpy" or module.startswith("numpy."):
+            return self._numpy(obj, d)
         to_dict = _attr(obj, "toDict")
         if callable(to_dict):
             try:
@@ -610,13 +626,19 @@ def _attr(obj: Any, name: str) -> Any:
         return None
 
 
+_example_type: Any = None  # dspy's Example (Prediction's base), resolved on first use
+
+
 def _example_store(obj: Any) -> dict | None:
-    try:
-        from dspy.primitives.example import Example
-    except Exception:  # noqa: BLE001
-        return None
-    if isinstance(obj, Example):
-        store = vars(obj).get("_store")
+    global _example_type
+    if _example_type is None:
+        try:
+            from dspy.primitives.example import Example
+        except Exception:  # noqa: BLE001 - DSPy without Example
+            Example = ()  # noqa: N806
+        _example_type = Example
+    if _example_type and isinstance(obj, _example_type):
+        store = obj.__dict__.get("_store")
         if type(store) is dict:
             return store
     return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 
 import dspy
@@ -92,3 +93,65 @@ def test_snapshot_request_path_cost_side_by_side(tmp_path, monkeypatch):
         print(f"{case:<11}{off_us:>9.1f}{on_us:>9.1f}{on_us - off_us:>8.1f}{(on_us - off_us) / spans:>10.2f}"
               f"{on_us / off_us:>8.3f}")
     assert all(len(v) == rounds for v in results.values())
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(3600)
+def test_jsonable_delivery_cost_against_the_baseline(tmp_path):
+    """Delivery path: ``jsonable`` (now with markers and self-reference checks) against the baseline's, on
+    the inputs/outputs of real spans of the 6-span program, interleaved in one process.
+
+        TK_BASELINE_REF=fd411b9 uv run pytest -m benchmark tests/benchmarks/test_bench_values.py -s -k jsonable
+    """
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    from dspy_tracekit.records import _bind_inputs, jsonable
+
+    ref = os.environ.get("TK_BASELINE_REF", "fd411b9")
+    root = Path(__file__).resolve().parents[2]
+    source = subprocess.run(["git", "-C", str(root), "show", f"{ref}:src/dspy_tracekit/records.py"],
+                            capture_output=True, check=True, text=True).stdout
+    (tmp_path / "old_records.py").write_text(source)
+    spec = importlib.util.spec_from_file_location("old_records", tmp_path / "old_records.py")
+    old = importlib.util.module_from_spec(spec)
+    sys.modules["old_records"] = old  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(old)
+    finally:
+        del sys.modules["old_records"]
+
+    captured = []
+
+    class Keep:
+        @tk.hookimpl
+        def tracekit_take_trace(self, trace):
+            captured.append(trace)
+            return True
+
+    answers = [{"reasoning": "The user asks to build a workflow.", "intent": "create_workflow"}]
+    dspy.configure(lm=dspy.utils.DummyLM(answers * 100))
+    tk.enable(plugins=[Keep()], tracking_uri=f"sqlite:///{tmp_path}/bench.db", experiment="bench")
+    turns = [{"role": "user", "content": f"turn {i}"} for i in range(5)]
+    for i in range(20):
+        IntentProgram()(message=f"Help me create a workflow number {i}", turns=turns)
+    tk.disable()
+    values = []
+    for trace in captured:
+        for s in trace.spans:
+            values.append(_bind_inputs(s.func, s.instance, s.args, s.kwargs or {}))
+            values.append(s.outputs)
+    rounds = int(os.environ.get("BENCH_ROUNDS", "7"))
+    times = {"baseline": [], "candidate": []}
+    for _ in range(rounds):
+        for name, fn in (("baseline", old.jsonable), ("candidate", jsonable)):
+            c0 = time.thread_time_ns()
+            for _ in range(20):
+                for v in values:
+                    fn(v)
+            times[name].append((time.thread_time_ns() - c0) / (20 * len(captured)) / 1000)
+    base, cand = statistics.median(times["baseline"]), statistics.median(times["candidate"])
+    print(f"\njsonable on the inputs and outputs of a 6-span trace, thread CPU µs per trace, {rounds} rounds: "
+          f"baseline ({ref}) {base:.1f}, candidate {cand:.1f}, ratio {cand / base:.3f}")
+    assert old.jsonable(values[0]) == jsonable(values[0])
