@@ -4,7 +4,8 @@
 
 The 6-span ChainOfThought program on DummyLM runs with tracekit's request path on (a plugin takes and
 discards each finished trace, so no delivery runs), in rounds that alternate the snapshot on and off
-(off = the tracer's snapshot helpers replaced by the identity, as before #11 §3). Reported: median thread
+(off = the tracer's snapshot helpers replaced by the identity, as before #11 §3; the order
+alternates between rounds). Reported: median thread
 CPU time per request, and what the snapshot adds per request and per span. Two inputs: a plain message,
 and a message with a 50-turn chat history (a list of 50 dicts, each copied).
 """
@@ -77,9 +78,11 @@ def test_snapshot_request_path_cost_side_by_side(tmp_path, monkeypatch):
     results = {(case, mode): [] for case in cases for mode in ("off", "on")}
     for case, turns in cases.items():
         program(message="warm up", turns=turns)
-        for _ in range(rounds):
-            for mode, fns in (("off", off), ("on", on)):
+        for r in range(rounds):
+            order = (("off", off), ("on", on)) if r % 2 == 0 else (("on", on), ("off", off))  # no order bias
+            for mode, fns in order:
                 use(fns)
+                dspy.settings.lm.history.clear()  # DSPy's LM keeps every call: later blocks would pay for it
                 results[(case, mode)].append(_per_request_cpu(program, n, turns))
     use(on)
     tk.disable()
