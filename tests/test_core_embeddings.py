@@ -49,6 +49,7 @@ def test_concurrent_users_each_see_only_their_own_query(traced):
         assert tree_of(trace) == {"Embeddings.__call__": None, "Embedder.__call__": "Embeddings.__call__"}
         embedder = next(s for s in trace.data.spans if s.name == "Embedder.__call__")
         assert embedder.inputs["inputs"] == [own]
+        assert embedder.attributes["tracekit.context.user_id"] == trace.info.tags["user_id"]
         assert embedder.outputs == [embed([own])[0]]
 
 

@@ -345,10 +345,11 @@ def _embeddings_batch_wrapper(wrapped, instance, args, kwargs):
     if not owners:
         return wrapped(*args, **kwargs)
     if len(owners) == 1 and None not in callers:  # one caller's batch: it runs inside that caller's span
-        token = current_span.set(callers[0])
+        token, tags_token = current_span.set(callers[0]), current_tags.set(callers[0].tags)
         try:
             return wrapped(*args, **kwargs)
         finally:
+            current_tags.reset(tags_token)
             current_span.reset(token)
     token = _embedding_batch.set(_SharedBatch(queries, callers))
     try:
@@ -377,6 +378,7 @@ def _embed_shared_batch(batch: _SharedBatch, wrapped, instance, args, kwargs):
         call_args, call_kwargs = ((own, *args[1:]), kwargs) if args else (args, {**kwargs, "inputs": own})
         ctx = contextvars.copy_context()  # one per caller: each span is current in its own context
         ctx.run(current_span.set, caller)
+        ctx.run(current_tags.set, caller.tags)
         try:
             o = ctx.run(_open, _describe_embedder, wrapped, instance, call_args, call_kwargs)
         except TracekitAbort:  # a plugin stopped this caller's span: the batch still serves everyone
