@@ -29,7 +29,7 @@ _WORKLOAD = {SpanKind.EVALUATE: "evaluate", SpanKind.COMPILE: "compile"}
 _VERSIONED_KINDS = (SpanKind.EVALUATE, SpanKind.COMPILE)  # analytics v2 (#15)
 
 #: containers up to this size also get their dict/list items copied; larger ones are copied one level.
-_SNAPSHOT_ITEMS = 64
+_SNAPSHOT_ITEMS = 8
 _example_type: Any = None  # dspy's Example (Prediction's base), resolved on first use
 
 
@@ -116,7 +116,7 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
         return None
     parent = current_span.get()
     bridge = mgr.bridge
-    if args or kwargs:
+    if (args or kwargs) and (parent is None or parent.trace.sampled):  # a dropped trace stores nothing
         args, kwargs = _snapshot_call(args, kwargs)
     # MLflow's context only matters at a root, or in a trace an MLflow span is part of
     found = bridge.mlflow_parent() if bridge is not None and (
@@ -231,7 +231,7 @@ def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException
     span.end_ns = time_ns()
     if span.cpu_start_ns is not None and span.thread_id == get_ident():  # analytics v2 (#15): CPU time
         span.cpu_ns = thread_time_ns() - span.cpu_start_ns
-    span.outputs = _snapshot_outputs(span, outputs)
+    span.outputs = _snapshot_outputs(span, outputs) if span.trace.sampled else outputs
     if error is not None:
         span.error = error
     if span.kind in _VERSIONED_KINDS:  # analytics v2 (#15): trial scores, compile result version
