@@ -360,7 +360,8 @@ def _embeddings_batch_wrapper(wrapped, instance, args, kwargs):
 
 def _embedder_call_wrapper(wrapped, instance, args, kwargs):
     batch = _embedding_batch.get()
-    if batch is not None and current_span.get() is None and (args[0] if args else kwargs.get("inputs")) is batch.queries:
+    if batch is not None and current_span.get() is None \
+            and (args[0] if args else kwargs.get("inputs")) is batch.queries:
         return _embed_shared_batch(batch, wrapped, instance, args, kwargs)
     return call_in_span(_open(_describe_embedder, wrapped, instance, args, kwargs), wrapped, args, kwargs)
 
