@@ -145,3 +145,24 @@ def test_delivery_never_walks_a_dict_the_caller_is_changing(traced):
     stored = traced.one().data.spans[0]
     assert tk.counters().get("core.traces_dropped.materialize_error", 0) == 0
     assert stored.inputs == {"payload": {"first": "caller", "second": "two"}}
+
+
+def test_a_history_that_grows_after_the_call_is_stored_as_the_call_saw_it(traced):
+    class Chat(dspy.Signature):
+        """Answer the question."""
+
+        question: str = dspy.InputField()
+        history: dspy.History = dspy.InputField()
+        answer: str = dspy.OutputField()
+
+    dspy.configure(lm=dspy.utils.DummyLM([{"answer": "Paris"}, {"answer": "Yes"}]))
+    predict = dspy.Predict(Chat)
+    history = dspy.History(messages=[])
+    with tk.span("conversation"):  # as DSPy's docs keep a conversation: append each turn to the history
+        for question in ("What is the capital of France?", "Are you sure?"):
+            outputs = predict(question=question, history=history)
+            history.messages.append({"question": question, **outputs})
+    spans = [s for s in traced.one().data.spans if s.name == "Predict.forward"]
+    assert [len(s.inputs["history"]["messages"]) for s in spans] == [0, 1]
+    assert spans[1].inputs["history"]["messages"][0] == {"question": "What is the capital of France?",
+                                                          "answer": "Paris"}

@@ -31,6 +31,26 @@ _VERSIONED_KINDS = (SpanKind.EVALUATE, SpanKind.COMPILE)  # analytics v2 (#15)
 #: containers up to this size also get their dict/list items copied; larger ones are copied one level.
 _SNAPSHOT_ITEMS = 8
 _example_type: Any = None  # dspy's Example (Prediction's base), resolved on first use
+#: dspy's History: ``history.messages`` is a list that grows after the call (DSPy's ReActV2 appends
+#: to it in place between its steps), so a History is copied too. Resolved on the first span.
+_history_type: Any = None
+
+
+def _resolve_dspy_types() -> None:
+    global _example_type, _history_type
+    try:
+        from dspy.adapters.types.history import History
+        from dspy.primitives.example import Example
+    except Exception:  # noqa: BLE001 - another DSPy: those values are held as they are
+        History = Example = ()  # noqa: N806
+    _example_type, _history_type = Example, History
+
+
+def _copy_history(history: Any) -> Any:
+    try:
+        return type(history).model_construct(messages=list(history.messages))
+    except Exception:  # noqa: BLE001 - never let bookkeeping break the call
+        return history
 
 
 def snapshot(value: Any) -> Any:
@@ -46,6 +66,8 @@ def snapshot(value: Any) -> Any:
             t = type(v)
             if t is dict or t is list:
                 out[k] = out if v is value else v.copy()  # a self-reference stays one
+            elif t is _history_type:
+                out[k] = _copy_history(v)
             else:
                 out[k] = v
         return out
@@ -58,24 +80,30 @@ def snapshot(value: Any) -> Any:
             t = type(v)
             if t is dict or t is list:
                 append(copied if v is value else v.copy())
+            elif t is _history_type:
+                append(_copy_history(v))
             else:
                 append(v)
         return copied
+    if t is _history_type:
+        return _copy_history(value)
     return value
 
 
 def _snapshot_call(args: tuple, kwargs: dict | None) -> tuple[tuple, dict | None]:
     """``args``/``kwargs`` with their dict and list values snapshotted (the same objects when none is)."""
+    if _history_type is None:
+        _resolve_dspy_types()
     for a in args:
         t = type(a)
-        if t is dict or t is list:
+        if t is dict or t is list or t is _history_type:
             args = tuple([snapshot(a) for a in args])
             break
     if kwargs:
         copied = None
         for k, v in kwargs.items():
             t = type(v)
-            if t is dict or t is list:
+            if t is dict or t is list or t is _history_type:
                 if copied is None:
                     copied = kwargs.copy()
                 copied[k] = snapshot(v)
@@ -88,18 +116,13 @@ def _snapshot_outputs(span: SpanRecord, outputs: Any) -> Any:
     """Outputs as returned: dicts and lists are copied; a DSPy ``Prediction``/``Example`` stays the
     same object (plugins and the version tracking match it by identity) and its fields are copied
     beside it."""
-    global _example_type
     t = type(outputs)
     if t is dict or t is list:
         return snapshot(outputs)
     if outputs is None or t is str or t is int or t is float or t is bool:
         return outputs
     if _example_type is None:
-        try:
-            from dspy.primitives.example import Example
-        except Exception:  # noqa: BLE001 - DSPy without Example: nothing to copy
-            Example = ()  # noqa: N806
-        _example_type = Example
+        _resolve_dspy_types()
     if _example_type and isinstance(outputs, _example_type):
         store = outputs.__dict__.get("_store")
         if type(store) is dict:
