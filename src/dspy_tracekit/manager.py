@@ -239,7 +239,10 @@ class TracekitManager:
                 self.counters.add("traces_dropped.sampled_out")
                 continue
             try:
-                trace.materialize()
+                marks = trace.materialize()
+                for reason, n in (marks or {}).items():  # values stored as markers: the trace is kept
+                    self.counters.add("values_marked", n)
+                    self.counters.add(f"values_marked.{reason}", n)
             except Exception as exc:  # noqa: BLE001
                 self.counters.add("traces_dropped.materialize_error")
                 self.hook_failed("core", "materialize", exc)

@@ -14,6 +14,7 @@ import inspect
 import json
 import os
 import random
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +98,7 @@ class SpanRecord:
         "instance", "func", "args", "kwargs", "inputs", "outputs", "error", "attributes",
         "model", "provider", "params", "usage", "cache_hit", "first_token_ns", "cost",
         "module_path", "tags", "materialized", "events", "otel", "ctx_token",
-        "thread_id", "cpu_start_ns", "cpu_ns",
+        "thread_id", "cpu_start_ns", "cpu_ns", "seen_fields",
     )
 
     def __init__(self, trace: TraceRecord, parent_id: int | None, name: str, kind: str,
@@ -145,6 +146,9 @@ class SpanRecord:
         self.thread_id: int | None = None
         self.cpu_start_ns: int | None = None
         self.cpu_ns: int | None = None
+        #: outputs that are a DSPy Prediction/Example: ``(the object, a copy of its fields when the
+        #: call returned)``; the copy is what is stored, unless a plugin replaced ``outputs`` since.
+        self.seen_fields: tuple[Any, dict] | None = None
 
     # -- convenience for plugins --------------------------------------------------------------
     def set_attribute(self, key: str, value: Any) -> None:
@@ -164,8 +168,9 @@ class SpanRecord:
         return f"<SpanRecord {self.name} kind={self.kind} id={self.span_id:016x}>"
 
     # -- delivery path ------------------------------------------------------------------------
-    def materialize(self) -> None:
-        """Turn references into JSON-able values and drop credentials (delivery path only)."""
+    def materialize(self, marks: dict[str, int] | None = None) -> None:
+        """Turn references into JSON-able values and drop credentials (delivery path only). A value
+        that cannot be turned into JSON becomes a marker (see :func:`jsonable`), counted in ``marks``."""
         if self.materialized:
             return
         from dspy_tracekit._delivery.secrets import scrub
@@ -174,12 +179,14 @@ class SpanRecord:
             _read_otel_span(self)
         if self.inputs is None and (self.args or self.kwargs):
             self.inputs = _bind_inputs(self.func, self.instance, self.args, self.kwargs or {})
-        self.inputs = scrub(jsonable(self.inputs))
-        self.outputs = scrub(jsonable(self.outputs))
+        self.inputs = scrub(jsonable(self.inputs, marks))
+        seen = self.seen_fields
+        outputs = seen[1] if seen is not None and seen[0] is self.outputs else self.outputs
+        self.outputs = scrub(jsonable(outputs, marks))
         if self.params is not None:
-            self.params = scrub(jsonable(self.params))
+            self.params = scrub(jsonable(self.params, marks))
         if self.attributes:
-            self.attributes = scrub(jsonable(self.attributes))
+            self.attributes = scrub(jsonable(self.attributes, marks))
         if isinstance(self.error, BaseException):
             self.error = error_dict(self.error)
         if self.cpu_ns is not None:
@@ -193,6 +200,7 @@ class SpanRecord:
         self.instance = None
         self.func = None
         self.otel = None
+        self.seen_fields = None
         self.materialized = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,13 +280,16 @@ class TraceRecord:
     def status(self) -> str:
         return "ERROR" if self.root is not None and self.root.error is not None else "OK"
 
-    def materialize(self) -> None:
+    def materialize(self) -> dict[str, int]:
+        """Materialize every span; returns how many values became markers, by reason."""
+        marks: dict[str, int] = {}
         for span in self.spans:
-            span.materialize()
+            span.materialize(marks)
         if self.in_flight is not None:
             self.tags[IN_FLIGHT_TAG] = str(self.in_flight)
         if self.peak_memory is not None:
             self.tags[PEAK_MEMORY_TAG] = str(self.peak_memory)
+        return marks
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -439,64 +450,198 @@ def _safe_str(obj) -> str:
 
 MAX_DEPTH = 20
 MAX_STR = 1_000_000
+#: numpy arrays with at most this many elements are stored as (nested) lists; larger ones as a marker.
+MAX_ARRAY = 1_000
+#: the form of a value that cannot be turned into JSON (docs/mlflow.md, "Values that are not JSON").
+MARKER = "<unserializable {type}: {reason}>"
 
 
-def jsonable(obj: Any, _depth: int = 0) -> Any:
+def jsonable(obj: Any, marks: dict[str, int] | None = None) -> Any:
     """A JSON-able copy of ``obj``: DSPy Predictions/Examples, pydantic models, dataclasses, enums,
-    bytes and arbitrary objects included. Strings longer than 1 MB are truncated with a marker."""
-    if obj is None or obj is True or obj is False or isinstance(obj, (int, float)):
-        if isinstance(obj, float) and obj != obj:  # NaN is not JSON
-            return None
-        return obj
-    if isinstance(obj, str):
-        if len(obj) > MAX_STR:
-            return obj[:MAX_STR] + f"…<truncated {len(obj) - MAX_STR} chars>"
-        return obj
-    if _depth > MAX_DEPTH:
-        return f"<{type(obj).__name__}: nested too deep>"
-    d = _depth + 1
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v, d) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [jsonable(v, d) for v in obj]
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return f"<bytes: {len(obj)} bytes>"
-    if isinstance(obj, enum.Enum):
-        return jsonable(obj.value, d)
-    # DSPy Example / Prediction (and anything with a ``toDict``)
-    to_dict = getattr(obj, "toDict", None)
-    if callable(to_dict):
-        try:
-            return jsonable(to_dict(), d)
-        except Exception:  # noqa: BLE001
-            pass
-    model_dump = getattr(obj, "model_dump", None)
-    if callable(model_dump) and not isinstance(obj, type):
-        try:
-            return jsonable(model_dump(mode="json"), d)
-        except Exception:  # noqa: BLE001
-            pass
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        try:
-            return jsonable(dataclasses.asdict(obj), d)
-        except Exception:  # noqa: BLE001
-            pass
-    if isinstance(obj, BaseException):
-        return {"type": type(obj).__name__, "message": _safe_str(obj)}
-    if isinstance(obj, type):
-        return f"<class {obj.__module__}.{obj.__qualname__}>"
-    return _describe(obj)
+    numpy values, bytes and arbitrary objects included. Never raises: a value that cannot be turned
+    into JSON (a self-reference, a ``__str__`` that raises, a generator, a huge array, …) becomes a
+    marker string ``<unserializable TYPE: REASON>``; strings longer than 1 MB are truncated. When given,
+    ``marks`` counts what was replaced, by reason (``cycle``, ``depth``, ``unprintable``, ``not_consumed``,
+    ``large_array``, ``non_finite``, ``surrogates``, ``truncated``, ``error``)."""
+    return _Walk(marks).value(obj, 0)
 
 
-def _describe(obj) -> str:
+class _Walk:
+    """One conversion: the containers on the current path (to see self-references) and the marks."""
+
+    __slots__ = ("marks", "path")
+
+    def __init__(self, marks: dict[str, int] | None):
+        self.marks = marks
+        self.path: set[int] = set()
+
+    def mark(self, reason: str, obj: Any, detail: str) -> str:
+        self.count(reason)
+        return MARKER.format(type=type(obj).__name__, reason=detail)
+
+    def count(self, reason: str) -> None:
+        if self.marks is not None:
+            self.marks[reason] = self.marks.get(reason, 0) + 1
+
+    def value(self, obj: Any, depth: int) -> Any:
+        t = type(obj)
+        if t is str:
+            return obj if obj.isascii() and len(obj) <= MAX_STR else self.text(obj)
+        if obj is None or t is bool or t is int:
+            return obj
+        if t is float:
+            return obj if obj - obj == 0.0 else self.non_finite()
+        if t is dict or t is list:  # the common case, inline: walking a plain dict or list cannot raise
+            ident = id(obj)
+            if ident in self.path:
+                return self.mark("cycle", obj, "refers to itself")
+            if depth > MAX_DEPTH:
+                return self.mark("depth", obj, f"nested deeper than {MAX_DEPTH} levels")
+            self.path.add(ident)
+            d = depth + 1
+            value = self.value
+            if t is dict:
+                out = {(k if type(k) is str and k.isascii() else self.key(k)): value(v, d)
+                       for k, v in list(obj.items())}
+            else:
+                out = [value(v, d) for v in list(obj)]
+            self.path.discard(ident)
+            return out
+        try:
+            return self._value(obj, depth)
+        except Exception as exc:  # noqa: BLE001 - one odd value must never cost the whole trace
+            return self.mark("error", obj, f"{type(exc).__name__} while converting")
+
+    def non_finite(self) -> None:
+        self.count("non_finite")  # NaN and ±inf are not JSON: stored as null
+        return None
+
+    def text(self, s: str) -> str:
+        if len(s) > MAX_STR:
+            self.count("truncated")
+            s = s[:MAX_STR] + f"…<truncated {len(s) - MAX_STR} chars>"
+        if not s.isascii():
+            try:
+                s.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: no store can write it as UTF-8
+                self.count("surrogates")
+                s = s.encode("utf-8", "backslashreplace").decode("utf-8")
+        return s
+
+    def key(self, k: Any) -> str:
+        if isinstance(k, str):
+            return self.text(k)
+        try:
+            return self.text(str(k))
+        except Exception as exc:  # noqa: BLE001
+            return self.mark("unprintable", k, f"str() raised {type(exc).__name__}")
+
+    def _value(self, obj: Any, depth: int) -> Any:
+        if obj is True or obj is False or isinstance(obj, int) and not isinstance(obj, enum.Enum):
+            return obj
+        if isinstance(obj, float):
+            return float(obj) if obj - obj == 0.0 else self.non_finite()
+        if isinstance(obj, str):
+            return self.text(str(obj))
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return f"<bytes: {len(obj)} bytes>"
+        if isinstance(obj, enum.Enum):
+            return self.value(obj.value, depth + 1)
+        if isinstance(obj, (types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType)):
+            return self.mark("not_consumed", obj, "not consumed")  # iterating it would take the caller's items
+        if isinstance(obj, type):
+            return f"<class {obj.__module__}.{obj.__qualname__}>"
+        if isinstance(obj, BaseException):
+            return {"type": type(obj).__name__, "message": _safe_str(obj)}
+        ident = id(obj)
+        if ident in self.path:
+            return self.mark("cycle", obj, "refers to itself")
+        if depth > MAX_DEPTH:
+            return self.mark("depth", obj, f"nested deeper than {MAX_DEPTH} levels")
+        self.path.add(ident)
+        try:
+            return self._container(obj, depth + 1)
+        finally:
+            self.path.discard(ident)
+
+    def _container(self, obj: Any, d: int) -> Any:
+        if isinstance(obj, dict):
+            return {self.key(k): self.value(v, d) for k, v in list(obj.items())}
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            return [self.value(v, d) for v in list(obj)]
+        store = _example_store(obj)  # DSPy Example / Prediction: their fields, walked like a dict
+        if store is not None:
+            return {self.key(k): self.value(v, d) for k, v in list(store.items())}
+        module = type(obj).__module__
+        if module == "numpy" or module.startswith("numpy."):
+            return self._numpy(obj, d)
+        to_dict = _attr(obj, "toDict")
+        if callable(to_dict):
+            try:
+                return self.value(to_dict(), d)
+            except Exception:  # noqa: BLE001, S110 - try the next way
+                pass
+        model_dump = _attr(obj, "model_dump")
+        if callable(model_dump):
+            try:
+                return self.value(model_dump(mode="json"), d)
+            except Exception:  # noqa: BLE001, S110 - try the next way
+                pass
+        if dataclasses.is_dataclass(obj):
+            return {f.name: self.value(getattr(obj, f.name, None), d) for f in dataclasses.fields(obj)}
+        return self._describe(obj)
+
+    def _numpy(self, obj: Any, d: int) -> Any:
+        shape = getattr(obj, "shape", None)
+        if shape == ():  # a numpy scalar
+            return self.value(obj.item(), d)
+        size = getattr(obj, "size", None)
+        if isinstance(size, int) and size <= MAX_ARRAY and callable(getattr(obj, "tolist", None)):
+            return self.value(obj.tolist(), d)
+        if isinstance(size, int):
+            return self.mark("large_array", obj, f"{getattr(obj, 'dtype', '?')} array of shape {shape}, "
+                                                 f"more than {MAX_ARRAY} elements")
+        return self._describe(obj)
+
+    def _describe(self, obj: Any) -> str:
+        try:
+            import dspy
+
+            if isinstance(obj, dspy.Module):
+                return f"<{type(obj).__name__}>"
+            if isinstance(obj, dspy.BaseLM):
+                return f"<{type(obj).__name__} {getattr(obj, 'model', '')}>"
+        except Exception:  # noqa: BLE001, S110
+            pass
+        try:
+            text = str(obj)
+        except Exception as exc:  # noqa: BLE001 - a broken __str__ must not break delivery
+            return self.mark("unprintable", obj, f"str() raised {type(exc).__name__}")
+        if not isinstance(text, str):
+            return self.mark("unprintable", obj, "str() did not return a string")
+        return self.text(text if len(text) <= 10_000 else text[:10_000] + "…")
+
+
+def _attr(obj: Any, name: str) -> Any:
     try:
-        import dspy
+        return getattr(obj, name, None)
+    except Exception:  # noqa: BLE001 - a __getattr__ that raises: as if the attribute were absent
+        return None
 
-        if isinstance(obj, dspy.Module):
-            return f"<{type(obj).__name__}>"
-        if isinstance(obj, dspy.BaseLM):
-            return f"<{type(obj).__name__} {getattr(obj, 'model', '')}>"
-    except Exception:  # noqa: BLE001
-        pass
-    text = _safe_str(obj)
-    return text if len(text) <= 10_000 else text[:10_000] + "…"
+
+_example_type: Any = None  # dspy's Example (Prediction's base), resolved on first use
+
+
+def _example_store(obj: Any) -> dict | None:
+    global _example_type
+    if _example_type is None:
+        try:
+            from dspy.primitives.example import Example
+        except Exception:  # noqa: BLE001 - DSPy without Example
+            Example = ()  # noqa: N806
+        _example_type = Example
+    if _example_type and isinstance(obj, _example_type):
+        store = obj.__dict__.get("_store")
+        if type(store) is dict:
+            return store
+    return None

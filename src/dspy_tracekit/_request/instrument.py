@@ -7,11 +7,13 @@ warns once and is skipped.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
+import threading
 import warnings
-import weakref
+from contextvars import ContextVar
 from time import time_ns
 from typing import Any, Callable
 
@@ -19,7 +21,10 @@ import wrapt
 
 from dspy_tracekit import versioning
 from dspy_tracekit._request import optimizer_trials
-from dspy_tracekit._request.tracer import acall_in_span, call_in_span, current_span, current_tags, start_span
+from dspy_tracekit._request.tracer import (
+    acall_in_span, call_in_span, current_span, current_tags, end_span, start_span,
+)
+from dspy_tracekit.errors import TracekitAbort
 from dspy_tracekit.mlflow._compat import runtime_context
 from dspy_tracekit.records import SpanKind
 
@@ -269,30 +274,137 @@ def _stream_emitted_wrapper(wrapped, instance, args, kwargs):
     return wrapped(*args, **kwargs)
 
 
-_retriever_callers: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+# ``dspy.retrievers.Embeddings`` sends each query to a worker thread (``Unbatchify``) that embeds the
+# queries of several callers in one batch. Each query is matched to the span of the call that sent it,
+# so that the batch's Embedder span nests under its own caller and holds that caller's queries only.
+_embedding_lock = threading.Lock()
+#: queries waiting for a batch: ``(id(retriever), id(query)) → [(query, caller span), ...]``
+_embedding_callers: dict[tuple[int, int], list[tuple[Any, Any]]] = {}
+
+
+class _SharedBatch:
+    """A batch of queries from several callers, on the worker thread: ``callers[i]`` sent ``queries[i]``."""
+
+    __slots__ = ("queries", "callers")
+
+    def __init__(self, queries: list, callers: list):
+        self.queries = queries
+        self.callers = callers
+
+
+_embedding_batch: ContextVar[_SharedBatch | None] = ContextVar("dspy_tracekit_embedding_batch", default=None)
 
 
 def _embeddings_call_wrapper(wrapped, instance, args, kwargs):
     opened = _open(_describe_embeddings, wrapped, instance, args, kwargs)
-    if opened is not None:
-        try:  # the search runs on Unbatchify's worker thread: remember whose call it serves
-            _retriever_callers[instance] = opened[0]
-        except TypeError:
-            pass
-    return call_in_span(opened, wrapped, args, kwargs)
+    if opened is None:
+        return wrapped(*args, **kwargs)
+    query = args[0] if args else kwargs.get("query")
+    key, entry = (id(instance), id(query)), (query, opened[0])
+    with _embedding_lock:
+        _embedding_callers.setdefault(key, []).append(entry)
+    try:
+        return call_in_span(opened, wrapped, args, kwargs)
+    finally:
+        with _embedding_lock:  # not claimed by a batch (an error, or a search outside Unbatchify)
+            waiting = _embedding_callers.get(key)
+            if waiting is not None:
+                waiting[:] = [e for e in waiting if e is not entry]
+                if not waiting:
+                    del _embedding_callers[key]
+
+
+def _claim_callers(instance, queries) -> list:
+    """The caller span of each query of a batch (``None`` for a query no traced call is waiting for)."""
+    callers = []
+    with _embedding_lock:
+        for query in queries:
+            key = (id(instance), id(query))
+            waiting = _embedding_callers.get(key)
+            caller = None
+            if waiting:
+                for i, (q, span) in enumerate(waiting):
+                    if q is query and span.end_ns is None:
+                        caller = span
+                        del waiting[i]
+                        break
+                if not waiting:
+                    del _embedding_callers[key]
+            callers.append(caller)
+    return callers
 
 
 def _embeddings_batch_wrapper(wrapped, instance, args, kwargs):
-    if current_span.get() is not None:
+    if current_span.get() is not None:  # called inside a traced call, on its thread: nests as usual
         return wrapped(*args, **kwargs)
-    caller = _retriever_callers.get(instance)
-    if caller is None or caller.end_ns is not None:
+    queries = args[0] if args else kwargs.get("queries")
+    try:
+        callers = _claim_callers(instance, queries) if isinstance(queries, list) else []
+    except Exception:  # noqa: BLE001 - never let bookkeeping break the search
+        callers = []
+    owners = {id(c): c for c in callers if c is not None}
+    if not owners:
         return wrapped(*args, **kwargs)
-    token = current_span.set(caller)  # a batch serving several callers nests under the latest one
+    if len(owners) == 1 and None not in callers:  # one caller's batch: it runs inside that caller's span
+        token, tags_token = current_span.set(callers[0]), current_tags.set(callers[0].tags)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            current_tags.reset(tags_token)
+            current_span.reset(token)
+    token = _embedding_batch.set(_SharedBatch(queries, callers))
     try:
         return wrapped(*args, **kwargs)
     finally:
-        current_span.reset(token)
+        _embedding_batch.reset(token)
+
+
+def _embedder_call_wrapper(wrapped, instance, args, kwargs):
+    batch = _embedding_batch.get()
+    if batch is not None and current_span.get() is None \
+            and (args[0] if args else kwargs.get("inputs")) is batch.queries:
+        return _embed_shared_batch(batch, wrapped, instance, args, kwargs)
+    return call_in_span(_open(_describe_embedder, wrapped, instance, args, kwargs), wrapped, args, kwargs)
+
+
+def _embed_shared_batch(batch: _SharedBatch, wrapped, instance, args, kwargs):
+    """Embed a batch that serves several callers in one call, as DSPy does; each caller's trace gets an
+    Embedder span with its own queries and their embeddings, never another caller's."""
+    groups: dict[int, tuple[Any, list[int]]] = {}
+    for i, caller in enumerate(batch.callers):
+        if caller is not None:
+            groups.setdefault(id(caller), (caller, []))[1].append(i)
+    opened = []
+    for caller, rows in groups.values():
+        own = [batch.queries[i] for i in rows]
+        call_args, call_kwargs = ((own, *args[1:]), kwargs) if args else (args, {**kwargs, "inputs": own})
+        ctx = contextvars.copy_context()  # one per caller: each span is current in its own context
+        ctx.run(current_span.set, caller)
+        ctx.run(current_tags.set, caller.tags)
+        try:
+            o = ctx.run(_open, _describe_embedder, wrapped, instance, call_args, call_kwargs)
+        except TracekitAbort:  # a plugin stopped this caller's span: the batch still serves everyone
+            o = None
+        if o is not None:
+            opened.append((ctx, o, rows))
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        for ctx, (span, token), _ in opened:
+            ctx.run(end_span, span, token, None, exc)
+        raise
+    for ctx, (span, token), rows in opened:
+        ctx.run(end_span, span, token, _rows(result, rows))
+    return result
+
+
+def _rows(result: Any, rows: list[int]) -> Any:
+    try:
+        if hasattr(result, "shape"):  # a numpy array: its rows, copied
+            return result[rows]
+        return [result[i] for i in rows]
+    except Exception:  # noqa: BLE001 - an unexpected result: the span keeps no outputs
+        return None
 
 
 def _parallel_execute_wrapper(wrapped, instance, args, kwargs):
@@ -392,7 +504,7 @@ def instrument() -> bool:
         lambda: _patch(dspy.retrievers.Embeddings, "__call__", _embeddings_call_wrapper))
     add("dspy.retrievers.Embeddings._batch_forward",
         lambda: _patch(dspy.retrievers.Embeddings, "_batch_forward", _embeddings_batch_wrapper))
-    add("dspy.Embedder.__call__", lambda: _patch(dspy.Embedder, "__call__", _sync(_describe_embedder)))
+    add("dspy.Embedder.__call__", lambda: _patch(dspy.Embedder, "__call__", _embedder_call_wrapper))
     add("dspy.Embedder.acall", lambda: _patch(dspy.Embedder, "acall", _async(_describe_embedder)))
     add("dspy.Evaluate.__call__", lambda: _patch(dspy.Evaluate, "__call__", _sync(_describe_evaluate)))
 

@@ -29,6 +29,107 @@ current_tags: ContextVar[dict[str, str]] = ContextVar("dspy_tracekit_tags", defa
 _WORKLOAD = {SpanKind.EVALUATE: "evaluate", SpanKind.COMPILE: "compile"}
 _VERSIONED_KINDS = (SpanKind.EVALUATE, SpanKind.COMPILE)  # analytics v2 (#15)
 
+#: containers up to this size also get their dict/list items copied; larger ones are copied one level.
+_SNAPSHOT_ITEMS = 8
+_example_type: Any = None  # dspy's Example (Prediction's base), resolved on first use
+#: dspy's History: ``history.messages`` is a list that grows after the call (DSPy's ReActV2 appends
+#: to it in place between its steps), so a History is copied too. Resolved on the first span.
+_history_type: Any = None
+
+
+def _resolve_dspy_types() -> None:
+    global _example_type, _history_type
+    try:
+        from dspy.adapters.types.history import History
+        from dspy.primitives.example import Example
+    except Exception:  # noqa: BLE001 - another DSPy: those values are held as they are
+        History = Example = ()  # noqa: N806
+    _example_type, _history_type = Example, History
+
+
+def _copy_history(history: Any) -> Any:
+    try:
+        return type(history).model_construct(messages=list(history.messages))
+    except Exception:  # noqa: BLE001 - never let bookkeeping break the call
+        return history
+
+
+def snapshot(value: Any) -> Any:
+    """What the call saw, for a value held until delivery: plain dicts and lists are copied (and their
+    dict/list items, for small ones), so a key the caller adds after the call is not stored and the
+    delivery path never walks a container the caller is changing. Other objects are kept as they are."""
+    t = type(value)
+    if t is dict:
+        if len(value) > _SNAPSHOT_ITEMS:
+            return value.copy()
+        out: dict = {}
+        for k, v in value.items():
+            t = type(v)
+            if t is dict or t is list:
+                out[k] = out if v is value else v.copy()  # a self-reference stays one
+            elif t is _history_type:
+                out[k] = _copy_history(v)
+            else:
+                out[k] = v
+        return out
+    if t is list:
+        if len(value) > _SNAPSHOT_ITEMS:
+            return value.copy()
+        copied: list = []
+        append = copied.append
+        for v in value:
+            t = type(v)
+            if t is dict or t is list:
+                append(copied if v is value else v.copy())
+            elif t is _history_type:
+                append(_copy_history(v))
+            else:
+                append(v)
+        return copied
+    if t is _history_type:
+        return _copy_history(value)
+    return value
+
+
+def _snapshot_call(args: tuple, kwargs: dict | None) -> tuple[tuple, dict | None]:
+    """``args``/``kwargs`` with their dict and list values snapshotted (the same objects when none is)."""
+    if _history_type is None:
+        _resolve_dspy_types()
+    for a in args:
+        t = type(a)
+        if t is dict or t is list or t is _history_type:
+            args = tuple([snapshot(a) for a in args])
+            break
+    if kwargs:
+        copied = None
+        for k, v in kwargs.items():
+            t = type(v)
+            if t is dict or t is list or t is _history_type:
+                if copied is None:
+                    copied = kwargs.copy()
+                copied[k] = snapshot(v)
+        if copied is not None:
+            kwargs = copied
+    return args, kwargs
+
+
+def _snapshot_outputs(span: SpanRecord, outputs: Any) -> Any:
+    """Outputs as returned: dicts and lists are copied; a DSPy ``Prediction``/``Example`` stays the
+    same object (plugins and the version tracking match it by identity) and its fields are copied
+    beside it."""
+    t = type(outputs)
+    if t is dict or t is list:
+        return snapshot(outputs)
+    if outputs is None or t is str or t is int or t is float or t is bool:
+        return outputs
+    if _example_type is None:
+        _resolve_dspy_types()
+    if _example_type and isinstance(outputs, _example_type):
+        store = outputs.__dict__.get("_store")
+        if type(store) is dict:
+            span.seen_fields = (outputs, snapshot(store))
+    return outputs
+
 
 def _start_span(name: str, kind: str, span_type: str | None = None, instance: Any = None, func: Any = None,
                args: tuple = (), kwargs: dict | None = None, module_path: str | None = None, setup=None):
@@ -39,6 +140,8 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
         return None
     parent = current_span.get()
     bridge = mgr.bridge
+    if (args or kwargs) and (parent is None or parent.trace.sampled):  # a dropped trace stores nothing
+        args, kwargs = _snapshot_call(args, kwargs)
     # MLflow's context only matters at a root, or in a trace an MLflow span is part of
     found = bridge.mlflow_parent() if bridge is not None and (
         parent is None or parent.trace.mlflow_state is not None) else None
@@ -152,7 +255,7 @@ def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException
     span.end_ns = time_ns()
     if span.cpu_start_ns is not None and span.thread_id == get_ident():  # analytics v2 (#15): CPU time
         span.cpu_ns = cpu_now(span.end_ns) - span.cpu_start_ns  # kept within [0, wall] when materialized
-    span.outputs = outputs
+    span.outputs = _snapshot_outputs(span, outputs) if span.trace.sampled else outputs
     if error is not None:
         span.error = error
     if span.kind in _VERSIONED_KINDS:  # analytics v2 (#15): trial scores, compile result version
@@ -229,11 +332,11 @@ class SpanHandle:
 
     def set_inputs(self, inputs: Any) -> None:
         if self._span is not None:
-            self._span.inputs = inputs
+            self._span.inputs = snapshot(inputs)
 
     def set_outputs(self, outputs: Any) -> None:
         if self._span is not None:
-            self._span.outputs = outputs
+            self._span.outputs = _snapshot_outputs(self._span, outputs)
 
     def set_attribute(self, key: str, value: Any) -> None:
         if self._span is not None:
