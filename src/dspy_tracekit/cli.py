@@ -71,7 +71,14 @@ def _friendly(fn: Callable) -> Callable:
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:
-            if os.environ.get("DSPY_TRACEKIT_DEBUG"):
+            from .config import ConfigError, env_flag
+
+            try:
+                debug = env_flag("DSPY_TRACEKIT_DEBUG")
+            except ConfigError as bad:
+                click.echo(f"error: {bad}", err=True)
+                debug = False
+            if debug:
                 raise
             text = " ".join(str(exc).split())[:300]
             click.echo(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections import Counter
@@ -66,8 +65,10 @@ class TracekitManager:
         """Entry points of the group ``dspy_tracekit``, by name."""
         return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
-    def load(self, names: list[str], blocked: list[str] | None = None, extra: list[Any] | None = None) -> None:
+    def load(self, names: list[str], blocked: list[str] | None = None, extra: list[Any] | None = None,
+             debug_hooks: bool | None = None) -> None:
         from . import mlflow_core
+        from .config import env_flag
 
         for name in blocked or []:
             if name == CORE_PLUGIN:
@@ -92,7 +93,7 @@ class TracekitManager:
         self.pm.check_pending()
         self._isolate()
         self._refresh()
-        if os.environ.get("DSPY_TRACEKIT_DEBUG_HOOKS", "").lower() in ("1", "true", "yes"):
+        if env_flag("DSPY_TRACEKIT_DEBUG_HOOKS") if debug_hooks is None else debug_hooks:
             self._monitor()
 
     def _object_name(self, plugin: Any) -> str:
@@ -185,7 +186,8 @@ class TracekitManager:
             try:
                 impl.function(table, settings)
             except (ConfigError, ValueError, TypeError, KeyError) as exc:
-                where = sources.get(name)
+                # the key's own source when the plugin's validator named it (a table can mix file and env)
+                where = sources.get(getattr(exc, "key", None) or "", sources.get(name))
                 suffix = f" (from {where})" if where else ""
                 raise ConfigError(f"[{name}] {exc}{suffix}") from exc
 

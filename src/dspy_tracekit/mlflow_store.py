@@ -125,7 +125,7 @@ _gate_lock = threading.Lock()
 
 def fast_path_available(tracking_uri: str) -> bool:
     """True when the store at ``tracking_uri`` takes the fast path (checked once per URI, logged once if not)."""
-    if os.environ.get("DSPY_TRACEKIT_FAST_STORE", "1").lower() in ("0", "false", "no", "off"):
+    if not _fast_store_on():
         return False
     reason = _gate.get(tracking_uri)
     if reason is None:
@@ -143,6 +143,15 @@ def fast_path_available(tracking_uri: str) -> bool:
                     logger.warning("dspy-tracekit: the store fast path is off for %s: %s; writing through "
                                    "MLflow's log_spans (slower)", _redacted(tracking_uri), reason)
     return not reason
+
+
+def _fast_store_on() -> bool:
+    from .config import ConfigError, env_flag
+
+    try:
+        return env_flag("DSPY_TRACEKIT_FAST_STORE", default=True)
+    except ConfigError:  # validated at enable(); changed since: MLflow's own path is always safe
+        return False
 
 
 def fast_path_reason(tracking_uri: str) -> str:
