@@ -66,8 +66,11 @@ class TraceBuffer:
         self._stop_event = threading.Event()
 
     # ================================================================== set-up
-    def open_spool(self) -> None:
-        """Check the spool directory and claim files left by crashed processes (runs at enable)."""
+    def open_spool(self, required: bool = False) -> None:
+        """Check the spool directory and claim files left by crashed processes (runs at enable).
+
+        :param required: raise ValueError when the directory is not writable (also with ``spool_required``).
+        """
         try:
             check_writable(self.cfg.spool_dir)
         except OSError as exc:
@@ -76,8 +79,9 @@ class TraceBuffer:
             msg = (f"buffer.spool_dir {os.path.abspath(self.cfg.spool_dir)!r} is not writable "
                    f"({exc.strerror or exc}); traces that cannot reach the store will be dropped and "
                    f"counted as buffer.dropped.spool_unavailable")
-            if self.cfg.spool_required:
-                raise ValueError(msg) from exc
+            if self.cfg.spool_required or required:
+                raise ValueError(f"buffer.spool_dir {self.cfg.spool_dir!r} is not writable "
+                                 f"({exc.strerror or exc})") from exc
             logger.error("dspy-tracekit: %s", msg)
             return
         from mlflow.tracing.client import TracingClient  # imported here, not on the worker (import lock)
