@@ -332,7 +332,7 @@ DEFAULT_SOURCE = "default"
 def resolve_destination(core: dict[str, Any], sources: dict[str, str]) -> None:
     """Fill ``tracking_uri`` and ``experiment`` not set by tracekit's config: what the user told MLflow,
     else ``sqlite:///mlflow.db`` and :data:`DEFAULT_EXPERIMENT`."""
-    from . import mlflow_compat
+    from dspy_tracekit.mlflow import _compat as mlflow_compat
 
     if core.get("tracking_uri") is None:
         uri, user_set = mlflow_compat.mlflow_tracking_uri()
@@ -366,8 +366,8 @@ def pinned(sources: dict[str, str], key: str) -> bool:
 
 def check_tracking_uri(uri: str, where: str | None = None) -> str:
     """A tracking URI MLflow has a store for (its built-in schemes and installed store plugins)."""
-    from . import mlflow_compat
-    from .secrets import strip_url_credentials
+    from dspy_tracekit._delivery.secrets import strip_url_credentials
+    from dspy_tracekit.mlflow import _compat as mlflow_compat
 
     supported = mlflow_compat.unsupported_tracking_uri(uri)
     if supported is not None:

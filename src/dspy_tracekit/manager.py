@@ -67,7 +67,8 @@ class TracekitManager:
 
     def load(self, names: list[str], blocked: list[str] | None = None, extra: list[Any] | None = None,
              debug_hooks: bool | None = None) -> None:
-        from . import mlflow_core
+        from dspy_tracekit.mlflow import plugin as mlflow_core
+
         from .config import env_flag
 
         for name in blocked or []:
