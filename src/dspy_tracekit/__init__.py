@@ -15,7 +15,6 @@ import contextlib
 import functools
 import inspect
 import logging
-import os
 import threading
 import warnings
 from typing import Any, Callable
@@ -40,9 +39,6 @@ __all__ = [
     "TracekitAbort", "BudgetExceeded", "ConfigError",
 ]
 __version__ = "0.1.0"
-
-# MLflow's store prices LM spans with LiteLLM's model map; use the copy in the wheel, never the network.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 logger = logging.getLogger("dspy_tracekit")
 _lock = threading.RLock()

@@ -13,13 +13,11 @@ from typing import Any
 
 import click
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at run time
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dspy-tracekit")
 def main() -> None:
     """Trace DSPy programs into MLflow, and read the traces back."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # a command run: no price-map download
 
 
 @main.command()
