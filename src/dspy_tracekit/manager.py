@@ -145,8 +145,12 @@ class TracekitManager:
             first = key not in self._failed_once
             self._failed_once.add(key)
         if first:
+            # one line: a database error's full text carries the SQL and its parameters (trace content);
+            # the traceback is there for whoever turns on debug logging
+            text = str(exc).strip()
             logger.warning("dspy-tracekit: plugin %r failed in %s (further failures only counted): %s: %s",
-                           plugin_name, hook_name, type(exc).__name__, exc, exc_info=exc)
+                           plugin_name, hook_name, type(exc).__name__, text.splitlines()[0][:300] if text else "",
+                           exc_info=exc if logger.isEnabledFor(logging.DEBUG) else None)
 
     def _refresh(self) -> None:
         def fns(name):
