@@ -6,6 +6,7 @@ Essential (cannot be disabled). Spans made through MLflow's own API reach it lik
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -46,6 +47,22 @@ def _dumps(value: Any) -> str:
     if value.__class__ is str:
         return _encode_str(value)
     return _encode(value)
+
+
+def _reports_store_errors(export):
+    """A failed write is reported once per interval in one line (MLflow's own per-error traceback is
+    counted instead) and re-raised unchanged: the caller counts the traces and retries or drops them."""
+
+    @functools.wraps(export)
+    def wrapper(self, traces):
+        try:
+            with mlflow_store.quiet_store_writes():
+                return export(self, traces)
+        except Exception as exc:
+            mlflow_store.report_store_error(self.tracking_uri or "", exc, len(traces))
+            raise
+
+    return wrapper
 
 
 class MlflowCorePlugin:
@@ -129,6 +146,11 @@ class MlflowCorePlugin:
                             strip_url_credentials(self.tracking_uri), self.experiment_name)
 
     @hookimpl
+    def tracekit_counters(self):
+        return dict(mlflow_store.store_error_counts)
+
+    @hookimpl
+    @_reports_store_errors
     def tracekit_export_traces(self, traces):
         if self._mlflow_seen is not None:
             self._follow_mlflow()
