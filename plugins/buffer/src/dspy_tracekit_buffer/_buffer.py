@@ -327,8 +327,9 @@ class TraceBuffer:
         reason = f"{type(cause).__name__}: {cause}"[:4000]
         entries = [{"time": time.time(), "reason": "permanent export error", "error": reason,
                     "trace": t.to_dict()} for t in traces]
+        # the log gets the first line: a database error goes on with its SQL parameters (trace content)
         self._warn_once("dead_letter", f"the store refused {len(traces)} trace(s); written to "
-                        f"{os.path.abspath(self.cfg.dead_letter_file)}: {reason}")
+                        f"{os.path.abspath(self.cfg.dead_letter_file)}: {reason.splitlines()[0][:300]}")
         try:
             (self.spool or Spool(self.cfg.spool_dir, self.cfg.spool_max_bytes)).dead_letter(
                 self.cfg.dead_letter_file, entries)
