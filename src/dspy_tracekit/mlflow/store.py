@@ -183,7 +183,7 @@ class _OwnWritesFilter(logging.Filter):
 _own_writes_filter = _OwnWritesFilter()
 
 
-class quiet_store_writes:  # noqa: N801 - used as a context manager, like contextlib's
+class quiet_store_writes:  # a context manager, named like contextlib's
     """Inside: MLflow's per-error database log records of this thread are counted, not printed."""
 
     def __enter__(self):
