@@ -15,7 +15,6 @@ import contextlib
 import functools
 import inspect
 import logging
-import os
 import threading
 import warnings
 from typing import Any, Callable
@@ -40,9 +39,6 @@ __all__ = [
     "TracekitAbort", "BudgetExceeded", "ConfigError",
 ]
 __version__ = "0.1.0"
-
-# MLflow's store prices LM spans with LiteLLM's model map; use the copy in the wheel, never the network.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 logger = logging.getLogger("dspy_tracekit")
 _lock = threading.RLock()
@@ -85,10 +81,10 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
         object_names = tuple(getattr(p, "__name__", None) or type(p).__name__ for p in objects)
         cfg = resolve(plugins=names, tracking_uri=tracking_uri, experiment=experiment, config=config,
                       installed=tuple(mgr.installed_plugins()) + object_names)
-        if not cfg.core["enabled"]:
+        if not cfg.core["enabled"] or cfg.core["disable"]:
             return False
         try:
-            mgr.load(cfg.core["plugins"], cfg.core["blocked"], extra=objects)
+            mgr.load(cfg.core["plugins"], cfg.core["blocked"], extra=objects, debug_hooks=cfg.core["debug_hooks"])
             settings = Settings(tracking_uri=cfg.core["tracking_uri"], experiment=cfg.core["experiment"],
                                 plugins=tuple(mgr.plugin_names()), config_files=cfg.files,
                                 sources=dict(cfg.sources), mlflow_traces=cfg.core["mlflow_traces"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -76,8 +75,11 @@ class TracekitManager:
         """Entry points of the group ``dspy_tracekit``, by name."""
         return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
-    def load(self, names: list[str], blocked: list[str] | None = None, extra: list[Any] | None = None) -> None:
+    def load(self, names: list[str], blocked: list[str] | None = None, extra: list[Any] | None = None,
+             debug_hooks: bool | None = None) -> None:
         from dspy_tracekit.mlflow import plugin as mlflow_core
+
+        from .config import env_flag
 
         for name in blocked or []:
             if name == CORE_PLUGIN:
@@ -104,7 +106,7 @@ class TracekitManager:
         self._refresh()
         _fork.import_delivery_modules()  # a forked child must not import them (another thread's lock)
         install_log_record_factory()  # MLflow's logger.exception on our threads: no ast
-        if os.environ.get("DSPY_TRACEKIT_DEBUG_HOOKS", "").lower() in ("1", "true", "yes"):
+        if env_flag("DSPY_TRACEKIT_DEBUG_HOOKS") if debug_hooks is None else debug_hooks:
             self._monitor()
 
     def _object_name(self, plugin: Any) -> str:
@@ -155,9 +157,13 @@ class TracekitManager:
             first = key not in self._failed_once
             self._failed_once.add(key)
         if first:
-            # the traceback as text, not exc_info: logging's traceback calls ast (python/cpython#106905)
-            logger.warning("dspy-tracekit: plugin %r failed in %s (further failures only counted): %s: %s\n%s",
-                           plugin_name, hook_name, type(exc).__name__, exc, format_exception(exc).rstrip())
+            # one line: a database error's full text carries the SQL and its parameters (trace content);
+            # the traceback only under debug logging, as text: logging's own traceback calls ast on
+            # Python 3.11 (python/cpython#106905)
+            text = str(exc).strip()
+            logger.warning("dspy-tracekit: plugin %r failed in %s (further failures only counted): %s: %s%s",
+                           plugin_name, hook_name, type(exc).__name__, text.splitlines()[0][:300] if text else "",
+                           "\n" + format_exception(exc).rstrip() if logger.isEnabledFor(logging.DEBUG) else "")
 
     def _refresh(self) -> None:
         def fns(name):
@@ -198,7 +204,8 @@ class TracekitManager:
             try:
                 impl.function(table, settings)
             except (ConfigError, ValueError, TypeError, KeyError) as exc:
-                where = sources.get(name)
+                # the key's own source when the plugin's validator named it (a table can mix file and env)
+                where = sources.get(getattr(exc, "key", None) or "", sources.get(name))
                 suffix = f" (from {where})" if where else ""
                 raise ConfigError(f"[{name}] {exc}{suffix}") from exc
 

@@ -100,13 +100,13 @@ def test_full_disk_is_counted_and_the_program_keeps_running(tmp_path, spool_dir)
     assert c["buffer.spool_errors"] >= 1
 
 
-def test_unwritable_spool_dir_is_reported_at_enable_and_tracing_goes_on(tmp_path, store, caplog):
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("x")
+def test_unwritable_default_spool_dir_is_reported_at_enable_and_tracing_goes_on(tmp_path, store, caplog,
+                                                                               monkeypatch):
+    (tmp_path / ".dspy-tracekit").write_text("x")  # the default spool_dir cannot be made here
+    monkeypatch.chdir(tmp_path)
     uri, exp = store
     with caplog.at_level(logging.ERROR, logger="dspy_tracekit.buffer"):
-        tk.enable(plugins=["buffer"], tracking_uri=uri, experiment=exp,
-                  config={"buffer": {"spool_dir": str(blocker / "spool")}})
+        tk.enable(plugins=["buffer"], tracking_uri=uri, experiment=exp)
     assert "buffer.spool_dir" in caplog.text and "not writable" in caplog.text
     program, lm = make_program()
     run_requests(program, lm, 5)
@@ -114,6 +114,20 @@ def test_unwritable_spool_dir_is_reported_at_enable_and_tracing_goes_on(tmp_path
     c = tk.counters()
     assert (c["buffer.spool_unavailable"], c["buffer.exported"]) == (1, 5)
     assert len(store_trace_ids(uri, exp)) == 5
+
+
+def test_an_unwritable_spool_dir_named_in_the_config_file_stops_enable_naming_key_value_and_file(
+        tmp_path, store, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    spool = str(blocker / "spool")
+    config_file = tmp_path / "dspy-tracekit.toml"
+    config_file.write_text(f'plugins = ["buffer"]\n[buffer]\nspool_dir = "{spool}"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        tk.enable(tracking_uri=store[0], experiment=store[1])
+    message = str(info.value)
+    assert "buffer.spool_dir" in message and repr(spool) in message and str(config_file) in message
 
 
 def test_spool_required_turns_an_unwritable_spool_dir_into_a_config_error(tmp_path, store):

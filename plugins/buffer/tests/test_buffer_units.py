@@ -17,10 +17,14 @@ def test_config_defaults_when_table_is_empty():
 
 
 @pytest.mark.parametrize(("table", "needle"), [
-    ({"max_traces": 0}, "buffer.max_traces must be a positive integer, got 0"),
+    ({"max_traces": 0}, "buffer.max_traces must be an integer >= 1, got 0"),
     ({"overflow": "explode"}, "buffer.overflow must be one of spill, block, drop_oldest, drop_newest"),
-    ({"flush_interval": -1}, "buffer.flush_interval must be >= 0 seconds"),
-    ({"batch_size": "many"}, "buffer.batch_size must be an integer, got 'many'"),
+    ({"flush_interval": -1}, "buffer.flush_interval must be a finite number >= 0 (seconds), got -1"),
+    ({"flush_interval": float("nan")}, "buffer.flush_interval must be a finite number >= 0 (seconds), got nan"),
+    ({"flush_interval": float("inf")}, "buffer.flush_interval must be a finite number >= 0 (seconds), got inf"),
+    ({"exit_timeout": float("inf")}, "buffer.exit_timeout must be a finite number >= 0 (seconds), got inf"),
+    ({"flush_interval": "0.25"}, "buffer.flush_interval must be a finite number >= 0 (seconds), got '0.25'"),
+    ({"batch_size": "many"}, "buffer.batch_size must be an integer >= 1, got 'many'"),
     ({"spool_required": "perhaps"}, "buffer.spool_required must be true or false"),
     ({"max_trace": 5}, "unknown key buffer.max_trace"),
 ])
@@ -30,8 +34,14 @@ def test_config_error_names_the_key(table, needle):
     assert needle in str(info.value)
 
 
-def test_config_reads_string_values_from_environment_variables():
-    cfg = parse_config({"max_traces": "500", "flush_interval": "0.25", "spool_required": "true"}, environ={})
+def test_config_reads_typed_values_from_environment_variables(monkeypatch, tmp_path):
+    from dspy_tracekit.config import resolve
+
+    monkeypatch.chdir(tmp_path)
+    for key, raw in (("MAX_TRACES", "500"), ("FLUSH_INTERVAL", "0.25"), ("SPOOL_REQUIRED", "yes")):
+        monkeypatch.setenv(f"DSPY_TRACEKIT_BUFFER_{key}", raw)
+    table = resolve(installed=("buffer",), tracking_uri="sqlite:///unused.db").tables["buffer"]
+    cfg = parse_config(table, environ={})
     assert (cfg.max_traces, cfg.flush_interval, cfg.spool_required) == (500, 0.25, True)
 
 

@@ -9,9 +9,11 @@ from dspy_tracekit_sample import parse_policy
 @pytest.mark.parametrize(("config", "message"), [
     ({"ratio": 1.5}, "sample.ratio must be between 0 and 1, got 1.5"),
     ({"ratio": -0.1}, "sample.ratio must be between 0 and 1"),
-    ({"ratio": "half"}, "sample.ratio must be a number"),
+    ({"ratio": "0.5"}, "sample.ratio must be a finite number, got '0.5'"),  # text in the file is a typo
+    ({"ratio": float("nan")}, "sample.ratio must be a finite number, got nan"),
+    ({"ratio": "half"}, "sample.ratio must be a finite number, got 'half'"),
     ({"evaluate_ratio": 2}, "sample.evaluate_ratio must be between 0 and 1"),
-    ({"compile_ratio": True}, "sample.compile_ratio must be a number"),
+    ({"compile_ratio": True}, "sample.compile_ratio must be a finite number, got True"),
     ({"keep_errors": 3}, "sample.keep_errors must be between 0 and 1"),
     ({"max_traces_per_second": -1}, "sample.max_traces_per_second must be > 0"),
     ({"ration": 0.5}, "sample.ration: unknown key"),
@@ -33,9 +35,15 @@ def test_bad_config_raises_value_error_naming_the_key(config, message):
     assert message in str(info.value)
 
 
-def test_environment_strings_are_accepted_for_numbers_booleans_and_rules():
-    policy = parse_policy({"ratio": "0.25", "keep_errors": "false", "max_traces_per_second": "10",
-                           "rules": '[{"name": "slow", "latency_ms_over": 250}]'})
+def test_environment_variables_are_accepted_for_numbers_booleans_and_rules(monkeypatch, tmp_path):
+    from dspy_tracekit.config import resolve
+
+    monkeypatch.chdir(tmp_path)
+    for key, raw in (("RATIO", "0.25"), ("KEEP_ERRORS", "false"), ("MAX_TRACES_PER_SECOND", "10"),
+                     ("RULES", '[{"name": "slow", "latency_ms_over": 250}]')):
+        monkeypatch.setenv(f"DSPY_TRACEKIT_SAMPLE_{key}", raw)
+    table = resolve(installed=("sample",), tracking_uri="sqlite:///unused.db").tables["sample"]
+    policy = parse_policy(table)
     assert (policy.ratio, policy.keep_errors, policy.max_traces_per_second) == (0.25, None, 10.0)
     assert [r.name for r in policy.tail_rules] == ["slow"]
 

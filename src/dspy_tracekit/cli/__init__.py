@@ -13,13 +13,11 @@ from typing import Any
 
 import click
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at run time
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dspy-tracekit")
 def main() -> None:
     """Trace DSPy programs into MLflow, and read the traces back."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # a command run: no price-map download
 
 
 @main.command()
@@ -71,7 +69,14 @@ def _friendly(fn: Callable) -> Callable:
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:
-            if os.environ.get("DSPY_TRACEKIT_DEBUG"):
+            from dspy_tracekit.config import ConfigError, env_flag
+
+            try:
+                debug = env_flag("DSPY_TRACEKIT_DEBUG")
+            except ConfigError as bad:
+                click.echo(f"error: {bad}", err=True)
+                debug = False
+            if debug:
                 raise
             text = " ".join(str(exc).split())[:300]
             click.echo(

@@ -42,6 +42,9 @@ PRIVATE_SYMBOLS: tuple[tuple[str, str], ...] = (
     # what the user told MLflow about the destination
     ("mlflow.tracking._tracking_service.utils", "is_tracking_uri_set"),
     ("mlflow.tracking.fluent", "_active_experiment_id"),
+    # which URI schemes MLflow has a tracking store for (built-ins and store plugins): enable() checks
+    ("mlflow.tracking._tracking_service.utils", "_tracking_store_registry.get_store_builder"),
+    ("mlflow.tracking.registry", "UnsupportedModelRegistryStoreURIException"),
     # MLflow's REST store caches a failed server-version lookup (see mlflow_store.log_spans)
     ("mlflow.store.tracking.rest_store", "RestStore._get_server_version"),
     # DSPy: SIMBA's own candidate runner, wrapped to record its trials (optimizer_trials.py, #15)
@@ -148,6 +151,18 @@ def mlflow_tracking_uri() -> tuple[str, bool]:
     from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
     return mlflow.get_tracking_uri(), bool(is_tracking_uri_set())
+
+
+def unsupported_tracking_uri(uri: str) -> list[str] | None:
+    """None when MLflow has a tracking store for ``uri``'s scheme, else the schemes it supports."""
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+    from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
+
+    try:
+        _tracking_store_registry.get_store_builder(uri)
+    except UnsupportedModelRegistryStoreURIException as exc:
+        return sorted(exc.supported_uri_schemes)
+    return None
 
 
 def mlflow_experiment() -> tuple[str, str] | None:

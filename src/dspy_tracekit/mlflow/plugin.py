@@ -6,11 +6,15 @@ Essential (cannot be disabled). Spans made through MLflow's own API reach it lik
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
+import sys
 import threading
 from typing import Any
 
+from dspy_tracekit._delivery.secrets import strip_url_credentials
 from dspy_tracekit.hookspecs import hookimpl
 from dspy_tracekit.keys import (
     COST_ATTR,
@@ -43,6 +47,22 @@ def _dumps(value: Any) -> str:
     if value.__class__ is str:
         return _encode_str(value)
     return _encode(value)
+
+
+def _reports_store_errors(export):
+    """A failed write is reported once per interval in one line (MLflow's own per-error traceback is
+    counted instead) and re-raised unchanged: the caller counts the traces and retries or drops them."""
+
+    @functools.wraps(export)
+    def wrapper(self, traces):
+        try:
+            with mlflow_store.quiet_store_writes():
+                return export(self, traces)
+        except Exception as exc:
+            mlflow_store.report_store_error(self.tracking_uri or "", exc, len(traces))
+            raise
+
+    return wrapper
 
 
 class MlflowCorePlugin:
@@ -78,6 +98,10 @@ class MlflowCorePlugin:
         if getattr(settings, "dry_run", False):
             return  # doctor checks the config: opening a store would create it
         if self.tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+            if "litellm" not in sys.modules:
+                # LiteLLM downloads its price map when imported unless told not to: the copy in its
+                # wheel instead. Only when the user did not set it, and only here, where it is imported.
+                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             if self.tracking_uri.startswith("sqlite:"):
                 from dspy_tracekit.mlflow.schema import create_sqlite_store
 
@@ -88,7 +112,9 @@ class MlflowCorePlugin:
                 self.experiment_id()
                 mlflow_store.tracing_client(self.tracking_uri).store  # noqa: B018 - opens the store
             except Exception as exc:  # noqa: BLE001 - reported again at the first export
-                logger.warning("dspy-tracekit: tracking store %s not usable yet: %s", self.tracking_uri, exc)
+                logger.warning("dspy-tracekit: tracking store %s not usable yet: %s: %s",
+                               strip_url_credentials(self.tracking_uri), type(exc).__name__,
+                               strip_url_credentials(_first_line(exc)))
             try:
                 import litellm  # noqa: F401
             except ImportError:
@@ -117,9 +143,14 @@ class MlflowCorePlugin:
                 self.tracking_uri, self.experiment_name = core["tracking_uri"], core["experiment"]
                 self._experiment_id = None
                 logger.info("dspy-tracekit: traces now go to %s, experiment %r (MLflow's destination)",
-                            self.tracking_uri, self.experiment_name)
+                            strip_url_credentials(self.tracking_uri), self.experiment_name)
 
     @hookimpl
+    def tracekit_counters(self):
+        return dict(mlflow_store.store_error_counts)
+
+    @hookimpl
+    @_reports_store_errors
     def tracekit_export_traces(self, traces):
         if self._mlflow_seen is not None:
             self._follow_mlflow()
@@ -138,6 +169,12 @@ class MlflowCorePlugin:
         infos = [trace_info(trace, exp) for trace in traces if _has_trace_info(trace)]
         if infos:
             mlflow_store.log_trace_infos(self.tracking_uri, infos)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message without the SQL, parameters and links SQLAlchemy appends."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""
 
 
 def _mlflow_destination() -> tuple:

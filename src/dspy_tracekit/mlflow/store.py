@@ -125,7 +125,7 @@ _gate_lock = threading.Lock()
 
 def fast_path_available(tracking_uri: str) -> bool:
     """True when the store at ``tracking_uri`` takes the fast path (checked once per URI, logged once if not)."""
-    if os.environ.get("DSPY_TRACEKIT_FAST_STORE", "1").lower() in ("0", "false", "no", "off"):
+    if not _fast_store_on():
         return False
     reason = _gate.get(tracking_uri)
     if reason is None:
@@ -143,6 +143,82 @@ def fast_path_available(tracking_uri: str) -> bool:
                     logger.warning("dspy-tracekit: the store fast path is off for %s: %s; writing through "
                                    "MLflow's log_spans (slower)", _redacted(tracking_uri), reason)
     return not reason
+
+
+def _fast_store_on() -> bool:
+    from dspy_tracekit.config import ConfigError, env_flag
+
+    try:
+        return env_flag("DSPY_TRACEKIT_FAST_STORE", default=True)
+    except ConfigError:  # validated at enable(); changed since: MLflow's own path is always safe
+        return False
+
+
+# ------------------------------------------------------------------------------------------------
+# A store that refuses writes (read-only, full disk, wrong credentials): one short line, not a page
+# per trace. MLflow's SQL store logs every OperationalError with its traceback (logger
+# mlflow.store.db.utils); during tracekit's own writes those records are counted instead, and
+# tracekit reports the failure itself: one line per store and error kind, at most every
+# STORE_ERROR_LOG_INTERVAL seconds, with how many writes failed since the last line.
+# ------------------------------------------------------------------------------------------------
+
+#: seconds between two log lines about the same store and error kind
+STORE_ERROR_LOG_INTERVAL = 60.0
+_MLFLOW_DB_LOGGER = "mlflow.store.db.utils"
+_writing = threading.local()
+store_error_counts = {"store_errors": 0, "store_error_lines": 0, "mlflow_log_records_suppressed": 0}
+_store_error_seen: dict[tuple[str, str], list] = {}  # (uri, error kind) -> [last line at, failures since]
+
+
+class _OwnWritesFilter(logging.Filter):
+    """Drops MLflow's database error records emitted inside tracekit's own store writes (counted)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(_writing, "depth", 0):
+            store_error_counts["mlflow_log_records_suppressed"] += 1
+            return False
+        return True
+
+
+_own_writes_filter = _OwnWritesFilter()
+
+
+class quiet_store_writes:  # a context manager, named like contextlib's
+    """Inside: MLflow's per-error database log records of this thread are counted, not printed."""
+
+    def __enter__(self):
+        log = logging.getLogger(_MLFLOW_DB_LOGGER)
+        if _own_writes_filter not in log.filters:
+            log.addFilter(_own_writes_filter)
+        _writing.depth = getattr(_writing, "depth", 0) + 1
+        return self
+
+    def __exit__(self, *exc_info):
+        _writing.depth -= 1
+        return False
+
+
+def report_store_error(tracking_uri: str, exc: BaseException, traces: int) -> None:
+    """Count a failed write; log one concise line per store and error kind per interval."""
+    import time
+
+    from dspy_tracekit._delivery.secrets import strip_url_credentials
+
+    kind = type(exc.__cause__ or exc).__name__
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else kind
+    now = time.monotonic()
+    with _gate_lock:
+        store_error_counts["store_errors"] += 1
+        seen = _store_error_seen.setdefault((tracking_uri, kind), [None, 0])
+        seen[1] += 1
+        if seen[0] is not None and now - seen[0] < STORE_ERROR_LOG_INTERVAL:
+            return
+        failures, seen[0], seen[1] = seen[1], now, 0
+        store_error_counts["store_error_lines"] += 1
+    logger.warning("dspy-tracekit: store %s refused a write of %d trace(s): %s: %s (%d failed write(s) since "
+                   "the last report; next report in %.0f s at the earliest; see counters mlflow.store_errors)",
+                   strip_url_credentials(tracking_uri), traces, kind, strip_url_credentials(text), failures,
+                   STORE_ERROR_LOG_INTERVAL)
 
 
 def fast_path_reason(tracking_uri: str) -> str:

@@ -48,7 +48,8 @@ def tracekit_configure(config: dict[str, Any], settings: Settings) -> None:
     if old is not None:
         old.shutdown(1.0)
     buf = TraceBuffer(cfg, tracking_uri=settings.tracking_uri)
-    buf.open_spool()  # raises ValueError only with spool_required = true
+    # a spool_dir the user named must work; the default one may be missing (then reported, not fatal)
+    buf.open_spool(required=cfg.spool_required or "spool_dir" in config)
     _buffer = buf
 
 

@@ -66,8 +66,11 @@ class TraceBuffer:
         self._stop_event = threading.Event()
 
     # ================================================================== set-up
-    def open_spool(self) -> None:
-        """Check the spool directory and claim files left by crashed processes (runs at enable)."""
+    def open_spool(self, required: bool = False) -> None:
+        """Check the spool directory and claim files left by crashed processes (runs at enable).
+
+        :param required: raise ValueError when the directory is not writable (also with ``spool_required``).
+        """
         try:
             check_writable(self.cfg.spool_dir)
         except OSError as exc:
@@ -76,8 +79,9 @@ class TraceBuffer:
             msg = (f"buffer.spool_dir {os.path.abspath(self.cfg.spool_dir)!r} is not writable "
                    f"({exc.strerror or exc}); traces that cannot reach the store will be dropped and "
                    f"counted as buffer.dropped.spool_unavailable")
-            if self.cfg.spool_required:
-                raise ValueError(msg) from exc
+            if self.cfg.spool_required or required:
+                raise ValueError(f"buffer.spool_dir {self.cfg.spool_dir!r} is not writable "
+                                 f"({exc.strerror or exc})") from exc
             logger.error("dspy-tracekit: %s", msg)
             return
         from mlflow.tracing.client import TracingClient  # imported here, not on the worker (import lock)
@@ -338,8 +342,9 @@ class TraceBuffer:
         reason = f"{type(cause).__name__}: {cause}"[:4000]
         entries = [{"time": time.time(), "reason": "permanent export error", "error": reason,
                     "trace": t.to_dict()} for t in traces]
+        # the log gets the first line: a database error goes on with its SQL parameters (trace content)
         self._warn_once("dead_letter", f"the store refused {len(traces)} trace(s); written to "
-                        f"{os.path.abspath(self.cfg.dead_letter_file)}: {reason}")
+                        f"{os.path.abspath(self.cfg.dead_letter_file)}: {reason.splitlines()[0][:300]}")
         try:
             (self.spool or Spool(self.cfg.spool_dir, self.cfg.spool_max_bytes)).dead_letter(
                 self.cfg.dead_letter_file, entries)

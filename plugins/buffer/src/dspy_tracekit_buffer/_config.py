@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from dspy_tracekit.config import check_number, check_text, parse_yes_no
+
 OVERFLOW_POLICIES = ("spill", "block", "drop_oldest", "drop_newest")
 DEFAULT_SPOOL_DIR = os.path.join(".dspy-tracekit", "spool")
 #: bytes one span is assumed to take in memory until the worker has measured a prepared trace
@@ -43,9 +45,10 @@ _KEYS = {f.name: f for f in fields(BufferConfig)}
 
 
 def parse_config(table: dict[str, Any], environ: dict[str, str] | None = None) -> BufferConfig:
-    """Validate the plugin's table; raise ValueError naming the key (``buffer.<key> ...``).
+    """Validate the plugin's table; raise ConfigError (a ValueError) naming the key (``buffer.<key> ...``).
 
-    Values may be strings (from ``DSPY_TRACEKIT_BUFFER_*`` environment variables).
+    Values arrive typed: the core reads ``DSPY_TRACEKIT_BUFFER_*`` environment variables as TOML values,
+    so text where a number belongs (``flush_interval = "0.5"``) is a mistake reported here.
     ``MLFLOW_TRACE_BUFFER_SIZE`` sizes the queue when ``max_traces`` is absent.
     """
     env = os.environ if environ is None else environ
@@ -64,12 +67,6 @@ def parse_config(table: dict[str, Any], environ: dict[str, str] | None = None) -
         if values["max_traces"] <= 0:
             raise ValueError(f"MLFLOW_TRACE_BUFFER_SIZE must be a positive integer, got {raw!r}")
     cfg = BufferConfig(**values)
-    for name in ("max_traces", "max_bytes", "batch_size", "spool_max_bytes", "retry_attempts"):
-        if getattr(cfg, name) <= 0:
-            raise ValueError(f"buffer.{name} must be a positive integer, got {getattr(cfg, name)!r}")
-    for name in ("flush_interval", "block_timeout", "retry_initial_backoff", "retry_max_backoff", "exit_timeout"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"buffer.{name} must be >= 0 seconds, got {getattr(cfg, name)!r}")
     if cfg.overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"buffer.overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {cfg.overflow!r}")
     if not cfg.spool_dir:
@@ -77,37 +74,18 @@ def parse_config(table: dict[str, Any], environ: dict[str, str] | None = None) -
     return cfg
 
 
+#: counts that must be at least 1
+_POSITIVE = ("max_traces", "max_bytes", "batch_size", "spool_max_bytes", "retry_attempts")
+
+
 def _coerce(name: str, value: Any, kind: type) -> Any:
+    key = f"buffer.{name}"
     if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        raise ValueError(f"buffer.{name} must be true or false, got {value!r}")
+        return parse_yes_no(value, key)
     if kind is int:
-        if isinstance(value, bool):
-            raise ValueError(f"buffer.{name} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip().replace("_", ""))
-            except ValueError:
-                pass
-        raise ValueError(f"buffer.{name} must be an integer, got {value!r}")
+        return check_number(value, key, integer=True, minimum=1 if name in _POSITIVE else 0)
     if kind is float:
-        if isinstance(value, bool):
-            raise ValueError(f"buffer.{name} must be a number of seconds, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValueError(f"buffer.{name} must be a number of seconds, got {value!r}")
-    if not isinstance(value, str):
-        raise ValueError(f"buffer.{name} must be a string, got {value!r}")  # noqa: TRY004 - config errors are ValueErrors
-    return value
+        # finite: an infinite flush_interval stops the worker from ever waking, an infinite exit_timeout
+        # makes interpreter exit wait forever on a store that is down
+        return float(check_number(value, key, minimum=0, unit="seconds"))
+    return check_text(value, key, allow_empty=name == "dead_letter_path")

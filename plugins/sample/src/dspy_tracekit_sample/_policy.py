@@ -8,10 +8,11 @@ compares integers and reads dicts.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from dspy_tracekit.config import check_number, parse_yes_no
 
 __all__ = ["TRACE_ID_MASK", "Rule", "SamplingPolicy", "parse_policy", "ratio_bound"]
 
@@ -275,19 +276,8 @@ class SamplingPolicy:
 
 
 def _number(key: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{key} must be a number, got {value!r}")  # noqa: TRY004 - config errors are ValueErrors
-    if isinstance(value, str):  # environment variables arrive as strings
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ValueError(f"{key} must be a number, got {value!r}") from None
-    if not isinstance(value, (int, float)):
-        raise ValueError(f"{key} must be a number, got {type(value).__name__} {value!r}")  # noqa: TRY004
-    value = float(value)
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{key} must be a finite number, got {value!r}")
-    return value
+    # text is refused (`ratio = "0.5"`): environment variables reach the plugin already read as TOML
+    return float(check_number(value, key))
 
 
 def _ratio(key: str, value: Any) -> float:
@@ -298,13 +288,7 @@ def _ratio(key: str, value: Any) -> float:
 
 
 def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"{key} must be true or false, got {value!r}")
+    return parse_yes_no(value, key)
 
 
 def _string(key: str, value: Any) -> str:
