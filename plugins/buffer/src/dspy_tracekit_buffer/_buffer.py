@@ -230,6 +230,8 @@ class TraceBuffer:
     def _done(self, n: int) -> None:
         with self._lock:
             self._inflight -= n
+            if self._counts.get("shutdown_in_flight"):  # finished after shutdown: its outcome is counted now
+                self._counts["shutdown_in_flight"] -= min(n, self._counts["shutdown_in_flight"])
             self._idle.notify_all()
 
     def _spill_loop(self) -> None:
@@ -251,6 +253,8 @@ class TraceBuffer:
             finally:
                 with self._lock:
                     self._spilling -= n
+                    if self._counts.get("shutdown_in_flight"):
+                        self._counts["shutdown_in_flight"] -= min(n, self._counts["shutdown_in_flight"])
                     self._idle.notify_all()
 
     # ================================================================== delivery
