@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 logger = logging.getLogger("dspy_tracekit")
@@ -41,22 +42,16 @@ class Runtime:
         self.manager = manager
         self.settings = settings
         self.flush_timeout = flush_timeout
-        #: traces whose root span is open, by id: counted (not lost silently) if disable() comes first
-        self.open_traces: dict[int, Any] = {}
+        #: traces whose root span is open, by id: counted (not lost silently) if disable() comes first.
+        #: Weak: a root that never ends (an abandoned generator) must not keep its trace alive.
+        self.open_traces: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
-
-    # ------------------------------------------------------------------ request path (roots only)
-    def root_opened(self, trace: Any) -> None:
-        self.open_traces[id(trace)] = trace
-
-    def root_closed(self, trace: Any) -> None:
-        self.open_traces.pop(id(trace), None)
 
     # ------------------------------------------------------------------ teardown
     def count_open(self) -> tuple[int, int]:
         """Count traces and spans still open now into ``core.traces_open_at_disable`` /
         ``core.spans_open_at_disable``; they end after tracing stopped and are not stored."""
-        traces = list(self.open_traces.values())
+        traces = [trace for ref in list(self.open_traces.valuerefs()) if (trace := ref()) is not None]
         self.open_traces.clear()
         spans = 0
         for trace in traces:
