@@ -67,8 +67,8 @@ class Runtime:
     def close(self, timeout: float | None = None) -> None:
         """Tear down in the documented order (see the class docstring); never leaves half a runtime."""
         global runtime, delivering
-        from .instrument import uninstrument
-        from .resources import reset as reset_resources
+        from ._request.instrument import uninstrument
+        from ._request.resources import reset as reset_resources
 
         mgr = self.manager
         wait = self.flush_timeout if timeout is None else timeout
