@@ -57,6 +57,17 @@ def test_spans_open_at_disable_are_counted(store_uri, experiment_name, caplog):
     assert "still open" in caplog.text
 
 
+def test_an_mlflow_span_open_at_disable_is_counted(store_uri, experiment_name):
+    import mlflow
+
+    plugin = SeesFinalCounters()
+    tk.enable(plugins=[plugin], tracking_uri=store_uri, experiment=experiment_name)
+    with mlflow.start_span("users_request"):
+        tk.disable()
+    assert plugin.at_shutdown["core.traces_open_at_disable"] == 1
+    assert plugin.at_shutdown["core.spans_open_at_disable"] == 1
+
+
 def test_no_span_starts_while_disable_runs(store_uri, experiment_name):
     seen = []
 

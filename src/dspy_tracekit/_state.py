@@ -30,8 +30,8 @@ delivering: Runtime | None = None
 class Runtime:
     """Everything one ``enable()`` set up: the plugin manager, the settings and the open traces.
 
-    Teardown order (:meth:`close`): stop new spans → restore DSPy and MLflow → count what is still
-    open → flush plugins → shut plugins down (the buffer spools what is left, its worker still
+    Teardown order (:meth:`close`): stop new spans → count what is still open → restore DSPy and
+    MLflow → flush plugins → shut plugins down (the buffer spools what is left, its worker still
     exporting through the core) → unregister plugins → release resources. One deadline covers the
     flush and the shutdown, so ``disable(timeout=T)`` waits for the store at most ``T`` in all.
     """
@@ -51,8 +51,15 @@ class Runtime:
     def count_open(self) -> tuple[int, int]:
         """Count traces and spans still open now into ``core.traces_open_at_disable`` /
         ``core.spans_open_at_disable``; they end after tracing stopped and are not stored."""
+        from .records import SpanKind
+
         traces = [trace for ref in list(self.open_traces.valuerefs()) if (trace := ref()) is not None]
         self.open_traces.clear()
+        bridge = self.manager.bridge
+        if bridge is not None:  # traces rooted in a user's MLflow span that is still open
+            seen = {id(t) for t in traces}
+            traces += [t for t in list(bridge.registry.values()) if id(t) not in seen
+                       and t.root is not None and t.root.kind == SpanKind.MLFLOW and t.root.end_ns is None]
         spans = 0
         for trace in traces:
             spans += sum(1 for s in list(trace.spans) if s.end_ns is None) or 1  # an unsampled root: itself
@@ -77,11 +84,13 @@ class Runtime:
             runtime = None  # request path: no new spans from here on
         try:
             try:
-                uninstrument()
+                self.count_open()
             finally:
-                if mgr.bridge is not None:
-                    mgr.bridge.uninstall()  # MLflow gets its own export back
-            self.count_open()
+                try:
+                    uninstrument()
+                finally:
+                    if mgr.bridge is not None:
+                        mgr.bridge.uninstall()  # MLflow gets its own export back
             try:
                 mgr.flush(max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - a plugin's flush must not stop the shutdown
