@@ -52,7 +52,8 @@ def test_cost_budget_accounts_are_capped_and_evictions_counted():
     assert len(ledger._accounts) == 2
 
 
+@pytest.mark.parametrize("key", ["max_groups", "max_budget_keys"])
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, "10"])
-def test_cost_caps_must_be_positive_integers(value):
-    with pytest.raises(ValueError, match=r"max_groups must be a positive integer"):
-        parse_config({"max_groups": value})
+def test_cost_caps_must_be_positive_integers(key, value):
+    with pytest.raises(ValueError, match=rf"{key} must be a positive integer, got {value!r}"):
+        parse_config({key: value})
