@@ -13,10 +13,9 @@ import os
 
 import dspy
 import pytest
+from tk_testing import IntentSig
 
 import dspy_tracekit as tk
-
-from tk_testing import IntentSig
 
 REQUESTS = int(os.environ.get("SOAK_REQUESTS", "100000"))
 WARMUP = 20_000  # past the cost plugin's default max_groups (10,000) and DSPy's LM history (10,000)

@@ -6,11 +6,10 @@ import logging
 import time
 
 import dspy
+from tk_testing import Pipeline, dummy_lm
 
 import dspy_tracekit as tk
 from dspy_tracekit import hookimpl
-
-from tk_testing import Pipeline, dummy_lm
 
 
 class StuckFlush:
@@ -49,9 +48,9 @@ class SeesFinalCounters:
 def test_spans_open_at_disable_are_counted(store_uri, experiment_name, caplog):
     plugin = SeesFinalCounters()
     tk.enable(plugins=[plugin], tracking_uri=store_uri, experiment=experiment_name)
-    with caplog.at_level(logging.WARNING, logger="dspy_tracekit"):
-        with tk.span("request"), tk.span("database_query", span_type="TOOL"):
-            tk.disable()
+    with caplog.at_level(logging.WARNING, logger="dspy_tracekit"), tk.span("request"), \
+            tk.span("database_query", span_type="TOOL"):
+        tk.disable()
     assert plugin.at_shutdown["core.traces_open_at_disable"] == 1
     assert plugin.at_shutdown["core.spans_open_at_disable"] == 2
     assert "still open" in caplog.text

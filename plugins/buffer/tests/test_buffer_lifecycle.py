@@ -8,11 +8,11 @@ import subprocess
 import sys
 import time
 
+import dspy_tracekit_buffer
 import pytest
 from buffer_testkit import free_port, make_program, run_requests, store_trace_ids
 
 import dspy_tracekit as tk
-import dspy_tracekit_buffer
 from dspy_tracekit import hookimpl
 
 HERE = os.path.dirname(__file__)

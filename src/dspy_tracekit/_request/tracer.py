@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from threading import get_ident
 from time import thread_time_ns, time_ns
 from typing import Any
+from weakref import ref as _weakref
 
 from dspy_tracekit import _state, versioning
 from dspy_tracekit._request import resources
@@ -69,7 +70,7 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
             trace.tags.update(tags)
         span.module_path = module_path
         trace.workload = _WORKLOAD.get(kind, "default")
-        rt.open_traces[id(trace)] = trace  # counted if disable() comes before its end
+        rt.open_traces[id(trace)] = _weakref(trace)  # counted if disable() comes before its end
         resources.root_start(trace)  # analytics v2 (#15): traces in flight, peak memory
         versioning.root_version(trace, kind, instance, args, kwargs, tags)  # analytics v2 (#15): program version
         sample(mgr, trace)
