@@ -6,7 +6,9 @@ A plugin whose ``tracekit_take_trace`` returned ``True`` later calls, on its own
     export(ready)               # raises ExportError; the batch can be retried or spooled
 
 A plugin that raises alerts (e.g. ``monitor``) calls :func:`alert` to reach every
-``tracekit_alert`` implementation.
+``tracekit_alert`` implementation. A plugin that logs an exception from its own thread uses
+:func:`format_exception` rather than ``exc_info=`` (``traceback`` calls ``ast`` on Python 3.11+, which
+is not thread-safe on 3.11: python/cpython#106905).
 
 ``prepare`` never raises: traces dropped on the way are counted by the core. After ``prepare`` a
 trace holds JSON-able values only, so ``trace.to_dict()`` / ``TraceRecord.from_dict()`` can spool it.
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import re
 
+from ._delivery.tracebacks import format_exception
 from .records import SpanRecord, TraceRecord
 
-__all__ = ["prepare", "export", "alert", "ExportError", "SpanRecord", "TraceRecord", "is_transient"]
+__all__ = ["prepare", "export", "alert", "ExportError", "SpanRecord", "TraceRecord", "is_transient",
+           "format_exception"]
 
 
 class ExportError(Exception):

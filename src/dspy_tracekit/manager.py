@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import Counter
 from importlib.metadata import entry_points
 from typing import Any, Callable
@@ -13,6 +14,9 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
+from ._delivery import fork as _fork
+from ._delivery import inline as _inline
+from ._delivery.tracebacks import format_exception, install_log_record_factory
 from .errors import ConfigError, TracekitAbort
 
 logger = logging.getLogger("dspy_tracekit")
@@ -42,6 +46,11 @@ class Counters:
         with self._lock:
             return self._c.get(name, 0)
 
+    def reset(self) -> None:
+        """Start from zero (a forked child): a new lock, as another thread may have held the old one."""
+        self._lock = threading.Lock()
+        self._c = Counter()
+
 
 class TracekitManager:
     """Wraps a :class:`pluggy.PluginManager`; keeps direct call lists for the request-path hooks."""
@@ -59,6 +68,7 @@ class TracekitManager:
         self._undo_monitoring = None
         self.bridge = None
         self.flush_timeout = 10.0
+        self.inline = _inline.register(_inline.InlineDelivery(self))
 
     # ---------------------------------------------------------------- loading
     @staticmethod
@@ -92,6 +102,8 @@ class TracekitManager:
         self.pm.check_pending()
         self._isolate()
         self._refresh()
+        _fork.import_delivery_modules()  # a forked child must not import them (another thread's lock)
+        install_log_record_factory()  # MLflow's logger.exception on our threads: no ast
         if os.environ.get("DSPY_TRACEKIT_DEBUG_HOOKS", "").lower() in ("1", "true", "yes"):
             self._monitor()
 
@@ -143,8 +155,9 @@ class TracekitManager:
             first = key not in self._failed_once
             self._failed_once.add(key)
         if first:
-            logger.warning("dspy-tracekit: plugin %r failed in %s (further failures only counted): %s: %s",
-                           plugin_name, hook_name, type(exc).__name__, exc, exc_info=exc)
+            # the traceback as text, not exc_info: logging's traceback calls ast (python/cpython#106905)
+            logger.warning("dspy-tracekit: plugin %r failed in %s (further failures only counted): %s: %s\n%s",
+                           plugin_name, hook_name, type(exc).__name__, exc, format_exception(exc).rstrip())
 
     def _refresh(self) -> None:
         def fns(name):
@@ -190,8 +203,10 @@ class TracekitManager:
                 raise ConfigError(f"[{name}] {exc}{suffix}") from exc
 
     def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(0.0, timeout)
         results = self.pm.hook.tracekit_flush(timeout=timeout)
-        return all(r is not False for r in results)
+        inline_done = self.inline.wait(deadline - time.monotonic())  # exports still on a helper thread
+        return inline_done and all(r is not False for r in results)
 
     def shutdown(self, timeout: float) -> None:
         self.pm.hook.tracekit_shutdown(timeout=timeout)
@@ -260,10 +275,14 @@ class TracekitManager:
                 self.hook_failed(impl.plugin_name, "tracekit_traces_exported", exc)
 
     def deliver_inline(self, trace) -> None:
-        """Deliver one finished trace on the calling thread; never raises."""
+        """Deliver one finished trace from the calling thread, within a bounded budget; never raises."""
         try:
-            ready = self.prepare([trace])
-            self.export(ready)
+            self.inline.deliver(trace, self._store_uri())
         except Exception as exc:  # noqa: BLE001
             self.counters.add("traces_dropped.export_error", 1)
             self.hook_failed("core", "export", exc.__cause__ or exc)
+
+    def _store_uri(self) -> str | None:
+        core = self.pm.get_plugin(CORE_PLUGIN)
+        uri = getattr(core, "tracking_uri", None)
+        return uri if isinstance(uri, str) else None

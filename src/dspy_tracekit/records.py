@@ -14,7 +14,6 @@ import inspect
 import json
 import os
 import random
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,8 @@ from dspy_tracekit.keys import (  # noqa: F401 - re-exported (defined once, ther
     TOKEN_USAGE_ATTR,
     VERSION_TAG,
 )
+
+from ._delivery.tracebacks import format_exception
 
 __all__ = ["SpanRecord", "TraceRecord", "Settings", "SpanKind", "jsonable"]
 
@@ -184,7 +185,9 @@ class SpanRecord:
         if self.cpu_ns is not None:
             if self.attributes is None:
                 self.attributes = {}
-            self.attributes[CPU_ATTR] = self.cpu_ns / 1e6
+            # two readings of two clocks (and a shared CPU reading, resources.cpu_now): within [0, wall]
+            wall_ns = (self.end_ns or self.start_ns) - self.start_ns
+            self.attributes[CPU_ATTR] = min(max(self.cpu_ns, 0), max(wall_ns, 0)) / 1e6
         self.args = ()
         self.kwargs = None
         self.instance = None
@@ -423,7 +426,7 @@ def error_dict(exc: BaseException) -> dict[str, str]:
     return {
         "type": type(exc).__name__,
         "message": _safe_str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:],
+        "traceback": format_exception(exc)[-8000:],  # no ast: this runs on the delivery thread
     }
 
 

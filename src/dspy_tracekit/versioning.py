@@ -34,6 +34,9 @@ TRIAL_MEAN_ATTR = "tracekit.trial.mean_score"
 TRIAL_EXAMPLES_ATTR = "tracekit.trial.examples"
 TRIAL_VERSION_ATTR = "tracekit.trial.program_version"
 EXAMPLE_SCORE_ATTR = "tracekit.eval.score"
+#: on trial spans: tokens and cost (USD, when a cost plugin priced the calls) of the LM calls under it.
+TRIAL_TOKENS_ATTR = "tracekit.trial.tokens"
+TRIAL_COST_ATTR = "tracekit.trial.cost_usd"
 #: on compile spans: the version of the program ``compile`` returned.
 RESULT_VERSION_ATTR = "tracekit.optimizer.result_version"
 #: trace tag of optimizer runs (a ``compile`` root): the optimizer's class name.
@@ -74,7 +77,10 @@ def _module_part(module: Any) -> tuple[str, bool] | None:
 
     if not isinstance(module, dspy.BaseModule):
         return None
-    state = module.dump_state()
+    try:
+        state = module.dump_state()
+    except Exception:  # noqa: BLE001 - e.g. an LM with a custom engine DSPy cannot save
+        state = _state_without_lms(module)
     own_lms, needs_global = [], False
     for name, predictor in module.named_predictors():
         lm = getattr(predictor, "lm", None)
@@ -86,6 +92,27 @@ def _module_part(module: Any) -> tuple[str, bool] | None:
     if isinstance(module, dspy.Predict):
         state = {"self": state}
     return json.dumps({"state": state, "lms": own_lms}, sort_keys=True, default=str, ensure_ascii=True), needs_global
+
+
+def _state_without_lms(module: Any) -> Any:
+    """``dump_state()`` with every predictor's LM left out (each LM is hashed apart, by ``_lm_state``,
+    which falls back to its model and kwargs): a predictor whose LM DSPy cannot save — a custom
+    engine without ``dump_state`` — still has a version. Shallow copies: the user's objects stay as
+    they are."""
+    import copy
+
+    import dspy
+
+    def without_lm(predictor):
+        if getattr(predictor, "lm", None) is None:
+            return predictor.dump_state()
+        clone = copy.copy(predictor)
+        clone.lm = None
+        return clone.dump_state()
+
+    if isinstance(module, dspy.Predict):
+        return without_lm(module)
+    return {name: without_lm(param) for name, param in module.named_parameters()}
 
 
 def _lm_part(lm: Any) -> str:
@@ -235,12 +262,30 @@ def _score(value: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
+def _record_trial_usage(span: SpanRecord) -> None:
+    """Tokens and cost of the LM calls under a trial span, on the span itself (readable in the MLflow UI).
+    Spans are appended as they start, so a parent comes before its children: one pass."""
+    inside, tokens, cost, priced = {span.span_id}, 0, 0.0, False
+    for s in list(span.trace.spans):
+        if s.parent_id in inside:
+            inside.add(s.span_id)
+            if s.usage:
+                tokens += s.usage.get("total_tokens") or 0
+            if s.cost:
+                cost += s.cost.get("total_cost") or 0.0
+                priced = True
+    span.set_attribute(TRIAL_TOKENS_ATTR, tokens)
+    if priced:
+        span.set_attribute(TRIAL_COST_ATTR, cost)
+
+
 def _record_trial(span: SpanRecord) -> None:
     result = span.outputs
     program = _program_arg(span.args, span.kwargs, "program")
     version = version_of(program)
     if version is not None:
         span.set_attribute(TRIAL_VERSION_ATTR, version)
+    _record_trial_usage(span)
     if result is None:
         return
     score = _score(getattr(result, "score", result))

@@ -82,6 +82,56 @@ def test_no_cpu_time_when_off_and_peak_memory_when_on(store_uri, experiment_name
     assert not tracemalloc.is_tracing()
 
 
+def test_span_boundaries_microseconds_apart_share_one_thread_cpu_clock_reading(traced, monkeypatch):
+    """``thread_time_ns()`` is a system call: boundaries closer than the window reuse the last reading."""
+    reads = []
+
+    def counted_thread_time_ns():
+        reads.append(1)
+        return time.thread_time_ns()
+
+    monkeypatch.setattr(resources, "thread_time_ns", counted_thread_time_ns)
+    with tk.span("root"):
+        for _ in range(200):  # a few microseconds per span: far below the 25 us window
+            with tk.span("tiny"):
+                pass
+    boundaries = 2 * 201
+    assert 1 <= len(reads) <= boundaries // 2, len(reads)  # one reading per boundary before
+    spans = traced.one().data.spans
+    assert all(0 <= s.attributes[CPU_ATTR] <= (s.end_time_ns - s.start_time_ns) / 1e6 for s in spans)
+
+
+def test_a_dspy_request_with_shared_readings_keeps_every_span_within_zero_and_wall(traced):
+    from tk_testing import Pipeline, dummy_lm
+
+    dspy.configure(lm=dummy_lm(n=30))
+    program = Pipeline()
+    for i in range(20):
+        program(message=f"m{i}")
+    for trace in traced.traces():
+        for span in trace.data.spans:
+            wall_ms = (span.end_time_ns - span.start_time_ns) / 1e6
+            assert 0 <= span.attributes[CPU_ATTR] <= wall_ms, span.name
+
+
+def test_spans_sharing_a_clock_reading_stay_within_zero_and_their_wall_time(traced):
+    with tk.span("parent"):
+        for _ in range(300):  # each child a few microseconds long: most boundaries share a reading
+            with tk.span("tiny"):
+                pass
+        with tk.span("busy"):
+            start = time.thread_time()
+            while time.thread_time() - start < 0.02:
+                pass
+    spans = traced.one().data.spans
+    assert len(spans) == 302
+    for span in spans:
+        wall_ms = (span.end_time_ns - span.start_time_ns) / 1e6
+        assert 0 <= span.attributes[CPU_ATTR] <= wall_ms * 1.01 + 1e-6, span.name
+    busy = next(s for s in spans if s.name == "busy")
+    assert busy.attributes[CPU_ATTR] >= 20
+
+
 def test_a_span_ended_on_another_thread_records_no_cpu_time(traced):
     from dspy_tracekit._request.tracer import current_span, end_span, start_span
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import wrapt
 
 from dspy_tracekit import versioning
+from dspy_tracekit._request import optimizer_trials
 from dspy_tracekit._request.tracer import acall_in_span, call_in_span, current_span, current_tags, start_span
 from dspy_tracekit.mlflow._compat import runtime_context
 from dspy_tracekit.records import SpanKind
@@ -428,6 +429,7 @@ def instrument() -> bool:
     add("dspy.clients.execution.finalize (token usage)", lm_details)
     add("dspy.utils.parallelizer.ParallelExecutor.execute", parallel)
     add("dspy.BaseModule.load_state/save (program versions, #15)", lambda: versioning.instrument(_patch))
+    add("dspy.SIMBA candidate evaluations (dspy.Parallel.forward, #15)", lambda: optimizer_trials.instrument(_patch))
 
     for label, fn in targets:
         try:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from contextvars import ContextVar
 from threading import get_ident
-from time import thread_time_ns, time_ns
+from time import time_ns
 from typing import Any
 from weakref import ref as _weakref
 
 from dspy_tracekit import _state, versioning
 from dspy_tracekit._request import resources
+from dspy_tracekit._request.resources import cpu_now
 from dspy_tracekit.errors import TracekitAbort
 from dspy_tracekit.mlflow._compat import runtime_context, set_last_active_trace_id
 from dspy_tracekit.mlflow.interop import DROPPED, sample
@@ -88,7 +89,7 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
     if setup is not None:
         setup(span, instance, kwargs or {})  # details the span-start hooks need (e.g. an LM's model)
     if resources.cpu_on:  # analytics v2 (#15): thread CPU time
-        span.thread_id, span.cpu_start_ns = get_ident(), thread_time_ns()
+        span.thread_id, span.cpu_start_ns = get_ident(), cpu_now(span.start_ns)
     token = current_span.set(span)
     if mgr.span_start_fns:
         try:
@@ -153,7 +154,7 @@ def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException
     """Close ``span`` (never raises). Completes the trace when ``span`` is its root."""
     span.end_ns = time_ns()
     if span.cpu_start_ns is not None and span.thread_id == get_ident():  # analytics v2 (#15): CPU time
-        span.cpu_ns = thread_time_ns() - span.cpu_start_ns
+        span.cpu_ns = cpu_now(span.end_ns) - span.cpu_start_ns  # kept within [0, wall] when materialized
     span.outputs = outputs
     if error is not None:
         span.error = error

@@ -3,13 +3,15 @@
 One ``compile`` call is one trace (tagged ``tracekit.optimizer`` = the optimizer's class). Each candidate
 evaluation the optimizer makes through ``dspy.Evaluate`` — BootstrapFewShotWithRandomSearch's seeds,
 COPRO's and MIPROv2's instruction candidates, GEPA's candidate evaluations, InferRules' candidates — is
-an ``Evaluate`` span inside it, on which tracekit records the score ``Evaluate`` returned
+an ``Evaluate`` span inside it (SIMBA's, which do not go through ``Evaluate``, get one
+``SIMBA.evaluate_candidate`` span each: see ``optimizer_trials``), on which tracekit records the score ``Evaluate`` returned
 (``tracekit.trial.score``, the number the optimizer reads), the mean of the per-example scores
 (``tracekit.trial.mean_score``, GEPA's scale), the number of examples and the candidate's program version.
 Tokens and cost of a trial are those of the LM calls under it; the cumulative cost of the run at a trial
 counts every LM call of the run that ended before the trial did (bootstrapping and instruction proposals
 included). Optimizers that evaluate no candidates (BootstrapFewShot, LabeledFewShot) have no trials: their
-run shows the result's program version and the cost.
+run shows the result's program version and the cost. The best trial is the highest score among the
+trials evaluated on the most examples (a mini-batch score is not compared with a full evaluation's).
 """
 
 from __future__ import annotations
@@ -123,7 +125,10 @@ def optimizer_run(view: TraceView) -> OptimizerRun:
             status=span.status,
         ))
     scored = [t for t in trials if t.score is not None]
-    best = max(scored, key=lambda t: (t.score, -t.index)) if scored else None
+    # mini-batch scores (SIMBA, GEPA, MIPROv2 minibatch) are not comparable with full evaluations: the
+    # best is the highest score among the trials on the most examples
+    most = max((t.examples or 0 for t in scored), default=0)
+    best = max((t for t in scored if (t.examples or 0) == most), key=lambda t: (t.score, -t.index)) if scored else None
     optimizer = view.tags.get(OPTIMIZER_TAG) or (root.name.rsplit(".compile", 1)[0] if root else "?")
     return OptimizerRun(
         trace_id=view.trace_id,

@@ -44,6 +44,9 @@ PRIVATE_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("mlflow.tracking.fluent", "_active_experiment_id"),
     # MLflow's REST store caches a failed server-version lookup (see mlflow_store.log_spans)
     ("mlflow.store.tracking.rest_store", "RestStore._get_server_version"),
+    # DSPy: SIMBA's own candidate runner, wrapped to record its trials (optimizer_trials.py, #15)
+    ("dspy.teleprompt.simba", "wrap_program"),
+    ("dspy.teleprompt.simba", "prepare_models_for_resampling"),
 )
 
 
@@ -71,6 +74,14 @@ def resolve_all() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # accessors used by the bridge and the core
 # ------------------------------------------------------------------------------------------------
+
+def dspy_simba_module():
+    """``dspy.teleprompt.simba``, after checking the private names tracekit wraps in it resolve."""
+    for module, path in PRIVATE_SYMBOLS:
+        if module == "dspy.teleprompt.simba":
+            _resolve(module, path)
+    return importlib.import_module("dspy.teleprompt.simba")
+
 
 def processor_class():
     from mlflow.tracing.processor.base_mlflow import BaseMlflowSpanProcessor

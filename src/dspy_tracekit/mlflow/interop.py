@@ -25,13 +25,13 @@ import inspect
 import logging
 import threading
 from threading import get_ident
-from time import thread_time_ns
 from typing import Any
 
 import wrapt
 
 from dspy_tracekit import _state
 from dspy_tracekit._request import resources
+from dspy_tracekit._request.resources import cpu_now
 from dspy_tracekit.errors import TracekitAbort
 from dspy_tracekit.keys import EXPERIMENT_ID_ATTR
 from dspy_tracekit.mlflow import _compat as mlflow_compat
@@ -232,7 +232,7 @@ class MlflowBridge:
             record.tags = current_tags.get()
         record.otel = otel
         if resources.cpu_on:
-            record.thread_id, record.cpu_start_ns = get_ident(), thread_time_ns()
+            record.thread_id, record.cpu_start_ns = get_ident(), cpu_now(otel.start_time)
         self._open[ctx.span_id] = record
         if not trace.sampled:
             return
@@ -265,7 +265,7 @@ class MlflowBridge:
             instance.record_metrics_for_span(otel)
         record.end_ns = otel.end_time
         if record.cpu_start_ns is not None and record.thread_id == get_ident():
-            record.cpu_ns = thread_time_ns() - record.cpu_start_ns
+            record.cpu_ns = cpu_now(otel.end_time) - record.cpu_start_ns
         if record is trace.root:
             resources.root_end(trace)
         if self.mode == "dspy" and trace.mlflow_state == "mlflow":

@@ -199,10 +199,17 @@ class TraceBuffer:
             if batch:
                 try:
                     self._deliver([t for t, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - the worker never dies: later traces depend on it
+                    self._worker_failed("deliver", exc, len(batch))
                 finally:
                     self._done(len(batch))
-            if not self._stopping and self._should_replay():
-                self._replay_chunk()
+            if not self._stopping:
+                try:
+                    if self._should_replay():
+                        self._replay_chunk()
+                except Exception as exc:  # noqa: BLE001
+                    self._worker_failed("replay", exc, 0)
+                    self._stop_event.wait(self._probe_backoff)  # no busy loop over a spool chunk that fails
 
     def _next_batch(self) -> list[tuple[TraceRecord, int]] | None:
         cfg = self.cfg
@@ -226,6 +233,14 @@ class TraceBuffer:
         if self.spool is not None and self.spool.pending:
             return max(0.01, min(self.cfg.flush_interval, self._store_down_until - time.monotonic()))
         return max(self.cfg.flush_interval, 1.0)
+
+    def _worker_failed(self, step: str, exc: BaseException, n: int) -> None:
+        """An unexpected failure on the worker: the batch is counted as lost, the worker goes on."""
+        self._count("worker_errors")
+        if n:
+            self._count("dropped.worker_error", n)
+        self._warn_once(f"worker_{step}", f"{step} failed, {n} trace(s) dropped (buffer.dropped.worker_error); "
+                        f"the worker goes on: {delivery.format_exception(exc).rstrip()}")
 
     def _done(self, n: int) -> None:
         with self._lock:
@@ -332,8 +347,8 @@ class TraceBuffer:
         try:
             (self.spool or Spool(self.cfg.spool_dir, self.cfg.spool_max_bytes)).dead_letter(
                 self.cfg.dead_letter_file, entries)
-        except OSError as exc2:
-            self._warn_once("dead_letter_write", f"writing the dead-letter file failed: {exc2}")
+        except Exception as exc2:  # noqa: BLE001 - OSError, or a value json/utf-8 cannot write: count, go on
+            self._warn_once("dead_letter_write", f"writing the dead-letter file failed: {type(exc2).__name__}: {exc2}")
             self._count("dropped.dead_letter_error", len(traces))
             return
         self._count("dead_lettered", len(traces))

@@ -36,8 +36,14 @@ class SpoolError(OSError):
     """Writing to the spool failed (unwritable directory, full disk, size cap)."""
 
 
+def _utf8(text: str) -> bytes:
+    # A lone surrogate ("\udc80") can only sit inside a JSON string, where "\\udc80" is its JSON escape:
+    # backslashreplace writes exactly that, so the record stays valid JSON and reads back the same.
+    return text.encode("utf-8", "backslashreplace")
+
+
 def encode_record(record: dict[str, Any]) -> bytes:
-    payload = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    payload = _utf8(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
     return b"%08x %08x " % (len(payload), zlib.crc32(payload)) + payload + b"\n"
 
 
@@ -309,7 +315,7 @@ class Spool:
     # ------------------------------------------------------------------ dead letters
     def dead_letter(self, path: str, entries: list[dict[str, Any]]) -> None:
         """Append JSON lines ``{"time", "reason", "error", "trace"}`` to the dead-letter file."""
-        blob = b"".join(json.dumps(e, ensure_ascii=False).encode("utf-8") + b"\n" for e in entries)
+        blob = b"".join(_utf8(json.dumps(e, ensure_ascii=False)) + b"\n" for e in entries)
         with self._lock:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from dspy_tracekit.delivery import format_exception  # no ast on this thread
+
 from ._alerts import WebhookSink, log_alert
 from ._config import MonitorConfig
 from ._metrics import Metrics, multiprocess_dir, weight_of
@@ -199,8 +201,8 @@ class Monitor:
             except Exception as exc:
                 self.counts["tick_errors"] += 1
                 if self.counts["tick_errors"] == 1:
-                    logger.warning("dspy-tracekit monitor: evaluation failed: %s: %s", type(exc).__name__, exc,
-                                   exc_info=exc)
+                    logger.warning("dspy-tracekit monitor: evaluation failed: %s: %s\n%s", type(exc).__name__, exc,
+                                   format_exception(exc).rstrip())
 
     def tick(self) -> list[dict[str, Any]]:
         """One evaluation: pipeline counters, SLOs, alerts (what the thread does every second)."""
