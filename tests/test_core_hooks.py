@@ -189,7 +189,7 @@ def test_hook_tracekit_shutdown(store_uri, experiment_name):
 
     _run(store_uri, experiment_name, Closer())
     tk.disable(timeout=2.5)
-    assert Closer.closed_with == 2.5
+    assert 0.0 < Closer.closed_with <= 2.5  # what the flush left of disable()'s one deadline
 
 
 def test_hook_tracekit_counters(store_uri, experiment_name):

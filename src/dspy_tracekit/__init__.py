@@ -42,7 +42,6 @@ __version__ = "0.1.0"
 
 logger = logging.getLogger("dspy_tracekit")
 _lock = threading.RLock()
-_atexit_registered = False
 
 
 def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = None,
@@ -59,11 +58,10 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
     :param config: plugin name → config table; overrides files and environment.
     :raises ConfigError: unknown plugin or key, wrong type, unreadable file (names key and file).
     """
-    global _atexit_registered
     from .config import resolve, tracing_disabled_by_env
 
     with _lock:
-        if _state.manager is not None:
+        if _state.runtime is not None:
             warnings.warn("dspy_tracekit.enable() called while enabled; call disable() first to reconfigure",
                           RuntimeWarning, stacklevel=2)
             return False
@@ -97,40 +95,29 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
             raise
         mgr.bridge = MlflowBridge(mode=settings.mlflow_traces)
         mgr.flush_timeout = float(cfg.core["flush_timeout"])
+        rt = _state.Runtime(mgr, settings, mgr.flush_timeout)
         mgr.bridge.install()
         from dspy_tracekit._request.resources import configure as configure_resources
 
         configure_resources(cfg.core)  # analytics v2 (#15): cpu_time, peak_memory
         instrument()
-        _state.settings = settings
-        _state.manager = mgr
-        if not _atexit_registered:
-            atexit.register(_at_exit)
-            _atexit_registered = True
+        _state.delivering = rt
+        _state.runtime = rt
         return True
 
 
 def disable(timeout: float | None = None) -> bool:
-    """Flush pending traces, shut plugins down and restore DSPy. ``enable()`` works again after it."""
-    from dspy_tracekit._request.instrument import uninstrument
+    """Stop tracing, deliver or spool what is pending, shut plugins down and restore DSPy.
 
+    ``timeout`` (default: ``flush_timeout``) bounds the wait for the store, flush and shutdown together.
+    Traces still open are counted (``core.traces_open_at_disable``, ``core.spans_open_at_disable``).
+    ``enable()`` works again after it.
+    """
     with _lock:
-        mgr = _state.manager
-        if mgr is None:
+        rt = _state.runtime
+        if rt is None:
             return False
-        wait = mgr.flush_timeout if timeout is None else timeout
-        try:
-            mgr.flush(wait)
-        finally:
-            _state.manager = None
-            _state.settings = None
-            uninstrument()
-            if mgr.bridge is not None:
-                mgr.bridge.uninstall()
-            from dspy_tracekit._request.resources import reset as reset_resources
-
-            reset_resources()  # analytics v2 (#15): stops tracemalloc if enable() started it
-            mgr.shutdown(wait)
+        rt.close(timeout)
         return True
 
 
@@ -139,16 +126,19 @@ def flush(timeout: float = 10.0) -> bool:
 
     :return: True when nothing is pending any more.
     """
-    mgr = _state.manager
-    if mgr is None:
+    rt = _state.runtime
+    if rt is None:
         return True
-    return mgr.flush(timeout)
+    return rt.manager.flush(timeout)
 
 
 def counters() -> dict[str, int | float]:
-    """Counters of the core (``core.*``) and of every plugin (``<plugin>.*``)."""
-    mgr = _state.manager
-    return {} if mgr is None else mgr.counters_snapshot()
+    """Counters of the core (``core.*``) and of every plugin (``<plugin>.*``); ``{}`` when tracing is off.
+
+    While ``disable()`` runs (e.g. from a plugin's ``tracekit_shutdown``) they are still readable.
+    """
+    rt = _state.runtime or _state.delivering
+    return {} if rt is None else rt.manager.counters_snapshot()
 
 
 def _suspend(opened):
@@ -163,7 +153,8 @@ def _current_trace():
     cur = current_span.get()
     if cur is not None:
         return cur.trace
-    mgr = _state.manager
+    rt = _state.runtime
+    mgr = None if rt is None else rt.manager
     if mgr is None or mgr.bridge is None:
         return None
     found = mgr.bridge.mlflow_parent()
@@ -175,6 +166,11 @@ def _at_exit() -> None:
         disable()
     except Exception as exc:  # noqa: BLE001
         logger.warning("dspy-tracekit: error while flushing at exit: %s", exc)
+
+
+# Registered at import, before any plugin module can import this package: atexit runs handlers last
+# in, first out, so a plugin's own exit handler (the buffer's, with its exit_timeout) runs before this one.
+atexit.register(_at_exit)
 
 
 @contextlib.contextmanager

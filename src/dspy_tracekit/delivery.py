@@ -32,10 +32,10 @@ class ExportError(Exception):
 def _manager():
     from . import _state
 
-    mgr = _state.manager
-    if mgr is None:
+    rt = _state.delivering  # set until disable() has shut the plugins down: workers can finish their work
+    if rt is None:
         raise RuntimeError("dspy_tracekit is not enabled")
-    return mgr
+    return rt.manager
 
 
 def prepare(traces: list[TraceRecord]) -> list[TraceRecord]:
@@ -55,9 +55,10 @@ def alert(payload: dict) -> bool:
     """
     from . import _state
 
-    mgr = _state.manager
-    if mgr is None:
+    rt = _state.delivering
+    if rt is None:
         return False
+    mgr = rt.manager
     mgr.pm.hook.tracekit_alert(alert=payload)
     return True
 

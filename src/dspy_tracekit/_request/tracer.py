@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from threading import get_ident
 from time import time_ns
 from typing import Any
+from weakref import ref as _weakref
 
 from dspy_tracekit import _state, versioning
 from dspy_tracekit._request import resources
@@ -135,9 +136,10 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
                args: tuple = (), kwargs: dict | None = None, module_path: str | None = None, setup=None):
     """Open a span under the current one (or a new trace). Returns ``(span, token)``, or ``None``
     when tracing is off. Raises only a :class:`TracekitAbort` from a plugin (span then ended)."""
-    mgr = _state.manager
-    if mgr is None:
+    rt = _state.runtime
+    if rt is None:
         return None
+    mgr = rt.manager
     parent = current_span.get()
     bridge = mgr.bridge
     if (args or kwargs) and (parent is None or parent.trace.sampled):  # a dropped trace stores nothing
@@ -172,6 +174,7 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
             trace.tags.update(tags)
         span.module_path = module_path
         trace.workload = _WORKLOAD.get(kind, "default")
+        rt.open_traces[id(trace)] = _weakref(trace)  # counted if disable() comes before its end
         resources.root_start(trace)  # analytics v2 (#15): traces in flight, peak memory
         versioning.root_version(trace, kind, instance, args, kwargs, tags)  # analytics v2 (#15): program version
         sample(mgr, trace)
@@ -270,15 +273,17 @@ def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException
         current_span.set(_parent_of(span))
     if span.ctx_token is not None:
         _detach_stand_in(span)
-    mgr = _state.manager
-    if mgr is None:
-        return
+    rt = _state.runtime
+    if rt is None:
+        return  # tracing stopped while the span was open: counted by disable() (spans_open_at_disable)
+    mgr = rt.manager
     for fn in mgr.span_end_fns:
         try:
             fn(span)
         except Exception as exc:  # noqa: BLE001 - an abort after the call makes no sense: swallow
             mgr.hook_failed("core", "span_end", exc)
     if span.trace.root is span:
+        rt.open_traces.pop(id(span.trace), None)
         finish_trace(mgr, span.trace)
 
 

@@ -188,7 +188,7 @@ class MlflowBridge:
     def _processor_on_start(self, wrapped, instance, args, kwargs):
         span = args[0] if args else kwargs.get("span")
         try:
-            if span.parent is None and _state.manager is not None and _EXPERIMENT_ID not in span.attributes:
+            if span.parent is None and _state.runtime is not None and _EXPERIMENT_ID not in span.attributes:
                 # MLflow's root registration looks the experiment up (without set_experiment():
                 # the default-experiment providers, ~0.5 ms of failed imports per trace); tracekit
                 # decides the destination at export, so MLflow's TraceInfo only needs a placeholder.
@@ -203,7 +203,7 @@ class MlflowBridge:
         return result
 
     def _mlflow_span_started(self, otel) -> None:
-        mgr = _state.manager
+        mgr = _state.active_manager()
         if mgr is None:
             return
         from dspy_tracekit._request.tracer import current_tags
@@ -257,7 +257,7 @@ class MlflowBridge:
         record = self._open.pop(otel.context.span_id, None)
         if record is None:
             return False
-        mgr = _state.manager
+        mgr = _state.active_manager()
         if mgr is None:
             return False
         trace = record.trace
@@ -300,7 +300,7 @@ class MlflowBridge:
         from dspy_tracekit._request.tracer import current_span
 
         span = current_span.get()
-        if span is None or _state.manager is None:
+        if span is None or _state.runtime is None:
             return wrapped(*args, **kwargs)
         otel = self._get_span(self._get_current())
         if type(otel) is not self._lazy_cls or otel._trace is not span.trace:

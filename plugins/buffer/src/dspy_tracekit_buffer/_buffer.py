@@ -249,6 +249,8 @@ class TraceBuffer:
     def _done(self, n: int) -> None:
         with self._lock:
             self._inflight -= n
+            if self._counts.get("shutdown_in_flight"):  # finished after shutdown: its outcome is counted now
+                self._counts["shutdown_in_flight"] -= min(n, self._counts["shutdown_in_flight"])
             self._idle.notify_all()
 
     def _spill_loop(self) -> None:
@@ -270,6 +272,8 @@ class TraceBuffer:
             finally:
                 with self._lock:
                     self._spilling -= n
+                    if self._counts.get("shutdown_in_flight"):
+                        self._counts["shutdown_in_flight"] -= min(n, self._counts["shutdown_in_flight"])
                     self._idle.notify_all()
 
     # ================================================================== delivery
@@ -464,7 +468,9 @@ class TraceBuffer:
                 self._flushing -= 1
 
     def shutdown(self, timeout: float) -> None:
-        """Stop the threads; what is still queued goes to the spool (or is counted as dropped)."""
+        """Stop the threads, waiting at most ``timeout`` for them; what is still queued then goes to the
+        spool (local disk: not bounded by ``timeout``), or is counted as ``dropped.shutdown_timeout``
+        without a spool. A batch a thread is still exporting is counted as ``shutdown_in_flight``."""
         deadline = time.monotonic() + max(0.0, timeout)
         with self._lock:
             if self._closed:
@@ -484,10 +490,17 @@ class TraceBuffer:
             self._overflow.clear()
             self._bytes = 0
             self._space.notify_all()
+            in_flight = self._inflight + self._spilling
+        if in_flight:
+            # the store holds a thread past the deadline (e.g. MLflow's HTTP retries): their outcome is
+            # unknown now; they are stored or spooled only if the process lives long enough
+            self._count("shutdown_in_flight", in_flight)
+            self._warn_once("in_flight", f"{in_flight} trace(s) were still being exported when shutdown's "
+                            "timeout ran out (buffer.shutdown_in_flight)")
         if left:
             traces = [t for t, _ in left]
-            if deadline - time.monotonic() > 0 and self.spool is not None:
-                self._spill(delivery.prepare(traces))
+            if self.spool is not None:
+                self._spill(delivery.prepare(traces))  # never dropped while the spool can take them
             else:
                 self._count("dropped.shutdown_timeout", len(traces))
         if self.spool is not None:

@@ -17,7 +17,7 @@ WINDOWS = {"minute": 60, "hour": 3600, "day": 86400, "total": 0}
 SCOPES = ("process", "trace", "compile", "context")
 ACTIONS = ("warn", "raise")
 DEFAULT_CONTEXT_KEYS = ("user_id", "session_id", "tenant")
-_TOP_KEYS = ("context_keys", "prices", "budgets")
+_TOP_KEYS = ("context_keys", "prices", "budgets", "max_groups", "max_budget_keys")
 _BUDGET_KEYS = ("limit_usd", "scope", "key", "window", "action")
 
 
@@ -42,6 +42,10 @@ class CostConfig:
     context_keys: tuple[str, ...] = DEFAULT_CONTEXT_KEYS
     prices: dict[str, Price] = field(default_factory=dict)
     budgets: tuple[BudgetSpec, ...] = ()
+    #: values kept per roll-up of totals() (by_model, by_module, by_workload, each by_context tag)
+    max_groups: int = 10_000
+    #: budget accounts kept (one per budget and key value); least recently used evicted beyond it
+    max_budget_keys: int = 100_000
 
 
 def _budget(name: str, table: Any) -> BudgetSpec:
@@ -90,6 +94,12 @@ def parse_config(table: dict[str, Any]) -> CostConfig:
                 not all(isinstance(k, str) and k for k in keys):
             raise ValueError(f"context_keys must be a list of tag names, got {keys!r}")
         cfg.context_keys = tuple(dict.fromkeys(keys))
+    for key in ("max_groups", "max_budget_keys"):
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+            setattr(cfg, key, value)
     prices = table.get("prices", {})
     if not isinstance(prices, dict):
         raise ValueError(f"prices must be a table of model tables, got {type(prices).__name__}")  # noqa: TRY004 - config errors are ValueErrors by contract

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from ._config import BudgetSpec
@@ -47,37 +48,69 @@ class Stat:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
-class Totals:
-    """Process-wide roll-ups: overall, by model, by module path, by context tag, by workload."""
+class _Groups(OrderedDict):
+    """Stats per group value, least recently used first; at most ``cap`` of them (evictions counted)."""
 
-    def __init__(self, context_keys: tuple[str, ...] = ()):
+    __slots__ = ("cap", "evicted")
+
+    def __init__(self, cap: int):
+        super().__init__()
+        self.cap = cap
+        self.evicted = 0
+
+    def stat(self, value: str) -> Stat:
+        s = self.get(value)
+        if s is not None:
+            self.move_to_end(value)
+            return s
+        s = self[value] = Stat()
+        if len(self) > self.cap:
+            self.popitem(last=False)
+            self.evicted += 1
+        return s
+
+
+class Totals:
+    """Process-wide roll-ups: overall, by model, by module path, by context tag, by workload.
+
+    Each roll-up keeps at most ``max_groups`` values (a long-running service sees a new ``session_id``
+    per session): the least recently used one is evicted and counted in :meth:`evictions`; its figures
+    stay in ``overall`` and in the traces already stored.
+    """
+
+    def __init__(self, context_keys: tuple[str, ...] = (), max_groups: int = 10_000):
         self.lock = threading.Lock()
         self.context_keys = context_keys
+        self.max_groups = max_groups
         self.overall = Stat()
-        self.by_model: dict[str, Stat] = {}
-        self.by_module: dict[str, Stat] = {}
-        self.by_context: dict[str, dict[str, Stat]] = {k: {} for k in context_keys}
-        self.by_workload: dict[str, Stat] = {}
+        self.by_model = _Groups(max_groups)
+        self.by_module = _Groups(max_groups)
+        self.by_context: dict[str, _Groups] = {k: _Groups(max_groups) for k in context_keys}
+        self.by_workload = _Groups(max_groups)
 
     def record(self, model: str, module: str, tags: dict[str, str], workload: str, cost: float,
                saved: float, unknown: bool, hit: bool, inp: int, out: int) -> None:
         """Add one LM call everywhere it belongs (thread-safe)."""
         stats = [self.overall]
         with self.lock:
-            s = self.by_model.get(model) or self.by_model.setdefault(model, Stat())
-            stats.append(s)
-            s = self.by_module.get(module) or self.by_module.setdefault(module, Stat())
-            stats.append(s)
-            s = self.by_workload.get(workload) or self.by_workload.setdefault(workload, Stat())
-            stats.append(s)
+            stats.append(self.by_model.stat(model))
+            stats.append(self.by_module.stat(module))
+            stats.append(self.by_workload.stat(workload))
             if tags:
                 for key in self.context_keys:
                     value = tags.get(key)
                     if value is not None:
-                        groups = self.by_context[key]
-                        stats.append(groups.get(value) or groups.setdefault(value, Stat()))
+                        stats.append(self.by_context[key].stat(value))
             for s in stats:
                 s.add(cost, saved, unknown, hit, inp, out)
+
+    def evictions(self) -> dict[str, int]:
+        """Groups evicted per roll-up (``by_model``, ``by_context.<tag>``, ...) since ``enable()``."""
+        with self.lock:
+            out = {name: g.evicted for name, g in (("by_model", self.by_model), ("by_module", self.by_module),
+                                                   ("by_workload", self.by_workload))}
+            out.update({f"by_context.{k}": g.evicted for k, g in self.by_context.items()})
+            return out
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -113,15 +146,20 @@ class Reservation:
 class BudgetLedger:
     """Spend per (budget, key, window); admission and settlement are atomic under one lock."""
 
-    def __init__(self, specs: tuple[BudgetSpec, ...], clock=time.time):
+    def __init__(self, specs: tuple[BudgetSpec, ...], clock=time.time, max_keys: int = 100_000):
         self.specs = specs
         self.lock = threading.Lock()
         self.clock = clock
-        self._accounts: dict[tuple[str, Any], _Account] = {}
+        #: least recently used first; at most ``max_keys`` (a ``context`` budget has one per user, session …)
+        self._accounts: OrderedDict[tuple[str, Any], _Account] = OrderedDict()
+        self.max_keys = max_keys
         #: (budget, key) → the window last warned about: once per key and window, bounded memory
         self._warned: dict[tuple[str, Any], int] = {}
         self.refusals = 0
         self.warnings = 0
+        #: accounts dropped for the cap: of an ended window (harmless) / of a live one (its spend restarts)
+        self.evicted_expired = 0
+        self.evicted_live = 0
 
     def keys_for(self, tags: dict[str, str], trace_key: Any, workload: str) -> list[tuple[BudgetSpec, Any]]:
         """The budgets that apply to a call, with the key each one counts it under."""
@@ -142,11 +180,25 @@ class BudgetLedger:
 
     def _account(self, spec: BudgetSpec, key: Any, now: float) -> tuple[_Account, int]:
         bucket = int(now // spec.window_seconds) if spec.window_seconds else 0
-        acct = self._accounts.get((spec.name, key))
+        ident = (spec.name, key)
+        acct = self._accounts.get(ident)
         if acct is None or acct.bucket != bucket:
             # a new window starts empty; calls still in flight from the old one settle into nothing
-            acct = self._accounts[(spec.name, key)] = _Account(bucket)
+            acct = self._accounts[ident] = _Account(bucket)
+            if len(self._accounts) > self.max_keys:
+                self._evict_oldest(now)
+        self._accounts.move_to_end(ident)
         return acct, bucket
+
+    def _evict_oldest(self, now: float) -> None:
+        ident, acct = self._accounts.popitem(last=False)
+        self._warned.pop(ident, None)
+        spec = next((s for s in self.specs if s.name == ident[0]), None)
+        live = spec is not None and (not spec.window_seconds or acct.bucket == int(now // spec.window_seconds))
+        if live:
+            self.evicted_live += 1
+        else:
+            self.evicted_expired += 1
 
     def admit(self, applicable: list[tuple[BudgetSpec, Any]], estimate: float
               ) -> tuple[Reservation | None, tuple[BudgetSpec, Any, float] | None, list[tuple[BudgetSpec, Any, float]]]:

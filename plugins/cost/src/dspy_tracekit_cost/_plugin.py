@@ -18,6 +18,7 @@ logger = logging.getLogger("dspy_tracekit.cost")
 LM = "lm"
 _ZERO = {"input_cost": 0.0, "output_cost": 0.0, "total_cost": 0.0}
 TRACE_TOTAL_TAG = "tracekit.cost.total_usd"
+_MAX_WARNED_MODELS = 1_000  # one warning per unknown model; beyond this many names, no more warnings
 
 
 def usd(x: float) -> str:
@@ -63,8 +64,8 @@ class CostState:
         self.config = config
         self.table = table if table is not None else PriceTable.bundled(config.prices)
         self.version = self.table.version
-        self.totals = Totals(config.context_keys)
-        self.ledger = BudgetLedger(config.budgets) if config.budgets else None
+        self.totals = Totals(config.context_keys, config.max_groups)
+        self.ledger = BudgetLedger(config.budgets, max_keys=config.max_budget_keys) if config.budgets else None
         self._trace_budgets = any(b.scope in ("trace", "compile") for b in config.budgets)
         # a tokenizer only when budgets need estimates (loading one takes ~0.3 s)
         self.counter = PromptCounter(load_local_encoding()) if config.budgets else PromptCounter(None)
@@ -175,7 +176,7 @@ class CostState:
     def _warn_unknown(self, model: str | None, no_price: bool) -> None:
         name = model or "<no model>"
         with self.lock:
-            if name in self._unknown_models:
+            if name in self._unknown_models or len(self._unknown_models) >= _MAX_WARNED_MODELS:
                 return
             self._unknown_models.add(name)
         if no_price:
@@ -216,7 +217,12 @@ class CostState:
         }
         for model, s in snap["by_model"].items():
             out[f"by_model.{model}.usd"] = s["cost_usd"]
+        for rollup, n in self.totals.evictions().items():
+            out[f"evicted.{rollup}"] = n
         if self.ledger is not None:
             out["budget_refusals"] = self.ledger.refusals
             out["budget_warnings"] = self.ledger.warnings
+            out["budget_accounts"] = len(self.ledger._accounts)
+            out["evicted.budget_accounts"] = self.ledger.evicted_expired + self.ledger.evicted_live
+            out["evicted.budget_accounts_live"] = self.ledger.evicted_live
         return out
