@@ -241,13 +241,18 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
                                else S.TraceState.OK.value)
                 break
         usage_nodes, cost_nodes = [], []
+        # MLflow's aggregation finds nothing when no span carries the attribute: skip building its nodes
+        any_usage = any(chat_usage in v.span_dict.get("attributes", ()) for v in trace_spans)
+        any_cost = any(llm_cost in v.span_dict.get("attributes", ()) for v in trace_spans)
         session_id = user_id = root_dict = None
         trace_tags: dict[str, str] = {}
         for view in trace_spans:
             span_dict = view.span_dict
             attrs = span_dict.get("attributes", {})
-            usage_nodes.append(S._span_aggregation_node(view.span_id, view.parent_id, attrs, chat_usage))
-            cost_nodes.append(S._span_aggregation_node(view.span_id, view.parent_id, attrs, llm_cost))
+            if any_usage:
+                usage_nodes.append(S._span_aggregation_node(view.span_id, view.parent_id, attrs, chat_usage))
+            if any_cost:
+                cost_nodes.append(S._span_aggregation_node(view.span_id, view.parent_id, attrs, llm_cost))
             span_cost = None
             if attrs:
                 if session_id is None and (sid := (attrs.get(S.SpanAttributeKey.SESSION_ID)
@@ -304,10 +309,10 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
                 row[column.key] = value
         if S.TraceTagKey.TRACE_NAME in trace_tags:
             row["trace_name"] = trace_tags[S.TraceTagKey.TRACE_NAME]
-        usage = S.aggregate_usage_from_span_nodes(usage_nodes) or {}
+        usage = (S.aggregate_usage_from_span_nodes(usage_nodes) or {}) if any_usage else {}
         for key, column in S.TOKEN_COLUMN_BY_KEY.items():
             row[column] = S.token_count_or_none(usage.get(key))
-        cost = S.aggregate_cost_from_span_nodes(cost_nodes) or {}
+        cost = (S.aggregate_cost_from_span_nodes(cost_nodes) or {}) if any_cost else {}
         for key, column in S.COST_COLUMN_BY_KEY.items():
             row[column] = S.finite_float_or_none(cost.get(key))
         info_rows.append(row)

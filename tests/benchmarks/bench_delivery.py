@@ -95,6 +95,10 @@ def main(mode: str, n: int, store_dir: str) -> None:
 
     if mode == "burst":
         tk.enable(plugins=PLUGINS, tracking_uri=uri, experiment="bench", config=_config(store_dir))
+        if os.environ.get("TK_BENCH_GC_FREEZE"):  # what the cyclic GC's full collections cost (#12)
+            import gc
+
+            gc.freeze()
         _burst(program, 20, "warm")
         assert tk.flush(120)
         before = _stored(uri)
