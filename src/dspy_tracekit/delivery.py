@@ -63,7 +63,7 @@ _TRANSIENT_TEXT = ("database is locked", "connection refused", "connection reset
                    "remote end closed", "too many requests", "service unavailable", "bad gateway",
                    "gateway timeout", "connectionerror", "could not connect to server",
                    "server closed the connection", "deadlock",
-                   # a full disk under the store (SQLite's SQLITE_FULL, ENOSPC): spooled, replayed once space is back
+                   # a full disk under the store (SQLITE_FULL, ENOSPC): spooled, replayed when space is back
                    "database or disk is full", "no space left on device")
 # an HTTP status named as such ("error code 503", "status: 429"), not any digits in a message:
 # trace ids and other text in error messages contain "503" or "429" by chance

@@ -86,7 +86,8 @@ class MlflowCorePlugin:
                          create_sqlite_store(self.tracking_uri))
             problem = store_problem(self.tracking_uri)
             if problem:
-                logger.warning("dspy-tracekit: tracking store %s not usable yet: %s", self.tracking_uri, problem)
+                logger.warning("dspy-tracekit: tracking store %s not usable yet: %s", self.tracking_uri,
+                               problem)
         elif self.tracking_uri.startswith(("postgresql", "mysql", "mssql")):
             try:
                 self.experiment_id()

@@ -54,12 +54,13 @@ def c_encoder(encoder: json.JSONEncoder):
     C function ``JSONEncoder.iterencode`` makes, made once, so the text is the same. Values here come
     from materialized traces (no cycles). None when that shortcut would not be ``encoder.encode``."""
     cls = type(encoder)
+    base = json.JSONEncoder
     if (_c_make_encoder is None or encoder.indent is not None or encoder.sort_keys
-            or cls.encode is not json.JSONEncoder.encode or cls.iterencode is not json.JSONEncoder.iterencode):
+            or cls.encode is not base.encode or cls.iterencode is not base.iterencode):
         return None
     strings = json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring
-    make = _c_make_encoder(None, encoder.default, strings, None, encoder.key_separator, encoder.item_separator,
-                           False, encoder.skipkeys, encoder.allow_nan)
+    make = _c_make_encoder(None, encoder.default, strings, None, encoder.key_separator,
+                           encoder.item_separator, False, encoder.skipkeys, encoder.allow_nan)
     join = "".join
 
     def encode(value) -> str:

@@ -375,8 +375,8 @@ def _executemany(session, table, rows: list[dict]) -> None:
         plan = _driver_inserts[(dialect.name, table.name)] = (compiled.string, keys, order, processors)
     sql, _, order, processors = plan
     if any(processors):
-        params = [tuple(v if p is None or v is None else p(v) for p, v in zip(processors, map(row.__getitem__, order)))
-                  for row in rows]
+        params = [tuple(v if p is None or v is None else p(v)
+                        for p, v in zip(processors, map(row.__getitem__, order))) for row in rows]
     else:
         params = [tuple(map(row.__getitem__, order)) for row in rows]
     connection.exec_driver_sql(sql, params)
