@@ -7,7 +7,8 @@ Modes (the 6-span intent program on DummyLM, all four plugins: redact, sample ra
 * ``untraced``: wall time of an N-request burst, no tracing.
 * ``burst``: wall time of the same burst traced, until every trace is stored (``tk.flush``); traces stored.
 * ``stages``: N traces captured on the request path, then each delivery stage run on all of them in
-  turn (keep, materialize, redact, translate, write), µs per trace and per span.
+  turn (keep, materialize, redact, translate, write), µs per trace and per span (``TK_BENCH_NO_GC=1``:
+  with the cyclic GC off, so that its collections do not land on whichever stage allocates).
 * ``drain``: N traces captured, put in the buffer's queue before its worker starts; time to drain.
 * ``enable``: seconds of the first ``enable()`` on a new SQLite store (imports included), then of the first
   request until its trace is stored; ``enable_imported``: the same after ``import dspy, mlflow``.
@@ -181,6 +182,11 @@ def main(mode: str, n: int, store_dir: str) -> None:
             impl.function(t)
     core.tracekit_export_traces(warm)
     stage: dict[str, float] = {}
+    if os.environ.get("TK_BENCH_NO_GC"):  # each stage's own cost, without the cyclic GC landing on it
+        import gc
+
+        gc.disable()
+        out["gc"] = "disabled"
 
     def timed(name, fn):
         t0 = time.thread_time()
