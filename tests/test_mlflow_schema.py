@@ -87,3 +87,72 @@ def test_enable_on_a_new_store_writes_traces_mlflow_reads(tmp_path, caplog):
     traces = client.search_traces(locations=[exp.experiment_id])
     assert len(traces) == 1
     assert client.get_experiment_by_name("Default") is not None  # MLflow's own start-up still ran
+
+
+def test_head_revision_read_from_the_migration_files_is_alembics():
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    assert mlflow_schema._head_from_files() == _get_latest_schema_revision()
+
+
+_FIRST_ENABLE = r"""
+import json, sys
+import dspy
+import dspy_tracekit as tk
+
+uri, spool = sys.argv[1], sys.argv[2]
+tk.enable(plugins=["redact", "sample", "cost", "buffer"], tracking_uri=uri, experiment="first",
+          config={"buffer": {"spool_dir": spool}, "sample": {"ratio": 1.0}})
+at_enable = {m: m in sys.modules for m in ("litellm", "mlflow.store.tracking.sqlalchemy_store", "alembic")}
+dspy.Predict("question -> answer")(question="2+2?", lm=dspy.utils.DummyLM([{"answer": "4"}]))
+flushed = tk.flush(120)
+tk.disable()
+print(json.dumps({"at_enable": at_enable, "flushed": flushed}))
+"""
+
+
+def test_first_enable_on_a_new_sqlite_store_leaves_mlflows_sql_store_and_litellm_to_delivery(tmp_path):
+    """enable() on a new SQLite store imports neither LiteLLM nor MLflow's SQL store (seconds); the
+    buffer's worker opens the store on the first export and the trace is stored."""
+    import json
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'new.db'}"
+    out = subprocess.run([sys.executable, "-c", _FIRST_ENABLE, uri, str(tmp_path / "spool")],
+                         capture_output=True, text=True, timeout=600, check=False)
+    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
+    assert lines, out.stderr[-3000:]
+    result = json.loads(lines[-1])
+    assert result["at_enable"] == {"litellm": False, "mlflow.store.tracking.sqlalchemy_store": False,
+                                   "alembic": False}
+    assert result["flushed"] is True
+    client = MlflowClient(uri)
+    assert len(client.search_traces(locations=[client.get_experiment_by_name("first").experiment_id])) == 1
+
+
+def test_enable_reports_a_sqlite_store_that_is_not_a_database(tmp_path, caplog):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 200)
+    uri = f"sqlite:///{path}"
+    with caplog.at_level("WARNING", logger="dspy_tracekit"):
+        tk.enable(plugins=[], tracking_uri=uri, experiment="x")
+        tk.disable()
+    warned = [r.getMessage() for r in caplog.records if "not usable yet" in r.getMessage()]
+    assert len(warned) == 1 and str(path) in warned[0] and "not a database" in warned[0]
+
+
+def test_enable_reports_a_sqlite_store_of_an_older_schema(tmp_path, caplog):
+    path = tmp_path / "old.db"
+    assert mlflow_schema.create_sqlite_store(f"sqlite:///{path}") == "created"
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = 'abc123older'")
+    con.commit()
+    con.close()
+    with caplog.at_level("WARNING", logger="dspy_tracekit"):
+        tk.enable(plugins=[], tracking_uri=f"sqlite:///{path}", experiment="x")
+        tk.disable()
+    warned = [r.getMessage() for r in caplog.records if "not usable yet" in r.getMessage()]
+    assert len(warned) == 1 and "abc123older" in warned[0] and "mlflow db upgrade" in warned[0]

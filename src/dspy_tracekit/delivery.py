@@ -67,7 +67,9 @@ _TRANSIENT_TEXT = ("database is locked", "connection refused", "connection reset
                    "temporarily unavailable", "max retries exceeded", "failed to establish",
                    "remote end closed", "too many requests", "service unavailable", "bad gateway",
                    "gateway timeout", "connectionerror", "could not connect to server",
-                   "server closed the connection", "deadlock")
+                   "server closed the connection", "deadlock",
+                   # a full disk under the store (SQLITE_FULL, ENOSPC): spooled, replayed when space is back
+                   "database or disk is full", "no space left on device")
 # an HTTP status named as such ("error code 503", "status: 429"), not any digits in a message:
 # trace ids and other text in error messages contain "503" or "429" by chance
 _TRANSIENT_STATUS = re.compile(r"(?:error code|status(?: code)?|http(?: error)?)\s*:?\s*(5\d\d|429)\b", re.I)

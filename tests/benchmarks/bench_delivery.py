@@ -7,9 +7,11 @@ Modes (the 6-span intent program on DummyLM, all four plugins: redact, sample ra
 * ``untraced``: wall time of an N-request burst, no tracing.
 * ``burst``: wall time of the same burst traced, until every trace is stored (``tk.flush``); traces stored.
 * ``stages``: N traces captured on the request path, then each delivery stage run on all of them in
-  turn (keep, materialize, redact, translate, write), µs per trace and per span.
+  turn (keep, materialize, redact, translate, write), µs per trace and per span (``TK_BENCH_NO_GC=1``:
+  with the cyclic GC off, so that its collections do not land on whichever stage allocates).
 * ``drain``: N traces captured, put in the buffer's queue before its worker starts; time to drain.
-* ``enable``: seconds of the first ``enable()`` on a new SQLite store (imports included).
+* ``enable``: seconds of the first ``enable()`` on a new SQLite store (imports included), then of the first
+  request until its trace is stored; ``enable_imported``: the same after ``import dspy, mlflow``.
 
 Run with ``PYTHONPATH`` pointing at another checkout's ``src`` folders to measure that code instead.
 """
@@ -67,14 +69,26 @@ def _stored(uri: str) -> int:
 def main(mode: str, n: int, store_dir: str) -> None:
     os.makedirs(store_dir, exist_ok=True)
     uri = f"sqlite:///{store_dir}/{mode}-{os.getpid()}.db"
-    if mode == "enable":
+    if mode in ("enable", "enable_imported"):
+        if mode == "enable_imported":
+            import dspy  # noqa: F401 - what a DSPy program that uses MLflow has imported before enable()
+            import mlflow  # noqa: F401
         t0 = time.perf_counter()
         import dspy_tracekit as tk
 
         tk.enable(plugins=PLUGINS, tracking_uri=uri, experiment="bench", config=_config(store_dir))
         elapsed = time.perf_counter() - t0
+        import dspy
+
+        dspy.configure(lm=dspy.utils.DummyLM([{"reasoning": "r", "intent": "create_workflow"}] * 10))
+        program = _program()
+        t1 = time.perf_counter()
+        program(message="the first request")  # what enable() left for later is paid by the first export
+        flushed = tk.flush(600)
+        first = time.perf_counter() - t1
         tk.disable()
-        print(json.dumps({"mode": mode, "enable_s": elapsed}))
+        print(json.dumps({"mode": mode, "enable_s": elapsed, "first_trace_stored_s": first, "flushed": flushed,
+                          "stored": _stored(uri)}))
         return
 
     import dspy
@@ -95,6 +109,10 @@ def main(mode: str, n: int, store_dir: str) -> None:
 
     if mode == "burst":
         tk.enable(plugins=PLUGINS, tracking_uri=uri, experiment="bench", config=_config(store_dir))
+        if os.environ.get("TK_BENCH_GC_FREEZE"):  # what the cyclic GC's full collections cost (#12)
+            import gc
+
+            gc.freeze()
         _burst(program, 20, "warm")
         assert tk.flush(120)
         before = _stored(uri)
@@ -164,6 +182,11 @@ def main(mode: str, n: int, store_dir: str) -> None:
             impl.function(t)
     core.tracekit_export_traces(warm)
     stage: dict[str, float] = {}
+    if os.environ.get("TK_BENCH_NO_GC"):  # each stage's own cost, without the cyclic GC landing on it
+        import gc
+
+        gc.disable()
+        out["gc"] = "disabled"
 
     def timed(name, fn):
         t0 = time.thread_time()

@@ -1,6 +1,6 @@
 """Delivery path, side by side in one run: a baseline checkout and this one (issue #12).
 
-    TK_BASELINE_REF=96042eb uv run pytest -m benchmark tests/benchmarks/test_bench_delivery.py -s
+    TK_BASELINE_REF=main uv run pytest -m benchmark tests/benchmarks/test_bench_delivery.py -s
 
 The baseline is ``git archive $TK_BASELINE_REF`` of src/ and plugins/, run by the same interpreter with
 PYTHONPATH pointing at it; each mode of bench_delivery.py runs in its own process, baseline and
@@ -51,7 +51,7 @@ def test_delivery_path_before_and_after(tmp_path):
     n = int(os.environ.get("BENCH_N", "3000"))
     base_pp = _baseline(tmp_path)
     who = {"before": base_pp, "after": ""}
-    modes = ("untraced", "burst", "drain", "stages", "enable")
+    modes = ("untraced", "burst", "drain", "stages", "enable", "enable_imported")
     res = {(w, m): [] for w in who for m in modes}
     for r in range(rounds):
         for m in modes:
@@ -65,11 +65,19 @@ def test_delivery_path_before_and_after(tmp_path):
     print(f"untraced burst of {n}: {untraced:.2f} s")
     print(f"{'':28}{'before':>12}{'after':>12}{'after/before':>14}")
     for label, m, k in (("burst wall s (until stored)", "burst", "wall_s"), ("worker drain s", "drain", "drain_s"),
-                        ("worker traces/s", "drain", "traces_per_s"), ("first enable() s", "enable", "enable_s")):
+                        ("worker traces/s", "drain", "traces_per_s"), ("first enable() s", "enable", "enable_s"),
+                        ("  then 1st trace stored s", "enable", "first_trace_stored_s"),
+                        ("enable() s, dspy+mlflow in", "enable_imported", "enable_s"),
+                        ("  then 1st trace stored s", "enable_imported", "first_trace_stored_s")):
         b, a = med("before", m, k), med("after", m, k)
         print(f"{label:28}{b:>12.2f}{a:>12.2f}{a / b:>14.2f}")
     print(f"{'total cost vs untraced':28}{med('before', 'burst', 'wall_s') / untraced:>12.2f}"
           f"{med('after', 'burst', 'wall_s') / untraced:>12.2f}")
+    cpu_untraced = med("after", "untraced", "cpu_s")
+    print(f"{'burst CPU s (process)':28}{med('before', 'burst', 'cpu_s'):>12.2f}{med('after', 'burst', 'cpu_s'):>12.2f}"
+          f"{med('after', 'burst', 'cpu_s') / med('before', 'burst', 'cpu_s'):>14.2f}")
+    print(f"{'CPU vs untraced CPU':28}{med('before', 'burst', 'cpu_s') / cpu_untraced:>12.2f}"
+          f"{med('after', 'burst', 'cpu_s') / cpu_untraced:>12.2f}   (untraced CPU {cpu_untraced:.2f} s)")
     stored = [x["stored"] for w in who for x in res[(w, "burst")]]
     print(f"stored per burst: {stored}")
     print(f"{'stage (µs per trace / span)':28}{'before':>18}{'after':>18}")

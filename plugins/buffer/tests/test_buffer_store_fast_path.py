@@ -1,6 +1,7 @@
 """The store fast path (``dspy_tracekit.mlflow.store``) writes exactly the rows MLflow's log_spans writes.
 
-Same traces, three copies of one migrated SQLite store: one written by ``TracingClient.log_spans``, one
+Same traces, three copies of one migrated store (SQLite, and PostgreSQL when ``TRACEKIT_TEST_POSTGRES`` names
+a server): one written by ``TracingClient.log_spans``, one
 by the fast path from MLflow ``Span`` entities, one by the fast path straight from tracekit's records
 (``mlflow_rows.trace_views``); every table is compared row by row, and MLflow's readers are checked.
 The traces hold the values that MLflow's translation treats specially: strings that are themselves
@@ -9,8 +10,11 @@ JSON, non-ASCII text, an error, a plugin attribute, a "model" key in inputs.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+
+import pytest
 
 import dspy
 from buffer_testkit import make_program
@@ -113,7 +117,105 @@ def _dump(path) -> dict[str, list]:
     return out
 
 
-def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _template_db):
+POSTGRES = os.environ.get("TRACEKIT_TEST_POSTGRES")
+
+
+class SqliteCopies:
+    """Fresh copies of the migrated SQLite template."""
+
+    def __init__(self, tmp_path, template):
+        self.tmp_path, self.template = tmp_path, template
+
+    def new(self, name: str) -> str:
+        path = self.tmp_path / f"{name}.db"
+        shutil.copy(self.template, path)
+        return f"sqlite:///{path}"
+
+    def dump(self, uri: str) -> dict[str, list]:
+        return _dump(uri[len("sqlite:///"):])
+
+
+class PostgresCopies:
+    """Databases on a real PostgreSQL server, each a copy (CREATE DATABASE ... TEMPLATE) of one that
+    MLflow migrated."""
+
+    def __init__(self, superuser_uri: str, template: str):
+        self.superuser_uri, self.template = superuser_uri, template
+        self.made: list[str] = []
+
+    def new(self, name: str) -> str:
+        import psycopg
+
+        db = f"tk_{name}_{os.getpid()}"
+        with psycopg.connect(self.superuser_uri, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{db}"')
+            con.execute(f'CREATE DATABASE "{db}" TEMPLATE "{self.template}"')
+        self.made.append(db)
+        return _database_uri(self.superuser_uri, db)
+
+    def dump(self, uri: str) -> dict[str, list]:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(uri)
+        try:
+            with engine.connect() as con:
+                tables = sqlalchemy.inspect(con).get_table_names()
+                out = {}
+                for table in tables:
+                    if table == "alembic_version":
+                        continue
+                    result = con.execute(sqlalchemy.text(f'SELECT * FROM "{table}"'))
+                    cols = list(result.keys())
+                    out[table] = sorted((tuple((c, v) for c, v in zip(cols, r) if c not in WRITE_TIME)
+                                         for r in result), key=repr)
+                return out
+        finally:
+            engine.dispose()
+
+
+def _database_uri(superuser_uri: str, database: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(superuser_uri).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def _postgres_template():
+    """A database on the PostgreSQL server that MLflow migrated once (migrations take seconds)."""
+    import psycopg
+    from mlflow.tracking import MlflowClient
+
+    template = f"tk_template_{os.getpid()}"
+    with psycopg.connect(POSTGRES, autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{template}"')
+        con.execute(f'CREATE DATABASE "{template}"')
+    uri = _database_uri(POSTGRES, template)
+    MlflowClient(uri).search_experiments()
+    import sqlalchemy
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for engine in list(getattr(SqlAlchemyStore, "_engine_map", {}).values()):
+        engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template without connections
+    sqlalchemy.create_engine(uri).dispose()
+    yield template
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not POSTGRES, reason="no PostgreSQL: set TRACEKIT_TEST_POSTGRES (.ci/postgres-start starts one)"))])
+def databases(request, tmp_path, _template_db):
+    if request.param == "sqlite":
+        yield SqliteCopies(tmp_path, _template_db)
+        return
+    copies = PostgresCopies(POSTGRES, request.getfixturevalue("_postgres_template"))
+    yield copies
+    mlflow_store.reset()
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for engine in list(getattr(SqlAlchemyStore, "_engine_map", {}).values()):
+        engine.dispose()
+
+
+def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, databases):
     from mlflow.tracking import MlflowClient
 
     traces = _traces(tmp_path, store)
@@ -126,12 +228,10 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _te
         trace.materialize()
     spans = [s for t in traces for s in mlflow_core.to_mlflow_spans(t)]
     n_spans = sum(len(t.spans) for t in traces)
-    paths = []
+    uris = []
     for name in ("reference", "fast_spans", "fast_records"):
-        path = tmp_path / f"{name}.db"
-        shutil.copy(_template_db, path)
-        paths.append(path)
-        uri = f"sqlite:///{path}"
+        uri = databases.new(name)
+        uris.append(uri)
         exp = MlflowClient(uri).create_experiment("same", artifact_location="/tmp/same-artifacts")
         client = mlflow_store.tracing_client(uri)
         if name == "reference":
@@ -151,14 +251,14 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, _te
             assert plain >= n_spans - 5  # all but the error, the event, the GenAI key (and "model" input)
         assert mlflow_store.insert_views(uri, exp, views) is True
         assert mlflow_store.insert_views(uri, exp, views) is False  # exists: log_spans' job
-    reference, *fast_ones = (_dump(p) for p in paths)
+    reference, *fast_ones = (databases.dump(u) for u in uris)
     for fast in fast_ones:
         assert reference.keys() == fast.keys()
         for table in reference:
             assert fast[table] == reference[table], (table, [sorted(set(a) ^ set(b)) for a, b in zip(fast[table], reference[table]) if a != b][:2])
     assert len(fast["spans"]) == n_spans and len(fast["trace_info"]) == 3
 
-    client = MlflowClient(f"sqlite:///{paths[2]}")
+    client = MlflowClient(uris[2])
     got = client.get_trace(traces[0].mlflow_trace_id)
     assert len(got.data.spans) == 6
     assert got.info.token_usage["total_tokens"] == 30
@@ -193,14 +293,12 @@ def test_store_of_an_unknown_schema_falls_back_to_log_spans_with_one_warning(tmp
     assert len(MlflowClient(uri).search_traces(locations=[exp])) == 3
 
 
-def test_a_trace_another_writer_created_meanwhile_goes_to_log_spans(tmp_path, store, _template_db, monkeypatch):
+def test_a_trace_another_writer_created_meanwhile_goes_to_log_spans(tmp_path, store, databases, monkeypatch):
     """The fast path's existence check passes, then the insert collides: not an error, log_spans' job."""
     from mlflow.tracking import MlflowClient
 
     traces = _traces(tmp_path, store)[:1]
-    path = tmp_path / "race.db"
-    shutil.copy(_template_db, path)
-    uri = f"sqlite:///{path}"
+    uri = databases.new("race")
     exp = MlflowClient(uri).create_experiment("race")
     views = [mlflow_rows.trace_views(t) for t in traces]
     assert mlflow_store.insert_views(uri, exp, views) is True

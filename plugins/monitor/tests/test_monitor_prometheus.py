@@ -203,7 +203,9 @@ def test_multiprocess_mode_one_endpoint_sums_every_worker(tmp_path):
         second, ready_b, _ = start_worker(tmp_path, "b", 5, 1, {"port": port}, env)
         procs.append(second)
         info_b = wait_ready(second, ready_b)
-        assert info_b["url"] is None and info_b["counters"]["monitor.server_errors"] == 1
+        # counted, not raised; >= 1: its bind is retried every 10 s, and on a busy machine the worker's first
+        # export (which opens MLflow's store since #12) can take longer than that before it reports ready
+        assert info_b["url"] is None and info_b["counters"]["monitor.server_errors"] >= 1
         from test_monitor_metrics import scrape, total
 
         m = scrape(info_a["url"])

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 from dspy_tracekit._delivery.secrets import strip_url_credentials
@@ -89,25 +90,31 @@ class MlflowCorePlugin:
         self._follow_uri = not pinned(settings.sources, "tracking_uri")
         self._follow_experiment = not pinned(settings.sources, "experiment")
         self._mlflow_seen = _mlflow_destination() if (self._follow_uri or self._follow_experiment) else None
-        # Opening a new store runs MLflow's migrations, and MLflow's SQL store prices LM spans with
-        # LiteLLM (imported on first use): seconds of one-time work that would otherwise land on the
-        # first traced request. Done here, in enable(), on purpose — not in a thread: concurrent
-        # first imports of mlflow/litellm modules can fail with partially initialized modules.
-        # Only for database stores: a tracking server that is down would make enable() wait out
-        # MLflow's HTTP retries; its first export (retried by the buffer plugin) finds out instead.
+        # enable() stays fast (issue #12): MLflow's SQL store (seconds of imports: SQLAlchemy, alembic,
+        # MLflow's store modules) is opened by the first export — on the buffer's worker when buffered,
+        # as MLflow's own async exporter does — and LiteLLM only when MLflow prices an LM span. A new
+        # SQLite store is created here from the shipped schema and looked at with sqlite3, so an unusable
+        # file is still reported by enable(). Other databases are opened here as before (no cheap look);
+        # a tracking server is left to the first export (MLflow's HTTP retries would stall enable()).
         if getattr(settings, "dry_run", False):
             return  # doctor checks the config: opening a store would create it
-        if self.tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
-            if "litellm" not in sys.modules:
-                # LiteLLM downloads its price map when imported unless told not to: the copy in its
-                # wheel instead. Only when the user did not set it, and only here, where it is imported.
-                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            if self.tracking_uri.startswith("sqlite:"):
-                from dspy_tracekit.mlflow.schema import create_sqlite_store
+        database = self.tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "mssql"))
+        if database and "litellm" not in sys.modules:
+            # LiteLLM (imported when MLflow's SQL store first prices an LM span) downloads its price map
+            # when imported unless told not to: the copy in its wheel instead. Only when the user did not
+            # set it, and only for the stores that import it.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        if self.tracking_uri.startswith("sqlite:"):
+            from dspy_tracekit.mlflow.schema import create_sqlite_store, store_problem
 
-                # a new SQLite store in one step instead of MLflow's migrations (seconds)
-                logger.debug("dspy-tracekit: new SQLite store %s: %s", self.tracking_uri,
-                             create_sqlite_store(self.tracking_uri))
+            # a new SQLite store in one step instead of MLflow's migrations (seconds)
+            logger.debug("dspy-tracekit: new SQLite store %s: %s", strip_url_credentials(self.tracking_uri),
+                         create_sqlite_store(self.tracking_uri))
+            problem = store_problem(self.tracking_uri)
+            if problem:
+                logger.warning("dspy-tracekit: tracking store %s not usable yet: %s",
+                               strip_url_credentials(self.tracking_uri), problem)
+        elif self.tracking_uri.startswith(("postgresql", "mysql", "mssql")):
             try:
                 self.experiment_id()
                 mlflow_store.tracing_client(self.tracking_uri).store  # noqa: B018 - opens the store
@@ -115,10 +122,6 @@ class MlflowCorePlugin:
                 logger.warning("dspy-tracekit: tracking store %s not usable yet: %s: %s",
                                strip_url_credentials(self.tracking_uri), type(exc).__name__,
                                strip_url_credentials(_first_line(exc)))
-            try:
-                import litellm  # noqa: F401
-            except ImportError:
-                pass
 
     def experiment_id(self) -> str:
         with self._lock:
@@ -145,6 +148,24 @@ class MlflowCorePlugin:
                 logger.info("dspy-tracekit: traces now go to %s, experiment %r (MLflow's destination)",
                             strip_url_credentials(self.tracking_uri), self.experiment_name)
 
+    def _first_open(self) -> str:
+        """The experiment id, opening MLflow's store on first use (imports MLflow's SQL store: seconds).
+
+        On the buffer's worker this can meet the user's thread importing the same MLflow modules;
+        Python then hands one side a partially initialized module (ImportError) or a detected import
+        deadlock. Those are retried here instead of failing the batch.
+        """
+        for attempt in range(5):
+            try:
+                exp = self.experiment_id()
+                mlflow_store.tracing_client(self.tracking_uri).store  # noqa: B018 - opens the store
+                return exp
+            except Exception as exc:
+                if attempt == 4 or not (isinstance(exc, ImportError) or "deadlock detected" in str(exc)):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     @hookimpl
     def tracekit_counters(self):
         return dict(mlflow_store.store_error_counts)
@@ -154,7 +175,7 @@ class MlflowCorePlugin:
     def tracekit_export_traces(self, traces):
         if self._mlflow_seen is not None:
             self._follow_mlflow()
-        exp = self.experiment_id()
+        exp = self._experiment_id or self._first_open()
         stored = False
         if mlflow_store.fast_path_available(self.tracking_uri):
             # rows computed from our own records: no MLflow Span entities, no re-decoding our JSON

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import sys
 import tempfile
@@ -22,14 +23,87 @@ logger = logging.getLogger("dspy_tracekit")
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 
+_REVISION_LINE = re.compile(r"""^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$""", re.MULTILINE)
+_QUOTED = re.compile(r"""["']([0-9A-Za-z_]+)["']""")
+
+
 def head_revision() -> str | None:
-    """The alembic head revision of the installed MLflow's migrations."""
+    """The alembic head revision of the installed MLflow's migrations.
+
+    Read from the migration files' ``revision`` / ``down_revision`` lines: asking alembic means
+    importing MLflow's store and alembic (seconds in ``enable()``). Falls back to alembic when the
+    files do not name exactly one head.
+    """
+    head = _head_from_files()
+    if head is not None:
+        return head
     try:
         from mlflow.store.db.utils import _get_latest_schema_revision
 
         return _get_latest_schema_revision()
     except Exception:  # noqa: BLE001 - unknown: MLflow migrates as usual
         return None
+
+
+def _head_from_files() -> str | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mlflow")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        versions = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
+        revisions: set[str] = set()
+        parents: set[str] = set()
+        for path in versions.glob("*.py"):
+            found = dict.fromkeys(("revision", "down_revision"))
+            for name, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+                if found[name] is None:
+                    found[name] = value
+            if found["revision"] is None:
+                continue
+            ids = _QUOTED.findall(found["revision"])
+            if len(ids) != 1:
+                return None
+            revisions.add(ids[0])
+            parents.update(_QUOTED.findall(found["down_revision"] or ""))
+    except (OSError, ValueError, ImportError):
+        return None
+    heads = revisions - parents
+    return next(iter(heads)) if len(heads) == 1 else None
+
+
+def store_problem(tracking_uri: str) -> str:
+    """Why the SQLite store at ``tracking_uri`` cannot be written yet ("" when it looks usable).
+
+    A cheap look with ``sqlite3`` (no MLflow import), so that ``enable()`` still reports an unusable
+    store while opening it through MLflow waits for the first export.
+    """
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        return ""
+    if not os.path.exists(path):
+        return f"{path} does not exist and could not be created"
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=1.0)
+        try:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+        finally:
+            con.close()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return ""  # an empty database: MLflow creates its tables
+        if "locked" in str(exc):
+            return ""  # in use by another writer: fine
+        return f"{type(exc).__name__}: {exc}"
+    except sqlite3.Error as exc:
+        return f"{type(exc).__name__}: {exc}"
+    head = head_revision()
+    current = row[0] if row else None
+    if head is not None and current is not None and current != head:
+        return (f"its schema is at alembic revision {current}, the installed MLflow expects {head} "
+                f"(run 'mlflow db upgrade {tracking_uri}')")
+    return ""
 
 
 def script_for(revision: str | None) -> Path | None:

@@ -117,7 +117,7 @@ _HELPERS = ("SqlTraceInfo", "SqlTraceTag", "SqlTraceMetadata", "SqlSpan", "SpanA
             "aggregate_usage_from_span_nodes", "aggregate_cost_from_span_nodes", "TOKEN_COLUMN_BY_KEY",
             "COST_COLUMN_BY_KEY", "token_count_or_none", "enqueue_rollup_rebuild_partitions", "TraceJSONEncoder")
 #: database kinds the fast path writes to (see docs/deployment.md for PostgreSQL / MySQL)
-FAST_PATH_DB_TYPES = ("sqlite",)
+FAST_PATH_DB_TYPES = ("sqlite", "postgresql")
 _CHECK_FAILED = "schema check failed"
 _gate: dict[str, str] = {}  # tracking URI -> "" (fast path on) or the reason it is off
 _gate_lock = threading.Lock()
@@ -295,7 +295,10 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
     trace_ids = [views[0].trace_id for views in traces]
     exp_int = int(experiment_id)
     ensure_ascii = store.db_type == "mssql"
-    encoder = S.TraceJSONEncoder(ensure_ascii=ensure_ascii)
+    from dspy_tracekit.mlflow.rows import c_encoder
+
+    json_encoder = S.TraceJSONEncoder(ensure_ascii=ensure_ascii)
+    encode = c_encoder(json_encoder) or json_encoder.encode
 
     info_rows, tag_rows, meta_rows, span_rows, partitions = [], [], [], [], []
     blank = S.SqlTraceInfo()  # stands for "a new trace_info row": previews not set yet
@@ -314,13 +317,18 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
                                else S.TraceState.OK.value)
                 break
         usage_nodes, cost_nodes = [], []
+        # MLflow's aggregation finds nothing when no span carries the attribute: skip building its nodes
+        any_usage = any(chat_usage in v.span_dict.get("attributes", ()) for v in trace_spans)
+        any_cost = any(llm_cost in v.span_dict.get("attributes", ()) for v in trace_spans)
         session_id = user_id = root_dict = None
         trace_tags: dict[str, str] = {}
         for view in trace_spans:
             span_dict = view.span_dict
             attrs = span_dict.get("attributes", {})
-            usage_nodes.append(S._span_aggregation_node(view.span_id, view.parent_id, attrs, chat_usage))
-            cost_nodes.append(S._span_aggregation_node(view.span_id, view.parent_id, attrs, llm_cost))
+            if any_usage:
+                usage_nodes.append(S._span_aggregation_node(view.span_id, view.parent_id, attrs, chat_usage))
+            if any_cost:
+                cost_nodes.append(S._span_aggregation_node(view.span_id, view.parent_id, attrs, llm_cost))
             span_cost = None
             if attrs:
                 if session_id is None and (sid := (attrs.get(S.SpanAttributeKey.SESSION_ID)
@@ -342,7 +350,7 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
                 "parent_span_id": view.parent_id, "name": view.name, "type": view.span_type,
                 "status": view.status_code, "start_time_unix_nano": view.start_ns,
                 "end_time_unix_nano": view.end_ns,
-                "content": encoder.encode(span_dict),
+                "content": encode(span_dict),
                 "input_cost": S.finite_float_or_none(cost_values.get("input_cost")),
                 "output_cost": S.finite_float_or_none(cost_values.get("output_cost")),
                 "total_cost": S.finite_float_or_none(cost_values.get("total_cost")),
@@ -377,10 +385,10 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
                 row[column.key] = value
         if S.TraceTagKey.TRACE_NAME in trace_tags:
             row["trace_name"] = trace_tags[S.TraceTagKey.TRACE_NAME]
-        usage = S.aggregate_usage_from_span_nodes(usage_nodes) or {}
+        usage = (S.aggregate_usage_from_span_nodes(usage_nodes) or {}) if any_usage else {}
         for key, column in S.TOKEN_COLUMN_BY_KEY.items():
             row[column] = S.token_count_or_none(usage.get(key))
-        cost = S.aggregate_cost_from_span_nodes(cost_nodes) or {}
+        cost = (S.aggregate_cost_from_span_nodes(cost_nodes) or {}) if any_cost else {}
         for key, column in S.COST_COLUMN_BY_KEY.items():
             row[column] = S.finite_float_or_none(cost.get(key))
         info_rows.append(row)
@@ -391,7 +399,6 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
             meta_rows.append({"request_id": trace_id, "key": S.TraceMetadataKey.TRACE_USER,
                               "value": user_id})
 
-    from sqlalchemy import insert
     from sqlalchemy.exc import IntegrityError
 
     try:
@@ -405,11 +412,11 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
             for trace_id in trace_ids:
                 artifact = store._get_trace_artifact_location_tag(experiment, trace_id)
                 tag_rows.append({"request_id": trace_id, "key": artifact.key, "value": artifact.value})
-            session.execute(insert(S.SqlTraceInfo.__table__), info_rows)
-            session.execute(insert(S.SqlTraceTag.__table__), tag_rows)
+            _executemany(session, S.SqlTraceInfo.__table__, info_rows)
+            _executemany(session, S.SqlTraceTag.__table__, tag_rows)
             if meta_rows:
-                session.execute(insert(S.SqlTraceMetadata.__table__), meta_rows)
-            session.execute(insert(S.SqlSpan.__table__), span_rows)
+                _executemany(session, S.SqlTraceMetadata.__table__, meta_rows)
+            _executemany(session, S.SqlSpan.__table__, span_rows)
     except Exception as exc:
         # another writer created one of these traces meanwhile: MLflow's log_spans merges them. MLflow's
         # managed session wraps the IntegrityError in an MlflowException.
@@ -417,6 +424,38 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
             return False
         raise
     return True
+
+
+#: (dialect, table) -> (INSERT in the driver's SQL, the rows' keys, parameter order, bind processors)
+_driver_inserts: dict[tuple[str, str], tuple[str, tuple, tuple, tuple]] = {}
+
+
+def _executemany(session, table, rows: list[dict]) -> None:
+    """``session.execute(insert(table), rows)`` on SQLite, without SQLAlchemy building every row's
+    parameters (a third of the write): the statement SQLAlchemy compiles for these columns, run by the
+    driver's executemany with each value through the column type's bind processor, as SQLAlchemy does.
+    Other databases keep SQLAlchemy's executemany (its multi-row INSERT for PostgreSQL)."""
+    from sqlalchemy import insert
+
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+        session.execute(insert(table), rows)
+        return
+    keys = tuple(rows[0])
+    plan = _driver_inserts.get((dialect.name, table.name))
+    if plan is None or plan[1] != keys:
+        compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+        order = tuple(compiled.positiontup)
+        processors = tuple(table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order)
+        plan = _driver_inserts[(dialect.name, table.name)] = (compiled.string, keys, order, processors)
+    sql, _, order, processors = plan
+    if any(processors):
+        params = [tuple(v if p is None or v is None else p(v)
+                        for p, v in zip(processors, map(row.__getitem__, order))) for row in rows]
+    else:
+        params = [tuple(map(row.__getitem__, order)) for row in rows]
+    connection.exec_driver_sql(sql, params)
 
 
 _INFO_COLUMNS = (

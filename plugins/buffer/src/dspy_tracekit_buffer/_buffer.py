@@ -84,9 +84,6 @@ class TraceBuffer:
                                  f"({exc.strerror or exc})") from exc
             logger.error("dspy-tracekit: %s", msg)
             return
-        from mlflow.tracing.client import TracingClient  # imported here, not on the worker (import lock)
-
-        self._tracing_client = TracingClient
         self.spool = Spool(self.cfg.spool_dir, self.cfg.spool_max_bytes)
         if self.spool.has_orphans():
             # claimed, counted and replayed on the worker: enable() does not read the spool
@@ -414,7 +411,10 @@ class TraceBuffer:
     def _existing_ids(self, ids: list[str]) -> set[str]:
         if not ids:
             return set()
-        store = self._tracing_client(self.tracking_uri).store
+        # imported on first replay, not in enable(): MLflow's tracking client and store take seconds to import
+        from mlflow.tracing.client import TracingClient
+
+        store = TracingClient(self.tracking_uri).store
         return {info.trace_id for info in store.batch_get_trace_infos(ids)}
 
     # ================================================================== store health
