@@ -26,12 +26,10 @@ import logging
 import threading
 from threading import get_ident
 from time import thread_time_ns
-from typing import Any
-
-import wrapt
 
 from . import _state, mlflow_compat, resources
 from .errors import TracekitAbort
+from .patches import PatchSet
 from .records import SpanKind, SpanRecord, TraceRecord
 
 logger = logging.getLogger("dspy_tracekit")
@@ -71,7 +69,7 @@ class MlflowBridge:
         self._set_span = otel_trace.set_span_in_context
         self._invalid = INVALID_SPAN
         self._lazy_cls = _make_stand_in_class(self)
-        self._patches: list[tuple[Any, str, Any]] = []
+        self._patches = PatchSet()
         self._lock = threading.Lock()
         self._built_processor = False
         self.sampling_ratio = mlflow_compat.mlflow_sampling_ratio()
@@ -96,11 +94,7 @@ class MlflowBridge:
                 self._wrap(module, "update_current_trace", self._update_current_trace)
 
     def _wrap(self, owner, name: str, wrapper) -> None:
-        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-        patched = wrapt.FunctionWrapper(original, wrapper)
-        patched._self_tk_patched = True
-        setattr(owner, name, patched)
-        self._patches.append((owner, name, original))
+        self._patches.wrap(owner, name, wrapper)
 
     def _build_processor(self, wrapped, instance, args, kwargs):
         from mlflow.tracing import provider
@@ -113,11 +107,7 @@ class MlflowBridge:
 
     def uninstall(self) -> None:
         """Give MLflow its own export back exactly as it was (only our own wrappers are removed)."""
-        while self._patches:
-            owner, name, original = self._patches.pop()
-            current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
-            if getattr(current, "_self_tk_patched", False) and current.__wrapped__ is original:
-                setattr(owner, name, original)
+        self._patches.undo()
         if self._built_processor:
             # the tracer provider MLflow started meanwhile has our exporter-less processor: MLflow
             # builds its own again on its next span
