@@ -47,7 +47,7 @@ def _isolated(tmp_path, monkeypatch):
     yield
     tk.disable()
     dspy.configure(lm=None, callbacks=[], adapter=None)
-    from dspy_tracekit.mlflow_compat import forget_mlflow_destination
+    from dspy_tracekit.mlflow._compat import forget_mlflow_destination
 
     forget_mlflow_destination()  # a test that told MLflow about a store must not steer the next one
     forget_relative_sqlite_stores()  # the next test's sqlite:///mlflow.db is a file in its own folder

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import dspy
+from tk_testing import IntentSig, dummy_lm, mock_lm, tree_of
 
 import dspy_tracekit as tk
-
-from tk_testing import IntentSig, dummy_lm, mock_lm, tree_of
 
 
 class FanOut(dspy.Module):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dspy
 import pytest
+from tk_testing import dummy_lm
 
 import dspy_tracekit as tk
 from dspy_tracekit import _state
 from dspy_tracekit.errors import ConfigError
-
-from tk_testing import dummy_lm
 
 
 def _write(path, text):

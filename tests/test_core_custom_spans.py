@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tk_testing import tree_of
 
 import dspy_tracekit as tk
-
-from tk_testing import tree_of
 
 
 def test_trace_decorator_sync_records_inputs_outputs_and_type(traced):

@@ -7,12 +7,11 @@ import sys
 
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
+from tk_testing import tree_of
 
 from dspy_tracekit.cli import main
+from dspy_tracekit.cli.demo.app import run_demo
 from dspy_tracekit.config import resolve
-from dspy_tracekit.demo.app import run_demo
-
-from tk_testing import tree_of
 
 
 def test_demo_stores_one_complete_trace_per_message(fresh_store_uri):

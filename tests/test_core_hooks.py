@@ -9,12 +9,11 @@ from typing import ClassVar
 
 import dspy
 import pytest
+from tk_testing import IntentSig, TraceReader, dummy_lm
 
 import dspy_tracekit as tk
 from dspy_tracekit import hookimpl, hookspecs
 from dspy_tracekit.errors import ConfigError
-
-from tk_testing import IntentSig, TraceReader, dummy_lm
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = sorted(name for name, fn in vars(hookspecs).items() if name.startswith("tracekit_") and callable(fn))

@@ -11,7 +11,7 @@ import pytest
 import wrapt
 
 import dspy_tracekit as tk
-from dspy_tracekit import instrument
+from dspy_tracekit._request import instrument
 
 from tk_testing import IntentSig, TraceReader, dummy_lm, mock_lm
 

@@ -8,11 +8,10 @@ import warnings
 
 import dspy
 import pytest
+from tk_testing import IntentSig, Pipeline, dummy_lm
 
 import dspy_tracekit as tk
 from dspy_tracekit import TracekitAbort, hookimpl
-
-from tk_testing import IntentSig, Pipeline, dummy_lm
 
 
 def test_enable_disable_twice_each_trace_once(store_uri, experiment_name):

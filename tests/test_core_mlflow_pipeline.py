@@ -512,7 +512,7 @@ def test_traces_without_mlflow_api_touch_no_mlflow_state(store_uri, experiment_n
     Pipeline()(message="x")
     assert len(reader.traces()) == 1
     assert _state.manager.bridge.registry == {}
-    from dspy_tracekit.mlflow_compat import trace_manager
+    from dspy_tracekit.mlflow._compat import trace_manager
 
     assert len(trace_manager()._traces) == 0
 

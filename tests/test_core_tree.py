@@ -7,10 +7,9 @@ import json
 import dspy
 import mlflow
 import pytest
+from tk_testing import Pipeline, dummy_lm, mock_lm, tree_of
 
 import dspy_tracekit as tk
-
-from tk_testing import Pipeline, dummy_lm, mock_lm, tree_of
 
 
 def test_nested_modules_form_one_tree_with_mlflow_span_types(traced):
@@ -215,8 +214,9 @@ def test_missing_wrap_target_warns_once_and_the_rest_is_traced(store_uri, experi
     """A DSPy version without one of the targets: that target is skipped with one warning."""
     import warnings
 
-    from dspy_tracekit import instrument
     from tk_testing import TraceReader
+
+    from dspy_tracekit._request import instrument
 
     monkeypatch.delattr(dspy, "Embedder")  # as in a DSPy version that has no Embedder
     monkeypatch.setattr(instrument, "_warned", set())

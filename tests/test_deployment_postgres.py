@@ -97,7 +97,7 @@ def test_the_install_line_names_the_driver_sqlalchemy_uses_for_postgresql_uris()
 
 @pytest.fixture(scope="module")
 def tracking_server(database, tmp_path_factory):
-    from dspy_tracekit.analytics_ui import free_port
+    from dspy_tracekit.cli.ui import free_port
 
     port = free_port()
     artifacts = tmp_path_factory.mktemp("artifacts")

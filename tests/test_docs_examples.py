@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tk_testing import install_example_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +73,7 @@ def _rel(page: Path) -> str:
 
 # What a page assumes the reader already has: traces to read, the tutorial's plugin installed.
 def _demo_traces(monkeypatch, tmp_path):
-    from dspy_tracekit.demo.app import run_demo
+    from dspy_tracekit.cli.demo.app import run_demo
 
     assert run_demo(n=4, experiment="dspy_intent_classification", plugins=[], out=io.StringIO()) == 0
 
@@ -182,7 +181,7 @@ def test_tracekit_config_blocks_are_valid(block, tmp_path, monkeypatch):
     else:  # pragma: no cover
         import tomli as tomllib
 
-    from dspy_tracekit.analytics_doctor import diagnose
+    from dspy_tracekit.cli.doctor import diagnose
 
     tomllib.loads(block.code)  # valid TOML as written
     (tmp_path / "pyproject.toml").write_text(block.code)

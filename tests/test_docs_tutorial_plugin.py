@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tk_testing import install_example_plugin
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "tenant_tag"

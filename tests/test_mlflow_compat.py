@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dspy_tracekit import mlflow_compat
+from dspy_tracekit.mlflow import _compat as mlflow_compat
 
 
 def test_every_private_symbol_resolves_on_this_mlflow():
@@ -24,13 +24,13 @@ def test_a_missing_symbol_is_named():
 
 
 def test_no_other_module_imports_mlflow_privates_directly():
-    """The bridge, tracer and core reach MLflow's privates only through mlflow_compat."""
+    """The bridge, tracer and core reach MLflow's privates only through dspy_tracekit.mlflow._compat."""
     import pathlib
     import re
 
-    src = pathlib.Path(mlflow_compat.__file__).parent
+    src = pathlib.Path(mlflow_compat.__file__).parent.parent  # the whole package
     names = (r"(_RUNTIME_CONTEXT|InMemoryTraceManager|_set_last_active_trace_id|BaseMlflowSpanProcessor|"
              r"mlflow_runtime_context|_get_server_version|_active_experiment_id|is_tracking_uri_set)")
     pattern = re.compile(rf"^\s*(from\s+\S+\s+)?import\s+.*\b{names}\b|\.{names}\b", re.M)
-    offenders = [p.name for p in src.rglob("*.py") if p.name != "mlflow_compat.py" and pattern.search(p.read_text())]
+    offenders = [p.name for p in src.rglob("*.py") if p != pathlib.Path(mlflow_compat.__file__) and pattern.search(p.read_text())]
     assert offenders == []

@@ -7,7 +7,7 @@ import sqlite3
 import sqlalchemy
 
 import dspy_tracekit as tk
-from dspy_tracekit import mlflow_schema
+from dspy_tracekit.mlflow import schema as mlflow_schema
 
 
 def _migrated(path) -> None:
@@ -49,7 +49,7 @@ def _shape(path) -> dict:
 def test_shipped_schema_script_exists_for_the_installed_mlflow():
     revision = mlflow_schema.head_revision()
     assert mlflow_schema.script_for(revision) is not None, (
-        f"no mlflow_schemas/{revision}.sql: run python -m dspy_tracekit.mlflow_schema with this MLflow")
+        f"no mlflow_schemas/{revision}.sql: run python -m dspy_tracekit.mlflow.schema with this MLflow")
 
 
 def test_store_created_from_the_script_equals_the_migrated_store(tmp_path):

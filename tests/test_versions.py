@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import dspy_tracekit as tk
-from dspy_tracekit import versions
+from dspy_tracekit import _versions as versions
 
 if sys.version_info >= (3, 11):
     import tomllib

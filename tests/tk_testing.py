@@ -101,7 +101,7 @@ def forget_relative_sqlite_stores() -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.tracking._tracking_service import utils
 
-    from dspy_tracekit import mlflow_store
+    from dspy_tracekit.mlflow import store as mlflow_store
 
     engines = getattr(SqlAlchemyStore, "_engine_map", {})
     relative = [uri for uri in engines if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")]

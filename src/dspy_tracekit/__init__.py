@@ -20,11 +20,20 @@ import threading
 import warnings
 from typing import Any, Callable
 
+from dspy_tracekit._request.tracer import (
+    SpanHandle,
+    acall_in_span,
+    call_in_span,
+    current_span,
+    current_tags,
+    end_span,
+    start_span,
+)
+
 from . import _state
 from .errors import BudgetExceeded, ConfigError, TracekitAbort
 from .hookspecs import hookimpl
 from .records import SpanKind
-from .tracer import SpanHandle, acall_in_span, call_in_span, current_span, current_tags, end_span, start_span
 
 __all__ = [
     "enable", "disable", "flush", "context", "trace", "span", "counters", "hookimpl",
@@ -64,9 +73,10 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
             return False
         if tracing_disabled_by_env():
             return False
-        from .instrument import instrument
+        from dspy_tracekit._request.instrument import instrument
+        from dspy_tracekit.mlflow.interop import MlflowBridge
+
         from .manager import TracekitManager
-        from .mlflow_bridge import MlflowBridge
         from .records import Settings
 
         mgr = TracekitManager()
@@ -92,7 +102,7 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
         mgr.bridge = MlflowBridge(mode=settings.mlflow_traces)
         mgr.flush_timeout = float(cfg.core["flush_timeout"])
         mgr.bridge.install()
-        from .resources import configure as configure_resources
+        from dspy_tracekit._request.resources import configure as configure_resources
 
         configure_resources(cfg.core)  # analytics v2 (#15): cpu_time, peak_memory
         instrument()
@@ -106,7 +116,7 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
 
 def disable(timeout: float | None = None) -> bool:
     """Flush pending traces, shut plugins down and restore DSPy. ``enable()`` works again after it."""
-    from .instrument import uninstrument
+    from dspy_tracekit._request.instrument import uninstrument
 
     with _lock:
         mgr = _state.manager
@@ -121,7 +131,7 @@ def disable(timeout: float | None = None) -> bool:
             uninstrument()
             if mgr.bridge is not None:
                 mgr.bridge.uninstall()
-            from .resources import reset as reset_resources
+            from dspy_tracekit._request.resources import reset as reset_resources
 
             reset_resources()  # analytics v2 (#15): stops tracemalloc if enable() started it
             mgr.shutdown(wait)

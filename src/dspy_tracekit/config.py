@@ -199,7 +199,7 @@ DEFAULT_SOURCE = "default"
 def resolve_destination(core: dict[str, Any], sources: dict[str, str]) -> None:
     """Fill ``tracking_uri`` and ``experiment`` not set by tracekit's config: what the user told MLflow,
     else ``sqlite:///mlflow.db`` and :data:`DEFAULT_EXPERIMENT`."""
-    from . import mlflow_compat
+    from dspy_tracekit.mlflow import _compat as mlflow_compat
 
     if core.get("tracking_uri") is None:
         uri, user_set = mlflow_compat.mlflow_tracking_uri()

@@ -75,7 +75,7 @@ class TracekitManager:
         return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
     def load(self, names: list[str], blocked: list[str] | None = None, extra: list[Any] | None = None) -> None:
-        from . import mlflow_core
+        from dspy_tracekit.mlflow import plugin as mlflow_core
 
         for name in blocked or []:
             if name == CORE_PLUGIN:

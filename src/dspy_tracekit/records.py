@@ -18,22 +18,28 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from dspy_tracekit.keys import (  # noqa: F401 - re-exported (defined once, there)
+    CPU_ATTR,
+    EXPERIMENT_ID_ATTR,
+    IN_FLIGHT_TAG,
+    INPUTS_ATTR,
+    MODEL_ATTR,
+    OUTPUTS_ATTR,
+    PEAK_MEMORY_TAG,
+    REQUEST_ID_ATTR,
+    SPAN_TYPE_ATTR,
+    TOKEN_USAGE_ATTR,
+    VERSION_TAG,
+)
+
 __all__ = ["SpanRecord", "TraceRecord", "Settings", "SpanKind", "jsonable"]
+
 
 _rand = random.Random()
 _getrandbits = _rand.getrandbits
 if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's trace ids
     os.register_at_fork(after_in_child=_rand.seed)
 _EMPTY: dict = {}
-
-#: span attribute: thread CPU time of the span in ms (see docs/analytics.md, "Resource usage").
-CPU_ATTR = "tracekit.cpu_ms"
-#: trace tags: traces in flight in the process when the root started; peak traced memory (bytes).
-IN_FLIGHT_TAG = "tracekit.load.in_flight"
-PEAK_MEMORY_TAG = "tracekit.memory.peak_bytes"
-#: trace tag: the program version (fingerprint of the root module's learnable state, or the
-#: ``program_version`` context tag).
-VERSION_TAG = "tracekit.program_version"
 
 
 def new_span_id() -> int:
@@ -161,7 +167,7 @@ class SpanRecord:
         """Turn references into JSON-able values and drop credentials (delivery path only)."""
         if self.materialized:
             return
-        from .secrets import scrub
+        from dspy_tracekit._delivery.secrets import scrub
 
         if self.otel is not None:
             _read_otel_span(self)
@@ -351,10 +357,10 @@ def _bind_inputs(func, instance, args, kwargs) -> dict[str, Any]:
 
 
 #: MLflow span attributes that become SpanRecord fields rather than attributes (MLflow-made spans).
-_OTEL_FIELDS = {"mlflow.spanInputs": "inputs", "mlflow.spanOutputs": "outputs", "mlflow.spanType": "span_type"}
+_OTEL_FIELDS = {INPUTS_ATTR: "inputs", OUTPUTS_ATTR: "outputs", SPAN_TYPE_ATTR: "span_type"}
 #: MLflow's own bookkeeping, not the user's data: the request id is rewritten at export, and the
 #: experiment id is the destination's (tracekit's config decides it).
-_OTEL_DROPPED = frozenset({"mlflow.traceRequestId", "mlflow.experimentId"})
+_OTEL_DROPPED = frozenset({REQUEST_ID_ATTR, EXPERIMENT_ID_ATTR})
 
 
 def _decode(value: Any) -> Any:
@@ -386,10 +392,10 @@ def _read_otel_span(span: SpanRecord) -> None:
             attrs[key] = _decode(raw)
     if attrs:
         span.attributes = {**attrs, **(span.attributes or {})}
-    usage = attrs.get("mlflow.chat.tokenUsage")
+    usage = attrs.get(TOKEN_USAGE_ATTR)
     if isinstance(usage, dict):
         span.usage = usage
-    model = attrs.get("mlflow.llm.model")
+    model = attrs.get(MODEL_ATTR)
     if isinstance(model, str):
         span.model = model
     events = []

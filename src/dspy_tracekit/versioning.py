@@ -24,7 +24,7 @@ import threading
 import weakref
 from typing import Any
 
-from .records import VERSION_TAG, SpanKind, SpanRecord, TraceRecord
+from dspy_tracekit.records import VERSION_TAG, SpanKind, SpanRecord, TraceRecord
 
 __all__ = ["VERSION_TAG", "fingerprint", "invalidate", "on_span_end", "root_version", "version_of"]
 

@@ -135,7 +135,7 @@ def demo_store(tmp_path_factory):
     """Six demo requests with core tracing only, then ten with the sample plugin keeping each with p = 0.5."""
     import os
 
-    from dspy_tracekit.demo.app import run_demo
+    from dspy_tracekit.cli.demo.app import run_demo
 
     path = tmp_path_factory.mktemp("demo") / "mlflow.db"
     uri = f"sqlite:///{path}"

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from dspy_tracekit import analytics
-from dspy_tracekit.report import latency_bins, render_report, time_buckets
+from dspy_tracekit.analytics.report import latency_bins, render_report, time_buckets
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)),
                 shutil.which("chromium"))

@@ -9,8 +9,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from dspy_tracekit.analytics_ui import free_port
 from dspy_tracekit.cli import main
+from dspy_tracekit.cli.ui import free_port
 
 
 def run(*args):

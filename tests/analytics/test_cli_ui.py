@@ -14,8 +14,8 @@ import urllib.request
 
 from click.testing import CliRunner
 
-from dspy_tracekit.analytics_ui import free_port
 from dspy_tracekit.cli import main
+from dspy_tracekit.cli.ui import free_port
 
 
 def test_ui_serves_the_store_and_prints_the_experiment_traces_url(synthetic_store):
@@ -63,7 +63,7 @@ def group_alive(pgid: int) -> bool:
 
 
 def test_traces_url_points_at_the_experiment_traces_page():
-    from dspy_tracekit.analytics_ui import traces_url
+    from dspy_tracekit.cli.ui import traces_url
 
     assert traces_url("http://mlflow.internal:5000/", "7") == "http://mlflow.internal:5000/#/experiments/7/traces"
 

@@ -11,7 +11,7 @@ from tk_testing import TraceReader
 
 import dspy_tracekit as tk
 from dspy_tracekit import analytics, versioning
-from dspy_tracekit.analytics_optimize import last_run, optimizer_run
+from dspy_tracekit.analytics.optimize import last_run, optimizer_run
 from dspy_tracekit.cli import main
 
 Program = QAProgram

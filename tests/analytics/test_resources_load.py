@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 import dspy_tracekit as tk
-from dspy_tracekit import analytics, resources
-from dspy_tracekit.analytics_resources import in_flight_bucket, load_stats, resource_stats
+from dspy_tracekit import analytics
+from dspy_tracekit._request import resources
+from dspy_tracekit.analytics.resources import in_flight_bucket, load_stats, resource_stats
 from dspy_tracekit.cli import main
 from dspy_tracekit.errors import ConfigError
 from dspy_tracekit.records import CPU_ATTR, IN_FLIGHT_TAG, PEAK_MEMORY_TAG
@@ -82,7 +83,7 @@ def test_no_cpu_time_when_off_and_peak_memory_when_on(store_uri, experiment_name
 
 
 def test_a_span_ended_on_another_thread_records_no_cpu_time(traced):
-    from dspy_tracekit.tracer import current_span, end_span, start_span
+    from dspy_tracekit._request.tracer import current_span, end_span, start_span
 
     span, token = start_span("handoff", "custom", "UNKNOWN")
     worker = threading.Thread(target=end_span, args=(span, None))

@@ -15,7 +15,7 @@ from tk_analytics2 import QAProgram, mock_lm, run_two_versions
 
 import dspy_tracekit as tk
 from dspy_tracekit import analytics, versioning
-from dspy_tracekit.analytics_compare import OVERALL, compare, compare_views, parse_side
+from dspy_tracekit.analytics.compare import OVERALL, compare, compare_views, parse_side
 from dspy_tracekit.cli import main
 from dspy_tracekit.records import VERSION_TAG
 

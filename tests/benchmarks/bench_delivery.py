@@ -148,7 +148,9 @@ def main(mode: str, n: int, store_dir: str) -> None:
         return
 
     # stages: each stage over all traces, timed apart (thread CPU time)
-    from dspy_tracekit import _state, mlflow_core, mlflow_store
+    from dspy_tracekit import _state
+    from dspy_tracekit.mlflow import plugin as mlflow_core
+    from dspy_tracekit.mlflow import store as mlflow_store
 
     tk.enable(plugins=["redact", "sample", "cost"], tracking_uri=uri, experiment="bench",
               config=_config(store_dir))
@@ -178,7 +180,7 @@ def main(mode: str, n: int, store_dir: str) -> None:
     direct = hasattr(mlflow_store, "fast_path_available") and mlflow_store.fast_path_available(uri)
     out["direct_rows"] = direct
     if direct:  # this checkout writes rows straight from the records (what the core plugin does)
-        from dspy_tracekit import mlflow_rows
+        from dspy_tracekit.mlflow import rows as mlflow_rows
 
         timed("translate", lambda: translated.extend([mlflow_rows.trace_views(t) for t in c] for c in chunks))
         timed("write", lambda: [mlflow_store.insert_views(uri, exp, views) for views in translated])

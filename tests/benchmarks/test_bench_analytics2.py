@@ -23,8 +23,9 @@ import dspy
 import pytest
 
 import dspy_tracekit as tk
-from dspy_tracekit import hookimpl, resources, versioning
-from dspy_tracekit.tracer import end_span, start_span
+from dspy_tracekit import hookimpl
+from dspy_tracekit._request import resources, versioning
+from dspy_tracekit._request.tracer import end_span, start_span
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from tk_testing import Pipeline, dummy_lm

@@ -130,8 +130,9 @@ def test_unreachable_tracking_server_is_transient_even_after_mlflow_cached_its_f
     short outage into "log_spans is not supported" (a permanent error: everything dead-lettered)."""
     from mlflow.store.tracking.rest_store import RestStore
 
-    from dspy_tracekit import mlflow_core, mlflow_store
     from dspy_tracekit.delivery import is_transient
+    from dspy_tracekit.mlflow import plugin as mlflow_core
+    from dspy_tracekit.mlflow import store as mlflow_store
     from dspy_tracekit.records import SpanRecord, TraceRecord
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

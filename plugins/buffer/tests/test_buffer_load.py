@@ -20,7 +20,14 @@ import time
 import urllib.request
 
 import pytest
-from buffer_testkit import free_port, make_program, make_writeup_program, run_requests, span_counts, store_trace_ids
+from buffer_testkit import (
+    free_port,
+    make_program,
+    make_writeup_program,
+    run_requests,
+    span_counts,
+    store_trace_ids,
+)
 from dspy_tracekit_buffer._spool import decode_records
 
 import dspy_tracekit as tk
@@ -31,7 +38,7 @@ pytestmark = pytest.mark.load
 def test_burst_of_3000_demo_requests_all_reach_the_store(store, spool_dir, tmp_path):
     import dspy
 
-    from dspy_tracekit.demo import app
+    from dspy_tracekit.cli.demo import app
 
     uri, exp = store
     tk.enable(plugins=["buffer"], tracking_uri=uri, experiment=exp, config={"buffer": {"spool_dir": spool_dir}})

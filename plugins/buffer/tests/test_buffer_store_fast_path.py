@@ -1,4 +1,4 @@
-"""The store fast path (``dspy_tracekit.mlflow_store``) writes exactly the rows MLflow's log_spans writes.
+"""The store fast path (``dspy_tracekit.mlflow.store``) writes exactly the rows MLflow's log_spans writes.
 
 Same traces, three copies of one migrated SQLite store: one written by ``TracingClient.log_spans``, one
 by the fast path from MLflow ``Span`` entities, one by the fast path straight from tracekit's records
@@ -16,7 +16,10 @@ import dspy
 from buffer_testkit import make_program
 
 import dspy_tracekit as tk
-from dspy_tracekit import hookimpl, mlflow_core, mlflow_rows, mlflow_store
+from dspy_tracekit import hookimpl
+from dspy_tracekit.mlflow import plugin as mlflow_core
+from dspy_tracekit.mlflow import rows as mlflow_rows
+from dspy_tracekit.mlflow import store as mlflow_store
 from dspy_tracekit.records import TraceRecord
 
 

@@ -140,7 +140,6 @@ def test_prometheus_client_privates_resolve_and_weighted_observe_matches_repeate
 def _child(queue):
     try:
         import dspy
-
         from monitor_testkit import Intent, dummy_lm
 
         mon = monitor.current()

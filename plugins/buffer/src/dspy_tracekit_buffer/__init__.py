@@ -90,12 +90,7 @@ def _at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    # Work-around for the core (reported): its id generator must not repeat the parent's ids.
-    from dspy_tracekit import records
-
-    rand = getattr(records, "_rand", None)
-    if rand is not None:
-        rand.seed()
+    # (the core re-seeds its own id generator at fork: dspy_tracekit.records)
     buf = _buffer
     if buf is not None:
         buf.after_fork_in_child()

@@ -18,11 +18,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from dspy_tracekit.keys import SAMPLING_PROBABILITY_TAG as PROBABILITY_TAG
+
 from ._compat import counter_value, histogram_values
 
 __all__ = ["PROBABILITY_TAG", "TOKEN_BUCKETS", "Metrics", "multiprocess_dir", "weight_of"]
 
-PROBABILITY_TAG = "tracekit.sampling.probability"
+
 #: OpenTelemetry's advice for gen_ai.client.token.usage
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 _TOKEN_TYPES = (("input_tokens", "input"), ("output_tokens", "output"), ("cached_tokens", "cached"),

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from dspy_tracekit.keys import KIND_ATTR
+
 from ._config import MonitorConfig, parse_window
 from ._slo import SloState
 
@@ -219,7 +221,7 @@ class StoreSource:
             kinds = {}
             for s in trace.data.spans:
                 attrs = getattr(s, "attributes", None) or {}
-                kinds[s.span_id] = attrs.get("tracekit.kind")
+                kinds[s.span_id] = attrs.get(KIND_ATTR)
             for sv in view.spans:
                 span = _StoredSpan()
                 span.name, span.module_path, span.kind = sv.name, sv.module, kinds.get(sv.span_id)

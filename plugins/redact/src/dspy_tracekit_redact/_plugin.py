@@ -10,6 +10,17 @@ import threading
 from typing import Any
 
 from dspy_tracekit.hookspecs import hookimpl
+from dspy_tracekit.keys import (
+    COST_ATTR,
+    FORMAT_ATTR,
+    INPUTS_ATTR,
+    MODEL_ATTR,
+    OUTPUTS_ATTR,
+    PROVIDER_ATTR,
+    REQUEST_ID_ATTR,
+    SPAN_TYPE_ATTR,
+    TOKEN_USAGE_ATTR,
+)
 
 from ._pseudonym import Pseudonymizer
 from ._redactor import DROP, Redactor
@@ -179,8 +190,8 @@ def _redact_tags(r: Redactor, tags: dict[str, str], counts: dict[str, int],
 
 #: span attributes MLflow writes for its own bookkeeping; nothing user-supplied in them.
 _MLFLOW_STRUCTURAL = frozenset({
-    "mlflow.traceRequestId", "mlflow.spanType", "mlflow.spanFunctionName", "mlflow.chat.tokenUsage",
-    "mlflow.llm.cost", "mlflow.spanLogLevel", "mlflow.llm.model", "mlflow.llm.provider", "mlflow.message.format",
+    REQUEST_ID_ATTR, SPAN_TYPE_ATTR, "mlflow.spanFunctionName", TOKEN_USAGE_ATTR,
+    COST_ATTR, "mlflow.spanLogLevel", MODEL_ATTR, PROVIDER_ATTR, FORMAT_ATTR,
 })
 _FAILED = "<REDACTION_FAILED>"
 
@@ -202,7 +213,7 @@ def redact_live_span(span: Any) -> None:
         if outputs is not None:
             span.set_outputs(_field(r, outputs, counts))
         for key, value in list(span.attributes.items()):
-            if key in _MLFLOW_STRUCTURAL or key in ("mlflow.spanInputs", "mlflow.spanOutputs", COUNTS_ATTRIBUTE):
+            if key in _MLFLOW_STRUCTURAL or key in (INPUTS_ATTR, OUTPUTS_ATTR, COUNTS_ATTRIBUTE):
                 continue
             red = r._keyed(key, value, counts)
             if red is DROP:

@@ -17,6 +17,8 @@ import secrets
 import sys
 from pathlib import Path
 
+from dspy_tracekit.keys import CONTEXT_ATTR_PREFIX as _CONTEXT_PREFIX
+
 __all__ = ["DEFAULT_IDENTIFIERS", "Pseudonymizer", "default_key_path", "is_pseudonym", "load_key", "pseudonym"]
 
 #: context keys pseudonymized by default (compared lower-case, ``-`` as ``_``)
@@ -27,7 +29,7 @@ _KIND = {"user_id": "user", "user": "user", "session_id": "session", "session": 
 #: attribute and metadata keys MLflow and the core derive from the context identifiers
 _DERIVED = {"user.id": "user", "session.id": "session", "mlflow.trace.user": "user",
             "mlflow.trace.session": "session"}
-_CONTEXT_PREFIX = "tracekit.context."
+
 PREFIX = "ps_"
 _PSEUDONYM = re.compile(r"ps_[0-9a-f]{24}")
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")

@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
+from dspy_tracekit.keys import CREDENTIAL_KEYS, CREDENTIAL_SUFFIXES
+
 from ._detectors import (
     BUILTIN_ENTITIES,
     SPECIAL_ENTITIES,
@@ -37,14 +39,12 @@ FIELD_POLICIES = ("scan", "skip", "mask", "drop")
 HASH_SECRET_ENV = "DSPY_TRACEKIT_REDACT_HASH_SECRET"
 
 #: dict keys whose values are masked whole, whatever they look like (compared lower-case, ``-`` as ``_``).
-DEFAULT_SECRET_KEYS = frozenset({
-    "password", "passwd", "pwd", "passphrase", "secret", "client_secret", "secret_key", "api_key", "apikey",
-    "x_api_key", "api_token", "token", "access_token", "refresh_token", "id_token", "auth_token",
-    "bearer_token", "session_token", "authorization", "proxy_authorization", "cookie", "cookies",
-    "set_cookie", "ssn", "social_security_number", "credit_card", "card_number", "cc_number", "cvv", "cvc",
-    "pin", "private_key", "aws_secret_access_key", "aws_session_token", "credentials", "otp",
+#: The core's credential keys (one list, :data:`dspy_tracekit.keys.CREDENTIAL_KEYS`) plus identifiers
+#: of payment cards and people.
+DEFAULT_SECRET_KEYS = CREDENTIAL_KEYS | frozenset({
+    "ssn", "social_security_number", "credit_card", "card_number", "cc_number", "cvv", "cvc", "pin", "otp",
 })
-_SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key", "_apikey", "_private_key")
+_SECRET_SUFFIXES = CREDENTIAL_SUFFIXES
 
 _KNOWN_KEYS = (
     "entities", "actions", "hash_secret", "hash_length", "secret_keys", "allow", "allow_patterns",

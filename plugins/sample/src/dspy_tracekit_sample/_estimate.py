@@ -16,7 +16,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ._sampler import PROBABILITY_TAG
+from dspy_tracekit.keys import sampling_probability as _sampling_probability
+
+from ._sampler import PROBABILITY_TAG  # noqa: F401 - re-exported
 
 __all__ = ["Estimate", "estimate_total", "sampling_probability"]
 
@@ -31,9 +33,12 @@ class Estimate:
 
 
 def sampling_probability(tags: Mapping[str, str] | None) -> float:
-    """The probability a trace was kept with, from its MLflow trace tags (1.0 when untagged)."""
-    value = (tags or {}).get(PROBABILITY_TAG)
-    return float(value) if value is not None else 1.0
+    """The probability a trace was kept with, from its MLflow trace tags.
+
+    1.0 when untagged, or when the tag is not a probability in (0, 1]: the same reading as the
+    analytics' (:func:`dspy_tracekit.keys.sampling_probability`).
+    """
+    return _sampling_probability(tags) or 1.0
 
 
 def estimate_total(values: Iterable[tuple[float, float]]) -> Estimate:

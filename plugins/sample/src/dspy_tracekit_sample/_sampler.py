@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from dspy_tracekit.keys import SAMPLING_PROBABILITY_TAG as PROBABILITY_TAG
+from dspy_tracekit.keys import SAMPLING_RULE_TAG as RULE_TAG
+
 from ._policy import TRACE_ID_MASK, Rule, SamplingPolicy, _prob_str
 
 __all__ = ["PROBABILITY_TAG", "RULE_TAG", "Sampler", "TokenBucket"]
 
-PROBABILITY_TAG = "tracekit.sampling.probability"
-RULE_TAG = "tracekit.sampling.rule"
 _WORKLOADS = ("default", "evaluate", "compile")
 
 

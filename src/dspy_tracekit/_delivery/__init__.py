@@ -1,0 +1,1 @@
+"""The delivery path: keep → materialize → process → export, off the calling thread when buffered."""

@@ -1,0 +1,368 @@
+"""What MLflow's SQL store makes of a span before writing it, computed from tracekit's own records.
+
+``SqlAlchemyStore.log_spans`` turns every ``Span`` into a dict with
+``translate_span_when_storing``: ``Span.to_dict()``, then ``sanitize_attributes`` (``json.loads`` of
+every attribute value, twice for strings, to undo double encoding), then a dozen OpenTelemetry-schema
+translators (OpenInference, GenAI, LiveKit, ...) looking for their own attribute keys. For the spans
+tracekit makes, most of that is known in advance: we encoded the values ourselves, and the attribute
+keys are ours. So a *plain* span — not an LM call, no error, only tracekit's own keys — gets its
+stored dict built directly (the sanitising step reproduced exactly, without decoding what cannot
+change); every other span goes through MLflow's own translation. The first trace each process writes
+is checked both ways (:func:`self_check`), and a difference turns the direct way off with a log line.
+plugins/buffer/tests/test_buffer_store_fast_path.py compares the resulting rows with MLflow's log_spans.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from typing import Any
+
+from dspy_tracekit.keys import (
+    COST_ATTR,
+    FORMAT_ATTR,
+    INPUTS_ATTR,
+    MODEL_ATTR,
+    OUTPUTS_ATTR,
+    PROVIDER_ATTR,
+    REQUEST_ID_ATTR,
+    SPAN_TYPE_ATTR,
+    TOKEN_USAGE_ATTR,
+    TOOLS_ATTR,
+)
+from dspy_tracekit.records import SpanKind, SpanRecord, TraceRecord
+
+logger = logging.getLogger("dspy_tracekit")
+
+_JSON_WS = " \t\n\r"
+#: keys whose presence or absence the direct translation handles itself (see :func:`trace_views`)
+_REQUEST_ID, _SPAN_TYPE, _INPUTS, _OUTPUTS = REQUEST_ID_ATTR, SPAN_TYPE_ATTR, INPUTS_ATTR, OUTPUTS_ATTR
+_MODEL, _PROVIDER, _USAGE, _COST = MODEL_ATTR, PROVIDER_ATTR, TOKEN_USAGE_ATTR, COST_ATTR
+_FORMAT, _TOOLS = FORMAT_ATTR, TOOLS_ATTR
+
+
+class SpanView:
+    """One span as ``SqlAlchemyStore.log_spans`` sees it after translation."""
+
+    __slots__ = (
+        "end_ns",
+        "has_resource",
+        "name",
+        "parent_id",
+        "span_dict",
+        "span_id",
+        "span_type",
+        "start_ns",
+        "status_code",
+        "trace_id",
+    )
+
+    def __init__(self, trace_id, span_id, parent_id, name, span_type, status_code, start_ns, end_ns,
+                 span_dict, has_resource=False):
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.name = name
+        self.span_type = span_type
+        self.status_code = status_code
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.span_dict = span_dict
+        self.has_resource = has_resource
+
+
+def view_of_span(span) -> SpanView:
+    """The view of an MLflow ``Span``, translated by MLflow itself."""
+    from mlflow.tracing.otel.translation import translate_span_when_storing
+
+    resource = getattr(span._span, "resource", None)
+    return SpanView(span.trace_id, span.span_id, span.parent_id, span.name, span.span_type,
+                    span.status.status_code, span.start_time_ns, span.end_time_ns,
+                    translate_span_when_storing(span),
+                    has_resource=resource is not None and bool(resource.attributes))
+
+
+def sanitized(encoded: str, value: Any) -> str:
+    """``sanitize_attributes`` for one value we encoded ourselves (``encoded = _dumps(value)``).
+
+    MLflow decodes every value; when that gives a string which itself parses as a JSON string, object
+    or array, it keeps that string (one layer of encoding less). Only a value encoded as a JSON string
+    can take that branch, and only if the string starts with ``"``, ``{`` or ``[``.
+    """
+    if encoded[:1] != '"':
+        return encoded
+    inner = value if value.__class__ is str else json.loads(encoded)
+    if not isinstance(inner, str) or inner.lstrip(_JSON_WS)[:1] not in ('"', "{", "["):
+        return encoded
+    try:
+        if isinstance(json.loads(inner), (str, dict, list)):
+            return inner
+    except ValueError:
+        pass
+    return encoded
+
+
+class _Direct:
+    """Whether plain spans skip MLflow's translation (on until a check finds a difference)."""
+
+    on = True
+    checked = False
+    lock = threading.Lock()
+    #: translator step -> (keys it reads, key prefixes it looks for), found by :func:`_probe_translators`
+    reads: dict[str, tuple[frozenset, tuple]] | None = None
+    #: ``Span.to_dict()`` of a plain span: the keys and their order, and the values that are the same for
+    #: every plain span (status, events, links, kind, ...); ours are filled in per span
+    template: dict = {}  # noqa: RUF012
+    #: whether MLflow's translation strips one layer of encoding off strings that are JSON (see sanitized)
+    strips = True
+    #: which attributes are present (inputs, outputs, usage, format, tools, model, provider) -> keys that matter
+    sensitive: dict[tuple, tuple[frozenset, tuple]] = {}  # noqa: RUF012
+
+
+class _ProbeKey(str):
+    """An attribute key that records what a translator compares it with (prefixes, equal keys)."""
+
+    def __new__(cls, text, seen):
+        obj = super().__new__(cls, text)
+        obj._seen = seen
+        return obj
+
+    def startswith(self, prefix, *args):
+        self._seen["prefixes"].update((prefix,) if isinstance(prefix, str) else prefix)
+        return False
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            self._seen["keys"].add(str(other))
+        return False
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = str.__hash__
+
+    def __getattribute__(self, name):
+        if name not in ("startswith", "_seen", "__class__", "__eq__", "__ne__", "__hash__"):
+            object.__getattribute__(self, "_seen")["opaque"].add(name)
+        return object.__getattribute__(self, name)
+
+
+class _ProbeAttributes(dict):
+    """Attributes that record every key a translator asks for; iterating yields one :class:`_ProbeKey`."""
+
+    def __init__(self, seen):
+        super().__init__()
+        self._seen = seen
+        self._key = _ProbeKey("\x00tracekit.probe", seen)
+
+    def get(self, key, default=None):
+        self._seen["keys"].add(key)
+        return default
+
+    def __getitem__(self, key):
+        self._seen["keys"].add(key)
+        raise KeyError(key)
+
+    def __contains__(self, key):
+        self._seen["keys"].add(key)
+        return False
+
+    def __iter__(self):
+        return iter([self._key])
+
+    def keys(self):
+        return [self._key]
+
+    def items(self):
+        return [(self._key, '"probe"')]
+
+    def values(self):
+        return ['"probe"']
+
+    def __len__(self):
+        return 1
+
+    def __bool__(self):
+        return True
+
+
+#: translator steps of ``translate_span_when_storing``, and the attribute whose absence makes each run
+_STEPS = (("translate_span_type_from_otel", None), ("_get_input_value", _INPUTS),
+          ("_get_output_value", _OUTPUTS), ("_get_token_usage", _USAGE), ("_get_message_format", _FORMAT),
+          ("_get_tool_definitions", _TOOLS), ("_get_model_name", _MODEL), ("_get_model_provider", _PROVIDER))
+
+
+def _probe_translators() -> dict[str, tuple[frozenset, tuple]]:
+    """Which attribute keys (and key prefixes) each of MLflow's translator steps reads, found by running
+    it on attributes that record every look-up. Raises when a step does something the probe cannot see
+    through or finds something in nothing."""
+    from mlflow.tracing.otel import translation as T
+
+    out = {}
+    for name, _ in _STEPS:
+        seen = {"keys": set(), "prefixes": set(), "opaque": set()}
+        fn = getattr(T, name)
+        attrs = _ProbeAttributes(seen)
+        result = fn(attrs, []) if name in ("_get_input_value", "_get_output_value") else fn(attrs)
+        if result or seen["opaque"]:
+            raise RuntimeError(f"{name} cannot be probed (result {result!r}, key methods {sorted(seen['opaque'])})")
+        handled = {_REQUEST_ID, _SPAN_TYPE, _INPUTS, _OUTPUTS, _MODEL, _PROVIDER, _USAGE, _COST, _FORMAT, _TOOLS}
+        out[name] = (frozenset(k for k in seen["keys"] if isinstance(k, str)) - handled,
+                     tuple(sorted(seen["prefixes"])))
+    return out
+
+
+def _sensitive(values: dict[str, Any]) -> tuple[frozenset, tuple]:
+    """Keys and prefixes that would make MLflow's translation change a span with these attributes."""
+    present = (_INPUTS in values, _OUTPUTS in values, _USAGE in values, _FORMAT in values, _TOOLS in values,
+               _MODEL in values, _PROVIDER in values)
+    found = _Direct.sensitive.get(present)
+    if found is None:
+        reads = _Direct.reads or {}
+        keys: set[str] = set()
+        prefixes: set[str] = set()
+        for name, absent_key in _STEPS:
+            if absent_key is None or absent_key not in values:
+                keys |= reads[name][0]
+                prefixes.update(reads[name][1])
+        found = _Direct.sensitive[present] = (frozenset(keys), tuple(sorted(prefixes)))
+    return found
+
+
+def _is_plain(s: SpanRecord, values: dict[str, Any]) -> bool:
+    """No error or event (they go through MLflow's event translators) and no key a translator reads."""
+    if s.error is not None or getattr(s, "events", None) or _Direct.reads is None:
+        return False
+    keys, prefixes = _sensitive(values)
+    for key in values:
+        if key in keys or (prefixes and key.startswith(prefixes)):
+            return False
+    return True
+
+
+def trace_views(trace: TraceRecord) -> list[SpanView]:
+    """Views of every span of a materialized trace, as ``log_spans(to_mlflow_spans(trace))`` computes them."""
+    from dspy_tracekit.mlflow.plugin import _dumps, span_attribute_values, to_mlflow_spans
+
+    if not _Direct.checked:
+        self_check(trace)
+    if not _Direct.on:
+        return [view_of_span(span) for span in to_mlflow_spans(trace)]
+    from mlflow.entities import SpanStatusCode
+    from mlflow.tracing.utils import calculate_cost_by_model_and_token_usage, dump_span_attribute_value
+
+    template, strips = _Direct.template, _Direct.strips
+    tid = trace.trace_id
+    trace_id = trace.mlflow_trace_id
+    b64_trace = base64.b64encode(tid.to_bytes(16, "big")).decode()
+    known = {s.span_id for s in trace.spans}
+    root = trace.root
+    encoded_trace_id = _dumps(trace_id)
+    views: list[SpanView] = []
+    slow: list[int] = []
+    for s in trace.spans:
+        values = span_attribute_values(trace, s)
+        if not _is_plain(s, values):
+            slow.append(len(views))
+            views.append(None)  # type: ignore[arg-type] - filled below from MLflow's translation
+            continue
+        attrs: dict[str, str] = {}
+        for key, value in values.items():
+            if key == REQUEST_ID_ATTR:
+                attrs[key] = encoded_trace_id
+                continue
+            enc = _dumps(value)
+            attrs[key] = sanitized(enc, value) if strips and enc[:1] == '"' else enc
+        if _MODEL not in attrs and ('"model"' in attrs.get(_INPUTS, "") or '"model"' in attrs.get(_OUTPUTS, "")):
+            slow.append(len(views))  # MLflow reads a model name out of such inputs/outputs
+            views.append(None)  # type: ignore[arg-type]
+            continue
+        if _COST not in attrs and _USAGE in attrs and _MODEL in attrs:
+            # as translate_span_when_storing: MLflow prices the call itself when nobody did
+            try:
+                cost = calculate_cost_by_model_and_token_usage(
+                    json.loads(attrs[_MODEL]), json.loads(attrs[_USAGE]),
+                    json.loads(attrs[_PROVIDER]) if _PROVIDER in attrs else None)
+                if cost:
+                    attrs[_COST] = dump_span_attribute_value(cost)
+            except Exception:  # noqa: BLE001, S110 - MLflow skips a failed pricing too
+                pass
+        parent_id = s.parent_id if s.parent_id in known else None
+        if parent_id is None and s is not root and root is not None:
+            parent_id = root.span_id
+        end_ns = s.end_ns if s.end_ns is not None else s.start_ns
+        # MLflow's Span.to_dict key order, with its values for a plain span where they are not ours
+        span_dict = template.copy()
+        span_dict["trace_id"] = b64_trace
+        span_dict["span_id"] = base64.b64encode(s.span_id.to_bytes(8, "big")).decode()
+        span_dict["parent_span_id"] = (base64.b64encode(parent_id.to_bytes(8, "big")).decode()
+                                       if parent_id is not None else None)
+        span_dict["name"] = s.name
+        span_dict["start_time_unix_nano"] = s.start_ns
+        span_dict["end_time_unix_nano"] = end_ns
+        span_dict["attributes"] = attrs
+        views.append(SpanView(trace_id, f"{s.span_id:016x}",
+                              f"{parent_id:016x}" if parent_id is not None else None, s.name,
+                              s.span_type or "UNKNOWN", SpanStatusCode.OK, s.start_ns, end_ns, span_dict))
+    if slow:
+        spans = to_mlflow_spans(trace)
+        for i in slow:
+            views[i] = view_of_span(spans[i])
+    return views
+
+
+def _span_dict_template() -> tuple:
+    """What MLflow's ``Span.to_dict()`` makes of a plain span (MLflow 3.18 added ``kind``, for one)."""
+    from dspy_tracekit.mlflow.plugin import to_mlflow_spans
+
+    probe = TraceRecord(trace_id=1)
+    span = SpanRecord(probe, None, "probe", SpanKind.MODULE, "CHAIN", start_ns=1)
+    span.end_ns = 2
+    span.outputs = '{"probe": 1}'  # a string that is JSON: does MLflow strip one layer of encoding?
+    span.materialized = True
+    probe.root = span
+    probe.spans.append(span)
+    mlflow_span = to_mlflow_spans(probe)[0]
+    from mlflow.tracing.otel.translation import translate_span_when_storing
+
+    # MLflow 3.17 strips it (sanitize_attributes), 3.18 no longer does (moved to its OTLP endpoint)
+    _Direct.strips = translate_span_when_storing(mlflow_span)["attributes"][_OUTPUTS] == span.outputs
+    template = mlflow_span.to_dict()
+    missing = {"trace_id", "span_id", "parent_span_id", "name", "start_time_unix_nano", "end_time_unix_nano",
+               "attributes"} - set(template)
+    if missing:
+        raise RuntimeError(f"Span.to_dict() lacks {sorted(missing)}")
+    return template
+
+
+def _comparable(view: SpanView) -> tuple:
+    return (view.trace_id, view.span_id, view.parent_id, view.name, view.span_type, str(view.status_code),
+            view.start_ns, view.end_ns, json.dumps(view.span_dict, default=str, ensure_ascii=False))
+
+
+def self_check(trace: TraceRecord) -> bool:
+    """Compare the direct views of ``trace`` with MLflow's translation; turn the direct way off on a difference."""
+    from dspy_tracekit.mlflow.plugin import to_mlflow_spans
+
+    with _Direct.lock:
+        if _Direct.checked:
+            return _Direct.on
+        _Direct.checked = True
+    try:
+        _Direct.reads = _probe_translators()
+        _Direct.template = _span_dict_template()
+        direct = trace_views(trace)
+        reference = [view_of_span(span) for span in to_mlflow_spans(trace)]
+        for mine, theirs in zip(direct, reference):
+            if _comparable(mine) != _comparable(theirs):
+                _Direct.on = False
+                logger.warning("dspy-tracekit: MLflow translates span %r differently from tracekit's direct "
+                               "translation; using MLflow's translation for every span (slower)", theirs.name)
+                break
+    except Exception as exc:  # noqa: BLE001 - the direct way is an optimisation: off when in doubt
+        _Direct.on = False
+        logger.warning("dspy-tracekit: direct span translation failed its self-check (%s: %s); using "
+                       "MLflow's translation", type(exc).__name__, exc)
+    return _Direct.on
