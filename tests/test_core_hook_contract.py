@@ -206,8 +206,15 @@ class ProcessWrapper:
         return (yield)
 
 
+class CountersWrapper:
+    @hookimpl(hookwrapper=True)
+    def tracekit_counters(self):
+        yield
+
+
 @pytest.mark.parametrize("plugin, hook", [(ConfigureWrapper, "tracekit_configure"),
-                                          (ProcessWrapper, "tracekit_process_trace")])
+                                          (ProcessWrapper, "tracekit_process_trace"),
+                                          (CountersWrapper, "tracekit_counters")])
 def test_wrapper_where_the_core_calls_each_plugin_alone_is_refused_at_enable(store_uri, experiment_name,
                                                                              plugin, hook):
     with pytest.raises(ConfigError) as info:

@@ -114,7 +114,11 @@ class TracekitManager:
     def register(self, plugin: Any, name: str | None = None) -> None:
         """Register a plugin object at run time (tests, programmatic plugins)."""
         self._register(plugin, name or self._object_name(plugin))
-        self._check_impls()
+        try:
+            self._check_impls()
+        except ConfigError:
+            self.pm.unregister(plugin)  # refused: the running manager stays as it was
+            raise
         self._isolate()
         self._refresh()
 
