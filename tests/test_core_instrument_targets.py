@@ -90,3 +90,24 @@ def test_disable_keeps_a_wrapper_another_instrumentor_added_after_enable(store_u
     traces = TraceReader(store_uri, experiment_name).traces()
     assert [t.data.spans[0].inputs["message"] for t in traces] == ["traced", "traced again"]
     assert all(sum(s.name == "Predict.forward" for s in t.data.spans) == 1 for t in traces)
+
+
+def test_disable_keeps_a_wrapper_added_on_mlflows_span_processor_after_enable(store_uri, experiment_name):
+    from mlflow.tracing.processor.base_mlflow import BaseMlflowSpanProcessor
+
+    original = BaseMlflowSpanProcessor.__dict__["on_start"]
+    started = []
+
+    def other_instrumentor(wrapped, instance, args, kwargs):
+        started.append(args[0].name)
+        return wrapped(*args, **kwargs)
+
+    tk.enable(plugins=[], tracking_uri=store_uri, experiment=experiment_name)
+    try:
+        wrapt.wrap_function_wrapper(BaseMlflowSpanProcessor, "on_start", other_instrumentor)
+        other = BaseMlflowSpanProcessor.__dict__["on_start"]
+        tk.disable()
+        assert BaseMlflowSpanProcessor.__dict__["on_start"] is other
+        assert other.__wrapped__ is original  # tracekit's proxy is gone from under it
+    finally:
+        BaseMlflowSpanProcessor.on_start = original
