@@ -24,7 +24,8 @@ import pytest
 
 import dspy_tracekit as tk
 from dspy_tracekit import hookimpl
-from dspy_tracekit._request import resources, versioning
+from dspy_tracekit import versioning
+from dspy_tracekit._request import resources
 from dspy_tracekit._request.tracer import end_span, start_span
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
