@@ -23,8 +23,7 @@ import dspy
 import pytest
 
 import dspy_tracekit as tk
-from dspy_tracekit import hookimpl
-from dspy_tracekit import versioning
+from dspy_tracekit import hookimpl, versioning
 from dspy_tracekit._request import resources
 from dspy_tracekit._request.tracer import end_span, start_span
 
