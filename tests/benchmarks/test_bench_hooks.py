@@ -96,9 +96,11 @@ def test_hook_call_lists_before_and_after(store_uri, experiment_name):
 
     modes = {"before": [Tenant, Discard], "after": [Tenant, Discard], "after+wrapper": [Tenant, Discard, EndWrapper]}
     results: dict[str, list[float]] = {m: [] for m in ("untraced", *modes)}
-    for _ in range(rounds):
+    order = list(modes)
+    for r in range(rounds):
         results["untraced"].append(_per_request_cpu_ms(program, n))
-        for mode, plugins in modes.items():
+        for mode in order[r % len(order):] + order[:r % len(order)]:  # rotated: no mode always runs first
+            plugins = modes[mode]
             tk.enable(plugins=[p() for p in plugins], tracking_uri=store_uri, experiment=experiment_name)
             if mode == "before":
                 for k, v in _legacy_lists(_state.manager).items():
