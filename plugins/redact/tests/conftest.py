@@ -449,6 +449,15 @@ def store(tmp_path, monkeypatch):
     tk.disable()
     dspy.configure(lm=None, callbacks=[])
     mlflow.tracing.configure(span_processors=[])
+    # MLflow's own exporter (mlflow_traces = "dspy") holds this folder's ./mlflow.db, and a test may have told
+    # MLflow a store (mlflow.set_tracking_uri): the next test gets its own, as in the core's tests
+    mlflow.tracing.reset()
+    from tk_testing import forget_relative_sqlite_stores  # tests/ is on pythonpath
+
+    from dspy_tracekit.mlflow._compat import forget_mlflow_destination
+
+    forget_mlflow_destination()
+    forget_relative_sqlite_stores()
 
 
 def store_bytes(path) -> bytes:

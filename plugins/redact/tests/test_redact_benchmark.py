@@ -94,16 +94,18 @@ def _redactor_at(rev: str, into) -> type:
     from pathlib import Path
 
     src = Path(__file__).resolve().parents[1] / "src" / "dspy_tracekit_redact"
-    pkg = into / "redact_before"
+    pkg = into / f"redact_{rev[:7]}"
     pkg.mkdir()
-    for name in ("__init__.py", "_detectors.py", "_ner.py", "_plugin.py", "_redactor.py"):  # files at ``rev``
+    names = subprocess.run(["git", "ls-tree", "--name-only", rev, "."], cwd=src, check=True, capture_output=True,
+                           text=True).stdout.split()
+    for name in (n for n in names if n.endswith(".py")):  # the package's modules at ``rev``
         text = subprocess.run(["git", "show", f"{rev}:./{name}"], cwd=src, check=True, capture_output=True,
                               text=True).stdout
         (pkg / name).write_text(text)
-    spec = importlib.util.spec_from_file_location("redact_before", pkg / "__init__.py",
+    spec = importlib.util.spec_from_file_location(pkg.name, pkg / "__init__.py",
                                                   submodule_search_locations=[str(pkg)])
     module = importlib.util.module_from_spec(spec)
-    sys.modules["redact_before"] = module
+    sys.modules[pkg.name] = module
     spec.loader.exec_module(module)
     return module.Redactor
 
@@ -219,3 +221,46 @@ def test_redaction_v2_side_by_side(corpus, regression_set, tmp_path):
                 best[name] = max(best[name], _mb_per_s(r.redact_text, prompts, repeat=1))
         print(f"  {label:<36}" + "".join(f"{best[n]:17.1f}" for n, _ in engines) + f"   x{best['v2'] / best['main']:.1f}")
         assert all(v > 0 for v in best.values())
+
+
+#: Redaction v2 before the throughput work of its second session (digit runs from Hyperscan, cheaper
+#: validators): the speed figures of issue #13 are measured against it
+BEFORE_RUNS = "fd411b9"
+
+
+def test_redaction_v2_throughput_work_side_by_side(corpus, regression_set, tmp_path):
+    """The redactor before the throughput work and now, in one run: identical findings on the regression
+    set, then redact_text MB/s (thread CPU time, best of 5 interleaved rounds) on four kinds of text.
+
+    Run: ``uv run pytest plugins/redact/tests/test_redact_benchmark.py -m benchmark -s -q -k throughput_work``
+    """
+    try:
+        before = _redactor_at(BEFORE_RUNS, tmp_path)()
+    except Exception as exc:  # noqa: BLE001 - no git or a shallow clone: nothing to compare with
+        pytest.skip(f"cannot load the redactor at {BEFORE_RUNS}: {exc}")
+    now = Redactor()
+    same = sum(before.find(t) == now.find(t) for t in regression_set)
+    print(f"\nregression set: {len(regression_set)} texts; {BEFORE_RUNS} vs now: identical findings on {same}")
+    assert same == len(regression_set)
+
+    def mb_per_s(r, prompts):
+        size = sum(len(p.encode()) for p in prompts)
+        t0 = time.thread_time()
+        for p in prompts:
+            r.redact_text(p)
+        return size / (time.thread_time() - t0) / 1e6
+
+    sets = [
+        ("clean prose prompts (Faker)", _prose_prompts(1_000_000)),
+        ("clean prompts, hard negatives", _prompts(corpus, 1_000_000, with_pii=False)),
+        ("prompts with PII (~2 per prompt)", _prompts(corpus, 1_000_000, with_pii=True)),
+        ("PII-dense prompts (~15 per prompt)", _dense_prompts(corpus, 1_000_000)),
+    ]
+    print(f"redact_text MB/s, thread CPU time, best of 5 interleaved rounds\n  {'text':<36}{BEFORE_RUNS:>10}{'now':>10}")
+    for label, prompts in sets:
+        b = a = 0.0
+        for _ in range(5):
+            b = max(b, mb_per_s(before, prompts))
+            a = max(a, mb_per_s(now, prompts))
+        print(f"  {label:<36}{b:10.1f}{a:10.1f}   x{a / b:.2f}")
+        assert a > 0 and b > 0

@@ -78,6 +78,14 @@ def test_the_non_ascii_space_class_is_every_non_ascii_unicode_space():
     assert NON_ASCII_WORD.fullmatch("é") and not NON_ASCII_WORD.fullmatch("€")
 
 
+def test_ascii_classes_agrees_with_the_unicode_classes_on_every_code_point():
+    """The per-character test says what a search for a Unicode word or space character says."""
+    slow = [cp for cp in range(128, 0x110000)
+            if NON_ASCII_WORD.search(f"a{chr(cp)}") or NON_ASCII_SPACE.search(f"a{chr(cp)}")]
+    fast = [cp for cp in range(128, 0x110000) if not ascii_classes(f"a{chr(cp)} b")]
+    assert fast == slow and len(slow) > 100_000
+
+
 def test_prefilter_only_skips_text_without_findings(texts):
     unfiltered = Redactor()
     unfiltered._builtin_only = False

@@ -171,3 +171,76 @@ def test_doctor_checks_the_key_file_and_creates_none(tmp_path):
     assert not default_key_path().exists()
     with pytest.raises(ValueError, match=r"redact\.pseudonym_key_file: no pseudonym key"):
         tracekit_configure({"pseudonym_key_file": str(tmp_path / "missing.key")}, dry)
+
+
+def _mlflow_only_handler(customer: str) -> None:
+    """A trace made with MLflow's API alone: identifiers and PII in trace tags, metadata and attributes."""
+    import mlflow
+
+    @mlflow.trace(name="handler")
+    def handler(message):
+        mlflow.update_current_trace(tags={"user_id": EMAIL, "customer": customer, "tab": "billing"},
+                                    metadata={"contact": "call +44 20 7946 0958"}, user=EMAIL,
+                                    session_id="sess-7f3a9")
+        span = mlflow.get_current_active_span()
+        span.set_attribute("user.id", EMAIL)
+        span.set_attribute("session_id", "sess-7f3a9")
+        span.set_attribute("note", f"from {customer}")
+        return "ok"
+
+    handler(f"I am {customer}")
+
+
+@pytest.mark.parametrize("mode", ["all", "dspy"])
+def test_mlflow_only_traces_get_the_same_pseudonyms_and_markers_in_both_modes(store, scan, monkeypatch, mode):
+    """mlflow_traces = "all": the trace passes tracekit_process_trace; "dspy": MLflow exports it itself
+    (to ./mlflow.db here) after the plugin's span processor, which must redact its trace tags and
+    metadata and pseudonymize identifiers the same way."""
+    import mlflow
+
+    monkeypatch.setenv("DSPY_TRACEKIT_MLFLOW_TRACES", mode)
+    uri = f"sqlite:///{store.parent / 'tracekit.db'}"
+    tk.enable(plugins=["redact"], tracking_uri=uri, experiment="live")
+    _mlflow_only_handler("bob.stone@example.org")
+    assert tk.flush(30)
+    mlflow.flush_trace_async_logging()
+    if mode == "all":
+        (trace,) = _traces(uri, "live")
+    else:
+        trace = mlflow.get_trace(mlflow.get_last_active_trace_id())
+    tk.disable()
+    user, session = pseudonym(EMAIL), pseudonym("sess-7f3a9", "session")
+    tags, metadata = trace.info.tags, trace.info.trace_metadata
+    assert (tags["user_id"], tags["customer"], tags["tab"]) == (user, "<EMAIL>", "billing")
+    assert (metadata["mlflow.trace.user"], metadata["mlflow.trace.session"]) == (user, session)
+    assert metadata["contact"] == "call <PHONE>"
+    (span,) = trace.data.spans
+    assert (span.attributes["user.id"], span.attributes["session_id"]) == (user, session)
+    assert span.attributes["note"] == "from <EMAIL>"
+    assert span.inputs == {"message": "I am <EMAIL>"}
+    assert span.attributes["redaction.counts"] == {"PSEUDONYM": 5, "EMAIL": 3, "PHONE": 1}
+    written = store.parent / ("tracekit.db" if mode == "all" else "mlflow.db")  # the whole directory is scanned
+    assert scan.leaks(written, [EMAIL, "bob.stone@example.org", "sess-7f3a9", "7946 0958"]) == []
+
+
+def test_a_failure_on_a_trace_mlflow_exports_itself_blanks_its_tags_and_metadata(store, scan, monkeypatch):
+    """mlflow_traces = "dspy": MLflow swallows a span processor's exception and exports raw; the plugin
+    fails closed itself, for the trace's tags and metadata too."""
+    import mlflow
+    from dspy_tracekit_redact import _plugin
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("redactor broke")
+
+    monkeypatch.setenv("DSPY_TRACEKIT_MLFLOW_TRACES", "dspy")
+    tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{store.parent / 'tracekit.db'}")
+    monkeypatch.setattr(_plugin, "_redact_tags", broken)  # what redacts trace tags and metadata
+    _mlflow_only_handler("bob.stone@example.org")
+    mlflow.flush_trace_async_logging()
+    trace = mlflow.get_trace(mlflow.get_last_active_trace_id())
+    failures = tk.counters().get("redact.mlflow_span_failures")
+    tk.disable()
+    assert failures == 1
+    assert trace.info.tags["customer"] == trace.info.trace_metadata["mlflow.trace.user"] == "<REDACTION_FAILED>"
+    assert trace.data.spans[0].inputs == "<REDACTION_FAILED>"
+    assert scan.leaks(store, [EMAIL, "bob.stone@example.org", "sess-7f3a9", "7946 0958"]) == []

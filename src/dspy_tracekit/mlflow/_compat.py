@@ -26,6 +26,8 @@ PRIVATE_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("mlflow.tracing.trace_manager", "InMemoryTraceManager.register_trace"),
     ("mlflow.tracing.trace_manager", "InMemoryTraceManager.get_mlflow_trace_id_from_otel_id"),
     ("mlflow.tracing.trace_manager", "InMemoryTraceManager.pop_trace"),
+    # the redact plugin's span processor redacts the tags and metadata of traces MLflow exports itself
+    ("mlflow.tracing.trace_manager", "InMemoryTraceManager.get_trace"),
     ("mlflow.tracing.trace_manager", "InMemoryTraceManager.get_instance()._lock"),  # see pop_trace_info
     ("mlflow.tracing.trace_manager", "InMemoryTraceManager.get_instance()._traces"),
     ("mlflow.tracing.trace_manager", "InMemoryTraceManager.get_instance()._otel_id_to_mlflow_trace_id"),

@@ -156,11 +156,23 @@ def _nanp_ok(ten: str) -> bool:
 
 def phone_ok(text: str, start: int, end: int) -> bool:
     raw = text[start:end]
-    # digits = everything but the separators the candidate regex admits; no format below takes
-    # fewer than 8 or more than 17 (most candidates are dates, times and order numbers: cut early)
-    n = len(raw) - sum(map(raw.count, _PHONE_SEPARATORS))
+    # digits = everything but the separators the candidate regex admits
+    return _phone_raw_ok(text, start, raw, len(raw) - sum(map(raw.count, _PHONE_SEPARATORS)))
+
+
+def _phone_raw_ok(text: str, start: int, raw: str, n: int) -> bool:
+    """:func:`phone_ok` of ``raw = text[start:...]`` with ``n`` digits."""
+    # no format below takes fewer than 8 or more than 17 (most candidates are dates, times and
+    # order numbers: cut early)
     if n < 8 or n > 17 or (n < 10 and raw[0] != "+"):
         return False
+    if raw.isdecimal():
+        # one group of digits (timestamps, order and tracking numbers): of the formats below only
+        # the bare number after a phone word, and never after "00"
+        if raw.startswith("00") or not ((n == 10 and (_nanp_ok(raw) or raw[0] in "6789"))
+                                        or (n in (10, 11) and raw[0] == "0" and raw[1] != "0")):
+            return False
+        return bool(_PHONE_CONTEXT.search(text, max(0, start - 40), start))
     if raw.count("(") != raw.count(")") or "  " in raw:
         return False
     groups = _GROUPS.findall(raw)
@@ -236,7 +248,7 @@ def digit_count(candidate: str) -> int:
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "text")
+    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "digit_runs", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -248,6 +260,8 @@ class Text:
         self.ascii = ascii_classes(text)
         self._lower: str | None = None
         self._num_starts: list[int] | None = None
+        #: per digit-run entity type, the runs it can match in, when the prefilter found them
+        self.digit_runs: dict[str, list[tuple[int, int]]] | None = None
 
     @property
     def lower(self) -> str:
@@ -262,6 +276,29 @@ class Text:
             rx = _NUM_START_ASCII if self.ascii else _NUM_START
             self._num_starts = [m.start() for m in rx.finditer(self.text)]
         return self._num_starts
+
+    def run_starts(self, entity: str) -> list[int]:
+        """Where a match of ``entity``'s digit-run detector (PHONE, CREDIT_CARD, US_SSN, IPv4) can
+        start: the :meth:`num_starts` inside the runs the prefilter reported for that type
+        (``digit_runs``), else all of them.
+
+        Every such match (and every trimmed candidate) lies inside one maximal run of digits and the
+        separators ``+()-./`` and space, and holds what no run without it can: a phone 10 digits (8
+        after a ``+``), a card 13, an SSN 9, an IPv4 address three dots. A run without that holds no
+        finding, and its failed matches end inside it, so they hide none after it: skipping the run
+        leaves the findings as they are. Most dates, prices, times and versions are such runs.
+        """
+        runs = self.digit_runs
+        if runs is None:
+            return self.num_starts()
+        spans = runs.get(entity)
+        if not spans:
+            return []
+        rx = _NUM_START_ASCII if self.ascii else _NUM_START
+        text = self.text
+        # the lookahead needs run characters only, and the lookbehind sees before ``rs``: inside a
+        # run these are exactly the num_starts
+        return [m.start() for rs, re_ in spans for m in rx.finditer(text, rs, re_)]
 
 
 # A superset of the start positions of the digit-run detectors' regexes: each of them refuses a
@@ -417,11 +454,24 @@ NON_ASCII_WORD = re.compile(r"[^\W\x00-\x7f]")
 NON_ASCII_SPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 
 
+_ASCII_BYTES = bytes(range(128))
+
+
 def ascii_classes(text: str) -> bool:
     """Whether every regex matches ``text`` the same with ``re.ASCII`` as without: it is ASCII
     (O(1) in CPython), or its other characters (``€``, ``£``, ``—``, emoji, ...) are neither word
-    characters nor spaces, which the ASCII and Unicode classes both treat alike."""
-    return text.isascii() or (NON_ASCII_WORD.search(text) is None and NON_ASCII_SPACE.search(text) is None)
+    characters nor spaces, which the ASCII and Unicode classes both treat alike.
+
+    (What ``NON_ASCII_WORD`` and ``NON_ASCII_SPACE`` find, tested on the few non-ASCII characters
+    only: ``re``'s Unicode ``\\w`` is ``str.isalnum()`` or ``_``, its ``\\s`` is ``str.isspace()``.
+    Deleting the ASCII bytes of the UTF-8 form leaves them, ten times faster than a regex scan.)"""
+    if text.isascii():
+        return True
+    others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
+    for c in others:
+        if c.isalnum() or c.isspace():
+            return False
+    return True
 
 
 def ascii_variant(regex: re.Pattern[str]) -> re.Pattern[str]:
@@ -493,6 +543,42 @@ def _v_ipv6(text: str, m: re.Match[str]) -> bool:
 
 def _v_phone(text: str, m: re.Match[str]) -> bool:
     return phone_ok(text, m.start(), m.end())
+
+
+class PhoneDetector(Detector):
+    """Most phone candidates are dates, prices, versions and short order numbers: fewer than ten
+    digits without a leading ``+``. Neither :func:`phone_ok` nor a trimmed candidate (fewer digits,
+    same first character) can accept those, so they are dropped on their digit count alone."""
+
+    __slots__ = ()
+
+    def _spans(self, text: str, matches: Iterable[re.Match[str]]) -> list[Span]:
+        # what Detector._spans does with validate=_v_phone, trim=phone_ok, trim_min_digits=8, the
+        # digit count taken once
+        out: list[Span] = []
+        seps = _PHONE_SEPARATORS
+        for m in matches:
+            raw = m.group()
+            n = len(raw) - sum(map(raw.count, seps))
+            if n < 10 and (n < 8 or raw[0] != "+"):
+                continue
+            s, e = m.span()
+            if _phone_raw_ok(text, s, raw, n):
+                out.append((s, e))
+                continue
+            if n <= 8:
+                continue
+            for _ in range(2):  # "call 212-555-1234 2 times": retry without the last group or two
+                cut = _LAST_SEP.search(text, s, e)
+                if cut is None:
+                    break
+                e = cut.start()
+                if digit_count(text[s:e]) < 8:
+                    break
+                if phone_ok(text, s, e):
+                    out.append((s, e))
+                    break
+        return out
 
 
 def _v_jwt(text: str, m: re.Match[str]) -> bool:
@@ -570,6 +656,10 @@ CREDENTIAL_WORDS = (
 )
 
 
+def _run_starts(entity: str) -> Callable[[Text], list[int]]:
+    return lambda ctx: ctx.run_starts(entity)
+
+
 def builtin_detectors() -> dict[str, list[Detector]]:
     """Every built-in entity type with its detectors (compiled once per process)."""
     d: dict[str, list[Detector]] = {}
@@ -616,18 +706,18 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
     add(Detector("CREDIT_CARD", re.compile(
         r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), None, _v_card, priority=72, trim=_trim_card,
-        starts=Text.num_starts, trim_min_digits=13))
+        starts=_run_starts("CREDIT_CARD"), trim_min_digits=13))
     add(Detector("US_SSN", re.compile(
         r"(?<![\w\-.])(?P<a>\d{3})(?P<sep>[\- ]?)(?P<g>\d{2})(?P=sep)(?P<s>\d{4})(?![\w]|[\-.]\d)"),
-        None, _v_ssn, priority=71, starts=Text.num_starts))
+        None, _v_ssn, priority=71, starts=_run_starts("US_SSN")))
     add(Detector("IP_ADDRESS", re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)"),
-                 None, _v_ipv4, priority=65, starts=Text.num_starts))
+                 None, _v_ipv4, priority=65, starts=_run_starts("IP_ADDRESS")))
     add(Detector("IP_ADDRESS", re.compile(
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
         None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts))
-    add(Detector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=Text.num_starts,
-                 trim_min_digits=8))
+    add(PhoneDetector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=_run_starts("PHONE"),
+                      trim_min_digits=8))
     d["GENERIC_SECRET"] = [GenericSecretDetector()]
     return d
 

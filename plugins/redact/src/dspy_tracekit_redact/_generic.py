@@ -57,6 +57,12 @@ _SHAPED_ID = re.compile(r"[A-Z0-9]{0,6}[\-_#]?[0-9]{2,}(?:[\-_][A-Z0-9]+)*[A-Z]{
 #: host names and words joined by separators ("web-08.example.org", "improve-enter-him-642", "MAX_RETRY_5")
 _HOSTNAME = re.compile(r"(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,24}")
 _JOINED_WORDS = re.compile(r"[a-z]+(?:[\-_.][a-z0-9]+)+|[A-Z]+(?:[\-_.][A-Z0-9]+)+")
+#: every shape above in one alternation: ``fullmatch`` tries each alternative to the end, so it matches
+#: when one of them would (one call instead of eight)
+_SHAPES = re.compile("|".join(
+    f"(?{'i' if rx.flags & re.IGNORECASE else ''}:{rx.pattern.removeprefix('(?i)')})" if rx.flags & re.IGNORECASE
+    else f"(?:{rx.pattern})"
+    for rx in (_NUMERIC, _HEX, _UUID, _DATE_TIME, _VERSION, _SHAPED_ID, _HOSTNAME, _JOINED_WORDS)))
 #: symbols of passwords, not of identifiers (which use ``-``, ``_`` and ``.``)
 _STRONG_SYMBOLS = frozenset("!@#$%^&*()+=~/")
 #: random mixed case has capitals side by side; CamelCase identifiers ("ThisIsMyClassName") do not
@@ -115,12 +121,8 @@ class GenericSecretRule:
             # long, mixed-case and clearly more random than a CamelCase identifier
             return (n >= 20 and upper and lower and len(_CAPITAL_PAIR.findall(value)) >= 2
                     and shannon_entropy(value) >= self.entropy + 0.5)
-        if _NUMERIC.fullmatch(value) or _HEX.fullmatch(value) or _UUID.fullmatch(value):
-            return False  # numbers, dates, git SHAs, digests, UUIDs, MAC addresses
-        if _DATE_TIME.fullmatch(value) or _VERSION.fullmatch(value) or _SHAPED_ID.fullmatch(value):
-            return False
-        if _HOSTNAME.fullmatch(value) or _JOINED_WORDS.fullmatch(value):
-            return False
+        if _SHAPES.fullmatch(value):
+            return False  # numbers, dates, git SHAs, digests, UUIDs, MAC addresses, versions, ids, hosts
         if "@" in value and "." in value.rpartition("@")[2]:
             return False  # an e-mail address (EMAIL's business)
         kinds = upper + lower + digit + other

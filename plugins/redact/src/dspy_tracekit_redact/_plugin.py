@@ -197,7 +197,9 @@ _FAILED = "<REDACTION_FAILED>"
 
 
 def redact_live_span(span: Any) -> None:
-    """Redact a MLflow ``LiveSpan`` in place before MLflow exports it.
+    """Redact a MLflow ``LiveSpan`` in place before MLflow exports it (``mlflow_traces = "dspy"``: traces
+    without a tracekit span). Identifier attributes get pseudonyms, and at the root the trace's tags and
+    metadata are redacted, as ``tracekit_process_trace`` does on the delivery path.
 
     MLflow logs and ignores a span processor's exceptions, which would export the span raw; so this
     function fails closed itself: on any error it replaces inputs, outputs, attributes and
@@ -206,21 +208,27 @@ def redact_live_span(span: Any) -> None:
     r = _redactor()
     counts: dict[str, int] = {}
     try:
+        pz = r.pseudonymizer()
+        cache: dict = {}  # the root's inputs are also the trace's request preview
         inputs = span.inputs
         if inputs is not None:
-            span.set_inputs(_field(r, inputs, counts))
+            span.set_inputs(_field(r, inputs, counts, cache))
         outputs = span.outputs
         if outputs is not None:
-            span.set_outputs(_field(r, outputs, counts))
+            span.set_outputs(_field(r, outputs, counts, cache))
         for key, value in list(span.attributes.items()):
             if key in _MLFLOW_STRUCTURAL or key in (INPUTS_ATTR, OUTPUTS_ATTR, COUNTS_ATTRIBUTE):
                 continue
-            red = r._keyed(key, value, counts)
-            if red is DROP:
-                red = None
+            red = _pseudonym(pz, key, value, counts)  # user.id, session_id, …: as on the delivery path
+            if red is None:
+                red = r._keyed(key, value, counts, cache)
+                if red is DROP:
+                    red = None
             if red != value:
                 span.set_attribute(key, red)
         _redact_events_and_status(r, span, counts)
+        if span.parent_id is None:  # the root ends last: the trace's tags and metadata are complete
+            _redact_live_trace(r, pz, span, counts, cache)
         before = span.attributes.get(COUNTS_ATTRIBUTE)  # a tracekit span delivered live: already counted
         merged = dict(before) if isinstance(before, dict) else {}
         _merge(merged, counts)
@@ -229,6 +237,44 @@ def redact_live_span(span: Any) -> None:
         _fail_closed(span, exc)
         return
     _state.add(counts, mlflow_spans=1)
+
+
+#: trace tags and metadata under ``mlflow.`` are MLflow's bookkeeping (names, sizes, sources, previews of
+#: the root's already redacted inputs and outputs) and kept, except these identifiers; every other key,
+#: the user's, is redacted
+_MLFLOW_TRACE_IDENTIFIERS = ("mlflow.trace.user", "mlflow.trace.session")
+
+
+def _user_keys(mapping: dict) -> list:
+    return [k for k in mapping if not k.startswith("mlflow.") or k in _MLFLOW_TRACE_IDENTIFIERS]
+
+
+def _live_trace_info(trace_id: str):
+    """The in-memory trace of a MLflow span that is still being exported by MLflow (a context manager
+    holding MLflow's registry lock). Private MLflow API, listed in the core's compat module."""
+    from mlflow.tracing.trace_manager import InMemoryTraceManager
+
+    return InMemoryTraceManager.get_instance().get_trace(trace_id)
+
+
+def _redact_live_trace(r: Redactor, pz: Pseudonymizer | None, span: Any, counts: dict[str, int],
+                       cache: dict) -> None:
+    """Trace tags and metadata of a trace MLflow exports itself (``mlflow_traces = "dspy"``), redacted
+    in place as ``tracekit_process_trace`` redacts them: identifiers become pseudonyms, other values
+    are scanned. Raises if MLflow's registry cannot be reached (the span then fails closed)."""
+    with _live_trace_info(span.trace_id) as trace:
+        if trace is None:
+            return
+        info = trace.info
+        for mapping in (info.tags, info.trace_metadata):
+            user_keys = {k: mapping[k] for k in _user_keys(mapping)}
+            if user_keys:
+                red = _redact_tags(r, user_keys, counts, cache, pz)
+                for k in user_keys:
+                    if k in red:
+                        mapping[k] = red[k]
+                    else:  # a "drop" action
+                        del mapping[k]
 
 
 def _redact_events_and_status(r: Redactor, span: Any, counts: dict[str, int]) -> None:
@@ -273,6 +319,12 @@ def _fail_closed(span: Any, exc: Exception) -> None:
 
         if getattr(otel, "_status", None) is not None and otel._status.description:
             otel._status = Status(otel._status.status_code, _FAILED)
+        if span.parent_id is None:
+            with _live_trace_info(span.trace_id) as trace:
+                if trace is not None:
+                    for mapping in (trace.info.tags, trace.info.trace_metadata):
+                        for k in _user_keys(mapping):
+                            mapping[k] = _FAILED
     except Exception:
         logger.exception("dspy-tracekit redact: could not blank a MLflow span after a redaction failure")
 
