@@ -321,7 +321,7 @@ class TracekitManager:
 
     # ---------------------------------------------------------------- life cycle
     def configure(self, tables: dict[str, dict], settings, sources: dict[str, str]) -> None:
-        for impl in reversed(self.pm.hook.tracekit_configure.get_hookimpls()):
+        for impl in _configure_order(self.pm.hook.tracekit_configure.get_hookimpls()):
             name = impl.plugin_name
             table = dict(tables.get(name) or {})
             try:
@@ -419,6 +419,15 @@ def call_impl(impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
     args = [kwargs[a] for a in impl.argnames]
     extra = {k: kwargs[k] for k in impl.kwargnames if k in kwargs}
     return impl.function(*args, **extra) if extra else impl.function(*args)
+
+
+def _configure_order(impls: list) -> list:
+    """``tryfirst`` implementations first and ``trylast`` last, as pluggy orders them; the others in
+    registration order — the core's MLflow plugin (registered first) is configured before the plugins,
+    so a plugin's threads and servers do not start while the core is still opening its store."""
+    first = [i for i in reversed(impls) if i.tryfirst]
+    last = [i for i in reversed(impls) if i.trylast]
+    return first + [i for i in impls if not (i.tryfirst or i.trylast)] + last
 
 
 def _one_arg_call(impl: pluggy.HookImpl, arg: str) -> Callable[[Any], Any]:
