@@ -24,6 +24,14 @@ ENTRY_POINT_GROUP = "dspy_tracekit"
 CORE_PLUGIN = "mlflow"
 #: hooks whose exceptions mean something to the caller: not swallowed by the isolation wrapper.
 _UNISOLATED = {"tracekit_configure", "tracekit_process_trace", "tracekit_export_traces"}
+#: hooks called after the fact, where an abort has nothing left to stop: swallowed like any error.
+_NEVER_ABORT = {"tracekit_traces_exported"}
+#: hooks the core calls one implementation at a time, so a wrapper would have nothing to wrap.
+_NO_WRAPPERS = {
+    "tracekit_configure": "the core calls each plugin's tracekit_configure with that plugin's own table",
+    "tracekit_counters": "the core calls each plugin's tracekit_counters to prefix its counters",
+    "tracekit_process_trace": "it fails closed: a wrapper could turn a failed redaction into an export",
+}
 
 
 class Counters:
@@ -98,10 +106,10 @@ class TracekitManager:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - reported as a config error naming the plugin
                 raise ConfigError(f"plugin {name!r} failed to import: {type(exc).__name__}: {exc}") from exc
-            self.pm.register(plugin, name=name)
+            self._register(plugin, name)
         for plugin in extra or []:
-            self.pm.register(plugin, name=self._object_name(plugin))
-        self.pm.check_pending()
+            self._register(plugin, self._object_name(plugin))
+        self._check_impls()
         self._isolate()
         self._refresh()
         _fork.import_delivery_modules()  # a forked child must not import them (another thread's lock)
@@ -119,10 +127,34 @@ class TracekitManager:
 
     def register(self, plugin: Any, name: str | None = None) -> None:
         """Register a plugin object at run time (tests, programmatic plugins)."""
-        self.pm.register(plugin, name=name or self._object_name(plugin))
-        self.pm.check_pending()
+        self._register(plugin, name or self._object_name(plugin))
+        try:
+            self._check_impls()
+        except ConfigError:
+            self.pm.unregister(plugin)  # refused: the running manager stays as it was
+            raise
         self._isolate()
         self._refresh()
+
+    def _register(self, plugin: Any, name: str) -> None:
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:  # an argument the hook does not have, a non-generator wrapper
+            raise ConfigError(f"plugin {name!r} cannot be registered: {exc}") from exc
+
+    def _check_impls(self) -> None:
+        """Misspelled hooks (pluggy's ``check_pending``) and wrappers on hooks that cannot take one stop
+        ``enable()`` naming the plugin and the hook."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise ConfigError(str(exc)) from exc
+        for hook_name, why in _NO_WRAPPERS.items():
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.wrapper or impl.hookwrapper:
+                    kind = "wrapper=True" if impl.wrapper else "hookwrapper=True"
+                    raise ConfigError(f"plugin {impl.plugin_name!r}: @hookimpl({kind}) on {hook_name} is not "
+                                      f"supported ({why}); implement it as a plain hook")
 
     def plugin_names(self) -> list[str]:
         return [self.pm.get_name(p) for p in self.pm.get_plugins()]
@@ -132,19 +164,124 @@ class TracekitManager:
             if not hook_name.startswith("tracekit_") or hook_name in _UNISOLATED:
                 continue
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                if impl.hookwrapper or impl.wrapper or getattr(impl.function, "_tk_isolated", False):
+                if getattr(impl.function, "_tk_isolated", False):
                     continue
-                impl.function = self._isolated(impl.plugin_name, hook_name, impl.function)
+                if impl.wrapper:
+                    impl.function = self._isolated_wrapper(impl.plugin_name, hook_name, impl.function)
+                elif impl.hookwrapper:
+                    impl.function = self._isolated_hookwrapper(impl.plugin_name, hook_name, impl.function)
+                else:
+                    impl.function = self._isolated(impl.plugin_name, hook_name, impl.function,
+                                                   keywords=bool(impl.kwargnames))
 
-    def _isolated(self, plugin_name: str, hook_name: str, fn: Callable) -> Callable:
-        def isolated(*args):
+    def _isolated(self, plugin_name: str, hook_name: str, fn: Callable, keywords: bool = True) -> Callable:
+        # pluggy passes the implementation's own arguments: positionals by name, defaulted ones as
+        # keywords; without defaulted ones the wrapper takes positionals only (cheapest on the request path)
+        abort = TracekitAbort if hook_name not in _NEVER_ABORT else ()
+
+        def isolated_kw(*args, **kwargs):
             try:
-                return fn(*args)
-            except TracekitAbort:
+                return fn(*args, **kwargs)
+            except abort:
                 raise
             except Exception as exc:  # noqa: BLE001 - a plugin must not break the user's program
                 self.hook_failed(plugin_name, hook_name, exc)
                 return None
+
+        def isolated_positional(*args):
+            try:
+                return fn(*args)
+            except abort:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a plugin must not break the user's program
+                self.hook_failed(plugin_name, hook_name, exc)
+                return None
+
+        isolated = isolated_kw if keywords else isolated_positional
+
+        isolated._tk_isolated = True  # type: ignore[attr-defined]
+        isolated.__wrapped__ = fn  # type: ignore[attr-defined]
+        return isolated
+
+    def _isolated_wrapper(self, plugin_name: str, hook_name: str, fn: Callable) -> Callable:
+        """A ``wrapper=True`` implementation whose own failures are logged and counted, never raised:
+        what it does not handle behaves as if the wrapper were not there."""
+        failed = self.hook_failed
+
+        def isolated(*args, **kwargs):
+            try:
+                gen = fn(*args, **kwargs)
+                next(gen)
+            except TracekitAbort:
+                raise
+            except Exception as exc:  # noqa: BLE001 - includes StopIteration: it did not yield
+                failed(plugin_name, hook_name, exc)
+                return (yield)
+            inner = None
+            try:
+                result = yield
+            except GeneratorExit:
+                gen.close()
+                raise
+            except BaseException as exc:  # an implementation inside raised: the wrapper sees it
+                inner = exc
+            if inner is None:
+                try:
+                    gen.send(result)
+                except StopIteration as stop:
+                    return stop.value
+                except TracekitAbort:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    failed(plugin_name, hook_name, exc)
+                    return result
+                gen.close()
+                failed(plugin_name, hook_name, RuntimeError("wrapper yielded twice"))
+                return result
+            try:
+                gen.throw(inner)
+            except StopIteration as stop:
+                return stop.value
+            except BaseException as exc:
+                if exc is inner or isinstance(exc, TracekitAbort) or not isinstance(exc, Exception):
+                    raise
+                bad: BaseException = exc
+            else:
+                gen.close()
+                bad = RuntimeError("wrapper yielded twice")
+            failed(plugin_name, hook_name, bad)
+            raise inner  # outside the except block: the original exception, untouched
+
+        isolated._tk_isolated = True  # type: ignore[attr-defined]
+        isolated.__wrapped__ = fn  # type: ignore[attr-defined]
+        return isolated
+
+    def _isolated_hookwrapper(self, plugin_name: str, hook_name: str, fn: Callable) -> Callable:
+        """An old-style ``hookwrapper=True`` implementation, isolated like :meth:`_isolated_wrapper`."""
+        failed = self.hook_failed
+
+        def isolated(*args, **kwargs):
+            try:
+                gen = fn(*args, **kwargs)
+                next(gen)
+            except TracekitAbort:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                failed(plugin_name, hook_name, exc)
+                yield
+                return
+            outcome = yield
+            try:
+                gen.send(outcome)
+            except StopIteration:
+                return
+            except TracekitAbort:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                failed(plugin_name, hook_name, exc)
+                return
+            gen.close()
+            failed(plugin_name, hook_name, RuntimeError("hookwrapper yielded twice"))
 
         isolated._tk_isolated = True  # type: ignore[attr-defined]
         isolated.__wrapped__ = fn  # type: ignore[attr-defined]
@@ -166,24 +303,29 @@ class TracekitManager:
                            "\n" + format_exception(exc).rstrip() if logger.isEnabledFor(logging.DEBUG) else "")
 
     def _refresh(self) -> None:
-        def fns(name):
-            return [i.function for i in reversed(getattr(self.pm.hook, name).get_hookimpls())
-                    if not (i.hookwrapper or i.wrapper)]
-
-        self.sample_fns = fns("tracekit_sample")
-        self.span_start_fns = fns("tracekit_span_start")
-        self.span_end_fns = fns("tracekit_span_end")
-        self.take_fns = fns("tracekit_take_trace")
+        self.sample_fns = self._fast_calls("tracekit_sample", "trace")
+        self.span_start_fns = self._fast_calls("tracekit_span_start", "span")
+        self.span_end_fns = self._fast_calls("tracekit_span_end", "span")
+        self.take_fns = self._fast_calls("tracekit_take_trace", "trace")
         if self._undo_monitoring is not None:
             self._fast_paths_off()
+
+    def _fast_calls(self, hook_name: str, arg: str) -> list[Callable]:
+        """What the request path calls for ``hook_name``, in pluggy's order (tryfirst first, trylast
+        last): one plain function per implementation, each taking the hook's one argument."""
+        caller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if any(i.wrapper or i.hookwrapper for i in impls):
+            return [_via_pluggy(caller, arg)]  # a wrapper needs pluggy's call loop around the others
+        return [_one_arg_call(i, arg) for i in reversed(impls)]
 
     def _fast_paths_off(self) -> None:
         # With hook monitoring on, every hook goes through pluggy so that every call is printed.
         hook = self.pm.hook
-        self.sample_fns = [lambda trace: hook.tracekit_sample(trace=trace)]
-        self.span_start_fns = [lambda span: hook.tracekit_span_start(span=span)]
-        self.span_end_fns = [lambda span: hook.tracekit_span_end(span=span)]
-        self.take_fns = [lambda trace: hook.tracekit_take_trace(trace=trace)]
+        self.sample_fns = [_via_pluggy(hook.tracekit_sample, "trace")]
+        self.span_start_fns = [_via_pluggy(hook.tracekit_span_start, "span")]
+        self.span_end_fns = [_via_pluggy(hook.tracekit_span_end, "span")]
+        self.take_fns = [_via_pluggy(hook.tracekit_take_trace, "trace")]
 
     def _monitor(self) -> None:
         def before(hook_name, hook_impls, kwargs):
@@ -198,11 +340,11 @@ class TracekitManager:
 
     # ---------------------------------------------------------------- life cycle
     def configure(self, tables: dict[str, dict], settings, sources: dict[str, str]) -> None:
-        for impl in self.pm.hook.tracekit_configure.get_hookimpls():
+        for impl in _configure_order(self.pm.hook.tracekit_configure.get_hookimpls()):
             name = impl.plugin_name
             table = dict(tables.get(name) or {})
             try:
-                impl.function(table, settings)
+                call_impl(impl, {"config": table, "settings": settings})
             except (ConfigError, ValueError, TypeError, KeyError) as exc:
                 # the key's own source when the plugin's validator named it (a table can mix file and env)
                 where = sources.get(getattr(exc, "key", None) or "", sources.get(name))
@@ -225,9 +367,9 @@ class TracekitManager:
 
     def counters_snapshot(self) -> dict[str, int | float]:
         out: dict[str, int | float] = {f"core.{k}": v for k, v in self.counters.snapshot().items()}
-        for impl in self.pm.hook.tracekit_counters.get_hookimpls():
+        for impl in reversed(self.pm.hook.tracekit_counters.get_hookimpls()):
             try:
-                values = impl.function()
+                values = call_impl(impl, {})
             except Exception as exc:  # noqa: BLE001
                 self.hook_failed(impl.plugin_name, "tracekit_counters", exc)
                 continue
@@ -257,7 +399,7 @@ class TracekitManager:
             try:
                 for impl in reversed(hook.tracekit_process_trace.get_hookimpls()):
                     try:
-                        impl.function(trace)
+                        call_impl(impl, {"trace": trace})
                     except Exception as exc:
                         self.hook_failed(impl.plugin_name, "tracekit_process_trace", exc)
                         raise
@@ -277,12 +419,11 @@ class TracekitManager:
 
             raise ExportError(f"export of {len(traces)} trace(s) failed: {type(exc).__name__}: {exc}") from exc
         self.counters.add("traces_exported", len(traces))
-        # after a successful export only; each implementation isolated, none can affect delivery
-        for impl in reversed(self.pm.hook.tracekit_traces_exported.get_hookimpls()):
-            try:
-                impl.function(traces)
-            except Exception as exc:  # noqa: BLE001 - a TracekitAbort passes the isolation wrapper
-                self.hook_failed(impl.plugin_name, "tracekit_traces_exported", exc)
+        # after a successful export only; each implementation isolated (aborts too), none can affect delivery
+        try:
+            self.pm.hook.tracekit_traces_exported(traces=traces)
+        except Exception as exc:  # noqa: BLE001 - only a wrapper's own misuse of pluggy gets here
+            self.hook_failed("core", "tracekit_traces_exported", exc)
 
     def deliver_inline(self, trace) -> None:
         """Deliver one finished trace from the calling thread, within a bounded budget; never raises."""
@@ -296,3 +437,38 @@ class TracekitManager:
         core = self.pm.get_plugin(CORE_PLUGIN)
         uri = getattr(core, "tracking_uri", None)
         return uri if isinstance(uri, str) else None
+
+# ---------------------------------------------------------------- calling implementations as pluggy does
+
+
+def call_impl(impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
+    """Call one implementation the way pluggy does: its own positional parameters by name, its
+    defaulted ones as keywords when the call provides them (otherwise their defaults hold)."""
+    args = [kwargs[a] for a in impl.argnames]
+    extra = {k: kwargs[k] for k in impl.kwargnames if k in kwargs}
+    return impl.function(*args, **extra) if extra else impl.function(*args)
+
+
+def _configure_order(impls: list) -> list:
+    """``tryfirst`` implementations first and ``trylast`` last, as pluggy orders them; the others in
+    registration order — the core's MLflow plugin (registered first) is configured before the plugins,
+    so a plugin's threads and servers do not start while the core is still opening its store."""
+    first = [i for i in reversed(impls) if i.tryfirst]
+    last = [i for i in reversed(impls) if i.trylast]
+    return first + [i for i in impls if not (i.tryfirst or i.trylast)] + last
+
+
+def _one_arg_call(impl: pluggy.HookImpl, arg: str) -> Callable[[Any], Any]:
+    """``impl`` as a function of the hook's single argument ``arg``; the common form, ``(self, arg)``,
+    is the implementation itself (no extra frame on the request path)."""
+    fn = impl.function
+    if impl.argnames == (arg,):
+        return fn
+    if arg in impl.kwargnames:
+        return lambda value: fn(**{arg: value})
+    return lambda value: fn()
+
+
+def _via_pluggy(caller, arg: str) -> Callable[[Any], Any]:
+    """One call through pluggy's own loop (wrappers, firstresult), as a function of ``arg``."""
+    return lambda value: caller(**{arg: value})

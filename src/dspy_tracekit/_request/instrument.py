@@ -1,8 +1,9 @@
 """wrapt wrappers on the classes DSPy routes its own callbacks through.
 
 ``instrument()`` / ``uninstrument()`` are idempotent. Each patch records what it replaced so that
-``uninstrument()`` restores the exact original attribute. A missing target (another DSPy version)
-warns once and is skipped.
+``uninstrument()`` restores the exact original attribute — and removes only tracekit's own wrappers,
+never one another instrumentor put on top after ``enable()``. A missing target, or one whose
+parameters are not what the wrapper reads (another DSPy version), warns once naming it and is skipped.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from contextvars import ContextVar
 from time import time_ns
 from typing import Any, Callable
 
-import wrapt
-
 from dspy_tracekit import versioning
 from dspy_tracekit._request import optimizer_trials
+from dspy_tracekit._request.patches import MissingTarget, PatchSet
 from dspy_tracekit._request.tracer import (
     acall_in_span, call_in_span, current_span, current_tags, end_span, start_span,
 )
@@ -30,37 +30,48 @@ from dspy_tracekit.records import SpanKind
 
 logger = logging.getLogger("dspy_tracekit")
 
-_patches: list[tuple[Any, str, Any]] = []
+_patches = PatchSet()
 _warned: set[str] = set()
 _instrumented = False
 
 
-def _patch(owner: Any, name: str, wrapper: Callable) -> bool:
-    original = owner.__dict__.get(name, None) if isinstance(owner, type) else getattr(owner, name, None)
-    if original is None or _is_ours(original):
-        return False
-    if isinstance(original, (classmethod, staticmethod)):
-        inner = wrapt.FunctionWrapper(original.__func__, wrapper)
-        inner._self_tk_patched = True  # ``_self_`` attributes live on the wrapper, not the wrapped function
-        patched = type(original)(inner)
-    else:
-        patched = wrapt.FunctionWrapper(original, wrapper)
-        patched._self_tk_patched = True
-    setattr(owner, name, patched)
-    _patches.append((owner, name, original))
-    return True
+def _patch(owner: Any, name: str, wrapper: Callable, expect: tuple[str, ...] = ()) -> bool:
+    """Wrap ``owner.name``. ``expect``: the leading parameter names the wrapper reads by position; a
+    target whose signature differs is not wrapped (raises :class:`ChangedTarget`)."""
+    if expect:
+        _check_parameters(owner, name, expect)
+    return _patches.wrap(owner, name, wrapper)
 
 
-def _is_ours(obj: Any) -> bool:
-    obj = getattr(obj, "__func__", obj) if isinstance(obj, (classmethod, staticmethod)) else obj
-    return isinstance(obj, wrapt.ObjectProxy) and getattr(obj, "_self_tk_patched", False) is True
+class ChangedTarget(TypeError):
+    """A patch target's parameters are not those the wrapper reads (another DSPy version)."""
 
 
-def _missing(target: str, exc: BaseException | None = None) -> None:
+def _check_parameters(owner: Any, name: str, expect: tuple[str, ...]) -> None:
+    target = getattr(owner, name, None)
+    if target is None:
+        return  # reported as missing by the wrap itself
+    try:
+        found = tuple(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return
+    if found[:len(expect)] != expect:
+        raise ChangedTarget(f"its parameters changed: expected ({', '.join(expect)}, ...), "
+                            f"found ({', '.join(found)})")
+
+
+def _missing(target: str, exc: BaseException | None = None, lost: str = "those calls will not be traced") -> None:
     if target not in _warned:
         _warned.add(target)
-        warnings.warn(f"dspy-tracekit: cannot instrument {target} in this DSPy version ({exc}); "
-                      "those calls will not be traced", RuntimeWarning, stacklevel=3)
+        try:
+            from importlib.metadata import version
+
+            where = f"DSPy {version('dspy')}"
+        except Exception:  # noqa: BLE001
+            where = "this DSPy version"
+        reason = "it does not exist" if isinstance(exc, MissingTarget) else exc
+        warnings.warn(f"dspy-tracekit: cannot instrument {target} in {where} ({reason}); {lost}",
+                      RuntimeWarning, stacklevel=3)
 
 
 # ------------------------------------------------------------------------------------------
@@ -475,8 +486,7 @@ def _hook_init_subclass(base: type, patch_class: Callable) -> None:
         patch_class(cls)
 
     __init_subclass__._tk_patched = True  # type: ignore[attr-defined]
-    base.__init_subclass__ = classmethod(__init_subclass__)
-    _patches.append((base, "__init_subclass__", original))
+    _patches.replace(base, "__init_subclass__", classmethod(__init_subclass__))
 
 
 # ------------------------------------------------------------------------------------------
@@ -488,10 +498,10 @@ def instrument() -> bool:
         return False
     import dspy
 
-    targets: list[tuple[str, Callable[[], None]]] = []
+    targets: list[tuple[str, Callable[[], None], str]] = []
 
-    def add(label: str, fn: Callable[[], None]) -> None:
-        targets.append((label, fn))
+    def add(label: str, fn: Callable[[], None], lost: str = "those calls will not be traced") -> None:
+        targets.append((label, fn, lost))
 
     add("dspy.Module.__call__", lambda: _patch(dspy.Module, "__call__", _sync(_describe_module)))
     add("dspy.Module.acall", lambda: _patch(dspy.Module, "acall", _async(_describe_module)))
@@ -522,32 +532,41 @@ def instrument() -> bool:
             _patch_teleprompter_class(cls)
         _hook_init_subclass(Teleprompter, _patch_teleprompter_class)
 
-    def lm_details():
+    def execution():
         import dspy.clients.execution as execution
 
-        _patch(execution, "finalize", _finalize_wrapper)
-        _patch(execution, "stream_emitted", _stream_emitted_wrapper)
+        return execution
+
+    def lm_module():
         import dspy.clients.lm as lm_module  # LiteLLM's streaming path reports its first chunk here
 
-        _patch(lm_module, "stream_emitted", _stream_emitted_wrapper)
+        return lm_module
 
     def parallel():
         from dspy.utils.parallelizer import ParallelExecutor
 
-        _patch(ParallelExecutor, "execute", _parallel_execute_wrapper)
+        _patch(ParallelExecutor, "execute", _parallel_execute_wrapper, expect=("self", "function"))
 
     add("dspy.Adapter.format/parse (every subclass)", adapters)
     add("dspy.Teleprompter.compile (every subclass)", teleprompters)
-    add("dspy.clients.execution.finalize (token usage)", lm_details)
-    add("dspy.utils.parallelizer.ParallelExecutor.execute", parallel)
+    add("dspy.clients.execution.finalize",
+        lambda: _patch(execution(), "finalize", _finalize_wrapper, expect=("lm", "call", "result")),
+        "LM spans will have no token usage and no cache hit")
+    add("dspy.clients.execution.stream_emitted",
+        lambda: _patch(execution(), "stream_emitted", _stream_emitted_wrapper),
+        "streamed LM spans will have no time to first token")
+    add("dspy.clients.lm.stream_emitted", lambda: _patch(lm_module(), "stream_emitted", _stream_emitted_wrapper),
+        "LM spans streamed through LiteLLM will have no time to first token")
+    add("dspy.utils.parallelizer.ParallelExecutor.execute", parallel,
+        "dspy.Parallel and Evaluate(num_threads=...) workers will start traces of their own")
     add("dspy.BaseModule.load_state/save (program versions, #15)", lambda: versioning.instrument(_patch))
     add("dspy.SIMBA candidate evaluations (dspy.Parallel.forward, #15)", lambda: optimizer_trials.instrument(_patch))
 
-    for label, fn in targets:
+    for label, fn, lost in targets:
         try:
             fn()
         except Exception as exc:  # noqa: BLE001 - unknown DSPy version: skip that target
-            _missing(label, exc)
+            _missing(label, exc, lost)
     _instrumented = True
     return True
 
@@ -556,15 +575,7 @@ def uninstrument() -> bool:
     global _instrumented
     if not _instrumented:
         return False
-    while _patches:
-        owner, name, original = _patches.pop()
-        if original is None:
-            try:
-                delattr(owner, name)
-            except AttributeError:
-                pass
-        else:
-            setattr(owner, name, original)
+    _patches.undo()
     _module_types.clear()
     _child_names.clear()
     _instrumented = False

@@ -25,12 +25,10 @@ import inspect
 import logging
 import threading
 from threading import get_ident
-from typing import Any
-
-import wrapt
 
 from dspy_tracekit import _state
 from dspy_tracekit._request import resources
+from dspy_tracekit._request.patches import PatchSet
 from dspy_tracekit._request.resources import cpu_now
 from dspy_tracekit.errors import TracekitAbort
 from dspy_tracekit.keys import EXPERIMENT_ID_ATTR
@@ -74,7 +72,7 @@ class MlflowBridge:
         self._set_span = otel_trace.set_span_in_context
         self._invalid = INVALID_SPAN
         self._lazy_cls = _make_stand_in_class(self)
-        self._patches: list[tuple[Any, str, Any]] = []
+        self._patches = PatchSet()
         self._lock = threading.Lock()
         self._built_processor = False
         self.sampling_ratio = mlflow_compat.mlflow_sampling_ratio()
@@ -99,11 +97,7 @@ class MlflowBridge:
                 self._wrap(module, "update_current_trace", self._update_current_trace)
 
     def _wrap(self, owner, name: str, wrapper) -> None:
-        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-        patched = wrapt.FunctionWrapper(original, wrapper)
-        patched._self_tk_patched = True
-        setattr(owner, name, patched)
-        self._patches.append((owner, name, original))
+        self._patches.wrap(owner, name, wrapper)
 
     def _build_processor(self, wrapped, instance, args, kwargs):
         from mlflow.tracing import provider
@@ -116,11 +110,7 @@ class MlflowBridge:
 
     def uninstall(self) -> None:
         """Give MLflow its own export back exactly as it was (only our own wrappers are removed)."""
-        while self._patches:
-            owner, name, original = self._patches.pop()
-            current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
-            if getattr(current, "_self_tk_patched", False) and current.__wrapped__ is original:
-                setattr(owner, name, original)
+        self._patches.undo()
         if self._built_processor:
             # the tracer provider MLflow started meanwhile has our exporter-less processor: MLflow
             # builds its own again on its next span
