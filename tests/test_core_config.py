@@ -274,3 +274,29 @@ def test_bogus_tracking_uri_argument_stops_enable_without_printing_its_password(
         tk.enable(plugins=[], tracking_uri="bogus://admin:hunter2@db.example/x")
     assert "bogus://" in str(info.value) and "hunter2" not in str(info.value)
     assert "enable(tracking_uri=...)" in str(info.value)
+
+
+def test_enable_with_plugins_as_one_string_names_the_mistake(tmp_path, monkeypatch):
+    """``enable(plugins="redact")`` is a list of plugin names gone wrong, not plugins 'r', 'e', 'd' …"""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(tk.ConfigError, match=r"list of plugin names.*plugins=\['redact'\]"):
+        tk.enable(plugins="redact")
+    assert tk.counters() == {}  # nothing was enabled
+
+
+def test_a_context_value_whose_str_raises_never_breaks_the_program(tmp_path, monkeypatch):
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("no text")
+
+    monkeypatch.chdir(tmp_path)
+    dspy.configure(lm=dspy.utils.DummyLM([{"answer": "4"}]))
+    tk.enable(plugins=[], tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    try:
+        with tk.context(user_id="u-1", weird=Unprintable()) as tags:
+            assert dspy.Predict("question -> answer")(question="2+2?").answer == "4"
+        assert tags["weird"] == "<unserializable Unprintable: str() raised RuntimeError>"
+        assert tags["user_id"] == "u-1"
+        assert tk.flush(30)
+    finally:
+        tk.disable()

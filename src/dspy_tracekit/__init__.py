@@ -73,6 +73,10 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
         from .manager import TracekitManager
         from .records import Settings
 
+        if plugins is not None and (isinstance(plugins, (str, bytes)) or not hasattr(plugins, "__iter__")):
+            raise ConfigError(f"enable(plugins=...) takes a list of plugin names or objects, not "
+                              f"{type(plugins).__name__} {plugins!r} (e.g. plugins=[{plugins!r}])")
+        plugins = None if plugins is None else list(plugins)
         mgr = TracekitManager()
         names = None if plugins is None else [p for p in plugins if isinstance(p, str)]
         objects = [] if plugins is None else [p for p in plugins if not isinstance(p, str)]
@@ -82,7 +86,8 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
         if not cfg.core["enabled"] or cfg.core["disable"]:
             return False
         try:
-            mgr.load(cfg.core["plugins"], cfg.core["blocked"], extra=objects, debug_hooks=cfg.core["debug_hooks"])
+            mgr.load(cfg.core["plugins"], cfg.core["blocked"], extra=objects,
+                     debug_hooks=cfg.core["debug_hooks"])
             settings = Settings(tracking_uri=cfg.core["tracking_uri"], experiment=cfg.core["experiment"],
                                 plugins=tuple(mgr.plugin_names()), config_files=cfg.files,
                                 sources=dict(cfg.sources), mlflow_traces=cfg.core["mlflow_traces"])
@@ -179,7 +184,7 @@ def context(**tags: Any):
 
     ``session_id`` and ``user_id`` also become MLflow's trace session and user.
     """
-    merged = {**current_tags.get(), **{k: str(v) for k, v in tags.items()}}
+    merged = {**current_tags.get(), **{k: _tag_text(v) for k, v in tags.items()}}
     token = current_tags.set(merged)
     trace = _current_trace()
     if trace is not None and trace.sampled:
@@ -188,6 +193,16 @@ def context(**tags: Any):
         yield merged
     finally:
         current_tags.reset(token)
+
+
+def _tag_text(value: Any) -> str:
+    """A context tag's value as text; never raises into the program (a marker names what failed)."""
+    if type(value) is str:
+        return value
+    try:
+        return str(value)
+    except Exception as exc:  # noqa: BLE001 - tracing must not break the caller's `with tk.context(...)`
+        return f"<unserializable {type(value).__name__}: str() raised {type(exc).__name__}>"
 
 
 @contextlib.contextmanager
