@@ -274,11 +274,11 @@ def _is_plain(s: SpanRecord, values: dict[str, Any]) -> bool:
 
 def trace_views(trace: TraceRecord) -> list[SpanView]:
     """Views of every span of a materialized trace, as ``log_spans(to_mlflow_spans(trace))`` computes them."""
-    from dspy_tracekit.mlflow.plugin import _encode, span_attribute_values, to_mlflow_spans
+    from dspy_tracekit.mlflow.translate import _encode, span_attribute_values, to_mlflow_spans
 
     _dumps = _Direct.dumps
     if _dumps is None:
-        from dspy_tracekit.mlflow.plugin import _dumps as slow
+        from dspy_tracekit.mlflow.translate import _dumps as slow
 
         _dumps = _Direct.dumps = c_encoder(_encode.__self__) or slow
 
@@ -351,7 +351,7 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
 
 def _span_dict_template() -> tuple:
     """What MLflow's ``Span.to_dict()`` makes of a plain span (MLflow 3.18 added ``kind``, for one)."""
-    from dspy_tracekit.mlflow.plugin import to_mlflow_spans
+    from dspy_tracekit.mlflow.translate import to_mlflow_spans
 
     probe = TraceRecord(trace_id=1)
     span = SpanRecord(probe, None, "probe", SpanKind.MODULE, "CHAIN", start_ns=1)
@@ -380,7 +380,7 @@ def _comparable(view: SpanView) -> tuple:
 
 def self_check(trace: TraceRecord) -> bool:
     """Compare the direct views of ``trace`` with MLflow's translation; turn the direct way off on a difference."""
-    from dspy_tracekit.mlflow.plugin import to_mlflow_spans
+    from dspy_tracekit.mlflow.translate import to_mlflow_spans
 
     with _Direct.lock:
         if _Direct.checked:
