@@ -7,9 +7,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import dspy
+from tk_testing import tree_of
 
 import dspy_tracekit as tk
-from tk_testing import tree_of
 
 
 def embed(texts):

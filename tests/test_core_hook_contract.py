@@ -11,12 +11,11 @@ import logging
 
 import dspy
 import pytest
+from tk_testing import IntentSig, TraceReader, dummy_lm
 
 import dspy_tracekit as tk
 from dspy_tracekit import hookimpl
 from dspy_tracekit.errors import ConfigError
-
-from tk_testing import IntentSig, TraceReader, dummy_lm
 
 
 def _predict(n=1):

@@ -9,11 +9,10 @@ import dspy
 import dspy.clients.execution as execution
 import pytest
 import wrapt
+from tk_testing import IntentSig, TraceReader, dummy_lm, mock_lm
 
 import dspy_tracekit as tk
 from dspy_tracekit._request import instrument
-
-from tk_testing import IntentSig, TraceReader, dummy_lm, mock_lm
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import threading
 
 import dspy
 import pytest
+from tk_testing import TraceReader
 
 import dspy_tracekit as tk
-from tk_testing import TraceReader
 
 
 class Failing(dspy.Module):

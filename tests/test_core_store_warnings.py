@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 
 import dspy
+from tk_testing import Pipeline, dummy_lm
 
 import dspy_tracekit as tk
-
-from tk_testing import Pipeline, dummy_lm
 
 
 def test_store_not_usable_warning_does_not_print_the_database_password(caplog):

@@ -17,12 +17,11 @@ import time
 
 import dspy
 import pytest
+from tk_testing import Pipeline, dummy_lm
 
 import dspy_tracekit as tk
 from dspy_tracekit import _state, hookimpl
 from dspy_tracekit.errors import TracekitAbort
-
-from tk_testing import Pipeline, dummy_lm
 
 
 class Tenant:

@@ -14,9 +14,8 @@ import os
 import shutil
 import sqlite3
 
-import pytest
-
 import dspy
+import pytest
 from buffer_testkit import make_program
 
 import dspy_tracekit as tk

@@ -22,7 +22,12 @@ from dspy_tracekit import versioning
 from dspy_tracekit._request import optimizer_trials
 from dspy_tracekit._request.patches import MissingTarget, PatchSet
 from dspy_tracekit._request.tracer import (
-    acall_in_span, call_in_span, current_span, current_tags, end_span, start_span,
+    acall_in_span,
+    call_in_span,
+    current_span,
+    current_tags,
+    end_span,
+    start_span,
 )
 from dspy_tracekit.errors import TracekitAbort
 from dspy_tracekit.mlflow._compat import runtime_context

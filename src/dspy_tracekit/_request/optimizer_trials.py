@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from dspy_tracekit import _state
-from dspy_tracekit.records import SpanKind
 from dspy_tracekit._request.tracer import current_span, end_span, start_span
+from dspy_tracekit.records import SpanKind
 
 __all__ = ["instrument"]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dspy-tracekit")
 def main() -> None:
