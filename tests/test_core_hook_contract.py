@@ -80,7 +80,8 @@ def test_defaulted_argument_takes_the_callers_value_and_never_raises(store_uri, 
     _predict()
     assert tk.flush(timeout=3.5) is True
     assert tk.disable(timeout=2.0) is True
-    assert plugin.flushed == [3.5, 2.0]
+    # disable(timeout=2.0) is one deadline for flush and shutdown: the flush gets what is left of it
+    assert plugin.flushed[0] == 3.5 and len(plugin.flushed) == 2 and 1.0 < plugin.flushed[1] <= 2.0
     assert plugin.ended[-1] == "Predict.forward" and len(plugin.ended) == 4
 
 

@@ -16,12 +16,29 @@ def lookup(payload: str) -> str:
     return payload
 
 
-def test_lone_surrogate_is_dead_lettered_and_later_traces_are_stored(store, spool_dir):
+def test_lone_surrogate_in_a_value_is_stored_as_text_and_later_traces_too(store, spool_dir):
     uri, experiment = store
     tk.enable(plugins=["buffer"], tracking_uri=uri, experiment=experiment,
               config={"buffer": {"spool_dir": spool_dir, "retry_initial_backoff": 0.01}})
     program, lm = make_program()
-    lookup(payload="\udc80")  # not valid Unicode: the store refuses it (DSPy's LMs refuse it outright)
+    lookup(payload="\udc80")  # not valid Unicode: stored as the text \udc80 (a marker value, counted)
+    assert tk.flush(30)
+    run_requests(program, lm, 5)
+    assert tk.flush(30)
+    counters = tk.counters()
+    assert counters.get("buffer.dead_lettered", 0) == 0
+    assert counters["core.values_marked.surrogates"] == 2  # the input and the output (lookup returns it)
+    assert len(store_trace_ids(uri, experiment)) == 6
+    assert "dspy-tracekit-buffer" in [t.name for t in threading.enumerate()]
+
+
+def test_lone_surrogate_in_a_span_name_is_dead_lettered_and_later_traces_are_stored(store, spool_dir):
+    uri, experiment = store
+    tk.enable(plugins=["buffer"], tracking_uri=uri, experiment=experiment,
+              config={"buffer": {"spool_dir": spool_dir, "retry_initial_backoff": 0.01}})
+    program, lm = make_program()
+    with tk.span("lookup \udc80", span_type="TOOL"):  # a name is not a value: the store refuses it
+        pass
     assert tk.flush(30)
     run_requests(program, lm, 5)
     assert tk.flush(30)
