@@ -6,7 +6,7 @@ with all four plugins. Not part of the default run.
 
 One process per mode, modes interleaved over rounds; the median of per-round medians is reported with
 ratios against the same run's baseline. ``BENCH_BEFORE_PYTHON=/path/to/other/venv/bin/python`` adds a
-``pure_tracekit`` row run by another checkout's interpreter (e.g. ``main`` before a change), so "a trace
+``tracekit_before`` and a ``pure_tracekit_before`` row run by another checkout's interpreter (e.g. ``main`` before a change), so "a trace
 that never touches MLflow's API costs no more than before" is measured in the same run.
 """
 
@@ -41,7 +41,7 @@ def test_write_up_shaped_request_path_side_by_side(tmp_path):
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     n = int(os.environ.get("BENCH_N", "300"))
     before = os.environ.get("BENCH_BEFORE_PYTHON")
-    modes = MODES + (["pure_tracekit_before"] if before else [])
+    modes = MODES + (["tracekit_before", "pure_tracekit_before"] if before else [])
     worker_copy = tmp_path / WORKER.name  # outside the checkout: the "before" interpreter imports its own code
     shutil.copy(WORKER, worker_copy)
     results = {m: [] for m in modes}
@@ -49,8 +49,8 @@ def test_write_up_shaped_request_path_side_by_side(tmp_path):
         for mode in modes:
             store = tmp_path / f"r{r}-{mode}"
             store.mkdir()
-            if mode == "pure_tracekit_before":
-                results[mode].append(_run(before, worker_copy, "pure_tracekit", n, 30, store))
+            if mode.endswith("_before"):
+                results[mode].append(_run(before, worker_copy, mode.removesuffix("_before"), n, 30, store))
             else:
                 results[mode].append(_run(sys.executable, worker_copy, mode, n, 30, store))
     med = {m: statistics.median(x["median_ms"] for x in results[m]) for m in modes}
