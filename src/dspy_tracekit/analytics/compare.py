@@ -32,6 +32,7 @@ from dspy_tracekit.analytics import (
     trace_views,
     weighted_percentile,
 )
+from dspy_tracekit.analytics.views import subtree
 from dspy_tracekit.records import VERSION_TAG
 from dspy_tracekit.versioning import EXAMPLE_SCORE_ATTR
 
@@ -255,7 +256,7 @@ def _groups(views: Sequence[TraceView]) -> dict[str, _Group]:
         tokens = sum(s.total_tokens or 0 for s in view.spans)
         overall.add(view.duration_ms, view.weight, view.failed, tokens, view.cost_usd)
         for span in view.spans:
-            sub = _subtree(span)
+            sub = subtree(span)
             groups[span.name].add(span.duration_ms, view.weight, span.failed,
                                   sum(s.total_tokens or 0 for s in sub), sum(s.cost_usd or 0 for s in sub))
             score = span.attributes.get(EXAMPLE_SCORE_ATTR)
@@ -263,15 +264,6 @@ def _groups(views: Sequence[TraceView]) -> dict[str, _Group]:
                 groups[span.name].scores.append(float(score))
                 overall.scores.append(float(score))
     return groups
-
-
-def _subtree(span) -> list:
-    out, todo = [], [span]
-    while todo:
-        s = todo.pop()
-        out.append(s)
-        todo.extend(s.children)
-    return out
 
 
 def _pct_change(a: float | None, b: float | None) -> float | None:

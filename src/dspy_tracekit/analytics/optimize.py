@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dspy_tracekit.analytics import AnalyticsError, Store, TraceView, _num, get_trace, iter_traces, trace_view
+from dspy_tracekit.analytics.views import subtree
 from dspy_tracekit.keys import KIND_ATTR
 from dspy_tracekit.records import VERSION_TAG
 from dspy_tracekit.versioning import (
@@ -85,15 +86,6 @@ def _is_lm(span) -> bool:
     return kind == "lm" if kind is not None else span.span_type in ("CHAT_MODEL", "LLM_CALL")
 
 
-def _subtree(span) -> list:
-    out, todo = [], [span]
-    while todo:
-        s = todo.pop()
-        out.append(s)
-        todo.extend(s.children)
-    return out
-
-
 def optimizer_run(view: TraceView) -> OptimizerRun:
     """The run in one compile trace. :raises AnalyticsError: the trace is not an optimizer run."""
     if not is_optimizer_run(view):
@@ -105,7 +97,7 @@ def optimizer_run(view: TraceView) -> OptimizerRun:
         attrs = span.attributes
         if TRIAL_SCORE_ATTR not in attrs and TRIAL_VERSION_ATTR not in attrs:
             continue
-        sub = _subtree(span)
+        sub = subtree(span)
         cum = [s for s in lm_spans if s.end_ns <= span.end_ns]
         examples = _num(attrs.get(TRIAL_EXAMPLES_ATTR))
         trials.append(Trial(

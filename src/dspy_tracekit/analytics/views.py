@@ -217,3 +217,13 @@ def _root_inputs(trace: Any, span_id: str) -> Any:
 def trace_views(traces: Iterable[Any]) -> list[TraceView]:
     """:func:`trace_view` over many traces (accepts views too, unchanged)."""
     return [t if isinstance(t, TraceView) else trace_view(t) for t in traces]
+
+
+def subtree(span: SpanView) -> list[SpanView]:
+    """``span`` and every span below it (depth first)."""
+    out, todo = [], [span]
+    while todo:
+        s = todo.pop()
+        out.append(s)
+        todo.extend(s.children)
+    return out
