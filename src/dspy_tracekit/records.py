@@ -32,6 +32,9 @@ from dspy_tracekit.keys import (  # noqa: F401 - re-exported (defined once, ther
     VERSION_TAG,
 )
 
+from ._delivery.secrets import MASK as SECRET_MASK
+from ._delivery.secrets import is_secret_key
+from ._delivery.secrets import strip_url_credentials as _strip_url
 from ._delivery.tracebacks import format_exception
 
 __all__ = ["SpanRecord", "TraceRecord", "Settings", "SpanKind", "jsonable"]
@@ -168,25 +171,26 @@ class SpanRecord:
         return f"<SpanRecord {self.name} kind={self.kind} id={self.span_id:016x}>"
 
     # -- delivery path ------------------------------------------------------------------------
-    def materialize(self, marks: dict[str, int] | None = None) -> None:
+    def materialize(self, marks: dict[str, int] | None = None, walk: _Walk | None = None) -> None:
         """Turn references into JSON-able values and drop credentials (delivery path only). A value
         that cannot be turned into JSON becomes a marker (see :func:`jsonable`), counted in ``marks``."""
         if self.materialized:
             return
-        from dspy_tracekit._delivery.secrets import scrub
-
+        if walk is None:
+            walk = _Walk(marks, scrub=True)
+        value = walk.value
         if self.otel is not None:
             _read_otel_span(self)
         if self.inputs is None and (self.args or self.kwargs):
             self.inputs = _bind_inputs(self.func, self.instance, self.args, self.kwargs or {})
-        self.inputs = scrub(jsonable(self.inputs, marks))
+        # one walk makes the value JSON-able and masks credentials (what secrets.scrub does, fused)
+        self.inputs = value(self.inputs, 0)
         seen = self.seen_fields
-        outputs = seen[1] if seen is not None and seen[0] is self.outputs else self.outputs
-        self.outputs = scrub(jsonable(outputs, marks))
+        self.outputs = value(seen[1] if seen is not None and seen[0] is self.outputs else self.outputs, 0)
         if self.params is not None:
-            self.params = scrub(jsonable(self.params, marks))
+            self.params = value(self.params, 0)
         if self.attributes:
-            self.attributes = scrub(jsonable(self.attributes, marks))
+            self.attributes = value(self.attributes, 0)
         if isinstance(self.error, BaseException):
             self.error = error_dict(self.error)
         if self.cpu_ns is not None:
@@ -283,8 +287,9 @@ class TraceRecord:
     def materialize(self) -> dict[str, int]:
         """Materialize every span; returns how many values became markers, by reason."""
         marks: dict[str, int] = {}
+        walk = _Walk(marks, scrub=True)
         for span in self.spans:
-            span.materialize(marks)
+            span.materialize(marks, walk)
         if self.in_flight is not None:
             self.tags[IN_FLIGHT_TAG] = str(self.in_flight)
         if self.peak_memory is not None:
@@ -321,38 +326,81 @@ class TraceRecord:
 # Delivery-path helpers
 # ----------------------------------------------------------------------------------------------
 
-_SIG_CACHE: dict[Any, inspect.Signature | None] = {}
+class _Params:
+    """A callable's signature, and the names its leading positional arguments bind to."""
+
+    __slots__ = ("sig", "positional", "star", "skip_self")
+
+    def __init__(self, sig: inspect.Signature, with_instance: bool):
+        self.sig = sig
+        params = list(sig.parameters.values())
+        #: a plain function reached through an instance: its first parameter (self/cls) is the instance
+        self.skip_self = with_instance and bool(params) and params[0].name in ("self", "cls")
+        if self.skip_self:
+            params = params[1:]
+        names = []
+        self.star = None
+        for p in params:
+            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+                self.star = p.name
+                break
+            if p.kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+                break
+            names.append(p.name)
+        self.positional = tuple(names)
 
 
-def _signature(func):
+#: keyed by the function itself (a bound method's ``__func__``): DSPy makes a new ChatAdapter per call,
+#: so bound methods as keys never hit and held every adapter alive.
+_PARAMS_CACHE: dict[Any, _Params | None] = {}
+_PARAMS_CACHE_MAX = 4_096
+
+
+def _params(func, instance) -> _Params | None:
+    target = getattr(func, "__func__", None) if isinstance(func, types.MethodType) else None
+    bound = target is not None
+    key = (target, True) if bound else (func, instance is not None)
     try:
-        return _SIG_CACHE[func]
-    except (KeyError, TypeError):
+        return _PARAMS_CACHE[key]
+    except KeyError:
         pass
+    except TypeError:  # unhashable callable: no cache
+        key = None
     try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        sig = None
-    try:
-        _SIG_CACHE[func] = sig
-    except TypeError:
-        pass
-    return sig
+        if bound:  # as inspect does for a bound method: without its first parameter (unless *args)
+            sig = inspect.signature(target)
+            params = list(sig.parameters.values())
+            if params[0].kind is not inspect.Parameter.VAR_POSITIONAL:
+                sig = sig.replace(parameters=params[1:])
+            found = _Params(sig, False)
+        else:
+            found = _Params(inspect.signature(func), instance is not None)
+    except (TypeError, ValueError, IndexError):
+        found = None
+    if key is not None:
+        if len(_PARAMS_CACHE) >= _PARAMS_CACHE_MAX:
+            _PARAMS_CACHE.clear()
+        _PARAMS_CACHE[key] = found
+    return found
 
 
 def _bind_inputs(func, instance, args, kwargs) -> dict[str, Any]:
     """Name positional arguments after the function's parameters; fall back to ``args``."""
     if not args:
         return dict(kwargs)
-    sig = _signature(func) if func is not None else None
-    if sig is not None:
+    p = _params(func, instance) if func is not None else None
+    if p is not None:
+        n = len(p.positional)
+        if not kwargs and (len(args) <= n or p.star is not None):  # the common case: all positional
+            out = dict(zip(p.positional, args))
+            if len(args) > n:
+                out[p.star] = list(args[n:])
+            return out
+        sig = p.sig
         try:
-            params = list(sig.parameters.values())
-            if instance is not None and params and params[0].name in ("self", "cls"):
-                bound = sig.bind_partial(instance, *args, **kwargs)
-                bound.arguments.pop(params[0].name, None)
-            else:
-                bound = sig.bind_partial(*args, **kwargs)
+            bound = sig.bind_partial(instance, *args, **kwargs) if p.skip_self else sig.bind_partial(*args, **kwargs)
+            if p.skip_self:
+                bound.arguments.pop(next(iter(sig.parameters)), None)
             out = {}
             for name, value in bound.arguments.items():
                 kind = sig.parameters[name].kind
@@ -466,14 +514,23 @@ def jsonable(obj: Any, marks: dict[str, int] | None = None) -> Any:
     return _Walk(marks).value(obj, 0)
 
 
+#: dict keys already seen not to name a credential (checked for a whole dict at once, at C speed)
+_PLAIN_KEYS: set[str] = set()
+_PLAIN_KEYS_MAX = 10_000
+
+
 class _Walk:
-    """One conversion: the containers on the current path (to see self-references) and the marks."""
+    """One conversion: the containers on the current path (to see self-references) and the marks.
 
-    __slots__ = ("marks", "path")
+    With ``scrub`` (the materialize stage), the same walk also does what :func:`secrets.scrub` does to
+    its result: values under credential keys are masked, ``user:password@`` is cut out of URLs."""
 
-    def __init__(self, marks: dict[str, int] | None):
+    __slots__ = ("marks", "path", "scrub")
+
+    def __init__(self, marks: dict[str, int] | None, scrub: bool = False):
         self.marks = marks
         self.path: set[int] = set()
+        self.scrub = scrub
 
     def mark(self, reason: str, obj: Any, detail: str) -> str:
         self.count(reason)
@@ -486,7 +543,9 @@ class _Walk:
     def value(self, obj: Any, depth: int) -> Any:
         t = type(obj)
         if t is str:
-            return obj if obj.isascii() and len(obj) <= MAX_STR else self.text(obj)
+            if not obj.isascii() or len(obj) > MAX_STR:
+                obj = self.text(obj)
+            return _strip_url(obj) if self.scrub and "@" in obj else obj
         if obj is None or t is bool or t is int:
             return obj
         if t is float:
@@ -503,6 +562,8 @@ class _Walk:
             if t is dict:
                 out = {(k if type(k) is str and k.isascii() else self.key(k)): value(v, d)
                        for k, v in list(obj.items())}
+                if self.scrub and not _PLAIN_KEYS.issuperset(out):
+                    _mask(out)
             else:
                 out = [value(v, d) for v in list(obj)]
             self.path.discard(ident)
@@ -528,6 +589,11 @@ class _Walk:
                 s = s.encode("utf-8", "backslashreplace").decode("utf-8")
         return s
 
+    def string(self, s: str) -> str:
+        """A string value (not a key): :meth:`text`, and URL credentials cut when scrubbing."""
+        s = self.text(s)
+        return _strip_url(s) if self.scrub else s
+
     def key(self, k: Any) -> str:
         if isinstance(k, str):
             return self.text(k)
@@ -536,13 +602,19 @@ class _Walk:
         except Exception as exc:  # noqa: BLE001
             return self.mark("unprintable", k, f"str() raised {type(exc).__name__}")
 
+    def mapping(self, items: Any, d: int) -> dict:
+        out = {self.key(k): self.value(v, d) for k, v in items}
+        if self.scrub and not _PLAIN_KEYS.issuperset(out):
+            _mask(out)
+        return out
+
     def _value(self, obj: Any, depth: int) -> Any:
         if obj is True or obj is False or isinstance(obj, int) and not isinstance(obj, enum.Enum):
             return obj
         if isinstance(obj, float):
             return float(obj) if obj - obj == 0.0 else self.non_finite()
         if isinstance(obj, str):
-            return self.text(str(obj))
+            return self.string(str(obj))
         if isinstance(obj, (bytes, bytearray, memoryview)):
             return f"<bytes: {len(obj)} bytes>"
         if isinstance(obj, enum.Enum):
@@ -552,7 +624,8 @@ class _Walk:
         if isinstance(obj, type):
             return f"<class {obj.__module__}.{obj.__qualname__}>"
         if isinstance(obj, BaseException):
-            return {"type": type(obj).__name__, "message": _safe_str(obj)}
+            message = _safe_str(obj)
+            return {"type": type(obj).__name__, "message": _strip_url(message) if self.scrub else message}
         ident = id(obj)
         if ident in self.path:
             return self.mark("cycle", obj, "refers to itself")
@@ -566,12 +639,12 @@ class _Walk:
 
     def _container(self, obj: Any, d: int) -> Any:
         if isinstance(obj, dict):
-            return {self.key(k): self.value(v, d) for k, v in list(obj.items())}
+            return self.mapping(list(obj.items()), d)
         if isinstance(obj, (list, tuple, set, frozenset)):
             return [self.value(v, d) for v in list(obj)]
         store = _example_store(obj)  # DSPy Example / Prediction: their fields, walked like a dict
         if store is not None:
-            return {self.key(k): self.value(v, d) for k, v in list(store.items())}
+            return self.mapping(list(store.items()), d)
         module = type(obj).__module__
         if module == "numpy" or module.startswith("numpy."):
             return self._numpy(obj, d)
@@ -588,7 +661,10 @@ class _Walk:
             except Exception:  # noqa: BLE001, S110 - try the next way
                 pass
         if dataclasses.is_dataclass(obj):
-            return {f.name: self.value(getattr(obj, f.name, None), d) for f in dataclasses.fields(obj)}
+            out = {f.name: self.value(getattr(obj, f.name, None), d) for f in dataclasses.fields(obj)}
+            if self.scrub and not _PLAIN_KEYS.issuperset(out):
+                _mask(out)
+            return out
         return self._describe(obj)
 
     def _numpy(self, obj: Any, d: int) -> Any:
@@ -610,7 +686,7 @@ class _Walk:
             if isinstance(obj, dspy.Module):
                 return f"<{type(obj).__name__}>"
             if isinstance(obj, dspy.BaseLM):
-                return f"<{type(obj).__name__} {getattr(obj, 'model', '')}>"
+                return self.string(f"<{type(obj).__name__} {getattr(obj, 'model', '')}>")
         except Exception:  # noqa: BLE001, S110
             pass
         try:
@@ -619,7 +695,17 @@ class _Walk:
             return self.mark("unprintable", obj, f"str() raised {type(exc).__name__}")
         if not isinstance(text, str):
             return self.mark("unprintable", obj, "str() did not return a string")
-        return self.text(text if len(text) <= 10_000 else text[:10_000] + "…")
+        return self.string(text if len(text) <= 10_000 else text[:10_000] + "…")
+
+
+def _mask(out: dict) -> None:
+    """Mask, in place, the values under credential keys of a converted dict (as ``secrets.scrub``)."""
+    for k, v in out.items():
+        if is_secret_key(k):
+            if v is not None and v != "":
+                out[k] = SECRET_MASK
+        elif len(_PLAIN_KEYS) < _PLAIN_KEYS_MAX and len(k) <= 40 and k.isidentifier():
+            _PLAIN_KEYS.add(k)  # names of fields, not data used as keys (ids, e-mail addresses)
 
 
 def _attr(obj: Any, name: str) -> Any:
