@@ -101,7 +101,7 @@ class SpanRecord:
         "instance", "func", "args", "kwargs", "inputs", "outputs", "error", "attributes",
         "model", "provider", "params", "usage", "cache_hit", "first_token_ns", "cost",
         "module_path", "tags", "materialized", "events", "otel", "ctx_token",
-        "thread_id", "cpu_start_ns", "cpu_ns", "seen_fields",
+        "thread_id", "cpu_start_ns", "cpu_ns", "seen_of", "seen_fields",
     )
 
     def __init__(self, trace: TraceRecord, parent_id: int | None, name: str, kind: str,
@@ -149,9 +149,11 @@ class SpanRecord:
         self.thread_id: int | None = None
         self.cpu_start_ns: int | None = None
         self.cpu_ns: int | None = None
-        #: outputs that are a DSPy Prediction/Example: ``(the object, a copy of its fields when the
-        #: call returned)``; the copy is what is stored, unless a plugin replaced ``outputs`` since.
-        self.seen_fields: tuple[Any, dict] | None = None
+        #: outputs that are a DSPy Prediction/Example: the object (``seen_of``) and a copy of its fields
+        #: when the call returned; the copy is what is stored, unless a plugin replaced ``outputs`` since.
+        #: Two fields, not a tuple: one tracked container less per span while the trace waits in a queue.
+        self.seen_of: Any = None
+        self.seen_fields: dict | None = None
 
     # -- convenience for plugins --------------------------------------------------------------
     def set_attribute(self, key: str, value: Any) -> None:
@@ -186,7 +188,7 @@ class SpanRecord:
         # one walk makes the value JSON-able and masks credentials (what secrets.scrub does, fused)
         self.inputs = value(self.inputs, 0)
         seen = self.seen_fields
-        self.outputs = value(seen[1] if seen is not None and seen[0] is self.outputs else self.outputs, 0)
+        self.outputs = value(seen if seen is not None and self.seen_of is self.outputs else self.outputs, 0)
         if self.params is not None:
             self.params = value(self.params, 0)
         if self.attributes:
@@ -204,7 +206,7 @@ class SpanRecord:
         self.instance = None
         self.func = None
         self.otel = None
-        self.seen_fields = None
+        self.seen_of = self.seen_fields = None
         self.materialized = True
 
     def to_dict(self) -> dict[str, Any]:

@@ -128,7 +128,7 @@ def _snapshot_outputs(span: SpanRecord, outputs: Any) -> Any:
     if _example_type and isinstance(outputs, _example_type):
         store = outputs.__dict__.get("_store")
         if type(store) is dict:
-            span.seen_fields = (outputs, snapshot(store))
+            span.seen_of, span.seen_fields = outputs, snapshot(store)
     return outputs
 
 
@@ -144,6 +144,8 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
     bridge = mgr.bridge
     if (args or kwargs) and (parent is None or parent.trace.sampled):  # a dropped trace stores nothing
         args, kwargs = _snapshot_call(args, kwargs)
+    if not args:  # func only names positional arguments (at materialize): not held for the others
+        func = None
     # MLflow's context only matters at a root, or in a trace an MLflow span is part of
     found = bridge.mlflow_parent() if bridge is not None and (
         parent is None or parent.trace.mlflow_state is not None) else None
