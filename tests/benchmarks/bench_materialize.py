@@ -10,7 +10,9 @@ checkout to measure. Modes:
   span. ``TK_BENCH_NO_GC=1``: the cyclic GC off while it runs.
 * ``burst``: an N-request burst with all four plugins (buffer on), until every trace is stored; process
   CPU, and the CPU the cyclic GC took (``gc.callbacks``: thread CPU between each collection's start and
-  stop, on whichever thread collected), collections per generation, the buffer's largest queue.
+  stop, on whichever thread collected), collections per generation. ``TK_BENCH_BREAK=1`` (an experiment, not
+  what tracekit does): cut each span's reference to its trace after export, so that delivered traces are freed
+  by reference counting instead of by the cyclic GC.
 """
 
 from __future__ import annotations
