@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import gc
 import math
 
 import dspy
+import pydantic
 from tk_testing import Pipeline, dummy_lm
 
 import dspy_tracekit as tk
@@ -19,6 +21,11 @@ class Conn:
     host: str
     password: str
     url: str
+
+
+class Settings(pydantic.BaseModel):
+    endpoint: str = "https://svc:pw@api.example/v1"
+    openai_api_key: str = "sk-model"
 
 
 class Boom(Exception):
@@ -52,6 +59,10 @@ def _values():
         dspy.Prediction(answer="x", api_key="sk-pred", link="https://a:b@c.example"),
         dspy.Example(question="q", credentials={"k": "v"}),
         Shown(),
+        collections.OrderedDict(api_key="sk-od", other="x"),
+        Settings(),
+        {"ok": 1, "auth_token": "t"},
+        {"ok": 2, "auth_token": "t"},  # the same keys again: the second walk takes the cached key check
         loop,
         {"deep": _nested(25)},
     ]
