@@ -568,6 +568,16 @@ class Redactor:
             rule = self._key_rules.get(key) or self._key_rule(key)
             if rule is not _SCAN:
                 return self._keyed_rule(rule, value, counts, cache)
+        t = type(value)
+        if t is str:  # a string seen before in this trace: _string's hit, inlined
+            hit = cache.get(value) if cache is not None else None
+            if hit is None:
+                return self._string(value, counts, cache=cache)
+            for entity, n in hit[1]:
+                counts[entity] = counts.get(entity, 0) + n
+            return hit[0]
+        if value is None or t is float or t is bool:
+            return value
         return self._value(value, counts, cache)
 
     def _keyed_rule(self, rule: str, value: Any, counts: dict[str, int], cache: dict | None) -> Any:
@@ -601,8 +611,21 @@ class Redactor:
         if t is dict:
             return self._mapping(obj.items(), counts, cache)
         if t is list:
-            value = self._value
-            return [v for v in [value(x, counts, cache) for x in obj] if v is not DROP]
+            out = []
+            for x in obj:
+                if type(x) is str:  # _string's hit, inlined
+                    hit = cache.get(x) if cache is not None else None
+                    if hit is None:
+                        v = self._string(x, counts, cache=cache)
+                    else:
+                        v = hit[0]
+                        for entity, n in hit[1]:
+                            counts[entity] = counts.get(entity, 0) + n
+                else:
+                    v = self._value(x, counts, cache)
+                if v is not DROP:
+                    out.append(v)
+            return out
         if obj is None or t is float or t is bool:
             return obj
         if t is int and -100_000_000 < obj < 100_000_000:
@@ -678,6 +701,8 @@ class Redactor:
                         red = hit[0]
                         for entity, n in hit[1]:
                             counts[entity] = counts.get(entity, 0) + n
+                elif v is None or type(v) is float or type(v) is bool:
+                    red = v
                 else:
                     red = self._value(v, counts, cache)
             else:
