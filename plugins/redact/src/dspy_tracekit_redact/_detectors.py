@@ -834,7 +834,7 @@ def _needle_trie(needles: Iterable[str]) -> str:
 
 
 #: ``[\d@:]`` in the text, or a letter needle in its lower-case form, in one search of the lower-case
-#: text (lowering turns no character into, nor out of, ``[\d@:]``; test_redact_fastpaths checks every
+#: text (lowering turns no character into, nor out of, ``[\d@:]``; test_redact_walk_equivalence checks every
 #: code point)
 _MAY_HOLD = re.compile(r"[\d@:]|" + _needle_trie(_LETTER_NEEDLES))
 
@@ -844,7 +844,7 @@ def may_hold_builtin(text: str) -> bool:
     ~20 detector calls for the short labels, names and enum values that fill span attributes.
 
     The same answer as ``_DIGIT_AT_COLON.search(text) or any(n in text.lower() for n in
-    _LETTER_NEEDLES)``, in one compiled search (test_redact_fastpaths compares the two)."""
+    _LETTER_NEEDLES)``, in one compiled search (test_redact_walk_equivalence compares the two)."""
     return _MAY_HOLD.search(text.lower()) is not None
 
 
