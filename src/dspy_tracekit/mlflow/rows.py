@@ -14,7 +14,7 @@ plugins/buffer/tests/test_buffer_store_fast_path.py compares the resulting rows 
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 import logging
 import threading
@@ -35,6 +35,7 @@ from dspy_tracekit.keys import (
 from dspy_tracekit.records import SpanKind, SpanRecord, TraceRecord
 
 logger = logging.getLogger("dspy_tracekit")
+_b2a = binascii.b2a_base64
 
 _JSON_WS = " \t\n\r"
 #: keys whose presence or absence the direct translation handles itself (see :func:`trace_views`)
@@ -149,6 +150,10 @@ class _Direct:
     sensitive: dict[tuple, tuple[frozenset, tuple]] = {}  # noqa: RUF012
     #: ``mlflow_core._dumps``, the same text made faster (see :func:`c_encoder`)
     dumps = None
+    #: attribute key sets (in order) -> whether a span with exactly these keys is plain (see _is_plain)
+    plain: dict[tuple, bool] = {}  # noqa: RUF012
+    #: short string value -> its stored attribute text (``_dumps`` then ``sanitized``)
+    texts: dict[str, str] = {}  # noqa: RUF012
 
 
 class _ProbeKey(str):
@@ -265,11 +270,28 @@ def _is_plain(s: SpanRecord, values: dict[str, Any]) -> bool:
     """No error or event (they go through MLflow's event translators) and no key a translator reads."""
     if s.error is not None or getattr(s, "events", None) or _Direct.reads is None:
         return False
-    keys, prefixes = _sensitive(values)
-    for key in values:
-        if key in keys or (prefixes and key.startswith(prefixes)):
-            return False
-    return True
+    names = tuple(values)
+    plain = _Direct.plain.get(names)
+    if plain is None:
+        # which keys a translator reads depends only on which keys there are: decided once per key set
+        keys, prefixes = _sensitive(values)
+        plain = not any(key in keys or (prefixes and key.startswith(prefixes)) for key in names)
+        if len(_Direct.plain) >= _MEMO_SIZE:
+            _Direct.plain.clear()
+        _Direct.plain[names] = plain
+    return plain
+
+
+#: entries of each memo of pure functions below (cleared when full: traces repeat a few shapes and strings)
+_MEMO_SIZE = 4096
+#: strings up to this length have their stored text memoized (span types, kinds, module paths, tag values)
+_MEMO_STR_LEN = 128
+_JSON_OPENERS = ('"', "{", "[")
+
+
+def _b64(number: int, length: int) -> str:
+    """``base64.b64encode(number.to_bytes(length, "big")).decode()``, as ``Span.to_dict`` makes ids."""
+    return _b2a(number.to_bytes(length, "big"), newline=False).decode()
 
 
 def trace_views(trace: TraceRecord) -> list[SpanView]:
@@ -289,10 +311,11 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
     from mlflow.entities import SpanStatusCode
     from mlflow.tracing.utils import calculate_cost_by_model_and_token_usage, dump_span_attribute_value
 
-    template, strips = _Direct.template, _Direct.strips
+    template, strips, texts = _Direct.template, _Direct.strips, _Direct.texts
+    ok = SpanStatusCode.OK
     tid = trace.trace_id
     trace_id = trace.mlflow_trace_id
-    b64_trace = base64.b64encode(tid.to_bytes(16, "big")).decode()
+    b64_trace = _b64(tid, 16)
     known = {s.span_id for s in trace.spans}
     root = trace.root
     encoded_trace_id = _dumps(trace_id)
@@ -306,11 +329,24 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
             continue
         attrs: dict[str, str] = {}
         for key, value in values.items():
-            if key == REQUEST_ID_ATTR:
+            if key is _REQUEST_ID or key == _REQUEST_ID:
                 attrs[key] = encoded_trace_id
-                continue
-            enc = _dumps(value)
-            attrs[key] = sanitized(enc, value) if strips and enc[:1] == '"' else enc
+            elif value.__class__ is str:
+                # a string's stored text depends on the string alone: short ones (types, kinds, paths,
+                # tag values) repeat in every trace
+                enc = texts.get(value)
+                if enc is None:
+                    enc = _dumps(value)
+                    if strips and value.lstrip(_JSON_WS)[:1] in _JSON_OPENERS:
+                        enc = sanitized(enc, value)
+                    if len(value) <= _MEMO_STR_LEN:
+                        if len(texts) >= _MEMO_SIZE:
+                            texts.clear()
+                        texts[value] = enc
+                attrs[key] = enc
+            else:
+                enc = _dumps(value)
+                attrs[key] = sanitized(enc, value) if strips and enc[:1] == '"' else enc
         if _MODEL not in attrs and ('"model"' in attrs.get(_INPUTS, "") or '"model"' in attrs.get(_OUTPUTS, "")):
             slow.append(len(views))  # MLflow reads a model name out of such inputs/outputs
             views.append(None)  # type: ignore[arg-type]
@@ -332,16 +368,15 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
         # MLflow's Span.to_dict key order, with its values for a plain span where they are not ours
         span_dict = template.copy()
         span_dict["trace_id"] = b64_trace
-        span_dict["span_id"] = base64.b64encode(s.span_id.to_bytes(8, "big")).decode()
-        span_dict["parent_span_id"] = (base64.b64encode(parent_id.to_bytes(8, "big")).decode()
-                                       if parent_id is not None else None)
+        span_dict["span_id"] = _b64(s.span_id, 8)
+        span_dict["parent_span_id"] = _b64(parent_id, 8) if parent_id is not None else None
         span_dict["name"] = s.name
         span_dict["start_time_unix_nano"] = s.start_ns
         span_dict["end_time_unix_nano"] = end_ns
         span_dict["attributes"] = attrs
         views.append(SpanView(trace_id, f"{s.span_id:016x}",
                               f"{parent_id:016x}" if parent_id is not None else None, s.name,
-                              s.span_type or "UNKNOWN", SpanStatusCode.OK, s.start_ns, end_ns, span_dict))
+                              s.span_type or "UNKNOWN", ok, s.start_ns, end_ns, span_dict))
     if slow:
         spans = to_mlflow_spans(trace)
         for i in slow:
