@@ -387,10 +387,11 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
     trace_ids = [views[0].trace_id for views in traces]
     exp_int = int(experiment_id)
     ensure_ascii = store.db_type == "mssql"
-    from dspy_tracekit.mlflow.rows import c_encoder
+    from dspy_tracekit.mlflow.rows import c_encoder, content_encoder
 
     json_encoder = S.TraceJSONEncoder(ensure_ascii=ensure_ascii)
     encode = c_encoder(json_encoder) or json_encoder.encode
+    direct_content = content_encoder(json_encoder) or encode
 
     info_rows, tag_rows, meta_rows, span_rows, partitions = [], [], [], [], []
     rollups = S.rollups_enabled()  # else MLflow's enqueue_rollup_rebuild_partitions does nothing
@@ -443,7 +444,7 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
             model, provider = attrs.get(model_key), attrs.get(provider_key)
             span_rows.append((
                 trace_id, exp_int, view.span_id, view.parent_id, view.name, view.span_type, view.status_code,
-                view.start_ns, view.end_ns, encode(span_dict),
+                view.start_ns, view.end_ns, direct_content(span_dict) if view.direct else encode(span_dict),
                 finite(cost_values.get("input_cost")) if cost_values else None,
                 finite(cost_values.get("output_cost")) if cost_values else None,
                 finite(cost_values.get("total_cost")) if cost_values else None,
