@@ -51,6 +51,13 @@ def _traces(tmp_path, store):
         program(message="no context here")
         with tk.context(session_id="s-2"):
             _odd_values(program, lm)
+    # DummyLM reports no tokens (MLflow's store never prices those), twice: memoized helpers hit; a long
+    # tag value (past the memos' length), a tag key MLflow rejects, and a trace name tag
+    _, dummy = make_program()
+    with dspy.context(lm=dummy):
+        for i in range(2):
+            with tk.context(**{"long_tag": "ü" * 300 + str(i), "bad key/..": "x", "mlflow.traceName": f"n{i}"}):
+                program(message=f"dummy {i}")
     assert tk.flush(30)
     tk.disable()
     return [TraceRecord.from_dict(d) for d in capture.dicts]
@@ -218,7 +225,7 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, dat
     from mlflow.tracking import MlflowClient
 
     traces = _traces(tmp_path, store)
-    assert len(traces) == 3
+    assert len(traces) == 5
     assert {"user_tool", "user_llm", "user_event"} <= {s.name for s in traces[2].spans}
     assert any(s.events for s in traces[2].spans)
     traces[1].spans[-1].set_attribute("plugin.note", {"k": [1, 2.5, None]})  # a key of a plugin's own
@@ -255,7 +262,12 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, dat
         assert reference.keys() == fast.keys()
         for table in reference:
             assert fast[table] == reference[table], (table, [sorted(set(a) ^ set(b)) for a, b in zip(fast[table], reference[table]) if a != b][:2])
-    assert len(fast["spans"]) == n_spans and len(fast["trace_info"]) == 3
+    assert len(fast["spans"]) == n_spans and len(fast["trace_info"]) == 5
+    tags = {(r["request_id"], r["key"]): r["value"] for r in (dict(row) for row in reference["trace_tags"])}
+    assert tags[(traces[3].mlflow_trace_id, "long_tag")] == "ü" * 300 + "0"
+    assert (traces[3].mlflow_trace_id, "bad key/..") not in tags  # MLflow skips it: so does the fast path
+    info = {dict(r)["request_id"]: dict(r) for r in reference["trace_info"]}
+    assert info[traces[4].mlflow_trace_id]["trace_name"] == "n1"
 
     client = MlflowClient(uris[2])
     got = client.get_trace(traces[0].mlflow_trace_id)

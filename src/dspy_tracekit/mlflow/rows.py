@@ -81,6 +81,16 @@ _SLOTS = frozenset({"trace_id", "span_id", "parent_span_id", "name", "start_time
 
 
 def content_encoder(encoder: json.JSONEncoder):
+    """:func:`make_content_encoder`, made once per kind of encoder (its memo then lasts)."""
+    key = (type(encoder), encoder.ensure_ascii, encoder.key_separator, encoder.item_separator, encoder.indent,
+           encoder.sort_keys, encoder.skipkeys, encoder.allow_nan, type(encoder).default, id(_Direct.template))
+    found = _Direct.contents.get(key, _Direct.contents)
+    if found is _Direct.contents:
+        found = _Direct.contents[key] = make_content_encoder(encoder)
+    return found
+
+
+def make_content_encoder(encoder: json.JSONEncoder):
     """``encoder.encode(view.span_dict)`` for a direct view (``view.direct``), built from fragments: the
     template's constant keys encoded once, the span's own values (strings, integers, None, a dict of
     string attributes) each as the C encoder encodes them. JSON without indentation is compositional, so
@@ -103,35 +113,37 @@ def content_encoder(encoder: json.JSONEncoder):
             pending += head + encode(value)
     tail = pending + "}"
     int_repr = int.__repr__
-
-    def fragment(value) -> str:
-        cls = value.__class__
-        if cls is str:
-            return strings(value)
-        if cls is int:
-            return int_repr(value)
-        if value is None:
-            return "null"
-        return encode(value)
+    memo: dict[tuple, str] = {}
 
     def content(span_dict: dict) -> str:
         parts = []
         for head, key in layout:
             value = span_dict[key]
-            if key == "attributes":
-                if value.__class__ is not dict:
-                    return encode(span_dict)
-                if value:
-                    items = []
-                    for k, v in value.items():
+            cls = value.__class__
+            if cls is str:
+                parts.append(head + strings(value))
+            elif cls is int:
+                parts.append(head + int_repr(value))
+            elif value is None:
+                parts.append(head + "null")
+            elif cls is dict and key == "attributes":
+                items = []
+                for k, v in value.items():
+                    short = v.__class__ is str and len(v) <= _MEMO_STR_LEN
+                    text = memo.get((k, v)) if short else None
+                    if text is None:
                         if k.__class__ is not str:
                             return encode(span_dict)
-                        items.append(strings(k) + colon + (strings(v) if v.__class__ is str else encode(v)))
-                    parts.append(head + "{" + comma.join(items) + "}")
-                else:
-                    parts.append(head + "{}")
+                        text = strings(k) + colon + (strings(v) if v.__class__ is str else encode(v))
+                        if short:
+                            # (key, text) pairs repeat in every trace: types, kinds, paths, tags
+                            if len(memo) >= _MEMO_SIZE:
+                                memo.clear()
+                            memo[(k, v)] = text
+                    items.append(text)
+                parts.append(head + "{" + comma.join(items) + "}")
             else:
-                parts.append(head + fragment(value))
+                parts.append(head + encode(value))
         parts.append(tail)
         return "".join(parts)
 
@@ -218,6 +230,8 @@ class _Direct:
     plain: dict[tuple, bool] = {}  # noqa: RUF012
     #: short string value -> its stored attribute text (``_dumps`` then ``sanitized``)
     texts: dict[str, str] = {}  # noqa: RUF012
+    #: content encoders by kind of JSON encoder (see content_encoder)
+    contents: dict[tuple, Any] = {}  # noqa: RUF012
     #: usage attribute texts of no tokens, which MLflow never prices (see _price)
     unpriced: dict[str, bool] = {}  # noqa: RUF012
 
