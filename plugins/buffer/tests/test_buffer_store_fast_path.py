@@ -327,3 +327,57 @@ def test_a_trace_another_writer_created_meanwhile_goes_to_log_spans(tmp_path, st
     monkeypatch.setattr(Session, "query", lambda self, *a, **k: NoRows() if a and getattr(
         a[0], "key", None) == "request_id" else original(self, *a, **k))
     assert mlflow_store.insert_views(uri, exp, views) is False
+
+
+def test_content_column_from_fragments_is_mlflows_encoding_of_the_span(tmp_path, store):
+    """The fast path builds a direct span's ``spans.content`` from fragments; the text is what MLflow's
+    ``TraceJSONEncoder`` makes of the span dict, for both of MLflow's settings (MSSQL escapes non-ASCII)."""
+    from mlflow.tracing.utils import TraceJSONEncoder
+
+    traces = _traces(tmp_path, store)
+    for trace in traces:
+        trace.materialize()
+    odd = {"plain": '"x"', "quotes": 'say "hi" \\ back', "controls": "\x00\x01\t\n\u2028", "non_ascii": "ümlaut 漢字 🙂",
+           "surrogate": "lone \ud800 half", "empty": ""}
+    views = [v for t in traces for v in mlflow_rows.trace_views(t) if v.direct]
+    assert len(views) > 20
+    for ascii in (False, True):
+        encoder = TraceJSONEncoder(ensure_ascii=ascii)
+        content = mlflow_rows.content_encoder(encoder)
+        assert content is not None
+        for view in views:
+            assert content(view.span_dict) == encoder.encode(view.span_dict)
+        for key, text in odd.items():
+            span_dict = {**views[0].span_dict, "name": text, "parent_span_id": None,
+                         "attributes": {**views[0].span_dict["attributes"], key: text, "n": 7}}
+            assert content(span_dict) == encoder.encode(span_dict), key
+        empty = {**views[0].span_dict, "attributes": {}}
+        assert content(empty) == encoder.encode(empty)
+
+
+def test_an_experiment_removed_from_the_store_is_not_written_to_by_the_fast_path(tmp_path, store, _template_db):
+    """The fast path reads an experiment's artifact location once; a trace for an experiment that is
+    gone since then fails its insert (foreign key) and goes to MLflow's log_spans, which reports it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    traces = _traces(tmp_path, store)
+    for trace in traces:
+        trace.materialize()
+    uri = f"sqlite:///{tmp_path / 'gone.db'}"
+    shutil.copy(_template_db, tmp_path / "gone.db")
+    exp = MlflowClient(uri).create_experiment("gone")
+    assert mlflow_store.insert_views(uri, exp, [mlflow_rows.trace_views(traces[0])]) is True
+    con = sqlite3.connect(tmp_path / "gone.db")
+    con.execute("PRAGMA foreign_keys = OFF")  # as `mlflow gc` would leave it: the experiment's rows are gone
+    for table in ("spans", "trace_tags", "trace_request_metadata", "trace_info", "experiment_tags"):
+        con.execute(f"DELETE FROM {table} WHERE " + ("experiment_id = ?" if table in ("spans", "trace_info")
+                    else "request_id IN (SELECT request_id FROM trace_info WHERE experiment_id = ?)"
+                    if table != "experiment_tags" else "experiment_id = ?"), (exp,))
+    con.execute("DELETE FROM experiments WHERE experiment_id = ?", (exp,))
+    con.commit()
+    assert mlflow_store.insert_views(uri, exp, [mlflow_rows.trace_views(traces[1])]) is False
+    with pytest.raises(MlflowException, match="No Experiment with id"):
+        mlflow_store.log_spans(uri, exp, mlflow_core.to_mlflow_spans(traces[1]), fast=False)
+    assert con.execute("SELECT count(*) FROM trace_info").fetchone()[0] == 0
+    con.close()
