@@ -200,6 +200,14 @@ class quiet_store_writes:  # a context manager, named like contextlib's
         return False
 
 
+def reset_store_errors() -> None:
+    """Start the store error counters and log intervals afresh (each ``enable()``: counters are per run)."""
+    with _gate_lock:
+        for key in store_error_counts:
+            store_error_counts[key] = 0
+        _store_error_seen.clear()
+
+
 def report_store_error(tracking_uri: str, exc: BaseException, traces: int) -> None:
     """Count a failed write; log one concise line per store and error kind per interval."""
     import time
