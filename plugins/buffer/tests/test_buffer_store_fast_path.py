@@ -124,6 +124,7 @@ def _dump(path) -> dict[str, list]:
 
 
 POSTGRES = os.environ.get("TRACEKIT_TEST_POSTGRES")
+MYSQL = os.environ.get("TRACEKIT_TEST_MYSQL")
 
 
 class SqliteCopies:
@@ -167,16 +168,53 @@ class PostgresCopies:
             with engine.connect() as con:
                 tables = sqlalchemy.inspect(con).get_table_names()
                 out = {}
+                quote = con.dialect.identifier_preparer.quote
                 for table in tables:
                     if table == "alembic_version":
                         continue
-                    result = con.execute(sqlalchemy.text(f'SELECT * FROM "{table}"'))
+                    result = con.execute(sqlalchemy.text(f"SELECT * FROM {quote(table)}"))
                     cols = list(result.keys())
                     out[table] = sorted((tuple((c, v) for c, v in zip(cols, r) if c not in WRITE_TIME)
                                          for r in result), key=repr)
                 return out
         finally:
             engine.dispose()
+
+
+class MysqlCopies(PostgresCopies):
+    """Databases on a real MySQL/MariaDB server, each a copy (``SHOW CREATE TABLE``, then ``INSERT ... SELECT``)
+    of one that MLflow migrated."""
+
+    def new(self, name: str) -> str:
+        db = f"tk_{name}_{os.getpid()}"
+        con = _mysql_connect(self.superuser_uri)
+        try:
+            cur = con.cursor()
+            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+            cur.execute(f"CREATE DATABASE `{db}`")
+            cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+            # MLflow's Default experiment has id 0, which an AUTO_INCREMENT column otherwise renumbers
+            cur.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
+            cur.execute(f"SHOW FULL TABLES FROM `{self.template}` WHERE Table_type = 'BASE TABLE'")
+            for (table, _) in cur.fetchall():
+                cur.execute(f"SHOW CREATE TABLE `{self.template}`.`{table}`")
+                ddl = cur.fetchone()[1]
+                cur.execute(f"USE `{db}`")
+                cur.execute(ddl)
+                cur.execute(f"INSERT INTO `{db}`.`{table}` SELECT * FROM `{self.template}`.`{table}`")
+        finally:
+            con.close()
+        self.made.append(db)
+        return _database_uri(self.superuser_uri, db)
+
+
+def _mysql_connect(uri: str):
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    return pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, password=url.password or "",
+                           autocommit=True)
 
 
 def _database_uri(superuser_uri: str, database: str) -> str:
@@ -206,13 +244,34 @@ def _postgres_template():
     yield template
 
 
+@pytest.fixture(scope="session")
+def _mysql_template():
+    """A database on the MySQL/MariaDB server that MLflow migrated once (migrations take many seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    template = f"tk_template_{os.getpid()}"
+    con = _mysql_connect(MYSQL)
+    try:
+        con.cursor().execute(f"DROP DATABASE IF EXISTS `{template}`")
+        con.cursor().execute(f"CREATE DATABASE `{template}`")
+    finally:
+        con.close()
+    MlflowClient(_database_uri(MYSQL, template)).search_experiments()
+    yield template
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not POSTGRES, reason="no PostgreSQL: set TRACEKIT_TEST_POSTGRES (.ci/postgres-start starts one)"))])
+    not POSTGRES, reason="no PostgreSQL: set TRACEKIT_TEST_POSTGRES (.ci/postgres-start starts one)")),
+    pytest.param("mysql", marks=pytest.mark.skipif(
+        not MYSQL, reason="no MySQL/MariaDB: set TRACEKIT_TEST_MYSQL (.ci/mysql-start starts one)"))])
 def databases(request, tmp_path, _template_db):
     if request.param == "sqlite":
         yield SqliteCopies(tmp_path, _template_db)
         return
-    copies = PostgresCopies(POSTGRES, request.getfixturevalue("_postgres_template"))
+    if request.param == "mysql":
+        copies = MysqlCopies(MYSQL, request.getfixturevalue("_mysql_template"))
+    else:
+        copies = PostgresCopies(POSTGRES, request.getfixturevalue("_postgres_template"))
     yield copies
     mlflow_store.reset()
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore

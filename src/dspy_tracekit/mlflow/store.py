@@ -119,7 +119,7 @@ _HELPERS = ("SqlTraceInfo", "SqlTraceTag", "SqlTraceMetadata", "SqlSpan", "SpanA
             "aggregate_usage_from_span_nodes", "aggregate_cost_from_span_nodes", "TOKEN_COLUMN_BY_KEY",
             "COST_COLUMN_BY_KEY", "token_count_or_none", "enqueue_rollup_rebuild_partitions", "TraceJSONEncoder")
 #: database kinds the fast path writes to (see docs/deployment.md for PostgreSQL / MySQL)
-FAST_PATH_DB_TYPES = ("sqlite", "postgresql")
+FAST_PATH_DB_TYPES = ("sqlite", "postgresql", "mysql")
 _CHECK_FAILED = "schema check failed"
 _gate: dict[str, str] = {}  # tracking URI -> "" (fast path on) or the reason it is off
 _gate_lock = threading.Lock()
