@@ -436,7 +436,7 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
             continue
         attrs: dict[str, str] = {}
         for key, value in values.items():
-            if key is _REQUEST_ID or key == _REQUEST_ID:
+            if key is _REQUEST_ID:  # span_attribute_values' own key object (an equal one takes the path below)
                 attrs[key] = encoded_trace_id
             elif value.__class__ is str:
                 # a string's stored text depends on the string alone: short ones (types, kinds, paths,
