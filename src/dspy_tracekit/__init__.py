@@ -68,7 +68,7 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
         if tracing_disabled_by_env():
             return False
         from dspy_tracekit._request.instrument import instrument
-        from dspy_tracekit.mlflow.interop import MlflowBridge
+        from dspy_tracekit.mlflow.interop import bridge_mlflow, unbridge_mlflow
 
         from .manager import TracekitManager
         from .records import Settings
@@ -98,14 +98,19 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
             except Exception:  # noqa: BLE001
                 pass
             raise
-        mgr.bridge = MlflowBridge(mode=settings.mlflow_traces)
         mgr.flush_timeout = float(cfg.core["flush_timeout"])
         rt = _state.Runtime(mgr, settings, mgr.flush_timeout)
-        mgr.bridge.install()
-        from dspy_tracekit._request.resources import configure as configure_resources
+        # now if the program imported MLflow, else when it does (or the first export does): enable()
+        # does not pay MLflow's import for a program that never uses its API (issue #12)
+        bridge_mlflow(mgr, settings.mlflow_traces)
+        try:
+            from dspy_tracekit._request.resources import configure as configure_resources
 
-        configure_resources(cfg.core)  # analytics v2 (#15): cpu_time, peak_memory
-        instrument()
+            configure_resources(cfg.core)  # analytics v2 (#15): cpu_time, peak_memory
+            instrument()
+        except BaseException:
+            unbridge_mlflow(mgr)
+            raise
         _state.delivering = rt
         _state.runtime = rt
         return True

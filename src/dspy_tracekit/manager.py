@@ -112,7 +112,9 @@ class TracekitManager:
         self._check_impls()
         self._isolate()
         self._refresh()
-        _fork.import_delivery_modules()  # a forked child must not import them (another thread's lock)
+        # a forked child must not import them (another thread's lock); MLflow's are imported by the first
+        # fork() instead, so that enable() does not import MLflow for a program that has not (issue #12)
+        _fork.import_delivery_modules(upstream=False)
         install_log_record_factory()  # MLflow's logger.exception on our threads: no ast
         if env_flag("DSPY_TRACEKIT_DEBUG_HOOKS") if debug_hooks is None else debug_hooks:
             self._monitor()
