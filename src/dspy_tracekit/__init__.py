@@ -81,13 +81,14 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
         names = None if plugins is None else [p for p in plugins if isinstance(p, str)]
         objects = [] if plugins is None else [p for p in plugins if not isinstance(p, str)]
         object_names = tuple(getattr(p, "__name__", None) or type(p).__name__ for p in objects)
+        installed = mgr.installed_plugins()
         cfg = resolve(plugins=names, tracking_uri=tracking_uri, experiment=experiment, config=config,
-                      installed=tuple(mgr.installed_plugins()) + object_names)
+                      installed=tuple(installed) + object_names)
         if not cfg.core["enabled"] or cfg.core["disable"]:
             return False
         try:
             mgr.load(cfg.core["plugins"], cfg.core["blocked"], extra=objects,
-                     debug_hooks=cfg.core["debug_hooks"])
+                     debug_hooks=cfg.core["debug_hooks"], installed=installed)
             settings = Settings(tracking_uri=cfg.core["tracking_uri"], experiment=cfg.core["experiment"],
                                 plugins=tuple(mgr.plugin_names()), config_files=cfg.files,
                                 sources=dict(cfg.sources), mlflow_traces=cfg.core["mlflow_traces"])
