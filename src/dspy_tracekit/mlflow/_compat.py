@@ -55,6 +55,11 @@ PRIVATE_SYMBOLS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _imported(module: str) -> bool:
+    """Whether ``module`` is imported: before MLflow is, tracekit reads what MLflow would read without it."""
+    return module in sys.modules
+
+
 def _resolve(module: str, path: str) -> Any:
     obj: Any = importlib.import_module(module)
     for part in path.split("."):
@@ -126,7 +131,7 @@ def runtime_context(refresh: bool = False):
     remembered: the real one is resolved once MLflow is imported)."""
     if _runtime and not refresh:
         return _runtime[0]
-    if "mlflow.environment_variables" in sys.modules:
+    if _imported("mlflow.environment_variables"):
         from mlflow.environment_variables import MLFLOW_USE_DEFAULT_TRACER_PROVIDER
 
         mlflows_own = MLFLOW_USE_DEFAULT_TRACER_PROVIDER.get()
@@ -134,7 +139,7 @@ def runtime_context(refresh: bool = False):
         raw = os.environ.get("MLFLOW_USE_DEFAULT_TRACER_PROVIDER")
         mlflows_own = raw is None or raw.lower() not in ("false", "0")
     if mlflows_own:
-        if "mlflow.tracing.provider" not in sys.modules:
+        if not _imported("mlflow.tracing.provider"):
             return _NO_MLFLOW_CONTEXT
         from mlflow.tracing import provider
 
@@ -179,7 +184,7 @@ def mlflow_sampling_ratio() -> float:
     """``MLFLOW_TRACE_SAMPLING_RATIO`` as MLflow reads it (1.0 when unset or invalid); before MLflow is
     imported, read the way MLflow's variable reads it (``float(value)``)."""
     try:
-        if "mlflow.environment_variables" in sys.modules:
+        if _imported("mlflow.environment_variables"):
             from mlflow.environment_variables import MLFLOW_TRACE_SAMPLING_RATIO
 
             ratio = MLFLOW_TRACE_SAMPLING_RATIO.get()
@@ -199,7 +204,7 @@ def mlflow_tracking_uri() -> tuple[str, bool]:
     Before MLflow's tracking module is imported nobody can have called ``set_tracking_uri()``: then only
     ``MLFLOW_TRACKING_URI`` counts (as MLflow reads it), and MLflow is not imported for it.
     """
-    if "mlflow.tracking._tracking_service.utils" not in sys.modules:
+    if not _imported("mlflow.tracking._tracking_service.utils"):
         uri = os.environ.get("MLFLOW_TRACKING_URI")
         return (uri, True) if uri else ("", False)
     import mlflow
@@ -210,7 +215,7 @@ def mlflow_tracking_uri() -> tuple[str, bool]:
 
 def unsupported_tracking_uri(uri: str) -> list[str] | None:
     """None when MLflow has a tracking store for ``uri``'s scheme, else the schemes it supports."""
-    if (uri.startswith("sqlite:") and "mlflow.tracking._tracking_service.utils" not in sys.modules
+    if (uri.startswith("sqlite:") and not _imported("mlflow.tracking._tracking_service.utils")
             and importlib.util.find_spec("sqlalchemy") is not None):
         return None  # MLflow registers its database engines when SQLAlchemy is there: no need to import it
     from mlflow.tracking._tracking_service.utils import _tracking_store_registry
@@ -225,7 +230,8 @@ def unsupported_tracking_uri(uri: str) -> list[str] | None:
 
 def mlflow_experiment() -> tuple[str, str] | None:
     """What the user told MLflow about the experiment: ``("name", n)``, ``("id", i)`` or None."""
-    fluent = sys.modules.get("mlflow.tracking.fluent")  # not imported: set_experiment() was not called
+    # not imported: set_experiment() was not called
+    fluent = sys.modules.get("mlflow.tracking.fluent") if _imported("mlflow.tracking.fluent") else None
     active = getattr(fluent, "_active_experiment_id", None)
     if active:
         return ("id", str(active))
