@@ -152,3 +152,52 @@ def test_disable_before_mlflow_is_imported_leaves_a_later_mlflow_to_itself(tmp_p
     result = json.loads(lines[-1])
     assert result == {"patched": [], "own": "after_disable"}
     assert (tmp_path / "mlflow.db").exists()  # MLflow's own export, to its own default store
+
+
+_IMPORTED_INSIDE_FORWARD = r"""
+import json, sys
+import dspy
+import dspy_tracekit as tk
+
+uri = sys.argv[1]
+tk.enable(plugins=[], tracking_uri=uri, experiment="inside")
+
+
+class Program(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.answer = dspy.Predict("question -> answer")
+
+    def forward(self, question):
+        import mlflow  # the process's first import of MLflow, inside a running DSPy call
+
+        with mlflow.start_span("database_query"):
+            pass
+        return self.answer(question=question)
+
+
+dspy.configure(lm=dspy.utils.DummyLM([{"answer": "4"}]))
+Program()(question="2+2?")
+assert tk.flush(120)
+tk.disable()
+from mlflow import MlflowClient
+
+client = MlflowClient(uri)
+traces = client.search_traces(locations=[client.get_experiment_by_name("inside").experiment_id])
+trees = []
+for trace in traces:
+    names = {s.span_id: s.name for s in trace.data.spans}
+    trees.append(sorted([s.name, names.get(s.parent_id, "")] for s in trace.data.spans))
+print(json.dumps({"trees": trees}))
+"""
+
+
+def test_mlflow_first_imported_inside_a_dspy_call_nests_the_users_span_under_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DSPY_TRACEKIT_"))}
+    out = subprocess.run([sys.executable, "-c", _IMPORTED_INSIDE_FORWARD, f"sqlite:///{tmp_path / 'tk.db'}"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert out.returncode == 0 and lines, out.stderr[-4000:]
+    (tree,) = json.loads(lines[-1])["trees"]  # one trace: the user's span did not start one of its own
+    assert ["database_query", "Program.forward"] in tree and ["Program.forward", ""] in tree
+    assert not (tmp_path / "mlflow.db").exists()

@@ -20,8 +20,9 @@ The bridge is installed when MLflow is imported (:func:`bridge_mlflow`): at ``en
 has imported it, else right after its import completes — the user's ``import mlflow`` or the first
 export's — through a post-import hook (``wrapt.register_post_import_hook``), so that ``enable()`` does not
 pay MLflow's import (about 0.8 s) for a program that never uses it. No MLflow span can exist before
-MLflow is imported, so nothing is missed; only a DSPy call that was already running when MLflow was first
-imported has no stand-in, and a user's MLflow span inside it starts a trace of its own.
+MLflow is imported, so nothing is missed. A DSPy call already running when MLflow is first imported gets
+its stand-in then if it runs on the importing thread (an ``import mlflow`` inside a ``forward``); one on
+another thread has none, and a user's MLflow span inside it starts a trace of its own.
 
 Every private MLflow symbol used here goes through :mod:`dspy_tracekit.mlflow._compat`.
 """
@@ -117,8 +118,24 @@ def _mlflow_imported(module) -> None:
                 return  # disable() came first, or the bridge is installed already
             mgr, mode = _pending.pop()
             _install(mgr, mode)
+        _attach_in_flight(mgr)
     except Exception as exc:  # noqa: BLE001
         _state.internal_error("mlflow_bridge", exc)
+
+
+def _attach_in_flight(mgr) -> None:
+    """MLflow imported inside a DSPy call (``import mlflow`` in a ``forward``): that trace's root started
+    without a stand-in; attach one now, as the root would have, so that a user's MLflow span started in
+    it nests under the current DSPy span. Detached when the root ends, as usual."""
+    from dspy_tracekit._request.tracer import current_span
+
+    span = current_span.get()
+    bridge = mgr.bridge
+    if span is None or bridge is None or span.end_ns is not None:
+        return
+    root = span.trace.root
+    if root is not None and root.end_ns is None and root.ctx_token is None:
+        root.ctx_token = bridge.attach(span.trace)
 
 
 def _import_bridge_modules() -> None:
