@@ -248,7 +248,7 @@ def digit_count(candidate: str) -> int:
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "digit_runs", "text")
+    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "digit_runs", "positions", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -262,6 +262,9 @@ class Text:
         self._num_starts: list[int] | None = None
         #: per digit-run entity type, the runs it can match in, when the prefilter found them
         self.digit_runs: dict[str, list[tuple[int, int]]] | None = None
+        #: per entity type of the prefilter's ``POSITIONS``, every place its regex can start, when the
+        #: prefilter ran (sorted)
+        self.positions: dict[str, list[int]] | None = None
 
     @property
     def lower(self) -> str:
@@ -618,7 +621,11 @@ class IbanDetector(Detector):
         regex = self.ascii_regex if (ctx.ascii if ctx is not None else ascii_classes(text)) else self.regex
         n_text = len(text)
         out: list[Span] = []
-        for m in regex.finditer(text):
+        # the prefilter's ``CC00`` positions; matches of ``[A-Z][A-Z]\d\d`` cannot overlap, so matching
+        # there finds what ``finditer`` finds in a registry country
+        at = ctx.positions if ctx is not None else None
+        matches = regex.finditer(text) if at is None else _matches_at(regex, text, at.get(self.entity, ()))
+        for m in matches:
             start = m.start()
             length = IBAN_LENGTHS.get(text[start:start + 2])
             if length is None:

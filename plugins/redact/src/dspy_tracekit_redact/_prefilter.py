@@ -48,8 +48,6 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     # the key word, then what the CREDENTIAL regex wants right after it: ``:``/``=`` or `` is ``
     "CREDENTIAL": ("(?i)(?:" + "|".join(CREDENTIAL_NEEDLES) + r")\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is" + _WS + ")",),
     "EMAIL": ("@",),
-    # the detector looks only at the countries of the IBAN registry
-    "IBAN": ("(?:" + "|".join(sorted(IBAN_LENGTHS)) + ")[0-9]{2}",),
     # IPv6 (IPv4, phone, card and SSN: RUNS below)
     "IP_ADDRESS": ("[0-9A-Fa-f]:[0-9A-Fa-f:]*:",),
 }
@@ -70,6 +68,14 @@ RUNS: dict[str, tuple[str, ...]] = {
     "IP_ADDRESS": (f"[0-9](?:[0-9]?[0-9]?\\.[0-9]){{3}}{_R}*{_NR}",),
 }
 _RUN_BYTES = b"0123456789 -./()+"
+
+#: entity type → patterns of a fixed length ``n`` whose every occurrence is reported, at ``end - n``:
+#: where the detector's regex can start (``Text.trigger_starts``), found in the same pass. A type
+#: with triggers too is active when both fire.
+POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
+    # the detector looks only at the countries of the IBAN registry: ``CC00``
+    "IBAN": (("(?:" + "|".join(sorted(IBAN_LENGTHS)) + ")[0-9]{2}", 4),),
+}
 #: the first byte of a UTF-8 sequence of more than one byte, and how many bytes follow it
 _LEAD = "[\\xc0-\\xff]"
 
@@ -81,7 +87,7 @@ def _escape(word: str) -> str:
 class Prefilter:
     """The compiled pass for a set of entity types (a Redactor's built-ins)."""
 
-    __slots__ = ("_always", "_db", "_entities", "_generic_id", "_lead_id", "_local", "_run_ids")
+    __slots__ = ("_always", "_db", "_entities", "_both", "_generic_id", "_lead_id", "_local", "_pos_ids", "_run_ids")
 
     def __init__(self, entities: tuple[str, ...] | list[str]):
         exprs: list[bytes] = []
@@ -105,6 +111,17 @@ class Prefilter:
                 ids.append(len(self._entities))
                 flags.append(hyperscan.HS_FLAG_DOTALL)
                 self._entities.append(entity)
+        #: pattern id → (entity type, its length), for the position patterns
+        self._pos_ids: dict[int, tuple[str, int]] = {}
+        for entity in entities:
+            for pattern, length in POSITIONS.get(entity, ()):
+                self._pos_ids[len(self._entities)] = (entity, length)
+                exprs.append(pattern.encode())
+                ids.append(len(self._entities))
+                flags.append(hyperscan.HS_FLAG_DOTALL)
+                self._entities.append(entity)
+        #: types that need a trigger and a position both
+        self._both = frozenset(e for e in entities if e in TRIGGERS and e in POSITIONS)
         self._lead_id = len(self._entities)
         self._entities.append("")
         exprs.append(_LEAD.encode())
@@ -120,14 +137,17 @@ class Prefilter:
                     ids.append(self._generic_id)
                     flags.append(hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SOM_LEFTMOST)
         #: entity types without triggers (none today) are never skipped
-        self._always = frozenset(e for e in entities if e not in TRIGGERS and e not in RUNS and e != GENERIC)
+        self._always = frozenset(e for e in entities
+                                 if e not in TRIGGERS and e not in RUNS and e not in POSITIONS and e != GENERIC)
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self._db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
         self._local = threading.local()  # Hyperscan's scratch space is per thread
 
-    def scan(self, text: str) -> tuple[set[str], list[int] | None, dict[str, list[tuple[int, int]]]]:
+    def scan(self, text: str) -> tuple[set[str], list[int] | None, dict[str, list[tuple[int, int]]],
+                                       dict[str, list[int]]]:
         """The entity types whose triggers occur in ``text``, where credential words start (``None``:
-        not known), and per digit-run entity type the ``(start, end)`` of the runs it can match in.
+        not known), per digit-run entity type the ``(start, end)`` of the runs it can match in, and per
+        position type (``POSITIONS``) where its regex can start, sorted.
         ``text`` must pass :func:`ascii_classes`: its non-ASCII characters are symbols (``€``, ``—``,
         emoji), which no trigger holds and which break a trigger in UTF-8 as they do in the text."""
         local = self._local
@@ -137,11 +157,13 @@ class Prefilter:
         active: set[str] = set(self._always)
         starts: list[int] = []
         hits: list[tuple[str, int]] = []  # (entity type, end of a run it can match in)
+        at: list[tuple[str, int]] = []  # (entity type, where its regex can start)
         leads: list[int] = []
         entities = self._entities
         generic = self._generic_id
         lead = self._lead_id
         run_ids = self._run_ids
+        pos_ids = self._pos_ids
 
         def on_match(i: int, start: int, end: int, flags: int, ctx: object) -> None:
             if i == generic:
@@ -150,6 +172,9 @@ class Prefilter:
                 leads.append(end - 1)
             elif i in run_ids:
                 hits.append((run_ids[i], end - 1))  # the run, and the character after it
+            elif i in pos_ids:
+                entity, length = pos_ids[i]
+                at.append((entity, end - length))
             else:
                 active.add(entities[i])
 
@@ -168,11 +193,21 @@ class Prefilter:
                     rs = run_start[e] = len(data[:e].rstrip(_RUN_BYTES))
                 found.setdefault(entity, []).append((rs, e))
             active.update(found)
-        if leads and (starts or found):  # UTF-8 byte offsets → character offsets
+        positions: dict[str, list[int]] = {}
+        if at:
+            both = self._both
+            for entity, b in sorted(at):
+                if entity not in both or entity in active:
+                    positions.setdefault(entity, []).append(b)
+        for entity in self._both - positions.keys():
+            active.discard(entity)
+        active.update(positions)
+        if leads and (starts or found or positions):  # UTF-8 byte offsets → character offsets
             to_char = _char_offsets(data, leads)
             starts = [to_char(b) for b in starts]
             found = {k: [(to_char(s), to_char(e)) for s, e in v] for k, v in found.items()}
-        return active, starts, found
+            positions = {k: [to_char(b) for b in v] for k, v in positions.items()}
+        return active, starts, found, positions
 
 
 def _char_offsets(data: bytes, leads: list[int]):

@@ -355,7 +355,7 @@ class Redactor:
         ctx = Text(text)
         active = None
         if self._prefilter is not None and ctx.ascii:
-            active, ctx.context_starts, ctx.digit_runs = self._prefilter.scan(text)
+            active, ctx.context_starts, ctx.digit_runs, ctx.positions = self._prefilter.scan(text)
         for det in self._detectors:
             if active is not None and det.entity not in active and not isinstance(det, _Custom):
                 continue
