@@ -569,7 +569,7 @@ class PhoneDetector(Detector):
             if _phone_raw_ok(text, s, raw, n):
                 out.append((s, e))
                 continue
-            if n <= 8:
+            if n <= 8 or raw.isdecimal():  # no separator: nothing to cut at
                 continue
             for _ in range(2):  # "call 212-555-1234 2 times": retry without the last group or two
                 cut = _LAST_SEP.search(text, s, e)

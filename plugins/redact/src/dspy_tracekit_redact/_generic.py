@@ -10,9 +10,11 @@ image data) are rejected on shape before entropy is computed.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 
 Span = tuple[int, int]
 
@@ -167,6 +169,27 @@ def _find_all(hay: str, needle: str) -> list[int]:
 _WORD = re.compile(r"\S+")
 
 
+def _covering(spans: list[Span] | None) -> Callable[[int, int], bool] | None:
+    """``(s, e) → any(cs <= s and e <= ce for cs, ce in spans)`` in O(log n): the spans sorted by start,
+    with the furthest end among those that start at or before each."""
+    if not spans:
+        return None
+    spans = sorted(spans)
+    starts = [cs for cs, _ in spans]
+    reach = []
+    far = -1
+    for _, ce in spans:
+        far = max(far, ce)
+        reach.append(far)
+    right = bisect.bisect_right
+
+    def covered(s: int, e: int) -> bool:
+        k = right(starts, s)
+        return k > 0 and reach[k - 1] >= e
+
+    return covered
+
+
 class GenericSecretDetector:
     """Finds ``GENERIC_SECRET`` tokens; same interface as the other detectors (``find``)."""
 
@@ -203,7 +226,7 @@ class GenericSecretDetector:
     def find(self, text: str, ctx=None) -> list[Span]:
         out: list[Span] = []
         last_end = 0
-        claimed = getattr(ctx, "claimed", None)
+        claimed = _covering(getattr(ctx, "claimed", None))
         for m in self._contexts(text, ctx):
             word = m.group(0).lower()
             password = word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
@@ -237,7 +260,7 @@ class GenericSecretDetector:
         return out
 
     def _token(self, text: str, ws: int, we: int, password: bool,
-               claimed: list[Span] | None = None) -> tuple[int, int, bool] | None:
+               claimed: Callable[[int, int], bool] | None = None) -> tuple[int, int, bool] | None:
         """The secret inside the word ``text[ws:we]``, if any (after ``:``/``=``/quotes), and whether
         a more specific detector has claimed it already (then it is not checked: it is a secret)."""
         if text.find("base64,", ws, we) != -1:
@@ -252,7 +275,7 @@ class GenericSecretDetector:
             if value and value[0] in "=:" and len(value) > 1:
                 s += 1
                 value = value[1:]
-            if claimed and any(cs <= s and e <= ce for cs, ce in claimed):
+            if claimed is not None and claimed(s, e):
                 return s, e, True
             if self.rule.token_ok(value, password):
                 return s, e, False

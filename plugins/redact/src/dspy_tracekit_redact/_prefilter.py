@@ -22,6 +22,7 @@ import threading
 
 from ._detectors import _CREDENTIAL_NEEDLES as CREDENTIAL_NEEDLES
 from ._detectors import IBAN_LENGTHS
+from ._generic import _NEEDLES as CONTEXT_NEEDLES
 from ._generic import CONTEXT_WORDS
 
 try:  # the wheel exists for CPython 3.10-3.13 on Linux, macOS and Windows; elsewhere: every detector runs
@@ -87,7 +88,8 @@ def _escape(word: str) -> str:
 class Prefilter:
     """The compiled pass for a set of entity types (a Redactor's built-ins)."""
 
-    __slots__ = ("_always", "_db", "_entities", "_both", "_generic_id", "_lead_id", "_local", "_pos_ids", "_run_ids")
+    __slots__ = ("_always", "_db", "_entities", "_both", "_generic_id", "_lead_id", "_local", "_pos_ids", "_run_ids", "_words_db",
+                 "_words_len")
 
     def __init__(self, entities: tuple[str, ...] | list[str]):
         exprs: list[bytes] = []
@@ -141,6 +143,17 @@ class Prefilter:
                                  if e not in TRIGGERS and e not in RUNS and e not in POSITIONS and e != GENERIC)
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self._db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
+        #: the credential words (lower case, UTF-8), for text the pass does not see: found in its
+        #: lower-case form, as ``GenericSecretDetector`` does with one ``str.find`` loop per word
+        self._words_db = None
+        self._words_len: list[int] = []
+        if GENERIC in entities:
+            words = [w.encode() for w in CONTEXT_NEEDLES]
+            self._words_len = [len(w) for w in words] + [0]
+            self._words_db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            self._words_db.compile(
+                expressions=["".join(f"\\x{b:02x}" for b in w).encode() for w in words] + [_LEAD.encode()],
+                ids=list(range(len(words) + 1)), elements=len(words) + 1, flags=[0] * (len(words) + 1))
         self._local = threading.local()  # Hyperscan's scratch space is per thread
 
     def scan(self, text: str) -> tuple[set[str], list[int] | None, dict[str, list[tuple[int, int]]],
@@ -208,6 +221,35 @@ class Prefilter:
             found = {k: [(to_char(s), to_char(e)) for s, e in v] for k, v in found.items()}
             positions = {k: [to_char(b) for b in v] for k, v in positions.items()}
         return active, starts, found, positions
+
+
+    def word_starts(self, low: str) -> list[int]:
+        """Where a credential word (``GenericSecretDetector``'s needles) starts in ``low``, a lower-cased
+        text of the same length as the original (any text: the words are matched as UTF-8 bytes)."""
+        local = self._local
+        scratch = getattr(local, "words_scratch", None)
+        if scratch is None:
+            scratch = local.words_scratch = hyperscan.Scratch(self._words_db)
+        lengths = self._words_len
+        lead = len(lengths) - 1
+        ends: list[int] = []
+        leads: list[int] = []
+
+        def on_match(i: int, start: int, end: int, flags: int, ctx: object) -> None:
+            if i == lead:
+                leads.append(end - 1)
+            else:
+                ends.append(end - lengths[i])
+
+        data = low.encode("utf-8", "surrogatepass")
+        self._words_db.scan(data, match_event_handler=on_match, scratch=scratch)
+        if not ends:
+            return []
+        starts = sorted(set(ends))
+        if leads:
+            to_char = _char_offsets(data, leads)
+            starts = [to_char(b) for b in starts]
+        return starts
 
 
 def _char_offsets(data: bytes, leads: list[int]):

@@ -320,6 +320,7 @@ class Redactor:
         self._prefilter = make_prefilter(entities) if _bool(config, "prefilter", True) else None
         #: custom patterns can match anything: no whole-string pre-filter then
         self._builtin_only = not custom_names
+        self._generic = "GENERIC_SECRET" in entities
         self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names)
         self._actions = actions
 
@@ -354,8 +355,11 @@ class Redactor:
         cands: list[tuple[int, int, int, str]] = []
         ctx = Text(text)
         active = None
-        if self._prefilter is not None and ctx.ascii:
-            active, ctx.context_starts, ctx.digit_runs, ctx.positions = self._prefilter.scan(text)
+        if self._prefilter is not None:
+            if ctx.ascii:
+                active, ctx.context_starts, ctx.digit_runs, ctx.positions = self._prefilter.scan(text)
+            elif self._generic and len(ctx.lower) == len(text):
+                ctx.context_starts = self._prefilter.word_starts(ctx.lower)
         for det in self._detectors:
             if active is not None and det.entity not in active and not isinstance(det, _Custom):
                 continue
