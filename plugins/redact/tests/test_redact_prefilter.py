@@ -84,3 +84,31 @@ def test_the_prefilter_works_from_many_threads():
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         out = list(pool.map(r.redact_text, texts))
     assert all(o.startswith("<EMAIL> called <PHONE>") for o in out)
+
+
+def test_pass_safe_refuses_every_character_whose_classes_differ_from_the_pass_bytes():
+    """What the pass's byte classes cannot mean: a Unicode digit or space, a letter ``(?i)`` or ``lower()``
+    turns into ASCII, and the four ASCII controls only the Unicode ``\\s`` matches."""
+    import re
+
+    from dspy_tracekit_redact._detectors import pass_safe
+
+    unicode_only = re.compile(r"[\d\s]|(?i:[a-z])")
+    differ = [cp for cp in range(0x1c, 0x110000) if (cp >= 128 or cp < 0x20) and (
+        unicode_only.match(chr(cp)) and not re.match(r"(?a)[\d\s]|(?ai:[a-z])", chr(cp))
+        or any(x.isascii() for x in chr(cp).lower()) and cp >= 128)]
+    assert len(differ) > 600  # Unicode digits and spaces, ſ, K, İ, ı, \x1c-\x1f
+    assert [cp for cp in differ if pass_safe(f"a{chr(cp)} b")] == []
+    assert pass_safe("café, пароль, 密码, € 12 — 😀")
+
+
+@needs_hyperscan
+def test_text_with_accented_letters_goes_through_the_pass_with_the_same_findings(regression_set):
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    accented = [t for t in regression_set if not Text(t).ascii and Text(t).scannable]
+    assert len(accented) > 1000
+    assert [t for t in accented if fast.find(t) != slow.find(t)] == []
+    text = "Señor, my contraseña: Zq8#mP2!vL9x, card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00"
+    assert Text(text).scannable
+    assert [f.entity for f in fast.find(text)] == [f.entity for f in slow.find(text)] == [
+        "GENERIC_SECRET", "CREDIT_CARD", "IBAN"]

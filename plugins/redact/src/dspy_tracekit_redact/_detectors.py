@@ -248,7 +248,8 @@ def digit_count(candidate: str) -> int:
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "digit_runs", "positions", "text")
+    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "digit_runs", "positions",
+                 "scannable", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -258,6 +259,8 @@ class Text:
         self.claimed: list[tuple[int, int]] | None = None
         #: the detectors may use their faster ``re.ASCII`` variants (see :func:`ascii_classes`)
         self.ascii = ascii_classes(text)
+        #: the Hyperscan pass may scan it (see :func:`pass_safe`)
+        self.scannable = self.ascii or pass_safe(text)
         self._lower: str | None = None
         self._num_starts: list[int] | None = None
         #: per digit-run entity type, the runs it can match in, when the prefilter found them
@@ -475,6 +478,26 @@ def ascii_classes(text: str) -> bool:
         if c.isalnum() or c.isspace():
             return False
     return True
+
+
+#: non-ASCII characters that ``re``'s ``(?i)`` matches with an ASCII letter, or whose ``lower()`` holds one
+_FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
+#: ASCII characters that the Unicode ``\\s`` matches and the ASCII one does not
+_UNICODE_ONLY_SPACE = re.compile("[\x1c-\x1f]")
+
+
+def pass_safe(text: str) -> bool:
+    """Whether the Hyperscan pass's triggers stay necessary for the detectors' Unicode regexes on
+    ``text``: none of its characters beyond ASCII is a digit, a space, or a letter that ``(?i)`` or
+    ``str.lower()`` turns into an ASCII one, and no ASCII character is a space only in Unicode
+    (``\\x1c``-``\\x1f``). Then ``\\d``, ``\\s`` and case folding mean for it what the pass's byte
+    classes mean; its other letters (``é``, ``я``, ``密``) only end or stop matches, in the regexes and
+    in the UTF-8 the pass sees alike. (``GENERIC_SECRET``'s words are found apart: some are not ASCII.)"""
+    others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
+    for c in others:
+        if c.isdigit() or c.isspace() or c in _FOLDS_TO_ASCII:
+            return False
+    return _UNICODE_ONLY_SPACE.search(text) is None
 
 
 def ascii_variant(regex: re.Pattern[str]) -> re.Pattern[str]:

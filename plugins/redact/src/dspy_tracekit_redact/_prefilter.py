@@ -6,11 +6,12 @@ pass at about 1 GB/s; the Redactor then runs only the detectors whose trigger fi
 none or one of ~20. The same pass reports where ``GENERIC_SECRET``'s credential words start, so that
 detector does not search for them again.
 
-Only text whose characters beyond ASCII are symbols (``€``, ``—``, emoji: what :func:`ascii_classes`
-accepts, where the detectors use their ``re.ASCII`` variants) goes through the pass: on it Python's
-case-insensitive, ``\\d`` and ``\\s`` classes mean what Hyperscan's do. Other text (accented letters,
-non-ASCII digits or spaces), and every text when the ``hyperscan`` wheel is not installed, is scanned
-by every detector, as before. The triggers are
+Text goes through the pass when its characters mean to Python's ``re`` what their bytes mean to
+Hyperscan (:func:`._detectors.pass_safe`): ASCII, or non-ASCII symbols (``€``, ``—``, emoji) and letters (``é``,
+``я``, ``密``) but no Unicode digits or spaces and none of the letters that case-fold to ASCII. The
+credential words of ``GENERIC_SECRET`` in text with non-ASCII letters are found by a second database over
+its lower-cased form (:meth:`Prefilter.word_starts`), as some of them are not ASCII. Other text, and
+every text when the ``hyperscan`` wheel is not installed, is scanned by every detector, as before. The triggers are
 necessary conditions, so the findings are the same either way; ``test_redact_prefilter.py`` checks
 this on the regression set.
 """
@@ -161,8 +162,8 @@ class Prefilter:
         """The entity types whose triggers occur in ``text``, where credential words start (``None``:
         not known), per digit-run entity type the ``(start, end)`` of the runs it can match in, and per
         position type (``POSITIONS``) where its regex can start, sorted.
-        ``text`` must pass :func:`ascii_classes`: its non-ASCII characters are symbols (``€``, ``—``,
-        emoji), which no trigger holds and which break a trigger in UTF-8 as they do in the text."""
+        ``text`` must pass :func:`._detectors.pass_safe`: its non-ASCII characters are symbols or letters that no
+        trigger holds and that break a trigger in UTF-8 as they do in the text."""
         local = self._local
         scratch = getattr(local, "scratch", None)
         if scratch is None:

@@ -356,10 +356,16 @@ class Redactor:
         ctx = Text(text)
         active = None
         if self._prefilter is not None:
-            if ctx.ascii:
+            if ctx.scannable:
                 active, ctx.context_starts, ctx.digit_runs, ctx.positions = self._prefilter.scan(text)
-            elif self._generic and len(ctx.lower) == len(text):
-                ctx.context_starts = self._prefilter.word_starts(ctx.lower)
+            if not ctx.ascii and self._generic:
+                # the pass holds only the ASCII credential words: all of them, in the lower-cased text
+                ctx.context_starts = (self._prefilter.word_starts(ctx.lower) if len(ctx.lower) == len(text)
+                                      else None)
+                if active is not None and ctx.context_starts != []:
+                    active.add("GENERIC_SECRET")
+                elif active is not None:
+                    active.discard("GENERIC_SECRET")
         for det in self._detectors:
             if active is not None and det.entity not in active and not isinstance(det, _Custom):
                 continue
