@@ -289,10 +289,12 @@ class Text:
         (``digit_runs``), else all of them.
 
         Every such match (and every trimmed candidate) lies inside one maximal run of digits and the
-        separators ``+()-./`` and space, and holds what no run without it can: a phone 10 digits (8
-        after a ``+``), a card 13, an SSN 9, an IPv4 address three dots. A run without that holds no
-        finding, and its failed matches end inside it, so they hide none after it: skipping the run
-        leaves the findings as they are. Most dates, prices, times and versions are such runs.
+        separators ``+()-./`` and space, and holds what no run without it can (``_prefilter.RUNS``): a
+        phone 8 digits after a ``+``, 10 with a separator between two of them, or a bare group of 10-11
+        of the shapes ``phone_ok`` takes; a card 13 digits from a 2-6 on; an SSN 9 in its three shapes; an
+        IPv4 address three dots. A run without that holds no finding, and its failed matches end inside
+        it, so they hide none after it: skipping the run leaves the findings as they are. Most dates,
+        prices, times, versions, timestamps and tracking numbers are such runs.
         """
         runs = self.digit_runs
         if runs is None:
@@ -538,7 +540,9 @@ _LAST_SEP = re.compile(r"[ \-./]+\(?\d+\)?$")
 
 _VERSION_CONTEXT = re.compile(r"(?i)\b(?:v|version|ver\.?|build|release|firmware|sdk|python|node|chrome)\s*$")
 _SSN_CONTEXT = re.compile(r"(?i)(?:ssn|social security|social sec|sin\b|tax id|taxpayer)")
-_AWS_CONTEXT = re.compile(r"(?i)(?:aws|secret|AKIA|ASIA|access key)")
+_AWS_CONTEXT_WORDS = ("aws", "secret", "akia", "asia", "access key")
+_AWS_CONTEXT = re.compile("(?i)(?:" + "|".join(_AWS_CONTEXT_WORDS) + ")")
+_ANY_DIGIT = re.compile("[0-9]")
 
 
 def _v_card(text: str, m: re.Match[str]) -> bool:
@@ -612,12 +616,17 @@ def _v_jwt(text: str, m: re.Match[str]) -> bool:
 
 
 def _v_aws_secret(text: str, m: re.Match[str]) -> bool:
-    v = m.group(0)
-    kinds = (any(c.isupper() for c in v) + any(c.islower() for c in v) + any(c.isdigit() for c in v)
-             + any(c in "/+" for c in v))
+    v = m.group(0)  # ASCII: [A-Za-z0-9/+]{40}
+    kinds = ((v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None)
+             + ("/" in v or "+" in v))
     if kinds < 3:
         return False
-    return bool(_AWS_CONTEXT.search(text, max(0, m.start() - 200), m.start()))
+    start = m.start()
+    before = text[max(0, start - 200):start]
+    if before.isascii():  # what the (?i) regex finds there: one of its words, in the lower-cased text
+        low = before.lower()
+        return any(w in low for w in _AWS_CONTEXT_WORDS)
+    return bool(_AWS_CONTEXT.search(before))
 
 
 def _v_bearer(text: str, m: re.Match[str]) -> bool:

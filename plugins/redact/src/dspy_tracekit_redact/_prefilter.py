@@ -57,16 +57,27 @@ GENERIC = "GENERIC_SECRET"
 
 _R = r"[0-9 \-./()+]"  # the characters of a phone, card, SSN or IPv4 match
 _NR = r"[^0-9 \-./()+]"
+_S = r"[ \-./()+]"  # a run character that is not a digit
 
 #: entity type → runs of ``_R`` characters its digit-run detector can find something in (see
 #: ``Text.run_starts``), with the character after the run (the data ends with a newline). Hyperscan
 #: reports each run's end once; a type with no such run is inactive. (Start-of-match tracking would
 #: cost ~10 us per pattern and text: the start is found from the end instead.)
 RUNS: dict[str, tuple[str, ...]] = {
-    "PHONE": (f"[0-9](?:{_R}*[0-9]){{9}}{_R}*{_NR}", f"\\+(?:{_R}*[0-9]){{8}}{_R}*{_NR}"),
-    # the shapes of the card, SSN and IPv4 regexes, which take no other character
-    "CREDIT_CARD": (f"[0-9](?:[ \\-]?[0-9]){{12}}{_R}*{_NR}",),
-    "US_SSN": (f"[0-9]{{3}}[ \\-]?[0-9]{{2}}[ \\-]?[0-9]{{4}}{_R}*{_NR}",),
+    # what ``phone_ok`` accepts, trimmed or not: ``+`` and 8 digits; 10 digits with a separator between two
+    # of them (after the first ``a``); a bare group of 10 digits (NANP, or 6-9 first) or of 10-11 with a
+    # trunk ``0``, which a candidate starts only after none of ``\w+-./#@:`` (its look-behind)
+    "PHONE": (f"\\+(?:{_R}*[0-9]){{8}}{_R}*{_NR}",
+              f"[0-9]{{10}}{_S}{_R}*[0-9]{_R}*{_NR}",
+              *(f"[0-9]{{{a}}}{_S}(?:{_R}*[0-9]){{{10 - a}}}{_R}*{_NR}" for a in range(1, 10)),
+              f"(?:^|[^0-9A-Za-z_+\\-./#@:])(?:[2-9][0-9]{{2}}[2-9][0-9]{{6}}|[6-9][0-9]{{9}}|0[1-9][0-9]{{8,9}})"
+              f"(?:{_S}{_R}*)?{_NR}"),
+    # the shapes of the card, SSN and IPv4 regexes, which take no other character; a card starts with
+    # 2-6 (``card_ok``'s prefixes) after none of ``\w.-+``; an SSN's area is not 9xx, it starts after
+    # none of ``\w-.``, and no word character, nor ``-``/``.`` and a digit, follows it
+    "CREDIT_CARD": (f"(?:^|[^0-9A-Za-z_.\\-+])[2-6](?:[ \\-]?[0-9]){{12}}{_R}*{_NR}",),
+    "US_SSN": (f"(?:^|[^0-9A-Za-z_\\-.])[0-8][0-9]{{2}}(?:[0-9]{{6}}|-[0-9]{{2}}-[0-9]{{4}}| [0-9]{{2}} [0-9]{{4}})"
+               f"(?:[ ()+/]{_R}*{_NR}|[^0-9A-Za-z_ \\-./()+]|[\\-.](?:{_S}{_R}*)?{_NR})",),
     "IP_ADDRESS": (f"[0-9](?:[0-9]?[0-9]?\\.[0-9]){{3}}{_R}*{_NR}",),
 }
 _RUN_BYTES = b"0123456789 -./()+"
