@@ -787,6 +787,9 @@ def _v6_starts(text: str, ws: int, we: int) -> list[int]:
 _CREDENTIAL_NEEDLES = ("password", "passwd", "pwd", "passphrase", "pass", "secret", "key", "token", "pin",
                        "credential", "credentials")
 _CREDENTIAL_NEEDLE = re.compile("(?i)" + "|".join(_CREDENTIAL_NEEDLES[:-1]) + "s?")
+#: what the ``CREDENTIAL`` regex wants right after its key word (the pass's trigger says the same)
+_CREDENTIAL_TAIL = re.compile(r"(?i)\\?[\"']?(?:\s*[:=]|\s+is\s)")
+_CREDENTIAL_TAIL_ASCII = re.compile(_CREDENTIAL_TAIL.pattern, re.IGNORECASE | re.ASCII)
 
 
 class CredentialDetector(Detector):
@@ -804,8 +807,16 @@ class CredentialDetector(Detector):
         n = len(text)
         if len(low) != n:  # "İ" lowers to two characters: positions in ``low`` are not positions in ``text``
             hits = [m.span() for m in _CREDENTIAL_NEEDLE.finditer(text)]
+            keys = None
         else:
             hits = [h for h in find_all(low, _CREDENTIAL_NEEDLES) if h[1] >= n or low[h[1]] not in _ASCII_ALNUM]
+            # every occurrence is a hit here, so a match's key word ends at one that the regex's
+            # separator follows, and the match starts at one of that hit's token starts (in the same
+            # window): the other hits add no start that can match
+            tail = (_CREDENTIAL_TAIL_ASCII if ctx.ascii else _CREDENTIAL_TAIL).match
+            keys = {h for h in hits if tail(text, h[1]) is not None}
+            if not keys:
+                return []
         if not hits:
             return []
         spans: list[Span] = []
@@ -813,9 +824,11 @@ class CredentialDetector(Detector):
         for ws, we in windows(text, hits, 80, 60):
             starts = set()
             while k < len(hits) and hits[k][0] < we:
-                _token_starts(text, hits[k][0], ws, starts)
+                if keys is None or hits[k] in keys:
+                    _token_starts(text, hits[k][0], ws, starts)
                 k += 1
-            spans.extend(self._spans(text, _matches_at(regex, text, sorted(starts), ws, we)))
+            if starts:
+                spans.extend(self._spans(text, _matches_at(regex, text, sorted(starts), ws, we)))
         return spans
 
 
