@@ -91,7 +91,7 @@ def test_pass_safe_refuses_every_character_whose_classes_differ_from_the_pass_by
     turns into ASCII, and the four ASCII controls only the Unicode ``\\s`` matches."""
     import re
 
-    from dspy_tracekit_redact._detectors import pass_safe
+    from dspy_tracekit_redact._detectors import ascii_classes, pass_safe, text_classes
 
     unicode_only = re.compile(r"[\d\s]|(?i:[a-z])")
     differ = [cp for cp in range(0x1c, 0x110000) if (cp >= 128 or cp < 0x20) and (
@@ -100,6 +100,9 @@ def test_pass_safe_refuses_every_character_whose_classes_differ_from_the_pass_by
     assert len(differ) > 600  # Unicode digits and spaces, ſ, K, İ, ı, \x1c-\x1f
     assert [cp for cp in differ if pass_safe(f"a{chr(cp)} b")] == []
     assert pass_safe("café, пароль, 密码, € 12 — 😀")
+    # what Text uses: both answers in one pass over the non-ASCII characters
+    assert all(text_classes(t) == (ascii_classes(t), ascii_classes(t) or pass_safe(t))
+               for t in [f"a{chr(cp)} b" for cp in range(0x1c, 0x3000)] + ["x\x1fé", "é", "€", "ab"])
 
 
 @needs_hyperscan

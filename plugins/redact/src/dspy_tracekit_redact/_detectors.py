@@ -257,10 +257,9 @@ class Text:
         self.context_starts: list[int] | None = None
         #: spans found by detectors of a higher priority (for GENERIC_SECRET, which runs last)
         self.claimed: list[tuple[int, int]] | None = None
-        #: the detectors may use their faster ``re.ASCII`` variants (see :func:`ascii_classes`)
-        self.ascii = ascii_classes(text)
-        #: the Hyperscan pass may scan it (see :func:`pass_safe`)
-        self.scannable = self.ascii or pass_safe(text)
+        #: the detectors may use their faster ``re.ASCII`` variants (see :func:`ascii_classes`); the
+        #: Hyperscan pass may scan it (see :func:`pass_safe`)
+        self.ascii, self.scannable = text_classes(text)
         self._lower: str | None = None
         self._num_starts: list[int] | None = None
         #: per digit-run entity type, the runs it can match in, when the prefilter found them
@@ -486,6 +485,19 @@ def ascii_classes(text: str) -> bool:
 _FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
 #: ASCII characters that the Unicode ``\\s`` matches and the ASCII one does not
 _UNICODE_ONLY_SPACE = re.compile("[\x1c-\x1f]")
+
+
+def text_classes(text: str) -> tuple[bool, bool]:
+    """``(ascii_classes(text), ascii_classes(text) or pass_safe(text))``, the non-ASCII characters taken
+    out once."""
+    if text.isascii():
+        return True, True
+    others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
+    if not any(c.isalnum() or c.isspace() for c in others):
+        return True, True
+    if any(c.isdigit() or c.isspace() or c in _FOLDS_TO_ASCII for c in others):
+        return False, False
+    return False, not any(c in text for c in "\x1c\x1d\x1e\x1f")
 
 
 def pass_safe(text: str) -> bool:
