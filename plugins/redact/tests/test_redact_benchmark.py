@@ -292,7 +292,7 @@ def _per_detector_us(r: Redactor, prompts: list[str]) -> dict[str, float]:
         acc["Text + Hyperscan pass"] = acc.get("Text + Hyperscan pass", 0) + t1 - t0
         cands = []
         for det in r._detectors:
-            if active is not None and det.entity not in active:
+            if active is not None and det.gate not in active:
                 continue
             t2 = tt()
             if det.entity == "GENERIC_SECRET":

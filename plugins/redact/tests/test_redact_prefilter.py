@@ -172,3 +172,12 @@ def test_the_digit_run_shapes_of_the_pass_keep_every_phone_card_and_ssn():
     kinds = Counter(f.entity for t in texts for f in slow.find(t))
     assert min(kinds["PHONE"], kinds["CREDIT_CARD"], kinds["US_SSN"]) > 500
     assert [t for t in texts if fast.find(t) != slow.find(t)] == []
+
+
+@needs_hyperscan
+def test_the_ipv6_trigger_wants_seven_colons_or_a_double_colon():
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    assert "IP_ADDRESS" not in p.scan("at 13:10:50.993 from 00:1a:2b:3c:4d:5e")[0]
+    r, slow = Redactor(), Redactor({"prefilter": False})
+    for text in ("host 2001:0db8:85a3:0000:0000:8a2e:0370:7334 down", "host fe80::1%eth0 down", "via 2001:db8::8a2e:370:7334."):
+        assert [f.entity for f in r.find(text)] == [f.entity for f in slow.find(text)] == ["IP_ADDRESS"], text

@@ -361,16 +361,19 @@ class Detector:
     digit-run searches), instead of over the whole text.
     """
 
-    __slots__ = ("anchor", "ascii_regex", "entity", "group", "prefilter", "priority", "regex", "starts", "trim",
-                 "trim_min_digits", "validate", "window_starts")
+    __slots__ = ("anchor", "ascii_regex", "entity", "gate", "group", "prefilter", "priority", "regex", "starts",
+                 "trim", "trim_min_digits", "validate", "window_starts")
 
     def __init__(self, entity: str, regex: re.Pattern[str], prefilter: Callable[[str], bool] | None,
                  validate: Callable[[str, re.Match[str]], bool] | None = None, group: int | str = 0,
                  priority: int = 50, trim: Callable[[str, int, int], bool] | None = None,
                  anchor: Callable[[Text], list[Span]] | None = None,
                  starts: Callable[[Text], list[int]] | None = None,
-                 window_starts: Callable[[str, int, int], list[int]] | None = None, trim_min_digits: int = 0):
+                 window_starts: Callable[[str, int, int], list[int]] | None = None, trim_min_digits: int = 0,
+                 gate: str | None = None):
         self.entity = entity
+        #: what the Hyperscan pass must report for this detector to run (its type, or one trigger of it)
+        self.gate = gate or entity
         self.regex = regex
         self.prefilter = prefilter
         self.validate = validate
@@ -797,7 +800,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(Detector("IP_ADDRESS", re.compile(
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
-        None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts))
+        None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts, gate="IP_ADDRESS/v6"))
     add(PhoneDetector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=_run_starts("PHONE"),
                       trim_min_digits=8))
     d["GENERIC_SECRET"] = [GenericSecretDetector()]

@@ -193,7 +193,7 @@ def _covering(spans: list[Span] | None) -> Callable[[int, int], bool] | None:
 class GenericSecretDetector:
     """Finds ``GENERIC_SECRET`` tokens; same interface as the other detectors (``find``)."""
 
-    entity = "GENERIC_SECRET"
+    entity = gate = "GENERIC_SECRET"
     priority = 58  # below CREDENTIAL ("password: x" pairs) and every vendor-prefixed kind
 
     __slots__ = ("rule",)

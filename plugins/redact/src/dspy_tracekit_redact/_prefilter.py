@@ -50,9 +50,12 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     # the key word, then what the CREDENTIAL regex wants right after it: ``:``/``=`` or `` is ``
     "CREDENTIAL": ("(?i)(?:" + "|".join(CREDENTIAL_NEEDLES) + r")\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is" + _WS + ")",),
     "EMAIL": ("@",),
-    # IPv6 (IPv4, phone, card and SSN: RUNS below)
-    "IP_ADDRESS": ("[0-9A-Fa-f]:[0-9A-Fa-f:]*:",),
+    # IPv6 (IPv4, phone, card and SSN: RUNS below): what its anchor wants, a hex digit, then a run of hex
+    # digits and colons with seven colons or a "::" (clock times and MAC addresses switch it off)
+    "IP_ADDRESS": ("[0-9A-Fa-f]:(?:[0-9A-Fa-f]*:){6}", "[0-9A-Fa-f][0-9A-Fa-f:]*::"),
 }
+#: triggers that switch on one detector of their type only (``Detector.gate``); the type is active too
+TRIGGER_GATES = {"IP_ADDRESS": "IP_ADDRESS/v6"}
 GENERIC = "GENERIC_SECRET"
 
 _R = r"[0-9 \-./()+]"  # the characters of a phone, card, SSN or IPv4 match
@@ -115,7 +118,7 @@ class Prefilter:
                 ids.append(len(self._entities))
                 flags.append(hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
                              | (hyperscan.HS_FLAG_CASELESS if caseless else 0))
-                self._entities.append(entity)
+                self._entities.append(TRIGGER_GATES.get(entity, entity))
         #: pattern id → entity type, for the run patterns
         self._run_ids: dict[int, str] = {}
         for entity in entities:
@@ -206,6 +209,9 @@ class Prefilter:
         ascii_text = text.isascii()
         data = (text.encode("ascii") if ascii_text else text.encode("utf-8", "surrogatepass")) + b"\n"
         self._db.scan(data, match_event_handler=on_match, scratch=scratch)
+        for entity, gate in TRIGGER_GATES.items():
+            if gate in active:
+                active.add(entity)
         if starts:
             active.add(GENERIC)
             starts.sort()

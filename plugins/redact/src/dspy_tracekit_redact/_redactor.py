@@ -78,10 +78,10 @@ DROP = _Drop()
 
 
 class _Custom:
-    __slots__ = ("entity", "priority", "regex", "validator")
+    __slots__ = ("entity", "gate", "priority", "regex", "validator")
 
     def __init__(self, entity, regex, validator):
-        self.entity = entity
+        self.entity = self.gate = entity
         self.regex = regex
         self.validator = validator
         self.priority = 96  # the user said so: custom patterns win over built-ins
@@ -367,7 +367,7 @@ class Redactor:
                 elif active is not None:
                     active.discard("GENERIC_SECRET")
         for det in self._detectors:
-            if active is not None and det.entity not in active and not isinstance(det, _Custom):
+            if active is not None and det.gate not in active and not isinstance(det, _Custom):
                 continue
             prio = det.priority
             entity = det.entity
