@@ -175,13 +175,13 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int) -> bool:
         return bool(_PHONE_CONTEXT.search(text, max(0, start - 40), start))
     if raw.count("(") != raw.count(")") or "  " in raw:
         return False
+    # the separators are those of " -./" (digits and "()+" aside)
+    if ("-" in raw) + ("." in raw) + ("/" in raw) > 1:  # "212-555.1234" is not a way anyone writes a number
+        return False
     groups = _GROUPS.findall(raw)
     digits = "".join(groups)
     n = len(digits)
     sizes = [len(g) for g in groups]
-    seps = set(_NON_SEP.sub("", raw))
-    if len(seps - {" "}) > 1:  # "212-555.1234" is not a way anyone writes a number
-        return False
     if raw.startswith(("+", "00")):
         intl = digits[2:] if raw.startswith("00") else digits
         if not 8 <= len(intl) <= 15 or len(groups) > 7:
@@ -230,7 +230,6 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int) -> bool:
     return False
 
 
-_NON_SEP = re.compile(r"[\d()+]")
 _PHONE_SEPARATORS = " -./()+"
 
 
