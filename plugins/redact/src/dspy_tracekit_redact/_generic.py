@@ -46,6 +46,16 @@ _TOKEN_CHARS = r"A-Za-z0-9+/=_\-.~!@#$%^&*()"
 _TOKEN = re.compile(r"[" + _TOKEN_CHARS + r"]{8,300}")
 _DIGIT = re.compile(r"[0-9]")
 _SENTENCE_END = re.compile(r"[.!?;]\s|\n")
+#: its first alternative alone: a pattern that starts with a character class lets ``re`` skip to
+#: candidates at C speed, which the alternation does not (the newline is a ``str.find``)
+_SENTENCE_PUNCT = re.compile(r"[.!?;]\s")
+
+
+def _sentence_end(text: str, pos: int, endpos: int) -> int:
+    """``_SENTENCE_END.search(text, pos, endpos).start()``, or ``endpos`` when there is none."""
+    m = _SENTENCE_PUNCT.search(text, pos, endpos)
+    nl = text.find("\n", pos, m.start() if m is not None else endpos)
+    return nl if nl != -1 else m.start() if m is not None else endpos
 _TRAILING = ".,;:?)]}'\"`"
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}")
 _HEX = re.compile(r"(?:0x)?[0-9A-Fa-f]+(?:[\-:][0-9A-Fa-f]+)*")
@@ -232,9 +242,7 @@ class GenericSecretDetector:
             password = word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
             end = m.end()
             limit = min(len(text), end + _REACH + self.rule.max_length)
-            stop = _SENTENCE_END.search(text, end, limit)
-            if stop is not None:
-                limit = stop.start()
+            limit = _sentence_end(text, end, limit)
             first = _TOKEN.search(text, end, limit)
             if first is None:
                 continue  # no run of 8 key characters before the sentence ends: nothing to look at
