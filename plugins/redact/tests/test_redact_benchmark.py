@@ -282,6 +282,7 @@ def _per_detector_us(r: Redactor, prompts: list[str]) -> dict[str, float]:
         ctx = Text(text)
         active = None
         if r._prefilter is not None:
+            ctx.finders = r._prefilter.finders
             if ctx.scannable:
                 active, ctx.context_starts, ctx.digit_runs, ctx.positions = r._prefilter.scan(text)
             if not ctx.ascii:

@@ -181,3 +181,18 @@ def test_the_ipv6_trigger_wants_seven_colons_or_a_double_colon():
     r, slow = Redactor(), Redactor({"prefilter": False})
     for text in ("host 2001:0db8:85a3:0000:0000:8a2e:0370:7334 down", "host fe80::1%eth0 down", "via 2001:db8::8a2e:370:7334."):
         assert [f.entity for f in r.find(text)] == [f.entity for f in slow.find(text)] == ["IP_ADDRESS"], text
+
+
+@needs_hyperscan
+def test_the_needle_finders_find_what_find_all_finds(regression_set):
+    """The Hyperscan needle searches over lower-cased text (CREDENTIAL's words, AWS_SECRET_KEY's anchor, the
+    credential words of GENERIC_SECRET in non-ASCII text) give every occurrence, as the str.find loops do."""
+    from dspy_tracekit_redact._detectors import FOUND_NEEDLES, find_all
+    from dspy_tracekit_redact._generic import _NEEDLES
+
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    for text in regression_set[::2] + ["PASSWORD: İx", "passpasswordpass", "ſecret, Kelvin \u212a, \ud800 key"]:
+        low = text.lower()
+        for needles in FOUND_NEEDLES:
+            assert p.finders[needles].spans(low) == find_all(low, needles), text
+        assert p.word_starts(low) == sorted({s for s, _ in find_all(low, _NEEDLES)}), text

@@ -247,8 +247,8 @@ def digit_count(candidate: str) -> int:
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "digit_runs", "positions",
-                 "scannable", "text")
+    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "digit_runs", "finders",
+                 "positions", "scannable", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -266,6 +266,8 @@ class Text:
         #: per entity type of the prefilter's ``POSITIONS``, every place its regex can start, when the
         #: prefilter ran (sorted)
         self.positions: dict[str, list[int]] | None = None
+        #: ``needles → finder`` of :func:`find_all` in ``lower``, when the prefilter has them
+        self.finders: dict | None = None
 
     @property
     def lower(self) -> str:
@@ -339,6 +341,13 @@ def windows(text: str, spans: Iterable[Span], before: int, after: int) -> list[S
         else:
             result.append((ws, we))
     return result
+
+
+def lower_find_all(ctx: Text, needles: tuple[str, ...]) -> list[Span]:
+    """:func:`find_all` of ``needles`` in ``ctx.lower``, by the prefilter's finder for them if it has one."""
+    finders = ctx.finders
+    finder = finders.get(needles) if finders is not None else None
+    return find_all(ctx.lower, needles) if finder is None else finder.spans(ctx.lower)
 
 
 def find_all(hay: str, needles: tuple[str, ...]) -> list[Span]:
@@ -527,7 +536,8 @@ def _anchor(needles: tuple[str, ...], before: int, after: int, lower: bool = Fal
     def anchor(ctx: Text) -> list[Span]:
         if lower and len(ctx.lower) != len(ctx.text):  # "İ" lowers to two characters: no positions
             return [(0, len(ctx.text))]
-        return windows(ctx.text, find_all(ctx.lower if lower else ctx.text, needles), before, after)
+        hits = lower_find_all(ctx, needles) if lower else find_all(ctx.text, needles)
+        return windows(ctx.text, hits, before, after)
 
     return anchor
 
@@ -767,8 +777,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
         lambda t: _AWS_IDS.search(t) is not None, _boundary, priority=90))
     # ``(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}``, the lookbehind after the first character (``re`` skips faster)
     add(Detector("AWS_SECRET_KEY", re.compile(r"[A-Za-z0-9/+](?<![A-Za-z0-9/+]{2})[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])"),
-                 None, _v_aws_secret, priority=70,
-                 anchor=_anchor(("aws", "secret", "akia", "asia", "access key", "access_key"), 0, 260, lower=True)))
+                 None, _v_aws_secret, priority=70, anchor=_anchor(_AWS_NEEDLES, 0, 260, lower=True)))
     add(Detector("GITHUB_TOKEN", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}\b"), _has("gh"), _boundary, priority=90))
     add(Detector("GITHUB_TOKEN", re.compile(r"github_pat_[A-Za-z0-9_]{22,255}\b"), _has("github_pat_"), _boundary,
                  priority=90))
@@ -828,6 +837,7 @@ def _v6_starts(text: str, ws: int, we: int) -> list[int]:
     return [m.start() for m in _V6_START.finditer(text, ws, we)]
 
 
+_AWS_NEEDLES = ("aws", "secret", "akia", "asia", "access key", "access_key")
 #: every key word of ``CREDENTIAL`` ends with one of these
 _CREDENTIAL_NEEDLES = ("password", "passwd", "pwd", "passphrase", "pass", "secret", "key", "token", "pin",
                        "credential", "credentials")
@@ -854,7 +864,7 @@ class CredentialDetector(Detector):
             hits = [m.span() for m in _CREDENTIAL_NEEDLE.finditer(text)]
             keys = None
         else:
-            hits = [h for h in find_all(low, _CREDENTIAL_NEEDLES) if h[1] >= n or low[h[1]] not in _ASCII_ALNUM]
+            hits = [h for h in lower_find_all(ctx, _CREDENTIAL_NEEDLES) if h[1] >= n or low[h[1]] not in _ASCII_ALNUM]
             # every occurrence is a hit here, so a match's key word ends at one that the regex's
             # separator follows, and the match starts at one of that hit's token starts (in the same
             # window): the other hits add no start that can match
@@ -938,3 +948,7 @@ def normalize(entity: str, value: str) -> str:
         except ValueError:
             return value.lower()
     return value
+
+
+#: the needle sets the prefilter finds in one Hyperscan pass for :func:`lower_find_all`
+FOUND_NEEDLES = (_CREDENTIAL_NEEDLES, _AWS_NEEDLES)

@@ -22,7 +22,7 @@ import bisect
 import threading
 
 from ._detectors import _CREDENTIAL_NEEDLES as CREDENTIAL_NEEDLES
-from ._detectors import IBAN_LENGTHS
+from ._detectors import FOUND_NEEDLES, IBAN_LENGTHS
 from ._generic import _NEEDLES as CONTEXT_NEEDLES
 from ._generic import CONTEXT_WORDS
 
@@ -103,8 +103,8 @@ def _escape(word: str) -> str:
 class Prefilter:
     """The compiled pass for a set of entity types (a Redactor's built-ins)."""
 
-    __slots__ = ("_always", "_db", "_entities", "_both", "_generic_id", "_lead_id", "_local", "_pos_ids", "_run_ids", "_words_db",
-                 "_words_len")
+    __slots__ = ("_always", "_db", "_entities", "_both", "_generic_id", "_lead_id", "_local", "_pos_ids", "_run_ids", "_words",
+                 "finders")
 
     def __init__(self, entities: tuple[str, ...] | list[str]):
         exprs: list[bytes] = []
@@ -158,17 +158,11 @@ class Prefilter:
                                  if e not in TRIGGERS and e not in RUNS and e not in POSITIONS and e != GENERIC)
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self._db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
-        #: the credential words (lower case, UTF-8), for text the pass does not see: found in its
-        #: lower-case form, as ``GenericSecretDetector`` does with one ``str.find`` loop per word
-        self._words_db = None
-        self._words_len: list[int] = []
-        if GENERIC in entities:
-            words = [w.encode() for w in CONTEXT_NEEDLES]
-            self._words_len = [len(w) for w in words] + [0]
-            self._words_db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            self._words_db.compile(
-                expressions=["".join(f"\\x{b:02x}" for b in w).encode() for w in words] + [_LEAD.encode()],
-                ids=list(range(len(words) + 1)), elements=len(words) + 1, flags=[0] * (len(words) + 1))
+        #: the credential words (lower case), for text the pass does not see: found in its lower-case form
+        self._words = NeedleFinder(CONTEXT_NEEDLES) if GENERIC in entities else None
+        #: ``needles → finder`` for the detectors' needle searches in lower-cased text (``Text.finders``)
+        self.finders: dict[tuple[str, ...], NeedleFinder] = {
+            needles: NeedleFinder(needles) for needles in FOUND_NEEDLES}
         self._local = threading.local()  # Hyperscan's scratch space is per thread
 
     def scan(self, text: str) -> tuple[set[str], list[int] | None, dict[str, list[tuple[int, int]]],
@@ -244,30 +238,49 @@ class Prefilter:
     def word_starts(self, low: str) -> list[int]:
         """Where a credential word (``GenericSecretDetector``'s needles) starts in ``low``, a lower-cased
         text of the same length as the original (any text: the words are matched as UTF-8 bytes)."""
+        return sorted({s for s, _ in self._words.spans(low)})
+
+
+class NeedleFinder:
+    """``find_all(hay, needles)`` (every occurrence of every needle, sorted ``(start, end)`` spans) in one
+    Hyperscan pass over the UTF-8 of ``hay`` instead of one ``str.find`` loop per needle: the needles
+    are literal byte strings, and a UTF-8 match starts and ends at character boundaries."""
+
+    __slots__ = ("_db", "_lengths", "_local")
+
+    def __init__(self, needles: tuple[str, ...]):
+        words = [w.encode() for w in needles]
+        self._lengths = [len(w) for w in words] + [0]
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self._db.compile(expressions=["".join(f"\\x{b:02x}" for b in w).encode() for w in words] + [_LEAD.encode()],
+                         ids=list(range(len(words) + 1)), elements=len(words) + 1, flags=[0] * (len(words) + 1))
+        self._local = threading.local()
+
+    def spans(self, hay: str) -> list[tuple[int, int]]:
         local = self._local
-        scratch = getattr(local, "words_scratch", None)
+        scratch = getattr(local, "scratch", None)
         if scratch is None:
-            scratch = local.words_scratch = hyperscan.Scratch(self._words_db)
-        lengths = self._words_len
+            scratch = local.scratch = hyperscan.Scratch(self._db)
+        lengths = self._lengths
         lead = len(lengths) - 1
-        ends: list[int] = []
+        found: list[tuple[int, int]] = []
         leads: list[int] = []
 
         def on_match(i: int, start: int, end: int, flags: int, ctx: object) -> None:
             if i == lead:
                 leads.append(end - 1)
             else:
-                ends.append(end - lengths[i])
+                found.append((end - lengths[i], end))
 
-        data = low.encode("utf-8", "surrogatepass")
-        self._words_db.scan(data, match_event_handler=on_match, scratch=scratch)
-        if not ends:
+        data = hay.encode("utf-8", "surrogatepass")
+        self._db.scan(data, match_event_handler=on_match, scratch=scratch)
+        if not found:
             return []
-        starts = sorted(set(ends))
+        found.sort()
         if leads:
             to_char = _char_offsets(data, leads)
-            starts = [to_char(b) for b in starts]
-        return starts
+            found = [(to_char(s), to_char(e)) for s, e in found]
+        return found
 
 
 def _char_offsets(data: bytes, leads: list[int]):

@@ -356,6 +356,7 @@ class Redactor:
         ctx = Text(text)
         active = None
         if self._prefilter is not None:
+            ctx.finders = self._prefilter.finders
             if ctx.scannable:
                 active, ctx.context_starts, ctx.digit_runs, ctx.positions = self._prefilter.scan(text)
             if not ctx.ascii and self._generic:
