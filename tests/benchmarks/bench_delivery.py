@@ -6,6 +6,8 @@ Modes (the 6-span intent program on DummyLM, all four plugins: redact, sample ra
 
 * ``untraced``: wall time of an N-request burst, no tracing.
 * ``burst``: wall time of the same burst traced, until every trace is stored (``tk.flush``); traces stored.
+* ``request_only``: the same burst with the buffer replaced by a plugin that takes each finished trace and
+  drops it: the request path alone, the floor under the whole pipeline's cost.
 * ``stages``: N traces captured on the request path, then each delivery stage run on all of them in
   turn (keep, materialize, redact, translate, write), µs per trace and per span (``TK_BENCH_NO_GC=1``:
   with the cyclic GC off, so that its collections do not land on whichever stage allocates).
@@ -122,6 +124,22 @@ def main(mode: str, n: int, store_dir: str) -> None:
         out.update(wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0, flushed=ok)
         tk.disable()
         out["stored"] = _stored(uri) - before
+        print(json.dumps(out))
+        return
+
+    if mode == "request_only":
+        class Drop:
+            @tk.hookimpl
+            def tracekit_take_trace(self, trace):
+                return True
+
+        tk.enable(plugins=["redact", "sample", "cost", Drop()], tracking_uri=uri, experiment="bench",
+                  config=_config(store_dir))
+        _burst(program, 20, "warm")
+        t0, c0 = time.perf_counter(), time.process_time()
+        _burst(program, n)
+        out.update(wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0)
+        tk.disable()
         print(json.dumps(out))
         return
 

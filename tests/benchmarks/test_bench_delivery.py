@@ -51,7 +51,7 @@ def test_delivery_path_before_and_after(tmp_path):
     n = int(os.environ.get("BENCH_N", "3000"))
     base_pp = _baseline(tmp_path)
     who = {"before": base_pp, "after": ""}
-    modes = ("untraced", "burst", "drain", "stages", "enable", "enable_imported")
+    modes = ("untraced", "request_only", "burst", "drain", "stages", "enable", "enable_imported")
     res = {(w, m): [] for w in who for m in modes}
     for r in range(rounds):
         for m in modes:
@@ -78,6 +78,8 @@ def test_delivery_path_before_and_after(tmp_path):
           f"{med('after', 'burst', 'cpu_s') / med('before', 'burst', 'cpu_s'):>14.2f}")
     print(f"{'CPU vs untraced CPU':28}{med('before', 'burst', 'cpu_s') / cpu_untraced:>12.2f}"
           f"{med('after', 'burst', 'cpu_s') / cpu_untraced:>12.2f}   (untraced CPU {cpu_untraced:.2f} s)")
+    print(f"{'request path alone vs untraced':28}{med('before', 'request_only', 'wall_s') / untraced:>12.2f}"
+          f"{med('after', 'request_only', 'wall_s') / untraced:>12.2f}   (the floor: traces taken, then dropped)")
     stored = [x["stored"] for w in who for x in res[(w, "burst")]]
     print(f"stored per burst: {stored}")
     print(f"{'stage (µs per trace / span)':28}{'before':>18}{'after':>18}")
