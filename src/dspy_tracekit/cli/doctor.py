@@ -252,12 +252,13 @@ def render(findings: dict[str, Any], console: Any) -> None:
         )
     console.print(plugins)
     dest = findings.get("destination")
+    # the free-text lines hold paths and URIs: soft wrap, so the terminal folds them and a copied path stays whole
     if dest:
         console.print(f"[bold]Traces go to[/bold] {cell(dest['tracking_uri'])} (from {cell(dest['tracking_uri_from'])}), "
                       f"experiment {cell(repr(dest['experiment']))} (from {cell(dest['experiment_from'])}); "
-                      f"MLflow-made traces: {cell(dest['mlflow_traces'])}")
+                      f"MLflow-made traces: {cell(dest['mlflow_traces'])}", soft_wrap=True)
         for note in dest["notes"]:
-            console.print(f"[yellow]note[/yellow] {cell(note)}")
+            console.print(f"[yellow]note[/yellow] {cell(note)}", soft_wrap=True)
     store = findings.get("store")
     if store:
         if store.get("missing") and not store.get("store_found"):
@@ -269,7 +270,7 @@ def render(findings: dict[str, Any], console: Any) -> None:
             line += f"; experiment {cell(repr(store['experiment']))} has {cell(store['traces'])} traces"
             if store.get("latency_ms") is not None:
                 line += f" ({store['latency_ms']} ms)"
-        console.print(line)
+        console.print(line, soft_wrap=True)
     counters = findings.get("counters")
     if counters is not None:
         console.print(f"[bold]Counters[/bold] — {cell(findings.get('counters_source', ''))}")
@@ -282,9 +283,9 @@ def render(findings: dict[str, Any], console: Any) -> None:
             table.add_row("(none reported)", "")
         console.print(table)
     for missing in findings.get("missing", []):
-        console.print(f"[yellow]missing:[/yellow] {cell(missing)}")
+        console.print(f"[yellow]missing:[/yellow] {cell(missing)}", soft_wrap=True)
     for problem in findings["problems"]:
-        console.print(f"[red]problem:[/red] {cell(problem)}")
+        console.print(f"[red]problem:[/red] {cell(problem)}", soft_wrap=True)
     if not findings["ok"]:
         console.print("[red]doctor found problems[/red]")
     elif findings.get("missing"):

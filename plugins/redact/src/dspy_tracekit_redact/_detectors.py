@@ -923,13 +923,44 @@ _LETTER_NEEDLES = (
 ) + tuple(w for w in GENERIC_CONTEXT_WORDS if w not in ("key", "token", "secret", "passwd", "pwd", "password"))
 
 
+def _needle_trie(needles: Iterable[str]) -> str:
+    """One regex alternation of ``needles`` as a trie (``k(?:e(?:nnwort|y)|lucz)``): at each position
+    the engine follows one branch per character instead of trying every needle in turn. Needles that
+    hold a shorter needle are left out: wherever they occur, so does the shorter one."""
+    words = {n for n in needles if not any(m != n and m in n for m in needles)}
+    trie: dict = {}
+    for w in words:
+        node = trie
+        for c in w:
+            node = node.setdefault(c, {})
+        node[""] = {}  # no word is a prefix of another (prefixes are substrings): ends are leaves
+
+    def emit(node: dict) -> str:
+        alts = [re.escape(c) + emit(sub) for c, sub in sorted(node.items()) if c]
+        if not alts:
+            return ""
+        if len(alts) == 1:
+            return alts[0]
+        if all(len(c) == 1 and not node[c].keys() - {""} for c in node if c):
+            return "[" + "".join(alts) + "]"
+        return "(?:" + "|".join(alts) + ")"
+
+    return emit(trie)
+
+
+#: ``[\d@:]`` in the text, or a letter needle in its lower-case form, in one search of the lower-case
+#: text (lowering turns no character into, nor out of, ``[\d@:]``; test_redact_walk_equivalence checks every
+#: code point)
+_MAY_HOLD = re.compile(r"[\d@:]|" + _needle_trie(_LETTER_NEEDLES))
+
+
 def may_hold_builtin(text: str) -> bool:
     """False when no built-in detector can find anything in ``text``: one cheap test instead of
-    ~20 detector calls for the short labels, names and enum values that fill span attributes."""
-    if _DIGIT_AT_COLON.search(text) is not None:
-        return True
-    low = text.lower()
-    return any(n in low for n in _LETTER_NEEDLES)
+    ~20 detector calls for the short labels, names and enum values that fill span attributes.
+
+    The same answer as ``_DIGIT_AT_COLON.search(text) or any(n in text.lower() for n in
+    _LETTER_NEEDLES)``, in one compiled search (test_redact_walk_equivalence compares the two)."""
+    return _MAY_HOLD.search(text.lower()) is not None
 
 
 #: built-in entity types, in the order the docs list them.

@@ -120,11 +120,7 @@ def tracekit_process_trace(trace: Any) -> None:
         if getattr(span, "events", None):  # events of MLflow-made spans (span.add_event)
             span.events = r.redact(span.events, counts, cache) or []
         attrs = span.attributes
-        if attrs:
-            attrs = {k: v for k, v in attrs.items() if k != COUNTS_ATTRIBUTE}
-            attrs = _redact_attributes(r, attrs, counts, cache, pz)
-        else:
-            attrs = {}
+        attrs = _redact_attributes(r, attrs, counts, cache, pz, COUNTS_ATTRIBUTE) if attrs else {}
         if span is trace.root and trace_counts:
             _merge(counts, trace_counts)
         attrs[COUNTS_ATTRIBUTE] = counts
@@ -138,7 +134,7 @@ def tracekit_process_trace(trace: Any) -> None:
 def _field(r: Redactor, value: Any, counts: dict[str, int], cache: dict | None = None) -> Any:
     if value is None:
         return None
-    out = r.redact(value, counts, cache)
+    out = r._value(value, counts, cache)
     return None if out is DROP else out
 
 
@@ -153,34 +149,47 @@ def _pseudonym(pz: Pseudonymizer | None, key: Any, value: Any, counts: dict[str,
     return pz.pseudonym(kind, value)
 
 
+_NOTHING = object()
+
+
 def _redact_attributes(r: Redactor, attrs: dict[str, Any], counts: dict[str, int], cache: dict | None,
-                       pz: Pseudonymizer | None) -> dict[str, Any]:
-    if pz is not None and any(pz.kind(k) for k in attrs):
-        out = {}
-        for k, v in attrs.items():
-            p = _pseudonym(pz, k, v, counts)
-            if p is not None:
-                out[k] = p
+                       pz: Pseudonymizer | None, leave_out: object = _NOTHING) -> dict[str, Any]:
+    """Identifier attributes get pseudonyms; the others are redacted by key and value (``leave_out``:
+    a key not copied)."""
+    out = {}
+    keyed = r._keyed
+    kind_of = pz.kind if pz is not None else None
+    for k, v in attrs.items():
+        if k == leave_out:
+            continue
+        if kind_of is not None and v is not None and v != "":
+            kind = kind_of(k)
+            if kind is not None:
+                counts["PSEUDONYM"] = counts.get("PSEUDONYM", 0) + 1
+                out[k] = pz.pseudonym(kind, v)
                 continue
-            red = r._keyed(k, v, counts, cache)
-            if red is not DROP:
-                out[k] = red
-        return out
-    return r.redact(attrs, counts, cache) or {}
+        red = keyed(k, v, counts, cache)
+        if red is not DROP:
+            out[k] = red
+    return out
 
 
 def _redact_tags(r: Redactor, tags: dict[str, str], counts: dict[str, int],
                  cache: dict | None = None, pz: Pseudonymizer | None = None) -> dict[str, str]:
     out = {}
+    keyed = r._keyed
+    kind_of = pz.kind if pz is not None else None
     for k, v in tags.items():
-        p = _pseudonym(pz, k, v, counts)
-        if p is not None:
-            out[k] = p
-            continue
-        red = r._keyed(k, v, counts, cache)
+        if kind_of is not None and v is not None and v != "":
+            kind = kind_of(k)
+            if kind is not None:
+                counts["PSEUDONYM"] = counts.get("PSEUDONYM", 0) + 1
+                out[k] = pz.pseudonym(kind, v)
+                continue
+        red = keyed(k, v, counts, cache)
         if red is DROP:
             continue
-        out[k] = red if isinstance(red, str) else str(red)
+        out[k] = red if type(red) is str or isinstance(red, str) else str(red)
     return out
 
 

@@ -34,6 +34,9 @@ PREFIX = "ps_"
 _PSEUDONYM = re.compile(r"ps_[0-9a-f]{24}")
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 KEY_FILE_NAME = "pseudonym.key"
+#: a Pseudonymizer remembers kinds and pseudonyms of at most this many keys / identifiers
+_MEMO_MAX = 8192
+_UNKNOWN = object()
 
 
 def default_key_path() -> Path:
@@ -104,18 +107,34 @@ def _norm(key: str) -> str:
 class Pseudonymizer:
     """Maps context identifiers to ``ps_<24 hex>`` pseudonyms with a keyed HMAC."""
 
-    __slots__ = ("_key", "keys", "path")
+    __slots__ = ("_key", "_kinds", "_pseudonyms", "keys", "path")
 
     def __init__(self, key: bytes, identifiers: tuple[str, ...] | list[str] = DEFAULT_IDENTIFIERS,
                  path: Path | None = None):
         self._key = key
         self.keys = frozenset(_norm(k) for k in identifiers)
         self.path = path
+        #: key -> kind (None for no identifier), and (kind, text) -> pseudonym: the same few keys and
+        #: identifiers come back on every span of every trace
+        self._kinds: dict[str, str | None] = {}
+        self._pseudonyms: dict[tuple[str, str], str] = {}
 
     def kind(self, key: object) -> str | None:
         """The pseudonym space of a tag, attribute or metadata key, or ``None`` if it is no identifier."""
-        if not isinstance(key, str):
+        if type(key) is str:
+            kind = self._kinds.get(key, _UNKNOWN)
+            if kind is not _UNKNOWN:
+                return kind
+        elif not isinstance(key, str):
             return None
+        kind = self._kind(key)
+        kinds = self._kinds
+        if len(kinds) >= _MEMO_MAX:
+            kinds.clear()
+        kinds[key] = kind
+        return kind
+
+    def _kind(self, key: str) -> str | None:
         if key in _DERIVED:
             return _DERIVED[key]
         key = key.removeprefix(_CONTEXT_PREFIX)
@@ -131,6 +150,17 @@ class Pseudonymizer:
         A value that is already a pseudonym is returned as is.
         """
         text = str(value).strip()
+        memo = self._pseudonyms
+        hit = memo.get((kind, text))
+        if hit is not None:
+            return hit
+        out = self._pseudonym(kind, text)
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+        memo[(kind, text)] = out
+        return out
+
+    def _pseudonym(self, kind: str, text: str) -> str:
         if is_pseudonym(text):
             return text
         if "@" in text:

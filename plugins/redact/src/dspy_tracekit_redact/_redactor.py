@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -56,8 +57,19 @@ _REMOVED_KEYS = ("ner", "ner_entities", "ner_score")
 _PATTERN_KEYS = ("name", "regex", "validator", "action", "ignore_case")
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SECTION_PRE = "[[ ## "
-#: shorter strings are cheaper to scan again than to look up
-_CACHE_MIN_CHARS = 24
+#: the cross-trace cache of strings that repeat across traces (system prompts, signature instructions,
+#: demos, tag values): at most this many strings, of at most this many characters in all, each at most
+#: _SHARED_MAX_STRING long; a string is admitted the second time it is seen, so one-off values (the
+#: user's messages) do not push the repeated ones out
+_SHARED_MAX_ENTRIES = 4096
+_SHARED_MAX_CHARS = 2_000_000
+_SHARED_MAX_STRING = 100_000
+_SEEN_MAX = 16_384
+#: key decisions and pseudonym kinds are remembered for at most this many distinct keys
+_KEY_MEMO_MAX = 8192
+#: what _key_rule says about a key that has no field policy and is no secret key: walk its value
+_SCAN = "scan"
+_SECRET = "secret"
 
 
 class Finding(NamedTuple):
@@ -324,6 +336,17 @@ class Redactor:
         self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names)
         self._actions = actions
 
+        # What the structure walk remembers; everything in here is a pure function of the string (or key)
+        # and this Redactor's config, so a hit gives what a scan would give.
+        #: str -> (redacted value, ((entity, count), ...)) of strings seen in more than one trace
+        self._shared: dict[str, tuple[Any, tuple[tuple[str, int], ...]]] = {}
+        self._shared_chars = 0
+        #: hashes of strings seen once (a collision only admits a string early)
+        self._seen: set[int] = set()
+        self._shared_lock = threading.Lock()
+        #: key -> _SCAN, _SECRET or its field policy ("skip", "mask", "drop")
+        self._key_rules: dict[str, str] = {}
+
     def pseudonymizer(self) -> Pseudonymizer | None:
         """The pseudonymizer of context identifiers (``None`` with ``pseudonyms = false``); reads the
         key file on first use (writing a new key at the default path if there is none).
@@ -444,15 +467,47 @@ class Redactor:
         return self._string(text, counts, keep_text=True)
 
     def _string(self, s: str, counts: dict[str, int], keep_text: bool = False, cache: dict | None = None) -> Any:
-        if cache is None or keep_text or len(s) < _CACHE_MIN_CHARS:
+        """A string of a structure: with a per-trace ``cache``, each distinct string is redacted once per
+        trace (and a string that repeats across traces once while it stays in the shared cache); its
+        counts are added on every occurrence, as a scan would add them."""
+        if cache is None or keep_text:
             return self._string_uncached(s, counts, keep_text, cache)
         hit = cache.get(s)
         if hit is None:
-            found: dict[str, int] = {}
-            hit = cache[s] = (self._string_uncached(s, found, keep_text, cache), tuple(found.items()))
-        for entity, n in hit[1]:
-            counts[entity] = counts.get(entity, 0) + n
+            hit = self._shared.get(s)
+            if hit is None:
+                found: dict[str, int] = {}
+                hit = (self._string_uncached(s, found, False, cache), tuple(found.items()))
+                self._admit(s, hit)
+            cache[s] = hit
+        if hit[1]:
+            for entity, n in hit[1]:
+                counts[entity] = counts.get(entity, 0) + n
         return hit[0]
+
+    def _admit(self, s: str, hit: tuple[Any, tuple[tuple[str, int], ...]]) -> None:
+        """Keep ``s``'s result across traces if ``s`` was seen before (by an earlier trace: within one
+        trace the per-trace cache answers first)."""
+        if len(s) > _SHARED_MAX_STRING:
+            return
+        h = hash(s)
+        seen = self._seen
+        if h not in seen:
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            seen.add(h)
+            return
+        with self._shared_lock:
+            shared = self._shared
+            if s in shared:
+                return
+            if len(shared) >= _SHARED_MAX_ENTRIES or self._shared_chars + len(s) > _SHARED_MAX_CHARS:
+                # the older half goes: what every trace repeats is seen again and comes back
+                for k in list(shared)[:len(shared) // 2 + 1]:
+                    self._shared_chars -= len(k)
+                    del shared[k]
+            shared[s] = hit
+            self._shared_chars += len(s)
 
     def _string_uncached(self, s: str, counts: dict[str, int], keep_text: bool = False,
                          cache: dict | None = None) -> Any:
@@ -506,31 +561,89 @@ class Redactor:
         k = norm_key(key)
         return k in self._secret_keys or k.endswith(_SECRET_SUFFIXES)
 
+    def _key_rule(self, key: str) -> str:
+        """What the key-based rules say about ``key``'s value: its field policy, ``_SECRET``, or
+        ``_SCAN`` (remembered per key)."""
+        rule = self._key_rules.get(key)
+        if rule is None:
+            rule = self._fields.get(key) or (_SECRET if self._secret_key(key) else _SCAN)
+            rules = self._key_rules
+            if len(rules) >= _KEY_MEMO_MAX:
+                rules.clear()
+            rules[key] = rule
+        return rule
+
     def _keyed(self, key: Any, value: Any, counts: dict[str, int], cache: dict | None = None) -> Any:
         """The value of a mapping entry, after the key-based rules and the per-field policy."""
-        if isinstance(key, str):
-            policy = self._fields.get(key)
-            if policy is not None:
-                if policy == "skip":
-                    return copy.deepcopy(value)
-                if value is None or value == "":
-                    return value
-                counts["FIELD"] = counts.get("FIELD", 0) + 1
-                return DROP if policy == "drop" else self.marker("FIELD", "", "mask")
-            if value not in (None, "") and self._secret_key(key):
-                if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
-                    return value  # already a marker (the core's own credential scrub)
-                if isinstance(value, (dict, list)) and not value:
-                    return value
-                counts["SECRET_FIELD"] = counts.get("SECRET_FIELD", 0) + 1
-                action = self._actions["SECRET_FIELD"]
-                if action == "drop":
-                    return DROP
-                raw = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
-                return self.marker("SECRET_FIELD", raw, action)
+        if type(key) is str or isinstance(key, str):
+            rule = self._key_rules.get(key) or self._key_rule(key)
+            if rule is not _SCAN:
+                return self._keyed_rule(rule, value, counts, cache)
+        t = type(value)
+        if t is str:  # a string seen before in this trace: _string's hit, inlined
+            hit = cache.get(value) if cache is not None else None
+            if hit is None:
+                return self._string(value, counts, cache=cache)
+            for entity, n in hit[1]:
+                counts[entity] = counts.get(entity, 0) + n
+            return hit[0]
+        if value is None or t is float or t is bool:
+            return value
         return self._value(value, counts, cache)
 
+    def _keyed_rule(self, rule: str, value: Any, counts: dict[str, int], cache: dict | None) -> Any:
+        """The value of an entry whose key has a field policy or is a secret key."""
+        if rule is not _SECRET:  # a field policy
+            if rule == "skip":
+                return copy.deepcopy(value)
+            if value is None or value == "":
+                return value
+            counts["FIELD"] = counts.get("FIELD", 0) + 1
+            return DROP if rule == "drop" else self.marker("FIELD", "", "mask")
+        if value in (None, ""):
+            return self._value(value, counts, cache)  # a str subclass comes back a str, as before
+        if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
+            return value  # already a marker (the core's own credential scrub)
+        if isinstance(value, (dict, list)) and not value:
+            return value
+        counts["SECRET_FIELD"] = counts.get("SECRET_FIELD", 0) + 1
+        action = self._actions["SECRET_FIELD"]
+        if action == "drop":
+            return DROP
+        raw = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+        return self.marker("SECRET_FIELD", raw, action)
+
     def _value(self, obj: Any, counts: dict[str, int], cache: dict | None = None) -> Any:
+        # the exact JSON types first (what the core's materialize produces), by type; subclasses and
+        # everything else take the isinstance chain of _other
+        t = type(obj)
+        if t is str:
+            return self._string(obj, counts, cache=cache)
+        if t is dict:
+            return self._mapping(obj.items(), counts, cache)
+        if t is list:
+            out = []
+            for x in obj:
+                if type(x) is str:  # _string's hit, inlined
+                    hit = cache.get(x) if cache is not None else None
+                    if hit is None:
+                        v = self._string(x, counts, cache=cache)
+                    else:
+                        v = hit[0]
+                        for entity, n in hit[1]:
+                            counts[entity] = counts.get(entity, 0) + n
+                else:
+                    v = self._value(x, counts, cache)
+                if v is not DROP:
+                    out.append(v)
+            return out
+        if obj is None or t is float or t is bool:
+            return obj
+        if t is int and -100_000_000 < obj < 100_000_000:
+            return obj
+        return self._other(obj, counts, cache)
+
+    def _other(self, obj: Any, counts: dict[str, int], cache: dict | None = None) -> Any:
         if isinstance(obj, str):
             return self._string(obj, counts, cache=cache)
         if obj is None or isinstance(obj, (bool, float)):
@@ -585,8 +698,26 @@ class Redactor:
     def _mapping(self, items: Iterable[tuple[Any, Any]], counts: dict[str, int],
                  cache: dict | None = None) -> dict:
         out = {}
+        rules = self._key_rules
         for k, v in items:
-            red = self._keyed(k, v, counts, cache)
+            if type(k) is str:  # _keyed, and for a string seen before in this trace _string, inlined
+                rule = rules.get(k) or self._key_rule(k)
+                if rule is not _SCAN:
+                    red = self._keyed_rule(rule, v, counts, cache)
+                elif type(v) is str:
+                    hit = cache.get(v) if cache is not None else None
+                    if hit is None:
+                        red = self._string(v, counts, cache=cache)
+                    else:
+                        red = hit[0]
+                        for entity, n in hit[1]:
+                            counts[entity] = counts.get(entity, 0) + n
+                elif v is None or type(v) is float or type(v) is bool:
+                    red = v
+                else:
+                    red = self._value(v, counts, cache)
+            else:
+                red = self._keyed(k, v, counts, cache)
             if red is not DROP:
                 out[k] = red
         return out
