@@ -221,19 +221,30 @@ def test_forked_multiprocessing_children_store_their_traces_without_flush(fresh_
     assert inherited == [0, 0, 0]
 
 
-def test_enable_imports_every_module_the_delivery_path_needs(tmp_path):
+def test_a_fork_while_tracing_finds_every_module_the_delivery_path_needs_imported(tmp_path):
+    """enable() imports tracekit's delivery modules, not MLflow's (issue #12: a second a start); the first
+    fork() while tracing is on imports those in the parent, so that the child never imports them."""
     import subprocess
 
     script = (
-        "import sys, dspy_tracekit as tk\n"
+        "import os, sys, dspy_tracekit as tk\n"
         f"tk.enable(plugins=['buffer'], tracking_uri='sqlite:///{tmp_path}/own.db',"
         f" config={{'buffer': {{'spool_dir': '{tmp_path}/spool'}}}})\n"
         "from dspy_tracekit._delivery.fork import DELIVERY_MODULES\n"
-        "print([m for m in ('dspy_tracekit._delivery.secrets', 'dspy_tracekit.mlflow.rows', *DELIVERY_MODULES)"
-        " if m not in sys.modules])\n"
+        "print('at enable', [m for m in DELIVERY_MODULES if m not in sys.modules])\n"
+        "sys.stdout.flush()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    print('in the child', [m for m in ('dspy_tracekit._delivery.secrets', 'dspy_tracekit.mlflow.rows',"
+        " *DELIVERY_MODULES) if m not in sys.modules])\n"
+        "    sys.stdout.flush()\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "in the child []", out.stderr[-2000:]
+    assert lines[0].startswith("at enable ['mlflow.exceptions'"), lines  # left to the fork (or the first export)
 
 
 def test_mlflow_logging_an_exception_on_the_worker_formats_it_without_ast(tmp_path):

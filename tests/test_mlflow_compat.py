@@ -34,3 +34,56 @@ def test_no_other_module_imports_mlflow_privates_directly():
     pattern = re.compile(rf"^\s*(from\s+\S+\s+)?import\s+.*\b{names}\b|\.{names}\b", re.M)
     offenders = [p.name for p in src.rglob("*.py") if p != pathlib.Path(mlflow_compat.__file__) and pattern.search(p.read_text())]
     assert offenders == []
+
+
+@pytest.mark.parametrize("raw", [None, "0.25", " 0.5 ", "1", "0", "1.5", "-0.1", "half", "", "nan"])
+def test_sampling_ratio_read_without_mlflow_is_mlflows(monkeypatch, raw):
+    if raw is None:
+        monkeypatch.delenv("MLFLOW_TRACE_SAMPLING_RATIO", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACE_SAMPLING_RATIO", raw)
+    with_mlflow = mlflow_compat.mlflow_sampling_ratio()
+    monkeypatch.setattr(mlflow_compat, "_imported", lambda module: False)
+    assert mlflow_compat.mlflow_sampling_ratio() == with_mlflow
+
+
+@pytest.mark.parametrize("raw", [None, "true", "True", "1", "false", "FALSE", "0"])
+def test_runtime_context_chosen_without_mlflow_is_mlflows(monkeypatch, raw):
+    if raw is None:
+        monkeypatch.delenv("MLFLOW_USE_DEFAULT_TRACER_PROVIDER", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_USE_DEFAULT_TRACER_PROVIDER", raw)
+    from mlflow.environment_variables import MLFLOW_USE_DEFAULT_TRACER_PROVIDER
+
+    saved = list(mlflow_compat._runtime)
+    try:
+        mlflows_own = MLFLOW_USE_DEFAULT_TRACER_PROVIDER.get()
+        monkeypatch.setattr(mlflow_compat, "_imported", lambda module: False)
+        runtime = mlflow_compat.runtime_context(refresh=True)
+        # MLflow's own context does not exist before MLflow's tracing is imported: a stand-in holding nothing
+        assert (runtime is mlflow_compat._NO_MLFLOW_CONTEXT) == mlflows_own
+        assert runtime.get_current() == {} or not mlflows_own
+    finally:
+        mlflow_compat._runtime[:] = saved
+
+
+@pytest.mark.parametrize("env", [None, "sqlite:///elsewhere.db", "http://127.0.0.1:5000", ""])
+def test_tracking_uri_and_experiment_read_without_mlflow_are_mlflows(monkeypatch, env):
+    for key, value in (("MLFLOW_TRACKING_URI", env), ("MLFLOW_EXPERIMENT_NAME", env and "exp-x")):
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    uri, user_set = mlflow_compat.mlflow_tracking_uri()
+    experiment = mlflow_compat.mlflow_experiment()
+    monkeypatch.setattr(mlflow_compat, "_imported", lambda module: False)
+    uri2, user_set2 = mlflow_compat.mlflow_tracking_uri()
+    assert user_set2 == user_set
+    assert not user_set or uri2 == uri  # the URI only counts when the user set it
+    assert mlflow_compat.mlflow_experiment() == experiment
+
+
+def test_sqlite_is_a_scheme_mlflow_has_a_store_for_without_importing_it(monkeypatch):
+    assert mlflow_compat.unsupported_tracking_uri("sqlite:///x.db") is None
+    monkeypatch.setattr(mlflow_compat, "_imported", lambda module: False)
+    assert mlflow_compat.unsupported_tracking_uri("sqlite:///x.db") is None

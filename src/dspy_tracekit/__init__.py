@@ -68,7 +68,7 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
         if tracing_disabled_by_env():
             return False
         from dspy_tracekit._request.instrument import instrument
-        from dspy_tracekit.mlflow.interop import MlflowBridge
+        from dspy_tracekit.mlflow.interop import bridge_mlflow, unbridge_mlflow
 
         from .manager import TracekitManager
         from .records import Settings
@@ -81,13 +81,14 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
         names = None if plugins is None else [p for p in plugins if isinstance(p, str)]
         objects = [] if plugins is None else [p for p in plugins if not isinstance(p, str)]
         object_names = tuple(getattr(p, "__name__", None) or type(p).__name__ for p in objects)
+        installed = mgr.installed_plugins()
         cfg = resolve(plugins=names, tracking_uri=tracking_uri, experiment=experiment, config=config,
-                      installed=tuple(mgr.installed_plugins()) + object_names)
+                      installed=tuple(installed) + object_names)
         if not cfg.core["enabled"] or cfg.core["disable"]:
             return False
         try:
             mgr.load(cfg.core["plugins"], cfg.core["blocked"], extra=objects,
-                     debug_hooks=cfg.core["debug_hooks"])
+                     debug_hooks=cfg.core["debug_hooks"], installed=installed)
             settings = Settings(tracking_uri=cfg.core["tracking_uri"], experiment=cfg.core["experiment"],
                                 plugins=tuple(mgr.plugin_names()), config_files=cfg.files,
                                 sources=dict(cfg.sources), mlflow_traces=cfg.core["mlflow_traces"])
@@ -98,14 +99,19 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
             except Exception:  # noqa: BLE001
                 pass
             raise
-        mgr.bridge = MlflowBridge(mode=settings.mlflow_traces)
         mgr.flush_timeout = float(cfg.core["flush_timeout"])
         rt = _state.Runtime(mgr, settings, mgr.flush_timeout)
-        mgr.bridge.install()
-        from dspy_tracekit._request.resources import configure as configure_resources
+        # now if the program imported MLflow, else when it does (or the first export does): enable()
+        # does not pay MLflow's import for a program that never uses its API (issue #12)
+        bridge_mlflow(mgr, settings.mlflow_traces)
+        try:
+            from dspy_tracekit._request.resources import configure as configure_resources
 
-        configure_resources(cfg.core)  # analytics v2 (#15): cpu_time, peak_memory
-        instrument()
+            configure_resources(cfg.core)  # analytics v2 (#15): cpu_time, peak_memory
+            instrument()
+        except BaseException:
+            unbridge_mlflow(mgr)
+            raise
         _state.delivering = rt
         _state.runtime = rt
         return True

@@ -90,8 +90,9 @@ class Runtime:
                 try:
                     uninstrument()
                 finally:
-                    if mgr.bridge is not None:
-                        mgr.bridge.uninstall()  # MLflow gets its own export back
+                    from .mlflow.interop import unbridge_mlflow
+
+                    unbridge_mlflow(mgr)  # MLflow gets its own export back (or is no longer waited for)
             try:
                 mgr.flush(max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - a plugin's flush must not stop the shutdown

@@ -51,8 +51,8 @@ CORE_SCHEMA: dict[str, tuple[type | tuple, Any, str, str]] = {
     "disable": (bool, False, "DSPY_TRACEKIT_DISABLE",
                 "true turns tracing off before anything is loaded: enable() returns False (zero cost)."),
     "fast_store": (bool, True, "DSPY_TRACEKIT_FAST_STORE",
-                   "false writes every trace through MLflow's log_spans instead of the SQLite fast path "
-                   "(see docs/mlflow.md)."),
+                   "false writes every trace through MLflow's log_spans instead of the fast path "
+                   "(SQLite, PostgreSQL, MySQL; see docs/mlflow.md)."),
     "debug_hooks": (bool, False, "DSPY_TRACEKIT_DEBUG_HOOKS", "Print every hook call to stderr."),
     "debug": (bool, False, "DSPY_TRACEKIT_DEBUG",
               "The dspy-tracekit command prints the traceback of an unexpected error instead of one line."),

@@ -84,7 +84,9 @@ class TracekitManager:
         return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
     def load(self, names: list[str], blocked: list[str] | None = None, extra: list[Any] | None = None,
-             debug_hooks: bool | None = None) -> None:
+             debug_hooks: bool | None = None, installed: dict[str, Any] | None = None) -> None:
+        """Register the core and the named plugins; ``installed``: :meth:`installed_plugins` if the caller
+        has it already (reading every distribution's entry points again costs ~10 ms)."""
         from dspy_tracekit.mlflow import plugin as mlflow_core
 
         from .config import env_flag
@@ -94,7 +96,8 @@ class TracekitManager:
                 raise ConfigError(f"plugin {CORE_PLUGIN!r} is the core plugin and cannot be blocked")
             self.pm.set_blocked(name)
         self.pm.register(mlflow_core.MlflowCorePlugin(), name=CORE_PLUGIN)
-        installed = self.installed_plugins()
+        if installed is None:
+            installed = self.installed_plugins()
         for name in names:
             if name == CORE_PLUGIN or self.pm.is_blocked(name):
                 continue
@@ -112,7 +115,9 @@ class TracekitManager:
         self._check_impls()
         self._isolate()
         self._refresh()
-        _fork.import_delivery_modules()  # a forked child must not import them (another thread's lock)
+        # a forked child must not import them (another thread's lock); MLflow's are imported by the first
+        # fork() instead, so that enable() does not import MLflow for a program that has not (issue #12)
+        _fork.import_delivery_modules(upstream=False)
         install_log_record_factory()  # MLflow's logger.exception on our threads: no ast
         if env_flag("DSPY_TRACEKIT_DEBUG_HOOKS") if debug_hooks is None else debug_hooks:
             self._monitor()

@@ -11,9 +11,13 @@ Modes (the 6-span intent program on DummyLM, all four plugins: redact, sample ra
 * ``stages``: N traces captured on the request path, then each delivery stage run on all of them in
   turn (keep, materialize, redact, translate, write), µs per trace and per span (``TK_BENCH_NO_GC=1``:
   with the cyclic GC off, so that its collections do not land on whichever stage allocates).
+  ``TK_BENCH_FLOOR=1`` adds the physical floor of the write: ``sqlite3`` alone inserting the very rows
+  the write stage stored into a copy of the store as it was before, with MLflow's connection settings
+  (``PRAGMA foreign_keys = ON`` ...), the same batches, one transaction each (see :func:`_floor`).
 * ``drain``: N traces captured, put in the buffer's queue before its worker starts; time to drain.
-* ``enable``: seconds of the first ``enable()`` on a new SQLite store (imports included), then of the first
-  request until its trace is stored; ``enable_imported``: the same after ``import dspy, mlflow``.
+* ``enable``: seconds of the first ``enable()`` on a new SQLite store (imports included; wall and thread
+  CPU), then of the first request until its trace is stored (wall and process CPU: the worker's share
+  counts); ``enable_dspy``: the same after ``import dspy``; ``enable_imported``: after ``import dspy, mlflow``.
 
 Run with ``PYTHONPATH`` pointing at another checkout's ``src`` folders to measure that code instead.
 """
@@ -68,29 +72,79 @@ def _stored(uri: str) -> int:
         con.close()
 
 
+#: what MLflow's managed session runs on every SQLite connection (mlflow/store/db/utils.py)
+_MLFLOW_PRAGMAS = ("PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 20000", "PRAGMA case_sensitive_like = true")
+_FLOOR_VARIANTS = {"mlflow_settings": (), "synchronous_off": ("PRAGMA synchronous = OFF",)}
+
+
+def _floor(written: str, before: str, batches: list[list[str]]) -> dict:
+    """µs per trace for ``sqlite3`` alone to insert the rows of ``batches`` (trace ids) that ``written``
+    holds into a copy of ``before`` (the store before the write stage): thread CPU and wall time, per
+    variant of the connection's settings (synchronous_off: what the fsyncs at commit add)."""
+    import shutil
+    import sqlite3
+
+    src = sqlite3.connect(written)
+    tables = {}
+    for table, id_col in (("trace_info", "request_id"), ("trace_tags", "request_id"),
+                          ("trace_request_metadata", "request_id"), ("spans", "trace_id")):
+        cols = [r[1] for r in src.execute(f"pragma table_xinfo({table})") if r[6] == 0]  # not generated
+        by_id: dict[str, list] = {}
+        at = cols.index(id_col)
+        for row in src.execute(f"select {', '.join(cols)} from {table}"):
+            by_id.setdefault(row[at], []).append(row)
+        sql = f"insert into {table} ({', '.join(cols)}) values ({', '.join('?' * len(cols))})"
+        tables[table] = (sql, by_id)
+    src.close()
+    ids = [i for b in batches for i in b]
+    prepared = [[(sql, [r for i in b for r in by_id.get(i, ())]) for sql, by_id in tables.values()]
+                for b in batches]
+    out: dict = {"rows_per_trace": sum(len(rows) for p in prepared for _, rows in p) / len(ids)}
+    for name, pragmas in _FLOOR_VARIANTS.items():
+        target = f"{before}.{name}"
+        shutil.copy(before, target)
+        con = sqlite3.connect(target, isolation_level=None)
+        for pragma in _MLFLOW_PRAGMAS + pragmas:
+            con.execute(pragma)
+        t0, w0 = time.thread_time(), time.perf_counter()
+        for batch in prepared:
+            con.execute("BEGIN")
+            for sql, rows in batch:
+                if rows:
+                    con.executemany(sql, rows)
+            con.execute("COMMIT")
+        out[f"{name}_us_per_trace"] = (time.thread_time() - t0) / len(ids) * 1e6
+        out[f"{name}_wall_us_per_trace"] = (time.perf_counter() - w0) / len(ids) * 1e6
+        con.close()
+    return out
+
+
 def main(mode: str, n: int, store_dir: str) -> None:
     os.makedirs(store_dir, exist_ok=True)
     uri = f"sqlite:///{store_dir}/{mode}-{os.getpid()}.db"
-    if mode in ("enable", "enable_imported"):
+    if mode in ("enable", "enable_dspy", "enable_imported"):
+        if mode in ("enable_dspy", "enable_imported"):
+            import dspy  # noqa: F401 - what a DSPy program has imported before enable() (it defines modules)
         if mode == "enable_imported":
-            import dspy  # noqa: F401 - what a DSPy program that uses MLflow has imported before enable()
-            import mlflow  # noqa: F401
-        t0 = time.perf_counter()
+            import mlflow  # noqa: F401 - and one that uses MLflow's API too
+        t0, c0 = time.perf_counter(), time.thread_time()
         import dspy_tracekit as tk
 
         tk.enable(plugins=PLUGINS, tracking_uri=uri, experiment="bench", config=_config(store_dir))
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        mlflow_imported = "mlflow" in sys.modules
         import dspy
 
         dspy.configure(lm=dspy.utils.DummyLM([{"reasoning": "r", "intent": "create_workflow"}] * 10))
         program = _program()
-        t1 = time.perf_counter()
+        t1, p1 = time.perf_counter(), time.process_time()
         program(message="the first request")  # what enable() left for later is paid by the first export
         flushed = tk.flush(600)
-        first = time.perf_counter() - t1
+        first, first_cpu = time.perf_counter() - t1, time.process_time() - p1
         tk.disable()
-        print(json.dumps({"mode": mode, "enable_s": elapsed, "first_trace_stored_s": first, "flushed": flushed,
-                          "stored": _stored(uri)}))
+        print(json.dumps({"mode": mode, "enable_s": elapsed, "enable_cpu_s": cpu, "first_trace_stored_s": first,
+                          "first_trace_cpu_s": first_cpu, "flushed": flushed, "stored": _stored(uri),
+                          "mlflow_imported_by_enable": mlflow_imported}))
         return
 
     import dspy
@@ -206,10 +260,13 @@ def main(mode: str, n: int, store_dir: str) -> None:
         gc.disable()
         out["gc"] = "disabled"
 
+    walls: dict[str, float] = {}
+
     def timed(name, fn):
-        t0 = time.thread_time()
+        t0, w0 = time.thread_time(), time.perf_counter()
         fn()
         stage[name] = time.thread_time() - t0
+        walls[name] = time.perf_counter() - w0
 
     timed("keep", lambda: [hook.tracekit_keep_trace(trace=t) for t in traces])
     timed("materialize", lambda: [t.materialize() for t in traces])
@@ -220,6 +277,12 @@ def main(mode: str, n: int, store_dir: str) -> None:
     translated = []
     direct = hasattr(mlflow_store, "fast_path_available") and mlflow_store.fast_path_available(uri)
     out["direct_rows"] = direct
+    db_path = uri[len("sqlite:///"):]
+    floor = os.environ.get("TK_BENCH_FLOOR")
+    if floor:
+        import shutil
+
+        shutil.copy(db_path, f"{db_path}.before-write")
     if direct:  # this checkout writes rows straight from the records (what the core plugin does)
         from dspy_tracekit.mlflow import rows as mlflow_rows
 
@@ -231,7 +294,10 @@ def main(mode: str, n: int, store_dir: str) -> None:
         timed("write", lambda: [mlflow_store.log_spans(uri, exp, spans_) for spans_ in translated])
     if direct:
         out["direct_translation"] = mlflow_rows._Direct.on
+    if floor:
+        out["floor"] = _floor(db_path, f"{db_path}.before-write", [[t.mlflow_trace_id for t in c] for c in chunks])
     out["stage_us_per_trace"] = {k: v / len(traces) * 1e6 for k, v in stage.items()}
+    out["stage_wall_us_per_trace"] = {k: v / len(traces) * 1e6 for k, v in walls.items()}
     out["stage_us_per_span"] = {k: v / spans * 1e6 for k, v in stage.items()}
     out["total_us_per_trace"] = sum(stage.values()) / len(traces) * 1e6
     tk.disable()

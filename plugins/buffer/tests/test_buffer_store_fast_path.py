@@ -51,6 +51,13 @@ def _traces(tmp_path, store):
         program(message="no context here")
         with tk.context(session_id="s-2"):
             _odd_values(program, lm)
+    # DummyLM reports no tokens (MLflow's store never prices those), twice: memoized helpers hit; a long
+    # tag value (past the memos' length), a tag key MLflow rejects, and a trace name tag
+    _, dummy = make_program()
+    with dspy.context(lm=dummy):
+        for i in range(2):
+            with tk.context(**{"long_tag": "ü" * 300 + str(i), "bad key/..": "x", "mlflow.traceName": f"n{i}"}):
+                program(message=f"dummy {i}")
     assert tk.flush(30)
     tk.disable()
     return [TraceRecord.from_dict(d) for d in capture.dicts]
@@ -117,6 +124,7 @@ def _dump(path) -> dict[str, list]:
 
 
 POSTGRES = os.environ.get("TRACEKIT_TEST_POSTGRES")
+MYSQL = os.environ.get("TRACEKIT_TEST_MYSQL")
 
 
 class SqliteCopies:
@@ -160,16 +168,53 @@ class PostgresCopies:
             with engine.connect() as con:
                 tables = sqlalchemy.inspect(con).get_table_names()
                 out = {}
+                quote = con.dialect.identifier_preparer.quote
                 for table in tables:
                     if table == "alembic_version":
                         continue
-                    result = con.execute(sqlalchemy.text(f'SELECT * FROM "{table}"'))
+                    result = con.execute(sqlalchemy.text(f"SELECT * FROM {quote(table)}"))
                     cols = list(result.keys())
                     out[table] = sorted((tuple((c, v) for c, v in zip(cols, r) if c not in WRITE_TIME)
                                          for r in result), key=repr)
                 return out
         finally:
             engine.dispose()
+
+
+class MysqlCopies(PostgresCopies):
+    """Databases on a real MySQL/MariaDB server, each a copy (``SHOW CREATE TABLE``, then ``INSERT ... SELECT``)
+    of one that MLflow migrated."""
+
+    def new(self, name: str) -> str:
+        db = f"tk_{name}_{os.getpid()}"
+        con = _mysql_connect(self.superuser_uri)
+        try:
+            cur = con.cursor()
+            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+            cur.execute(f"CREATE DATABASE `{db}`")
+            cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+            # MLflow's Default experiment has id 0, which an AUTO_INCREMENT column otherwise renumbers
+            cur.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
+            cur.execute(f"SHOW FULL TABLES FROM `{self.template}` WHERE Table_type = 'BASE TABLE'")
+            for (table, _) in cur.fetchall():
+                cur.execute(f"SHOW CREATE TABLE `{self.template}`.`{table}`")
+                ddl = cur.fetchone()[1]
+                cur.execute(f"USE `{db}`")
+                cur.execute(ddl)
+                cur.execute(f"INSERT INTO `{db}`.`{table}` SELECT * FROM `{self.template}`.`{table}`")
+        finally:
+            con.close()
+        self.made.append(db)
+        return _database_uri(self.superuser_uri, db)
+
+
+def _mysql_connect(uri: str):
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    return pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, password=url.password or "",
+                           autocommit=True)
 
 
 def _database_uri(superuser_uri: str, database: str) -> str:
@@ -199,13 +244,34 @@ def _postgres_template():
     yield template
 
 
+@pytest.fixture(scope="session")
+def _mysql_template():
+    """A database on the MySQL/MariaDB server that MLflow migrated once (migrations take many seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    template = f"tk_template_{os.getpid()}"
+    con = _mysql_connect(MYSQL)
+    try:
+        con.cursor().execute(f"DROP DATABASE IF EXISTS `{template}`")
+        con.cursor().execute(f"CREATE DATABASE `{template}`")
+    finally:
+        con.close()
+    MlflowClient(_database_uri(MYSQL, template)).search_experiments()
+    yield template
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not POSTGRES, reason="no PostgreSQL: set TRACEKIT_TEST_POSTGRES (.ci/postgres-start starts one)"))])
+    not POSTGRES, reason="no PostgreSQL: set TRACEKIT_TEST_POSTGRES (.ci/postgres-start starts one)")),
+    pytest.param("mysql", marks=pytest.mark.skipif(
+        not MYSQL, reason="no MySQL/MariaDB: set TRACEKIT_TEST_MYSQL (.ci/mysql-start starts one)"))])
 def databases(request, tmp_path, _template_db):
     if request.param == "sqlite":
         yield SqliteCopies(tmp_path, _template_db)
         return
-    copies = PostgresCopies(POSTGRES, request.getfixturevalue("_postgres_template"))
+    if request.param == "mysql":
+        copies = MysqlCopies(MYSQL, request.getfixturevalue("_mysql_template"))
+    else:
+        copies = PostgresCopies(POSTGRES, request.getfixturevalue("_postgres_template"))
     yield copies
     mlflow_store.reset()
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -218,7 +284,7 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, dat
     from mlflow.tracking import MlflowClient
 
     traces = _traces(tmp_path, store)
-    assert len(traces) == 3
+    assert len(traces) == 5
     assert {"user_tool", "user_llm", "user_event"} <= {s.name for s in traces[2].spans}
     assert any(s.events for s in traces[2].spans)
     traces[1].spans[-1].set_attribute("plugin.note", {"k": [1, 2.5, None]})  # a key of a plugin's own
@@ -255,7 +321,12 @@ def test_fast_path_writes_the_same_rows_as_mlflow_log_spans(tmp_path, store, dat
         assert reference.keys() == fast.keys()
         for table in reference:
             assert fast[table] == reference[table], (table, [sorted(set(a) ^ set(b)) for a, b in zip(fast[table], reference[table]) if a != b][:2])
-    assert len(fast["spans"]) == n_spans and len(fast["trace_info"]) == 3
+    assert len(fast["spans"]) == n_spans and len(fast["trace_info"]) == 5
+    tags = {(r["request_id"], r["key"]): r["value"] for r in (dict(row) for row in reference["trace_tags"])}
+    assert tags[(traces[3].mlflow_trace_id, "long_tag")] == "ü" * 300 + "0"
+    assert (traces[3].mlflow_trace_id, "bad key/..") not in tags  # MLflow skips it: so does the fast path
+    info = {dict(r)["request_id"]: dict(r) for r in reference["trace_info"]}
+    assert info[traces[4].mlflow_trace_id]["trace_name"] == "n1"
 
     client = MlflowClient(uris[2])
     got = client.get_trace(traces[0].mlflow_trace_id)
@@ -315,3 +386,57 @@ def test_a_trace_another_writer_created_meanwhile_goes_to_log_spans(tmp_path, st
     monkeypatch.setattr(Session, "query", lambda self, *a, **k: NoRows() if a and getattr(
         a[0], "key", None) == "request_id" else original(self, *a, **k))
     assert mlflow_store.insert_views(uri, exp, views) is False
+
+
+def test_content_column_from_fragments_is_mlflows_encoding_of_the_span(tmp_path, store):
+    """The fast path builds a direct span's ``spans.content`` from fragments; the text is what MLflow's
+    ``TraceJSONEncoder`` makes of the span dict, for both of MLflow's settings (MSSQL escapes non-ASCII)."""
+    from mlflow.tracing.utils import TraceJSONEncoder
+
+    traces = _traces(tmp_path, store)
+    for trace in traces:
+        trace.materialize()
+    odd = {"plain": '"x"', "quotes": 'say "hi" \\ back', "controls": "\x00\x01\t\n\u2028", "non_ascii": "ümlaut 漢字 🙂",
+           "surrogate": "lone \ud800 half", "empty": ""}
+    views = [v for t in traces for v in mlflow_rows.trace_views(t) if v.direct]
+    assert len(views) > 20
+    for ascii in (False, True):
+        encoder = TraceJSONEncoder(ensure_ascii=ascii)
+        content = mlflow_rows.content_encoder(encoder)
+        assert content is not None
+        for view in views:
+            assert content(view.span_dict) == encoder.encode(view.span_dict)
+        for key, text in odd.items():
+            span_dict = {**views[0].span_dict, "name": text, "parent_span_id": None,
+                         "attributes": {**views[0].span_dict["attributes"], key: text, "n": 7}}
+            assert content(span_dict) == encoder.encode(span_dict), key
+        empty = {**views[0].span_dict, "attributes": {}}
+        assert content(empty) == encoder.encode(empty)
+
+
+def test_an_experiment_removed_from_the_store_is_not_written_to_by_the_fast_path(tmp_path, store, _template_db):
+    """The fast path reads an experiment's artifact location once; a trace for an experiment that is
+    gone since then fails its insert (foreign key) and goes to MLflow's log_spans, which reports it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    traces = _traces(tmp_path, store)
+    for trace in traces:
+        trace.materialize()
+    uri = f"sqlite:///{tmp_path / 'gone.db'}"
+    shutil.copy(_template_db, tmp_path / "gone.db")
+    exp = MlflowClient(uri).create_experiment("gone")
+    assert mlflow_store.insert_views(uri, exp, [mlflow_rows.trace_views(traces[0])]) is True
+    con = sqlite3.connect(tmp_path / "gone.db")
+    con.execute("PRAGMA foreign_keys = OFF")  # as `mlflow gc` would leave it: the experiment's rows are gone
+    for table in ("spans", "trace_tags", "trace_request_metadata", "trace_info", "experiment_tags"):
+        con.execute(f"DELETE FROM {table} WHERE " + ("experiment_id = ?" if table in ("spans", "trace_info")
+                    else "request_id IN (SELECT request_id FROM trace_info WHERE experiment_id = ?)"
+                    if table != "experiment_tags" else "experiment_id = ?"), (exp,))
+    con.execute("DELETE FROM experiments WHERE experiment_id = ?", (exp,))
+    con.commit()
+    assert mlflow_store.insert_views(uri, exp, [mlflow_rows.trace_views(traces[1])]) is False
+    with pytest.raises(MlflowException, match="No Experiment with id"):
+        mlflow_store.log_spans(uri, exp, mlflow_core.to_mlflow_spans(traces[1]), fast=False)
+    assert con.execute("SELECT count(*) FROM trace_info").fetchone()[0] == 0
+    con.close()

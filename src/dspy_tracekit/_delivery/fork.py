@@ -5,7 +5,10 @@ tracekit's flush among them — never run, so 0 of 300 traces were stored unless
 ``flush()`` itself. multiprocessing runs its own finalizers first: one is registered in each child.
 A child also starts with its parent's counters (they would be counted twice when both are summed),
 and a child can find a module half-imported by another thread of its parent at ``fork()`` time, so
-everything the delivery path imports is imported by ``enable()``.
+everything the delivery path imports is imported by the parent before it forks: tracekit's own modules
+by ``enable()``, MLflow's and OpenTelemetry's (about 1 s) by the first ``fork()`` while tracing is on
+(``os.register_at_fork(before=...)``) — not by ``enable()``, which a program that never forks would
+pay for nothing (issue #12). The parent's import waits for one another thread may have under way.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import importlib
 import logging
 import multiprocessing.util
 import os
+import sys
 
 from .. import _state
 
@@ -30,8 +34,13 @@ DELIVERY_MODULES = (
 )
 
 
-def import_delivery_modules() -> None:
+def import_delivery_modules(upstream: bool = True) -> None:
+    """Import :data:`DELIVERY_MODULES`; with ``upstream=False`` only tracekit's own (``enable()``)."""
     for name in DELIVERY_MODULES:
+        if not upstream and not name.startswith("dspy_tracekit"):
+            continue
+        if name in sys.modules and not getattr(getattr(sys.modules[name], "__spec__", None), "_initializing", False):
+            continue
         try:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - an optional module; the delivery path reports it if used
@@ -58,6 +67,15 @@ def _in_multiprocessing_child(_marker) -> None:
     multiprocessing.util.Finalize(None, _flush_at_child_exit, exitpriority=10)
 
 
+def _before_fork() -> None:
+    if _state.runtime is None and _state.delivering is None:
+        return
+    try:
+        import_delivery_modules()
+    except Exception as exc:  # noqa: BLE001 - never stop the program's fork
+        _state.internal_error("before_fork", exc)
+
+
 def _after_fork_in_child() -> None:
     mgr = _state.manager
     if mgr is not None:
@@ -69,4 +87,4 @@ def _after_fork_in_child() -> None:
 
 multiprocessing.util.register_after_fork(_MARKER, _in_multiprocessing_child)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

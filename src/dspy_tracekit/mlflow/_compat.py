@@ -9,7 +9,9 @@ of breaking interop silently. Public entry points (``mlflow.start_span``, ``mlfl
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
 from typing import Any
 
 #: (module, attribute path) of every private symbol used; resolved by :func:`resolve_all`.
@@ -51,6 +53,11 @@ PRIVATE_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("dspy.teleprompt.simba", "wrap_program"),
     ("dspy.teleprompt.simba", "prepare_models_for_resampling"),
 )
+
+
+def _imported(module: str) -> bool:
+    """Whether ``module`` is imported: before MLflow is, tracekit reads what MLflow would read without it."""
+    return module in sys.modules
 
 
 def _resolve(module: str, path: str) -> Any:
@@ -101,14 +108,39 @@ def trace_manager():
 _runtime: list = []
 
 
+class _NoMlflowContext:
+    """MLflow's tracing context before MLflow is imported: it cannot hold a span yet."""
+
+    def get_current(self):
+        return {}
+
+    def attach(self, context):
+        return None
+
+    def detach(self, token):
+        return None
+
+
+_NO_MLFLOW_CONTEXT = _NoMlflowContext()
+
+
 def runtime_context(refresh: bool = False):
     """The context MLflow's ``@mlflow.trace`` / ``start_span`` look up their parent in (resolved once:
-    MLflow reads an environment variable on every lookup otherwise; ``enable()`` refreshes it)."""
+    MLflow reads an environment variable on every lookup otherwise; the MLflow bridge refreshes it).
+    Before MLflow's tracing is imported, MLflow's own context is a stand-in that holds nothing (not
+    remembered: the real one is resolved once MLflow is imported)."""
     if _runtime and not refresh:
         return _runtime[0]
-    from mlflow.environment_variables import MLFLOW_USE_DEFAULT_TRACER_PROVIDER
+    if _imported("mlflow.environment_variables"):
+        from mlflow.environment_variables import MLFLOW_USE_DEFAULT_TRACER_PROVIDER
 
-    if MLFLOW_USE_DEFAULT_TRACER_PROVIDER.get():
+        mlflows_own = MLFLOW_USE_DEFAULT_TRACER_PROVIDER.get()
+    else:  # read as MLflow's boolean variable reads it, without importing MLflow
+        raw = os.environ.get("MLFLOW_USE_DEFAULT_TRACER_PROVIDER")
+        mlflows_own = raw is None or raw.lower() not in ("false", "0")
+    if mlflows_own:
+        if not _imported("mlflow.tracing.provider"):
+            return _NO_MLFLOW_CONTEXT
         from mlflow.tracing import provider
 
         runtime = provider.mlflow_runtime_context
@@ -120,10 +152,26 @@ def runtime_context(refresh: bool = False):
     return runtime
 
 
-def set_last_active_trace_id(trace_id: str) -> None:
-    from mlflow.tracing.fluent import _set_last_active_trace_id
+_last_trace_id: list = []
 
-    _set_last_active_trace_id(trace_id)
+
+def set_last_active_trace_id(trace_id: str) -> None:
+    """What ``mlflow.get_last_active_trace_id()`` returns. Before MLflow is imported the id is kept and
+    handed to MLflow by :func:`mlflow_imported` (importing MLflow here would cost the first request ~1 s)."""
+    fluent = sys.modules.get("mlflow.tracing.fluent")
+    if fluent is None or getattr(fluent, "_set_last_active_trace_id", None) is None:
+        _last_trace_id[:] = [trace_id]
+        return
+    fluent._set_last_active_trace_id(trace_id)
+
+
+def mlflow_imported() -> None:
+    """MLflow's import completed (the bridge's post-import hook): hand it what was kept meanwhile."""
+    if _last_trace_id:
+        trace_id = _last_trace_id.pop()
+        from mlflow.tracing.fluent import _set_last_active_trace_id
+
+        _set_last_active_trace_id(trace_id)
 
 
 def build_otel_context(trace_id: int, span_id: int):
@@ -133,11 +181,16 @@ def build_otel_context(trace_id: int, span_id: int):
 
 
 def mlflow_sampling_ratio() -> float:
-    """``MLFLOW_TRACE_SAMPLING_RATIO`` as MLflow reads it (1.0 when unset or invalid)."""
-    from mlflow.environment_variables import MLFLOW_TRACE_SAMPLING_RATIO
-
+    """``MLFLOW_TRACE_SAMPLING_RATIO`` as MLflow reads it (1.0 when unset or invalid); before MLflow is
+    imported, read the way MLflow's variable reads it (``float(value)``)."""
     try:
-        ratio = MLFLOW_TRACE_SAMPLING_RATIO.get()
+        if _imported("mlflow.environment_variables"):
+            from mlflow.environment_variables import MLFLOW_TRACE_SAMPLING_RATIO
+
+            ratio = MLFLOW_TRACE_SAMPLING_RATIO.get()
+        else:
+            raw = os.environ.get("MLFLOW_TRACE_SAMPLING_RATIO")
+            ratio = 1.0 if raw is None else float(raw)
     except Exception:  # noqa: BLE001 - MLflow ignores an invalid value too
         return 1.0
     if ratio is None or not 0.0 <= ratio <= 1.0:
@@ -146,7 +199,14 @@ def mlflow_sampling_ratio() -> float:
 
 
 def mlflow_tracking_uri() -> tuple[str, bool]:
-    """MLflow's current tracking URI and whether the user set it (env or ``set_tracking_uri()``)."""
+    """MLflow's current tracking URI and whether the user set it (env or ``set_tracking_uri()``).
+
+    Before MLflow's tracking module is imported nobody can have called ``set_tracking_uri()``: then only
+    ``MLFLOW_TRACKING_URI`` counts (as MLflow reads it), and MLflow is not imported for it.
+    """
+    if not _imported("mlflow.tracking._tracking_service.utils"):
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        return (uri, True) if uri else ("", False)
     import mlflow
     from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
@@ -155,6 +215,9 @@ def mlflow_tracking_uri() -> tuple[str, bool]:
 
 def unsupported_tracking_uri(uri: str) -> list[str] | None:
     """None when MLflow has a tracking store for ``uri``'s scheme, else the schemes it supports."""
+    if (uri.startswith("sqlite:") and not _imported("mlflow.tracking._tracking_service.utils")
+            and importlib.util.find_spec("sqlalchemy") is not None):
+        return None  # MLflow registers its database engines when SQLAlchemy is there: no need to import it
     from mlflow.tracking._tracking_service.utils import _tracking_store_registry
     from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 
@@ -167,8 +230,8 @@ def unsupported_tracking_uri(uri: str) -> list[str] | None:
 
 def mlflow_experiment() -> tuple[str, str] | None:
     """What the user told MLflow about the experiment: ``("name", n)``, ``("id", i)`` or None."""
-    from mlflow.tracking import fluent
-
+    # not imported: set_experiment() was not called
+    fluent = sys.modules.get("mlflow.tracking.fluent") if _imported("mlflow.tracking.fluent") else None
     active = getattr(fluent, "_active_experiment_id", None)
     if active:
         return ("id", str(active))

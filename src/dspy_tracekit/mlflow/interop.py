@@ -16,6 +16,14 @@ DSPy spans stay plain records. Where MLflow must see one as a parent (a user's s
 (trace id, current DSPy span id): no live MLflow span is made for a DSPy call. MLflow's in-memory
 registry learns of a DSPy-rooted trace only when the first MLflow span joins it.
 
+The bridge is installed when MLflow is imported (:func:`bridge_mlflow`): at ``enable()`` when the program
+has imported it, else right after its import completes — the user's ``import mlflow`` or the first
+export's — through a post-import hook (``wrapt.register_post_import_hook``), so that ``enable()`` does not
+pay MLflow's import (about 0.8 s) for a program that never uses it. No MLflow span can exist before
+MLflow is imported, so nothing is missed. A DSPy call already running when MLflow is first imported gets
+its stand-in then if it runs on the importing thread (an ``import mlflow`` inside a ``forward``); one on
+another thread has none, and a user's MLflow span inside it starts a trace of its own.
+
 Every private MLflow symbol used here goes through :mod:`dspy_tracekit.mlflow._compat`.
 """
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import threading
 from threading import get_ident
 
@@ -51,6 +60,101 @@ _PLACEHOLDER_EXPERIMENT = '"0"'  # JSON-encoded, as MLflow stores attribute valu
 #: a sampled-out stand-in: what a span gets as its trace when MLflow's own sampler dropped the parent.
 DROPPED = object()
 
+#: ``MLFLOW_TRACE_SAMPLING_RATIO`` as read at ``enable()`` (it narrows DSPy-rooted traces too)
+_sampling_ratio = [1.0]
+#: the manager (and mode) waiting for MLflow's import to install its bridge; the lock also covers
+#: the install itself, so that ``disable()`` never sees half a bridge
+_pending: list = []
+_pending_lock = threading.Lock()
+_hook_registered = [False]
+
+
+def bridge_mlflow(mgr, mode: str = "all") -> None:
+    """Give ``mgr`` its MLflow bridge: now when MLflow is imported, else right after its import."""
+    _sampling_ratio[0] = mlflow_compat.mlflow_sampling_ratio()
+    while True:
+        if "mlflow" in sys.modules:
+            # outside the lock: another thread may still be importing MLflow, and its post-import
+            # hook takes the lock; this waits for that import to complete
+            _import_bridge_modules()
+            with _pending_lock:
+                _pending.clear()
+                _install(mgr, mode)
+            return
+        with _pending_lock:
+            if "mlflow" in sys.modules:
+                continue  # its import began meanwhile
+            _pending[:] = [(mgr, mode)]
+            register = not _hook_registered[0]
+            _hook_registered[0] = True
+        break
+    if register:
+        # once per process: wrapt fires a hook once (at once when MLflow was imported meanwhile);
+        # a later enable() finds MLflow imported, or puts its (mgr, mode) in _pending for this hook
+        import wrapt
+
+        wrapt.register_post_import_hook(_mlflow_imported, "mlflow")
+
+
+def unbridge_mlflow(mgr) -> None:
+    """Give MLflow its own export back (``disable()``), or forget that ``mgr`` waits for MLflow."""
+    with _pending_lock:
+        if _pending and _pending[0][0] is mgr:
+            _pending.clear()
+        bridge = mgr.bridge
+    if bridge is not None:
+        bridge.uninstall()
+
+
+def _mlflow_imported(module) -> None:
+    """wrapt's post-import hook: runs on the importing thread, right after ``mlflow``'s import completed
+    and before any other thread sees it (MLflow's module lock is still held). Never raises: an
+    exception here would fail the user's ``import mlflow``."""
+    try:
+        _hook_registered[0] = False  # wrapt fires a hook once
+        mlflow_compat.mlflow_imported()
+        with _pending_lock:
+            if not _pending:
+                return  # disable() came first, or the bridge is installed already
+            mgr, mode = _pending.pop()
+            _install(mgr, mode)
+        _attach_in_flight(mgr)
+    except Exception as exc:  # noqa: BLE001
+        _state.internal_error("mlflow_bridge", exc)
+
+
+def _attach_in_flight(mgr) -> None:
+    """MLflow imported inside a DSPy call (``import mlflow`` in a ``forward``): that trace's root started
+    without a stand-in; attach one now, as the root would have, so that a user's MLflow span started in
+    it nests under the current DSPy span. Detached when the root ends, as usual."""
+    from dspy_tracekit._request.tracer import current_span
+
+    span = current_span.get()
+    bridge = mgr.bridge
+    if span is None or bridge is None or span.end_ns is not None:
+        return
+    root = span.trace.root
+    if root is not None and root.end_ns is None and root.ctx_token is None:
+        root.ctx_token = bridge.attach(span.trace)
+
+
+def _import_bridge_modules() -> None:
+    import mlflow  # noqa: F401
+    import mlflow.tracing.fluent  # noqa: F401
+    import mlflow.tracing.provider  # noqa: F401
+
+    mlflow_compat.processor_class()
+
+
+def _install(mgr, mode: str) -> None:
+    bridge = MlflowBridge(mode=mode)
+    try:
+        bridge.install()
+    except BaseException:
+        bridge.uninstall()
+        raise
+    mgr.bridge = bridge  # last: the request path reads it without a lock
+
 
 class MlflowBridge:
     """Routes MLflow-made spans into tracekit's traces and gives DSPy spans to MLflow as parents."""
@@ -75,7 +179,7 @@ class MlflowBridge:
         self._patches = PatchSet()
         self._lock = threading.Lock()
         self._built_processor = False
-        self.sampling_ratio = mlflow_compat.mlflow_sampling_ratio()
+        self.sampling_ratio = _sampling_ratio[0]
 
     # ------------------------------------------------------------------ install / uninstall
     def install(self) -> None:
@@ -346,7 +450,7 @@ def merge_trace_info(trace: TraceRecord, info) -> None:
 def sample(mgr, trace: TraceRecord) -> None:
     """Head sampling at a trace's root, whichever side made it: MLflow's ratio narrows it (recorded
     for the sample plugin's probability tag), then the plugins decide."""
-    ratio = mgr.bridge.sampling_ratio if mgr.bridge is not None else 1.0
+    ratio = _sampling_ratio[0]
     if ratio < 1.0:
         trace.attributes["mlflow.sampling_ratio"] = ratio
         if (trace.trace_id & 0xFFFFFFFFFFFFFFFF) >= round(ratio * 2**64):

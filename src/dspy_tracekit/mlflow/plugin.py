@@ -63,6 +63,7 @@ class MlflowCorePlugin:
         from dspy_tracekit.config import pinned
 
         warn_untested()
+        mlflow_store.reset_store_errors()
         self.tracking_uri = settings.tracking_uri
         self.experiment_name = settings.experiment
         self._experiment_id = None

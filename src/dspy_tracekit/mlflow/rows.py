@@ -14,9 +14,12 @@ plugins/buffer/tests/test_buffer_store_fast_path.py compares the resulting rows 
 
 from __future__ import annotations
 
-import base64
+import binascii
+import functools
 import json
 import logging
+import math
+import operator
 import threading
 from typing import Any
 
@@ -35,6 +38,7 @@ from dspy_tracekit.keys import (
 from dspy_tracekit.records import SpanKind, SpanRecord, TraceRecord
 
 logger = logging.getLogger("dspy_tracekit")
+_b2a = binascii.b2a_base64
 
 _JSON_WS = " \t\n\r"
 #: keys whose presence or absence the direct translation handles itself (see :func:`trace_views`)
@@ -71,34 +75,107 @@ def c_encoder(encoder: json.JSONEncoder):
     return encode
 
 
-class SpanView:
-    """One span as ``SqlAlchemyStore.log_spans`` sees it after translation."""
+#: the keys of a direct span's dict that hold its own values; the others are the template's
+_SLOTS = frozenset({"trace_id", "span_id", "parent_span_id", "name", "start_time_unix_nano", "end_time_unix_nano",
+                    "attributes"})
 
-    __slots__ = (
-        "end_ns",
-        "has_resource",
-        "name",
-        "parent_id",
-        "span_dict",
-        "span_id",
-        "span_type",
-        "start_ns",
-        "status_code",
-        "trace_id",
-    )
 
-    def __init__(self, trace_id, span_id, parent_id, name, span_type, status_code, start_ns, end_ns,
-                 span_dict, has_resource=False):
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.parent_id = parent_id
-        self.name = name
-        self.span_type = span_type
-        self.status_code = status_code
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.span_dict = span_dict
-        self.has_resource = has_resource
+def content_encoder(encoder: json.JSONEncoder):
+    """:func:`make_content_encoder`, made once per kind of encoder (its memo then lasts)."""
+    key = (type(encoder), encoder.ensure_ascii, encoder.key_separator, encoder.item_separator, encoder.indent,
+           encoder.sort_keys, encoder.skipkeys, encoder.allow_nan, type(encoder).default, id(_Direct.template))
+    found = _Direct.contents.get(key, _Direct.contents)
+    if found is _Direct.contents:
+        found = _Direct.contents[key] = make_content_encoder(encoder)
+    return found
+
+
+def make_content_encoder(encoder: json.JSONEncoder):
+    """``encoder.encode(view.span_dict)`` for a direct view (``view.direct``), built from fragments: the
+    template's constant keys encoded once, the span's own values (strings, integers, None, a dict of
+    string attributes) each as the C encoder encodes them. JSON without indentation is compositional, so
+    the text is the same; anything unexpected goes to ``encoder.encode``. None when not applicable."""
+    encode = c_encoder(encoder)
+    template = _Direct.template
+    if encode is None or not template or not _SLOTS <= set(template):
+        return None
+    strings = json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring
+    colon, comma = encoder.key_separator, encoder.item_separator
+    # the text before each slot (constants included), and after the last one
+    layout: list[tuple[str, str]] = []
+    pending = "{"
+    for key, value in template.items():
+        head = ("" if pending == "{" else comma) + strings(key) + colon
+        if key in _SLOTS:
+            layout.append((pending + head, key))
+            pending = ""
+        else:
+            pending += head + encode(value)
+    tail = pending + "}"
+    int_repr = int.__repr__
+    memo: dict[tuple, str] = {}
+
+    def content(span_dict: dict) -> str:
+        parts = []
+        for head, key in layout:
+            value = span_dict[key]
+            cls = value.__class__
+            if cls is str:
+                parts.append(head + strings(value))
+            elif cls is int:
+                parts.append(head + int_repr(value))
+            elif value is None:
+                parts.append(head + "null")
+            elif cls is dict and key == "attributes":
+                items = []
+                for k, v in value.items():
+                    short = v.__class__ is str and len(v) <= _MEMO_STR_LEN
+                    text = memo.get((k, v)) if short else None
+                    if text is None:
+                        if k.__class__ is not str:
+                            return encode(span_dict)
+                        text = strings(k) + colon + (strings(v) if v.__class__ is str else encode(v))
+                        if short:
+                            # (key, text) pairs repeat in every trace: types, kinds, paths, tags
+                            if len(memo) >= _MEMO_SIZE:
+                                memo.clear()
+                            memo[(k, v)] = text
+                    items.append(text)
+                parts.append(head + "{" + comma.join(items) + "}")
+            else:
+                parts.append(head + encode(value))
+        parts.append(tail)
+        return "".join(parts)
+
+    return content
+
+
+class SpanView(tuple):
+    """One span as ``SqlAlchemyStore.log_spans`` sees it after translation (a tuple: made per span,
+    cheaply; build with :meth:`of`)."""
+
+    __slots__ = ()
+    _FIELDS = ("trace_id", "span_id", "parent_id", "name", "span_type", "status_code", "start_ns", "end_ns",
+               "span_dict", "has_resource", "direct")
+
+    @classmethod
+    def of(cls, trace_id, span_id, parent_id, name, span_type, status_code, start_ns, end_ns, span_dict,
+           has_resource=False, direct=False) -> SpanView:
+        return tuple.__new__(cls, (trace_id, span_id, parent_id, name, span_type, status_code, start_ns, end_ns,
+                                   span_dict, has_resource, direct))
+
+    trace_id = property(operator.itemgetter(0))
+    span_id = property(operator.itemgetter(1))
+    parent_id = property(operator.itemgetter(2))
+    name = property(operator.itemgetter(3))
+    span_type = property(operator.itemgetter(4))
+    status_code = property(operator.itemgetter(5))
+    start_ns = property(operator.itemgetter(6))
+    end_ns = property(operator.itemgetter(7))
+    span_dict = property(operator.itemgetter(8))
+    has_resource = property(operator.itemgetter(9))
+    #: made by :func:`trace_views` from the template: :func:`content_encoder` may encode its span_dict
+    direct = property(operator.itemgetter(10))
 
 
 def view_of_span(span) -> SpanView:
@@ -106,7 +183,7 @@ def view_of_span(span) -> SpanView:
     from mlflow.tracing.otel.translation import translate_span_when_storing
 
     resource = getattr(span._span, "resource", None)
-    return SpanView(span.trace_id, span.span_id, span.parent_id, span.name, span.span_type,
+    return SpanView.of(span.trace_id, span.span_id, span.parent_id, span.name, span.span_type,
                     span.status.status_code, span.start_time_ns, span.end_time_ns,
                     translate_span_when_storing(span),
                     has_resource=resource is not None and bool(resource.attributes))
@@ -149,6 +226,14 @@ class _Direct:
     sensitive: dict[tuple, tuple[frozenset, tuple]] = {}  # noqa: RUF012
     #: ``mlflow_core._dumps``, the same text made faster (see :func:`c_encoder`)
     dumps = None
+    #: attribute key sets (in order) -> whether a span with exactly these keys is plain (see _is_plain)
+    plain: dict[tuple, bool] = {}  # noqa: RUF012
+    #: short string value -> its stored attribute text (``_dumps`` then ``sanitized``)
+    texts: dict[str, str] = {}  # noqa: RUF012
+    #: content encoders by kind of JSON encoder (see content_encoder)
+    contents: dict[tuple, Any] = {}  # noqa: RUF012
+    #: usage attribute texts of no tokens, which MLflow never prices (see _price)
+    unpriced: dict[str, bool] = {}  # noqa: RUF012
 
 
 class _ProbeKey(str):
@@ -265,11 +350,53 @@ def _is_plain(s: SpanRecord, values: dict[str, Any]) -> bool:
     """No error or event (they go through MLflow's event translators) and no key a translator reads."""
     if s.error is not None or getattr(s, "events", None) or _Direct.reads is None:
         return False
-    keys, prefixes = _sensitive(values)
-    for key in values:
-        if key in keys or (prefixes and key.startswith(prefixes)):
-            return False
-    return True
+    names = tuple(values)
+    plain = _Direct.plain.get(names)
+    if plain is None:
+        # which keys a translator reads depends only on which keys there are: decided once per key set
+        keys, prefixes = _sensitive(values)
+        plain = not any(key in keys or (prefixes and key.startswith(prefixes)) for key in names)
+        if len(_Direct.plain) >= _MEMO_SIZE:
+            _Direct.plain.clear()
+        _Direct.plain[names] = plain
+    return plain
+
+
+#: entries of each memo of pure functions below (cleared when full: traces repeat a few shapes and strings)
+_MEMO_SIZE = 4096
+#: strings up to this length have their stored text memoized (span types, kinds, module paths, tag values)
+_MEMO_STR_LEN = 128
+_JSON_OPENERS = ('"', "{", "[")
+
+
+def _price(model: str, usage: str, provider: str | None) -> str | None:
+    """The cost attribute MLflow's translation adds to an unpriced LM span (None: none). A usage text
+    of no tokens is priced without any price table (MLflow returns None first): memoized."""
+    found = _Direct.unpriced.get(usage)
+    if found is not None:
+        return None
+    from mlflow.tracing.utils import calculate_cost_by_model_and_token_usage, dump_span_attribute_value
+
+    found = None
+    try:
+        tokens = json.loads(usage)
+        cost = calculate_cost_by_model_and_token_usage(json.loads(model), tokens,
+                                                       json.loads(provider) if provider is not None else None)
+        if cost:
+            found = dump_span_attribute_value(cost)
+        elif (isinstance(tokens, dict) and tokens.get("input_tokens", 0) == 0
+              and tokens.get("output_tokens", 0) == 0):
+            if len(_Direct.unpriced) >= _MEMO_SIZE:
+                _Direct.unpriced.clear()
+            _Direct.unpriced[usage] = True
+    except Exception:  # noqa: BLE001, S110 - MLflow skips a failed pricing too
+        pass
+    return found
+
+
+def _b64(number: int, length: int) -> str:
+    """``base64.b64encode(number.to_bytes(length, "big")).decode()``, as ``Span.to_dict`` makes ids."""
+    return _b2a(number.to_bytes(length, "big"), newline=False).decode()
 
 
 def trace_views(trace: TraceRecord) -> list[SpanView]:
@@ -287,17 +414,20 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
     if not _Direct.on:
         return [view_of_span(span) for span in to_mlflow_spans(trace)]
     from mlflow.entities import SpanStatusCode
-    from mlflow.tracing.utils import calculate_cost_by_model_and_token_usage, dump_span_attribute_value
 
-    template, strips = _Direct.template, _Direct.strips
+    template, strips, texts = _Direct.template, _Direct.strips, _Direct.texts
+    float_repr, int_repr, isfinite = float.__repr__, int.__repr__, math.isfinite
+    ok = SpanStatusCode.OK
     tid = trace.trace_id
     trace_id = trace.mlflow_trace_id
-    b64_trace = base64.b64encode(tid.to_bytes(16, "big")).decode()
+    b64_trace = _b64(tid, 16)
     known = {s.span_id for s in trace.spans}
     root = trace.root
     encoded_trace_id = _dumps(trace_id)
     views: list[SpanView] = []
     slow: list[int] = []
+    ids: dict[int, tuple[str, str]] = {}  # span id -> (hex, base64): a parent's are its own
+    new_view = functools.partial(tuple.__new__, SpanView)
     for s in trace.spans:
         values = span_attribute_values(trace, s)
         if not _is_plain(s, values):
@@ -306,25 +436,37 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
             continue
         attrs: dict[str, str] = {}
         for key, value in values.items():
-            if key == REQUEST_ID_ATTR:
+            if key is _REQUEST_ID:  # span_attribute_values' own key object (an equal one takes the path below)
                 attrs[key] = encoded_trace_id
-                continue
-            enc = _dumps(value)
-            attrs[key] = sanitized(enc, value) if strips and enc[:1] == '"' else enc
+            elif value.__class__ is str:
+                # a string's stored text depends on the string alone: short ones (types, kinds, paths,
+                # tag values) repeat in every trace
+                enc = texts.get(value)
+                if enc is None:
+                    enc = _dumps(value)
+                    if strips and value.lstrip(_JSON_WS)[:1] in _JSON_OPENERS:
+                        enc = sanitized(enc, value)
+                    if len(value) <= _MEMO_STR_LEN:
+                        if len(texts) >= _MEMO_SIZE:
+                            texts.clear()
+                        texts[value] = enc
+                attrs[key] = enc
+            elif value.__class__ is float and isfinite(value):
+                attrs[key] = float_repr(value)  # what the C encoder writes for a finite float
+            elif value.__class__ is int:
+                attrs[key] = int_repr(value)
+            else:
+                enc = _dumps(value)
+                attrs[key] = sanitized(enc, value) if strips and enc[:1] == '"' else enc
         if _MODEL not in attrs and ('"model"' in attrs.get(_INPUTS, "") or '"model"' in attrs.get(_OUTPUTS, "")):
             slow.append(len(views))  # MLflow reads a model name out of such inputs/outputs
             views.append(None)  # type: ignore[arg-type]
             continue
         if _COST not in attrs and _USAGE in attrs and _MODEL in attrs:
             # as translate_span_when_storing: MLflow prices the call itself when nobody did
-            try:
-                cost = calculate_cost_by_model_and_token_usage(
-                    json.loads(attrs[_MODEL]), json.loads(attrs[_USAGE]),
-                    json.loads(attrs[_PROVIDER]) if _PROVIDER in attrs else None)
-                if cost:
-                    attrs[_COST] = dump_span_attribute_value(cost)
-            except Exception:  # noqa: BLE001, S110 - MLflow skips a failed pricing too
-                pass
+            cost_text = _price(attrs[_MODEL], attrs[_USAGE], attrs.get(_PROVIDER))
+            if cost_text is not None:
+                attrs[_COST] = cost_text
         parent_id = s.parent_id if s.parent_id in known else None
         if parent_id is None and s is not root and root is not None:
             parent_id = root.span_id
@@ -332,16 +474,19 @@ def trace_views(trace: TraceRecord) -> list[SpanView]:
         # MLflow's Span.to_dict key order, with its values for a plain span where they are not ours
         span_dict = template.copy()
         span_dict["trace_id"] = b64_trace
-        span_dict["span_id"] = base64.b64encode(s.span_id.to_bytes(8, "big")).decode()
-        span_dict["parent_span_id"] = (base64.b64encode(parent_id.to_bytes(8, "big")).decode()
-                                       if parent_id is not None else None)
+        hex_id, b64_id = ids[s.span_id] = f"{s.span_id:016x}", _b64(s.span_id, 8)
+        if parent_id is None:
+            hex_parent = b64_parent = None
+        else:
+            hex_parent, b64_parent = ids.get(parent_id) or (f"{parent_id:016x}", _b64(parent_id, 8))
+        span_dict["span_id"] = b64_id
+        span_dict["parent_span_id"] = b64_parent
         span_dict["name"] = s.name
         span_dict["start_time_unix_nano"] = s.start_ns
         span_dict["end_time_unix_nano"] = end_ns
         span_dict["attributes"] = attrs
-        views.append(SpanView(trace_id, f"{s.span_id:016x}",
-                              f"{parent_id:016x}" if parent_id is not None else None, s.name,
-                              s.span_type or "UNKNOWN", SpanStatusCode.OK, s.start_ns, end_ns, span_dict))
+        views.append(new_view((trace_id, hex_id, hex_parent, s.name, s.span_type or "UNKNOWN", ok, s.start_ns,
+                               end_ns, span_dict, False, True)))
     if slow:
         spans = to_mlflow_spans(trace)
         for i in slow:
@@ -391,8 +536,16 @@ def self_check(trace: TraceRecord) -> bool:
         _Direct.template = _span_dict_template()
         direct = trace_views(trace)
         reference = [view_of_span(span) for span in to_mlflow_spans(trace)]
+        from mlflow.tracing.utils import TraceJSONEncoder
+
+        contents = [(content_encoder(TraceJSONEncoder(ensure_ascii=ascii)), TraceJSONEncoder(ensure_ascii=ascii))
+                    for ascii in (False, True)]
         for mine, theirs in zip(direct, reference):
-            if _comparable(mine) != _comparable(theirs):
+            # the content column as the store writes it: from fragments, and as MLflow encodes it
+            same_content = not mine.direct or all(
+                content is None or content(mine.span_dict) == encoder.encode(theirs.span_dict)
+                for content, encoder in contents)
+            if _comparable(mine) != _comparable(theirs) or not same_content:
                 _Direct.on = False
                 logger.warning("dspy-tracekit: MLflow translates span %r differently from tracekit's direct "
                                "translation; using MLflow's translation for every span (slower)", theirs.name)

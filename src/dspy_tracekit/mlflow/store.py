@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
+import re
 import sys
 import threading
 from typing import Any
@@ -117,7 +119,7 @@ _HELPERS = ("SqlTraceInfo", "SqlTraceTag", "SqlTraceMetadata", "SqlSpan", "SpanA
             "aggregate_usage_from_span_nodes", "aggregate_cost_from_span_nodes", "TOKEN_COLUMN_BY_KEY",
             "COST_COLUMN_BY_KEY", "token_count_or_none", "enqueue_rollup_rebuild_partitions", "TraceJSONEncoder")
 #: database kinds the fast path writes to (see docs/deployment.md for PostgreSQL / MySQL)
-FAST_PATH_DB_TYPES = ("sqlite", "postgresql")
+FAST_PATH_DB_TYPES = ("sqlite", "postgresql", "mysql")
 _CHECK_FAILED = "schema check failed"
 _gate: dict[str, str] = {}  # tracking URI -> "" (fast path on) or the reason it is off
 _gate_lock = threading.Lock()
@@ -196,6 +198,14 @@ class quiet_store_writes:  # a context manager, named like contextlib's
     def __exit__(self, *exc_info):
         _writing.depth -= 1
         return False
+
+
+def reset_store_errors() -> None:
+    """Start the store error counters and log intervals afresh (each ``enable()``: counters are per run)."""
+    with _gate_lock:
+        for key in store_error_counts:
+            store_error_counts[key] = 0
+        _store_error_seen.clear()
 
 
 def report_store_error(tracking_uri: str, exc: BaseException, traces: int) -> None:
@@ -286,6 +296,96 @@ def _redacted(uri: str) -> str:
     return uri
 
 
+#: entries of each memo below; a memo is cleared when full (traces repeat a few shapes and strings)
+_MEMO_SIZE = 4096
+#: attribute texts up to this length have MLflow's pure helpers' results memoized
+_MEMO_LEN = 256
+#: (attribute key, attribute text) of a root span -> MLflow's trace tag (key, value), None: MLflow skips it
+_tag_memo: dict[tuple[str, str], tuple[str, str] | None] = {}
+#: attribute text of a model name / provider -> the spans table's value (``bounded_model_dimension``)
+_dimension_memo: dict[str, Any] = {}
+#: what an attribute of a trace id looks like (the artifact location of the others is derived from one)
+_TRACE_ID = re.compile(r"tr-[0-9a-f]{32}")
+
+
+def _trace_tag(S, key: str, value: str) -> tuple[str, str] | None:
+    """The trace tag ``log_spans`` makes of root attribute ``mlflow.traceTag.<key>`` (None: skipped).
+    Pure MLflow helpers, so memoized for short texts (the same tags come with every trace)."""
+    memo = len(value) <= _MEMO_LEN
+    if memo:
+        found = _tag_memo.get((key, value), _tag_memo)
+        if found is not _tag_memo:
+            return found  # type: ignore[return-value]
+    try:
+        tag_key, tag_value = S._validate_trace_tag(key, str(S._try_parse_json_string(value)))
+        if tag_key == S.TraceTagKey.TRACE_NAME:
+            tag_value = S.validate_trace_name(tag_value)
+        result: tuple[str, str] | None = (tag_key, tag_value)
+    except Exception:  # noqa: BLE001 - MLflow skips invalid tags too
+        result = None
+    if memo:
+        if len(_tag_memo) >= _MEMO_SIZE:
+            _tag_memo.clear()
+        _tag_memo[(key, value)] = result
+    return result
+
+
+def _dimension(S, value: str | None):
+    """``bounded_model_dimension(_try_parse_json_string(value))`` (pure), memoized for short texts."""
+    if value is None:
+        return None
+    found = _dimension_memo.get(value, _dimension_memo)
+    if found is not _dimension_memo:
+        return found
+    found = S.bounded_model_dimension(S._try_parse_json_string(value))
+    if len(value) <= _MEMO_LEN:
+        if len(_dimension_memo) >= _MEMO_SIZE:
+            _dimension_memo.clear()
+        _dimension_memo[value] = found
+    return found
+
+
+#: (store, experiment id) -> (the store, its ``get_experiment``): read once per batch by log_spans, for the
+#: artifact location only, which MLflow never changes; a deleted experiment's id fails the insert
+#: (foreign keys: ``PRAGMA foreign_keys = ON`` on SQLite) and log_spans then reports it
+_experiments: dict[tuple[int, str], tuple[Any, Any]] = {}
+
+
+def _experiment(store, experiment_id: str):
+    found = _experiments.get((id(store), experiment_id))
+    if found is None or found[0] is not store:
+        found = _experiments[(id(store), experiment_id)] = (store, store.get_experiment(experiment_id))
+    return found[1]
+
+
+def _artifact_locations(store, experiment, trace_ids: list[str]) -> list[tuple[str, str]]:
+    """``store._get_trace_artifact_location_tag(experiment, id)`` (key, value) for every id: MLflow's
+    helper for the first two, the rest by putting their id where the first's is (same-shaped ids only)."""
+    first = store._get_trace_artifact_location_tag(experiment, trace_ids[0])
+    out = [(first.key, first.value)]
+    if len(trace_ids) == 1:
+        return out
+    second = store._get_trace_artifact_location_tag(experiment, trace_ids[1])
+    out.append((second.key, second.value))
+    head, found, tail = first.value.rpartition(trace_ids[0])
+    derivable = (found and second.key == first.key and second.value == head + trace_ids[1] + tail
+                 and _TRACE_ID.fullmatch(trace_ids[0]) and _TRACE_ID.fullmatch(trace_ids[1]))
+    for trace_id in trace_ids[2:]:
+        if derivable and _TRACE_ID.fullmatch(trace_id):
+            out.append((first.key, head + trace_id + tail))
+        else:
+            tag = store._get_trace_artifact_location_tag(experiment, trace_id)
+            out.append((tag.key, tag.value))
+    return out
+
+
+#: spans columns in the order the fast path builds its rows (``duration_ns`` is computed by the database)
+_SPAN_KEYS = ("trace_id", "experiment_id", "span_id", "parent_span_id", "name", "type", "status",
+              "start_time_unix_nano", "end_time_unix_nano", "content", "input_cost", "output_cost",
+              "total_cost", "model_name", "model_provider")
+_TAG_KEYS = ("request_id", "key", "value")
+
+
 def _insert(store, experiment_id: str, traces: list[list]) -> bool:
     """Insert new traces' rows exactly as ``SqlAlchemyStore.log_spans`` would; False = not applicable."""
     from mlflow.store.tracking import sqlalchemy_store as S
@@ -295,14 +395,24 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
     trace_ids = [views[0].trace_id for views in traces]
     exp_int = int(experiment_id)
     ensure_ascii = store.db_type == "mssql"
-    from dspy_tracekit.mlflow.rows import c_encoder
+    from dspy_tracekit.mlflow.rows import c_encoder, content_encoder
 
     json_encoder = S.TraceJSONEncoder(ensure_ascii=ensure_ascii)
     encode = c_encoder(json_encoder) or json_encoder.encode
+    direct_content = content_encoder(json_encoder) or encode
 
     info_rows, tag_rows, meta_rows, span_rows, partitions = [], [], [], [], []
+    rollups = S.rollups_enabled()  # else MLflow's enqueue_rollup_rebuild_partitions does nothing
     blank = S.SqlTraceInfo()  # stands for "a new trace_info row": previews not set yet
     chat_usage, llm_cost = S.SpanAttributeKey.CHAT_USAGE, S.SpanAttributeKey.LLM_COST
+    session_key, conversation_key = S.SpanAttributeKey.SESSION_ID, S.GenAiSemconvKey.CONVERSATION_ID
+    model_key, provider_key = S.SpanAttributeKey.MODEL, S.SpanAttributeKey.MODEL_PROVIDER
+    tag_prefix = S.SpanAttributeKey.TRACE_TAG_PREFIX
+    trace_name_key = S.TraceTagKey.TRACE_NAME
+    finite = S.finite_float_or_none
+    spans_location = (S.TraceTagKey.SPANS_LOCATION, S.SpansLocation.TRACKING_STORE.value)
+    ok, error = S.TraceState.OK.value, S.TraceState.ERROR.value
+    error_code = S.SpanStatusCode.ERROR
     for trace_spans in traces:
         if any(v.has_resource for v in trace_spans):
             return False  # resource attributes become tags: not reproduced here
@@ -313,26 +423,22 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
         root_status = None
         for view in trace_spans:
             if view.parent_id is None:
-                root_status = (S.TraceState.ERROR.value if view.status_code == S.SpanStatusCode.ERROR
-                               else S.TraceState.OK.value)
+                root_status = error if view.status_code == error_code else ok
                 break
-        usage_nodes, cost_nodes = [], []
-        # MLflow's aggregation finds nothing when no span carries the attribute: skip building its nodes
-        any_usage = any(chat_usage in v.span_dict.get("attributes", ()) for v in trace_spans)
-        any_cost = any(llm_cost in v.span_dict.get("attributes", ()) for v in trace_spans)
+        # MLflow's tree-aware aggregation finds nothing when no span carries the attribute, and exactly
+        # that span's value when one span does: nodes are built only when two or more do
+        with_usage = [v for v in trace_spans if chat_usage in v.span_dict.get("attributes", ())]
+        with_cost = [v for v in trace_spans if llm_cost in v.span_dict.get("attributes", ())]
+        usage_views = with_usage if len(with_usage) < 2 else trace_spans
+        cost_views = with_cost if len(with_cost) < 2 else trace_spans
         session_id = user_id = root_dict = None
         trace_tags: dict[str, str] = {}
         for view in trace_spans:
             span_dict = view.span_dict
             attrs = span_dict.get("attributes", {})
-            if any_usage:
-                usage_nodes.append(S._span_aggregation_node(view.span_id, view.parent_id, attrs, chat_usage))
-            if any_cost:
-                cost_nodes.append(S._span_aggregation_node(view.span_id, view.parent_id, attrs, llm_cost))
             span_cost = None
             if attrs:
-                if session_id is None and (sid := (attrs.get(S.SpanAttributeKey.SESSION_ID)
-                                                   or attrs.get(S.GenAiSemconvKey.CONVERSATION_ID))):
+                if session_id is None and (sid := (attrs.get(session_key) or attrs.get(conversation_key))):
                     session_id = S.validate_session_id(S._try_parse_json_string(sid))
                 if user_id is None and (uid := attrs.get("user.id")):
                     user_id = S._try_parse_json_string(uid)
@@ -343,38 +449,27 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
                     cost_values = json.loads(span_cost)
                 except (TypeError, ValueError):
                     cost_values = {}
-            model = attrs.get(S.SpanAttributeKey.MODEL)
-            provider = attrs.get(S.SpanAttributeKey.MODEL_PROVIDER)
-            span_rows.append({
-                "trace_id": trace_id, "experiment_id": exp_int, "span_id": view.span_id,
-                "parent_span_id": view.parent_id, "name": view.name, "type": view.span_type,
-                "status": view.status_code, "start_time_unix_nano": view.start_ns,
-                "end_time_unix_nano": view.end_ns,
-                "content": encode(span_dict),
-                "input_cost": S.finite_float_or_none(cost_values.get("input_cost")),
-                "output_cost": S.finite_float_or_none(cost_values.get("output_cost")),
-                "total_cost": S.finite_float_or_none(cost_values.get("total_cost")),
-                "model_name": S.bounded_model_dimension(S._try_parse_json_string(model))
-                if model is not None else None,
-                "model_provider": S.bounded_model_dimension(S._try_parse_json_string(provider))
-                if provider is not None else None,
-            })
-            partitions.append((S.RollupFamily.SPAN_COST, exp_int, [view.start_ns // 1_000_000]))
+            model, provider = attrs.get(model_key), attrs.get(provider_key)
+            span_rows.append((
+                trace_id, exp_int, view.span_id, view.parent_id, view.name, view.span_type, view.status_code,
+                view.start_ns, view.end_ns, direct_content(span_dict) if view.direct else encode(span_dict),
+                finite(cost_values.get("input_cost")) if cost_values else None,
+                finite(cost_values.get("output_cost")) if cost_values else None,
+                finite(cost_values.get("total_cost")) if cost_values else None,
+                None if model is None else _dimension(S, model),
+                None if provider is None else _dimension(S, provider)))
+            if rollups:
+                partitions.append((S.RollupFamily.SPAN_COST, exp_int, [view.start_ns // 1_000_000]))
             if view.parent_id is None:
                 root_dict = span_dict
-                prefix = S.SpanAttributeKey.TRACE_TAG_PREFIX
                 for key, value in attrs.items():
-                    if key.startswith(prefix):
-                        try:
-                            tag_key, tag_value = S._validate_trace_tag(
-                                key[len(prefix):], str(S._try_parse_json_string(value)))
-                        except Exception:  # noqa: BLE001, S112 - MLflow skips invalid tags too
-                            continue
-                        if tag_key == S.TraceTagKey.TRACE_NAME:
-                            tag_value = S.validate_trace_name(tag_value)
-                        trace_tags[tag_key] = tag_value
-        partitions.extend((family, exp_int, [min_start_ms, min_start_ms])
-                          for family in (S.RollupFamily.TRACE_METRIC, S.RollupFamily.ASSESSMENT))
+                    if key.startswith(tag_prefix):
+                        tag = _trace_tag(S, key[len(tag_prefix):], value)
+                        if tag is not None:
+                            trace_tags[tag[0]] = tag[1]
+        if rollups:
+            partitions.extend((family, exp_int, [min_start_ms, min_start_ms])
+                              for family in (S.RollupFamily.TRACE_METRIC, S.RollupFamily.ASSESSMENT))
         row = dict.fromkeys(_INFO_COLUMNS)
         row.update(request_id=trace_id, experiment_id=exp_int, timestamp_ms=min_start_ms,
                    execution_time_ms=(max_end_ms - min_start_ms) if max_end_ms else None,
@@ -383,40 +478,44 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
         if root_dict is not None:
             for column, value in store._update_trace_info_attributes(blank, root_dict).items():
                 row[column.key] = value
-        if S.TraceTagKey.TRACE_NAME in trace_tags:
-            row["trace_name"] = trace_tags[S.TraceTagKey.TRACE_NAME]
-        usage = (S.aggregate_usage_from_span_nodes(usage_nodes) or {}) if any_usage else {}
+        if trace_name_key in trace_tags:
+            row["trace_name"] = trace_tags[trace_name_key]
+        usage = (S.aggregate_usage_from_span_nodes(
+            [S._span_aggregation_node(v.span_id, v.parent_id, v.span_dict.get("attributes", {}), chat_usage)
+             for v in usage_views]) or {}) if with_usage else {}
         for key, column in S.TOKEN_COLUMN_BY_KEY.items():
             row[column] = S.token_count_or_none(usage.get(key))
-        cost = (S.aggregate_cost_from_span_nodes(cost_nodes) or {}) if any_cost else {}
+        cost = (S.aggregate_cost_from_span_nodes(
+            [S._span_aggregation_node(v.span_id, v.parent_id, v.span_dict.get("attributes", {}), llm_cost)
+             for v in cost_views]) or {}) if with_cost else {}
         for key, column in S.COST_COLUMN_BY_KEY.items():
-            row[column] = S.finite_float_or_none(cost.get(key))
-        info_rows.append(row)
-        tags = {S.TraceTagKey.SPANS_LOCATION: S.SpansLocation.TRACKING_STORE.value}
-        tags.update((k, v) for k, v in trace_tags.items() if k != S.TraceTagKey.TRACE_NAME)
-        tag_rows.extend({"request_id": trace_id, "key": k, "value": v} for k, v in tags.items())
+            row[column] = finite(cost.get(key))
+        if len(row) != len(_INFO_COLUMNS):
+            return False  # MLflow filled a column the fast path does not know
+        info_rows.append(tuple(row.values()))
+        tag_rows.append((trace_id, *spans_location))
+        tag_rows.extend((trace_id, k, v) for k, v in trace_tags.items() if k != trace_name_key)
         if user_id:
-            meta_rows.append({"request_id": trace_id, "key": S.TraceMetadataKey.TRACE_USER,
-                              "value": user_id})
+            meta_rows.append((trace_id, S.TraceMetadataKey.TRACE_USER, user_id))
 
     from sqlalchemy.exc import IntegrityError
 
     try:
         with store.ManagedSessionMaker(read_only=False) as session:
-            S.enqueue_rollup_rebuild_partitions(session, partitions)
+            if rollups:
+                S.enqueue_rollup_rebuild_partitions(session, partitions)
             existing = session.query(S.SqlTraceInfo.request_id).filter(
                 S.SqlTraceInfo.request_id.in_(trace_ids)).first()
             if existing is not None:
                 return False  # an update, not a new trace: MLflow's log_spans merges it
-            experiment = store.get_experiment(experiment_id)
-            for trace_id in trace_ids:
-                artifact = store._get_trace_artifact_location_tag(experiment, trace_id)
-                tag_rows.append({"request_id": trace_id, "key": artifact.key, "value": artifact.value})
-            _executemany(session, S.SqlTraceInfo.__table__, info_rows)
-            _executemany(session, S.SqlTraceTag.__table__, tag_rows)
+            experiment = _experiment(store, experiment_id)
+            tag_rows.extend((trace_id, key, value) for trace_id, (key, value)
+                            in zip(trace_ids, _artifact_locations(store, experiment, trace_ids)))
+            _executemany(session, S.SqlTraceInfo.__table__, _INFO_COLUMNS, info_rows)
+            _executemany(session, S.SqlTraceTag.__table__, _TAG_KEYS, tag_rows)
             if meta_rows:
-                _executemany(session, S.SqlTraceMetadata.__table__, meta_rows)
-            _executemany(session, S.SqlSpan.__table__, span_rows)
+                _executemany(session, S.SqlTraceMetadata.__table__, _TAG_KEYS, meta_rows)
+            _executemany(session, S.SqlSpan.__table__, _SPAN_KEYS, span_rows)
     except Exception as exc:
         # another writer created one of these traces meanwhile: MLflow's log_spans merges them. MLflow's
         # managed session wraps the IntegrityError in an MlflowException.
@@ -426,36 +525,49 @@ def _insert(store, experiment_id: str, traces: list[list]) -> bool:
     return True
 
 
-#: (dialect, table) -> (INSERT in the driver's SQL, the rows' keys, parameter order, bind processors)
-_driver_inserts: dict[tuple[str, str], tuple[str, tuple, tuple, tuple]] = {}
+#: (dialect, table, keys) -> (INSERT in the driver's SQL, positions of its parameters in our rows or None
+#: when in order, (position, bind processor) of the columns that have one)
+_driver_inserts: dict[tuple[str, str, tuple], tuple[str, tuple | None, tuple]] = {}
 
 
-def _executemany(session, table, rows: list[dict]) -> None:
-    """``session.execute(insert(table), rows)`` on SQLite, without SQLAlchemy building every row's
-    parameters (a third of the write): the statement SQLAlchemy compiles for these columns, run by the
-    driver's executemany with each value through the column type's bind processor, as SQLAlchemy does.
-    Other databases keep SQLAlchemy's executemany (its multi-row INSERT for PostgreSQL)."""
+def _executemany(session, table, keys: tuple, rows: list[tuple]) -> None:
+    """``session.execute(insert(table), [dict(zip(keys, row)) for row in rows])``; on SQLite without
+    SQLAlchemy building every row's parameters (a third of the write): the statement SQLAlchemy compiles
+    for these columns, run by the driver's executemany with each value through the column type's bind
+    processor, as SQLAlchemy does. Other databases keep SQLAlchemy's executemany (its multi-row INSERT
+    for PostgreSQL)."""
     from sqlalchemy import insert
 
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
-        session.execute(insert(table), rows)
+        session.execute(insert(table), [dict(zip(keys, row)) for row in rows])
         return
-    keys = tuple(rows[0])
-    plan = _driver_inserts.get((dialect.name, table.name))
-    if plan is None or plan[1] != keys:
+    plan = _driver_inserts.get((dialect.name, table.name, keys))
+    if plan is None:
         compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
         order = tuple(compiled.positiontup)
-        processors = tuple(table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order)
-        plan = _driver_inserts[(dialect.name, table.name)] = (compiled.string, keys, order, processors)
-    sql, _, order, processors = plan
-    if any(processors):
-        params = [tuple(v if p is None or v is None else p(v)
-                        for p, v in zip(processors, map(row.__getitem__, order))) for row in rows]
-    else:
-        params = [tuple(map(row.__getitem__, order)) for row in rows]
+        positions = None if order == keys else tuple(keys.index(key) for key in order)
+        processors = tuple((i, p) for i, p in enumerate(
+            table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order) if p is not None)
+        plan = _driver_inserts[(dialect.name, table.name, keys)] = (compiled.string, positions, processors)
+    sql, positions, processors = plan
+    params = rows if positions is None else [tuple(map(row.__getitem__, positions)) for row in rows]
+    if processors:
+        # the columns with a processor (costs) are mostly NULL: such a row goes as it is
+        values = operator.itemgetter(*(i for i, _ in processors), processors[0][0])
+        nulls = (None,) * (len(processors) + 1)
+        params = [row if values(row) == nulls else _bound(row, processors) for row in params]
     connection.exec_driver_sql(sql, params)
+
+
+def _bound(row: tuple, processors: tuple) -> tuple:
+    """``row`` with every value that is not None through its column's bind processor."""
+    out = list(row)
+    for i, process in processors:
+        if out[i] is not None:
+            out[i] = process(out[i])
+    return tuple(out)
 
 
 _INFO_COLUMNS = (
@@ -484,6 +596,7 @@ def reset() -> None:
         _clients.clear()
     with _gate_lock:
         _gate.clear()
+    _experiments.clear()
 
 
 def _after_fork_in_child() -> None:
