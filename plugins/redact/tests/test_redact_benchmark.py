@@ -264,3 +264,87 @@ def test_redaction_v2_throughput_work_side_by_side(corpus, regression_set, tmp_p
             a = max(a, mb_per_s(now, prompts))
         print(f"  {label:<36}{b:10.1f}{a:10.1f}   x{a / b:.2f}")
         assert a > 0 and b > 0
+
+
+#: main at the start of the engine-speed session (issue #13 §4): the before of its figures
+BEFORE_ENGINE = "798b8c9"
+
+
+def _per_detector_us(r: Redactor, prompts: list[str]) -> dict[str, float]:
+    """Thread CPU µs per prompt of each step of ``r.find`` (the Hyperscan pass, then each detector as
+    ``find`` runs it), measured one call at a time: where the time of a text kind goes."""
+    from dspy_tracekit_redact._detectors import Text
+
+    tt = time.thread_time_ns
+    acc: dict[str, int] = {}
+    for text in prompts:
+        t0 = tt()
+        ctx = Text(text)
+        active = None
+        if r._prefilter is not None:
+            ctx.finders = r._prefilter.finders
+            if ctx.scannable:
+                active, ctx.context_starts, ctx.digit_runs, ctx.positions = r._prefilter.scan(text)
+            if not ctx.ascii:
+                ctx.context_starts = r._prefilter.word_starts(ctx.lower) if len(ctx.lower) == len(text) else None
+                if active is not None:
+                    active.add("GENERIC_SECRET")
+        t1 = tt()
+        acc["Text + Hyperscan pass"] = acc.get("Text + Hyperscan pass", 0) + t1 - t0
+        cands = []
+        for det in r._detectors:
+            if active is not None and det.gate not in active:
+                continue
+            t2 = tt()
+            if det.entity == "GENERIC_SECRET":
+                ctx.claimed = [(c[0], c[1]) for c in cands if c[2] > det.priority]
+            cands.extend((s, e, det.priority, det.entity) for s, e in det.find(text, ctx))
+            acc[det.entity] = acc.get(det.entity, 0) + tt() - t2
+    return {k: v / len(prompts) / 1000 for k, v in sorted(acc.items(), key=lambda kv: -kv[1])}
+
+
+def test_redaction_engine_speed_side_by_side(corpus, regression_set, tmp_path):
+    """The redactor at the start of the engine-speed work (798b8c9) and now, in one run: identical findings
+    on the regression set and the benchmark prompts, redact_text MB/s per kind of text (thread CPU time,
+    best of 5 interleaved rounds), then where the time of each kind goes now, per detector.
+
+    Run: ``uv run pytest plugins/redact/tests/test_redact_benchmark.py -m benchmark -s -q -k engine_speed``
+    """
+    try:
+        before = _redactor_at(BEFORE_ENGINE, tmp_path)()
+    except Exception as exc:  # noqa: BLE001 - no git or a shallow clone: nothing to compare with
+        pytest.skip(f"cannot load the redactor at {BEFORE_ENGINE}: {exc}")
+    now = Redactor()
+    sets = [
+        ("clean prose prompts (Faker)", _prose_prompts(1_000_000)),
+        ("clean prompts, hard negatives", _prompts(corpus, 1_000_000, with_pii=False)),
+        ("prompts with PII (~2 per prompt)", _prompts(corpus, 1_000_000, with_pii=True)),
+        ("PII-dense prompts (~15 per prompt)", _dense_prompts(corpus, 1_000_000)),
+    ]
+    texts = list(regression_set) + [p for _, prompts in sets for p in prompts]
+    differ = [t for t in texts if before.find(t) != now.find(t)]
+    print(f"\nregression set + benchmark prompts: {len(texts)} texts; {BEFORE_ENGINE} vs now: identical findings "
+          f"on {len(texts) - len(differ)}")
+    assert differ == []
+
+    def mb_per_s(r, prompts):
+        size = sum(len(p.encode()) for p in prompts)
+        t0 = time.thread_time()
+        for p in prompts:
+            r.redact_text(p)
+        return size / (time.thread_time() - t0) / 1e6
+
+    print(f"redact_text MB/s, thread CPU time, best of 5 interleaved rounds\n  {'text':<36}{BEFORE_ENGINE:>10}{'now':>10}")
+    for label, prompts in sets:
+        b = a = 0.0
+        for _ in range(5):
+            b = max(b, mb_per_s(before, prompts))
+            a = max(a, mb_per_s(now, prompts))
+        per_prompt = sum(len(p.encode()) for p in prompts) / len(prompts) / a
+        print(f"  {label:<36}{b:10.1f}{a:10.1f}   x{a / b:.2f}   ({per_prompt:.0f} us per prompt now)")
+        assert a > 0 and b > 0
+    print("where the time goes now, thread CPU us per prompt (best of 3; steps under 1 us left out)")
+    for label, prompts in sets:
+        runs = [_per_detector_us(now, prompts) for _ in range(3)]
+        best = {k: min(run.get(k, 0.0) for run in runs) for k in runs[0]}
+        print(f"  {label}: " + ", ".join(f"{k} {v:.1f}" for k, v in best.items() if v >= 1.0))

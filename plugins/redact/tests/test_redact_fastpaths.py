@@ -122,3 +122,13 @@ def test_a_repeated_string_is_redacted_once_and_counted_each_time():
     assert b["messages"][0]["content"] == a["message"]
     assert first == second == {"EMAIL": 1, "CREDIT_CARD": 1}
     assert prompt in cache
+
+
+def test_a_control_that_only_unicode_calls_a_space_keeps_the_unicode_regexes():
+    """``\\x1c``-``\\x1f`` are ``\\s`` to the Unicode regexes, not to their ASCII variants: text with one is
+    scanned as the regexes are written (it was left unredacted)."""
+    r = Redactor()
+    assert not ascii_classes("password\x1f: hunter2!")
+    assert r.redact_text("password\x1f: hunter2!") == "password\x1f: <CREDENTIAL>"
+    assert r.redact_text("my password\x1cis hunter2!") == "my password\x1cis <CREDENTIAL>"
+    assert Redactor({"prefilter": False}).redact_text("password\x1e= hunter2!") == "password\x1e= <CREDENTIAL>"

@@ -38,7 +38,7 @@ def test_credential_word_starts_from_the_pass_are_those_finditer_finds(regressio
         ctx = Text(text)
         if not ctx.ascii:
             continue
-        _, ctx.context_starts, _ = p.scan(text)
+        _, ctx.context_starts, _, _ = p.scan(text)
         assert [m.span() for m in det._contexts(text, ctx)] == [m.span() for m in CONTEXT.finditer(text)], text
         checked += 1
     assert checked > 15_000
@@ -51,7 +51,8 @@ def test_credential_word_needles_find_what_finditer_finds(regression_set):
 
 
 def test_every_entity_type_has_triggers_or_is_never_skipped():
-    assert set(BUILTIN_ENTITIES) - set(prefilter_module.TRIGGERS) - set(prefilter_module.RUNS) == {"GENERIC_SECRET"}
+    assert set(BUILTIN_ENTITIES) - set(prefilter_module.TRIGGERS) - set(prefilter_module.RUNS) - set(
+        prefilter_module.POSITIONS) == {"GENERIC_SECRET"}
 
 
 def test_without_the_hyperscan_wheel_every_detector_runs(monkeypatch, regression_set):
@@ -83,3 +84,115 @@ def test_the_prefilter_works_from_many_threads():
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         out = list(pool.map(r.redact_text, texts))
     assert all(o.startswith("<EMAIL> called <PHONE>") for o in out)
+
+
+def test_pass_safe_refuses_every_character_whose_classes_differ_from_the_pass_bytes():
+    """What the pass's byte classes cannot mean: a Unicode digit or space, a letter ``(?i)`` or ``lower()``
+    turns into ASCII, and the four ASCII controls only the Unicode ``\\s`` matches."""
+    import re
+
+    from dspy_tracekit_redact._detectors import ascii_classes, pass_safe, text_classes
+
+    unicode_only = re.compile(r"[\d\s]|(?i:[a-z])")
+    differ = [cp for cp in range(0x1c, 0x110000) if (cp >= 128 or cp < 0x20) and (
+        unicode_only.match(chr(cp)) and not re.match(r"(?a)[\d\s]|(?ai:[a-z])", chr(cp))
+        or any(x.isascii() for x in chr(cp).lower()) and cp >= 128)]
+    assert len(differ) > 600  # Unicode digits and spaces, ſ, K, İ, ı, \x1c-\x1f
+    assert [cp for cp in differ if pass_safe(f"a{chr(cp)} b")] == []
+    assert pass_safe("café, пароль, 密码, € 12 — 😀")
+    # what Text uses: both answers in one pass over the non-ASCII characters
+    assert all(text_classes(t) == (ascii_classes(t), ascii_classes(t) or pass_safe(t))
+               for t in [f"a{chr(cp)} b" for cp in range(0x1c, 0x3000)] + ["x\x1fé", "é", "€", "ab"])
+
+
+@needs_hyperscan
+def test_text_with_accented_letters_goes_through_the_pass_with_the_same_findings(regression_set):
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    accented = [t for t in regression_set if not Text(t).ascii and Text(t).scannable]
+    assert len(accented) > 1000
+    assert [t for t in accented if fast.find(t) != slow.find(t)] == []
+    text = "Señor, my contraseña: Zq8#mP2!vL9x, card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00"
+    assert Text(text).scannable
+    assert [f.entity for f in fast.find(text)] == [f.entity for f in slow.find(text)] == [
+        "GENERIC_SECRET", "CREDIT_CARD", "IBAN"]
+
+
+def _luhn_completed(rng, prefix: str, n: int) -> str:
+    body = prefix + "".join(rng.choice("0123456789") for _ in range(n - len(prefix) - 1))
+    for c in "0123456789":
+        total = 0
+        for i, ch in enumerate(reversed(body + c)):
+            d = int(ch) * (2 if i % 2 else 1)
+            total += d - 9 if d > 9 else d
+        if total % 10 == 0:
+            return body + c
+    raise AssertionError
+
+
+def _number_texts(n: int, seed: int = 13) -> list[str]:
+    """Phones, cards and SSNs (valid and near misses) after and before what their look-arounds test."""
+    import random
+
+    rng = random.Random(seed)
+
+    def card() -> str:
+        digits = _luhn_completed(rng, rng.choice(["4", "51", "55", "34", "37", "6011", "35", "2221", "1", "9", "0"]),
+                                 rng.choice([13, 14, 15, 16, 17, 19]))
+        sep = rng.choice(["", " ", "-", " ", "."])
+        return sep.join(digits[i:i + 4] for i in range(0, len(digits), 4)) if sep and rng.random() < .8 else digits
+
+    def ssn() -> str:
+        sep = rng.choice(["", "-", " ", "-", "."])
+        return sep.join((rng.choice(["123", "078", "666", "900", "001", "536", "000", "899"]),
+                         rng.choice(["45", "00", "12"]), rng.choice(["6789", "0000", "1120"])))
+
+    phones = ["+1 212 555 0100", "(212) 555-1234", "212-555-1234", "2125551234", "02079460958", "020 7946 0958",
+              "+44 20 7946 0958", "0044 20 7946 0958", "98765 43210", "6123456789", "01 23 45 67 89", "030 12345678",
+              "089/1234567", "(11) 91234-5678", "1-800-555-0199", "+49 30 1234567", "+8613812345678", "0301234567"]
+    before = ["", "", "ssn ", "SSN: ", "call ", "tel ", "card ", "a", "x", "#", "-", ".", "+", "v", "version ", "_", "é",
+              "(", "0", "1 "]
+    after = ["", "", " ", ".", "-", "-1", ".5", "a", " 2 times", ",", "/", ")", " 12", "\n", "x1"]
+    out = []
+    for _ in range(n):
+        values = [rng.choice(before) + rng.choice([card, ssn, lambda: rng.choice(phones)])() + rng.choice(after)
+                  for _ in range(rng.randint(1, 4))]
+        out.append(rng.choice(["", " ", "x "]).join(values))
+    return out
+
+
+@needs_hyperscan
+def test_the_digit_run_shapes_of_the_pass_keep_every_phone_card_and_ssn():
+    """The pass's run patterns say which runs can hold a phone, card or SSN (``RUNS``): on numbers made to
+    sit at their edges, the findings are those of every detector on every run. (A digit or prefix less in
+    a shape fails this.)"""
+    from collections import Counter
+
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    texts = _number_texts(15_000)
+    kinds = Counter(f.entity for t in texts for f in slow.find(t))
+    assert min(kinds["PHONE"], kinds["CREDIT_CARD"], kinds["US_SSN"]) > 500
+    assert [t for t in texts if fast.find(t) != slow.find(t)] == []
+
+
+@needs_hyperscan
+def test_the_ipv6_trigger_wants_seven_colons_or_a_double_colon():
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    assert "IP_ADDRESS" not in p.scan("at 13:10:50.993 from 00:1a:2b:3c:4d:5e")[0]
+    r, slow = Redactor(), Redactor({"prefilter": False})
+    for text in ("host 2001:0db8:85a3:0000:0000:8a2e:0370:7334 down", "host fe80::1%eth0 down", "via 2001:db8::8a2e:370:7334."):
+        assert [f.entity for f in r.find(text)] == [f.entity for f in slow.find(text)] == ["IP_ADDRESS"], text
+
+
+@needs_hyperscan
+def test_the_needle_finders_find_what_find_all_finds(regression_set):
+    """The Hyperscan needle searches over lower-cased text (CREDENTIAL's words, AWS_SECRET_KEY's anchor, the
+    credential words of GENERIC_SECRET in non-ASCII text) give every occurrence, as the str.find loops do."""
+    from dspy_tracekit_redact._detectors import FOUND_NEEDLES, find_all
+    from dspy_tracekit_redact._generic import _NEEDLES
+
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    for text in regression_set[::2] + ["PASSWORD: İx", "passpasswordpass", "ſecret, Kelvin \u212a, \ud800 key"]:
+        low = text.lower()
+        for needles in FOUND_NEEDLES:
+            assert p.finders[needles].spans(low) == find_all(low, needles), text
+        assert p.word_starts(low) == sorted({s for s, _ in find_all(low, _NEEDLES)}), text

@@ -175,13 +175,13 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int) -> bool:
         return bool(_PHONE_CONTEXT.search(text, max(0, start - 40), start))
     if raw.count("(") != raw.count(")") or "  " in raw:
         return False
+    # the separators are those of " -./" (digits and "()+" aside)
+    if ("-" in raw) + ("." in raw) + ("/" in raw) > 1:  # "212-555.1234" is not a way anyone writes a number
+        return False
     groups = _GROUPS.findall(raw)
     digits = "".join(groups)
     n = len(digits)
     sizes = [len(g) for g in groups]
-    seps = set(_NON_SEP.sub("", raw))
-    if len(seps - {" "}) > 1:  # "212-555.1234" is not a way anyone writes a number
-        return False
     if raw.startswith(("+", "00")):
         intl = digits[2:] if raw.startswith("00") else digits
         if not 8 <= len(intl) <= 15 or len(groups) > 7:
@@ -230,7 +230,6 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int) -> bool:
     return False
 
 
-_NON_SEP = re.compile(r"[\d()+]")
 _PHONE_SEPARATORS = " -./()+"
 
 
@@ -248,7 +247,8 @@ def digit_count(candidate: str) -> int:
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "digit_runs", "text")
+    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "digit_runs", "finders",
+                 "positions", "scannable", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -256,12 +256,18 @@ class Text:
         self.context_starts: list[int] | None = None
         #: spans found by detectors of a higher priority (for GENERIC_SECRET, which runs last)
         self.claimed: list[tuple[int, int]] | None = None
-        #: the detectors may use their faster ``re.ASCII`` variants (see :func:`ascii_classes`)
-        self.ascii = ascii_classes(text)
+        #: the detectors may use their faster ``re.ASCII`` variants (see :func:`ascii_classes`); the
+        #: Hyperscan pass may scan it (see :func:`pass_safe`)
+        self.ascii, self.scannable = text_classes(text)
         self._lower: str | None = None
         self._num_starts: list[int] | None = None
         #: per digit-run entity type, the runs it can match in, when the prefilter found them
         self.digit_runs: dict[str, list[tuple[int, int]]] | None = None
+        #: per entity type of the prefilter's ``POSITIONS``, every place its regex can start, when the
+        #: prefilter ran (sorted)
+        self.positions: dict[str, list[int]] | None = None
+        #: ``needles → finder`` of :func:`find_all` in ``lower``, when the prefilter has them
+        self.finders: dict | None = None
 
     @property
     def lower(self) -> str:
@@ -283,10 +289,12 @@ class Text:
         (``digit_runs``), else all of them.
 
         Every such match (and every trimmed candidate) lies inside one maximal run of digits and the
-        separators ``+()-./`` and space, and holds what no run without it can: a phone 10 digits (8
-        after a ``+``), a card 13, an SSN 9, an IPv4 address three dots. A run without that holds no
-        finding, and its failed matches end inside it, so they hide none after it: skipping the run
-        leaves the findings as they are. Most dates, prices, times and versions are such runs.
+        separators ``+()-./`` and space, and holds what no run without it can (``_prefilter.RUNS``): a
+        phone 8 digits after a ``+``, 10 with a separator between two of them, or a bare group of 10-11
+        of the shapes ``phone_ok`` takes; a card 13 digits from a 2-6 on; an SSN 9 in its three shapes; an
+        IPv4 address three dots. A run without that holds no finding, and its failed matches end inside
+        it, so they hide none after it: skipping the run leaves the findings as they are. Most dates,
+        prices, times, versions, timestamps and tracking numbers are such runs.
         """
         runs = self.digit_runs
         if runs is None:
@@ -335,6 +343,13 @@ def windows(text: str, spans: Iterable[Span], before: int, after: int) -> list[S
     return result
 
 
+def lower_find_all(ctx: Text, needles: tuple[str, ...]) -> list[Span]:
+    """:func:`find_all` of ``needles`` in ``ctx.lower``, by the prefilter's finder for them if it has one."""
+    finders = ctx.finders
+    finder = finders.get(needles) if finders is not None else None
+    return find_all(ctx.lower, needles) if finder is None else finder.spans(ctx.lower)
+
+
 def find_all(hay: str, needles: tuple[str, ...]) -> list[Span]:
     """Positions of every needle (``str.find`` runs at C speed), sorted."""
     out = []
@@ -354,16 +369,19 @@ class Detector:
     digit-run searches), instead of over the whole text.
     """
 
-    __slots__ = ("anchor", "ascii_regex", "entity", "group", "prefilter", "priority", "regex", "starts", "trim",
-                 "trim_min_digits", "validate", "window_starts")
+    __slots__ = ("anchor", "ascii_regex", "entity", "gate", "group", "prefilter", "priority", "regex", "starts",
+                 "trim", "trim_min_digits", "validate", "window_starts")
 
     def __init__(self, entity: str, regex: re.Pattern[str], prefilter: Callable[[str], bool] | None,
                  validate: Callable[[str, re.Match[str]], bool] | None = None, group: int | str = 0,
                  priority: int = 50, trim: Callable[[str, int, int], bool] | None = None,
                  anchor: Callable[[Text], list[Span]] | None = None,
                  starts: Callable[[Text], list[int]] | None = None,
-                 window_starts: Callable[[str, int, int], list[int]] | None = None, trim_min_digits: int = 0):
+                 window_starts: Callable[[str, int, int], list[int]] | None = None, trim_min_digits: int = 0,
+                 gate: str | None = None):
         self.entity = entity
+        #: what the Hyperscan pass must report for this detector to run (its type, or one trigger of it)
+        self.gate = gate or entity
         self.regex = regex
         self.prefilter = prefilter
         self.validate = validate
@@ -464,7 +482,11 @@ def ascii_classes(text: str) -> bool:
 
     (What ``NON_ASCII_WORD`` and ``NON_ASCII_SPACE`` find, tested on the few non-ASCII characters
     only: ``re``'s Unicode ``\\w`` is ``str.isalnum()`` or ``_``, its ``\\s`` is ``str.isspace()``.
-    Deleting the ASCII bytes of the UTF-8 form leaves them, ten times faster than a regex scan.)"""
+    Deleting the ASCII bytes of the UTF-8 form leaves them, ten times faster than a regex scan.)
+    The ASCII controls ``\\x1c``-``\\x1f`` are Unicode spaces (``str.isspace()``) too: text with one
+    keeps the Unicode regexes ("password\\x1f: x" is a pair to them)."""
+    if _has_unicode_only_space(text):
+        return False
     if text.isascii():
         return True
     others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
@@ -472,6 +494,43 @@ def ascii_classes(text: str) -> bool:
         if c.isalnum() or c.isspace():
             return False
     return True
+
+
+#: non-ASCII characters that ``re``'s ``(?i)`` matches with an ASCII letter, or whose ``lower()`` holds one
+_FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
+
+
+def text_classes(text: str) -> tuple[bool, bool]:
+    """``(ascii_classes(text), ascii_classes(text) or pass_safe(text))``, the non-ASCII characters taken
+    out once."""
+    if _has_unicode_only_space(text):
+        return False, False
+    if text.isascii():
+        return True, True
+    others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
+    if not any(c.isalnum() or c.isspace() for c in others):
+        return True, True
+    return False, not any(c.isdigit() or c.isspace() or c in _FOLDS_TO_ASCII for c in others)
+
+
+def _has_unicode_only_space(text: str) -> bool:
+    """Whether ``text`` holds one of the ASCII controls only the Unicode ``\\s`` matches (four ``in``
+    scans at C speed)."""
+    return "\x1c" in text or "\x1d" in text or "\x1e" in text or "\x1f" in text
+
+
+def pass_safe(text: str) -> bool:
+    """Whether the Hyperscan pass's triggers stay necessary for the detectors' Unicode regexes on
+    ``text``: none of its characters beyond ASCII is a digit, a space, or a letter that ``(?i)`` or
+    ``str.lower()`` turns into an ASCII one, and no ASCII character is a space only in Unicode
+    (``\\x1c``-``\\x1f``). Then ``\\d``, ``\\s`` and case folding mean for it what the pass's byte
+    classes mean; its other letters (``é``, ``я``, ``密``) only end or stop matches, in the regexes and
+    in the UTF-8 the pass sees alike. (``GENERIC_SECRET``'s words are found apart: some are not ASCII.)"""
+    others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
+    for c in others:
+        if c.isdigit() or c.isspace() or c in _FOLDS_TO_ASCII:
+            return False
+    return not _has_unicode_only_space(text)
 
 
 def ascii_variant(regex: re.Pattern[str]) -> re.Pattern[str]:
@@ -485,7 +544,8 @@ def _anchor(needles: tuple[str, ...], before: int, after: int, lower: bool = Fal
     def anchor(ctx: Text) -> list[Span]:
         if lower and len(ctx.lower) != len(ctx.text):  # "İ" lowers to two characters: no positions
             return [(0, len(ctx.text))]
-        return windows(ctx.text, find_all(ctx.lower if lower else ctx.text, needles), before, after)
+        hits = lower_find_all(ctx, needles) if lower else find_all(ctx.text, needles)
+        return windows(ctx.text, hits, before, after)
 
     return anchor
 
@@ -512,7 +572,9 @@ _LAST_SEP = re.compile(r"[ \-./]+\(?\d+\)?$")
 
 _VERSION_CONTEXT = re.compile(r"(?i)\b(?:v|version|ver\.?|build|release|firmware|sdk|python|node|chrome)\s*$")
 _SSN_CONTEXT = re.compile(r"(?i)(?:ssn|social security|social sec|sin\b|tax id|taxpayer)")
-_AWS_CONTEXT = re.compile(r"(?i)(?:aws|secret|AKIA|ASIA|access key)")
+_AWS_CONTEXT_WORDS = ("aws", "secret", "akia", "asia", "access key")
+_AWS_CONTEXT = re.compile("(?i)(?:" + "|".join(_AWS_CONTEXT_WORDS) + ")")
+_ANY_DIGIT = re.compile("[0-9]")
 
 
 def _v_card(text: str, m: re.Match[str]) -> bool:
@@ -566,7 +628,7 @@ class PhoneDetector(Detector):
             if _phone_raw_ok(text, s, raw, n):
                 out.append((s, e))
                 continue
-            if n <= 8:
+            if n <= 8 or raw.isdecimal():  # no separator: nothing to cut at
                 continue
             for _ in range(2):  # "call 212-555-1234 2 times": retry without the last group or two
                 cut = _LAST_SEP.search(text, s, e)
@@ -586,12 +648,17 @@ def _v_jwt(text: str, m: re.Match[str]) -> bool:
 
 
 def _v_aws_secret(text: str, m: re.Match[str]) -> bool:
-    v = m.group(0)
-    kinds = (any(c.isupper() for c in v) + any(c.islower() for c in v) + any(c.isdigit() for c in v)
-             + any(c in "/+" for c in v))
+    v = m.group(0)  # ASCII: [A-Za-z0-9/+]{40}
+    kinds = ((v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None)
+             + ("/" in v or "+" in v))
     if kinds < 3:
         return False
-    return bool(_AWS_CONTEXT.search(text, max(0, m.start() - 200), m.start()))
+    start = m.start()
+    before = text[max(0, start - 200):start]
+    if before.isascii():  # what the (?i) regex finds there: one of its words, in the lower-cased text
+        low = before.lower()
+        return any(w in low for w in _AWS_CONTEXT_WORDS)
+    return bool(_AWS_CONTEXT.search(before))
 
 
 def _v_bearer(text: str, m: re.Match[str]) -> bool:
@@ -608,6 +675,34 @@ def _v_credential(text: str, m: re.Match[str]) -> bool:
     return True
 
 
+class EmailDetector(Detector):
+    """Inside each window, the regex is tried only where a match can start: in the run of local-part
+    characters and dots right before an ``@`` (a local part holds no ``@``), not after one of the
+    look-behind's characters — one or two places per address instead of every character."""
+
+    __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        if ctx is None:
+            ctx = Text(text)
+        regex = self.ascii_regex if ctx.ascii else self.regex
+        local = _EMAIL_LOCAL_CHARS
+        before = _EMAIL_NOT_BEFORE
+        spans: list[Span] = []
+        for ws, we in self.anchor(ctx):
+            starts = []
+            at = text.find("@", ws, we)
+            while at != -1:
+                i = at
+                while i > ws and text[i - 1] in local:
+                    i -= 1
+                starts.extend(p for p in range(i, at) if text[p] != "." and (p == 0 or text[p - 1] not in before))
+                at = text.find("@", at + 1, we)
+            if starts:
+                spans.extend(self._spans(text, _matches_at(regex, text, starts, ws, we)))
+        return spans
+
+
 class IbanDetector(Detector):
     """Takes exactly as many characters as the country's IBAN length, so a following word in
     capitals ("... 0130 00 ASAP") does not spoil the mod-97 check."""
@@ -618,7 +713,11 @@ class IbanDetector(Detector):
         regex = self.ascii_regex if (ctx.ascii if ctx is not None else ascii_classes(text)) else self.regex
         n_text = len(text)
         out: list[Span] = []
-        for m in regex.finditer(text):
+        # the prefilter's ``CC00`` positions; matches of ``[A-Z][A-Z]\d\d`` cannot overlap, so matching
+        # there finds what ``finditer`` finds in a registry country
+        at = ctx.positions if ctx is not None else None
+        matches = regex.finditer(text) if at is None else _matches_at(regex, text, at.get(self.entity, ()))
+        for m in matches:
             start = m.start()
             length = IBAN_LENGTHS.get(text[start:start + 2])
             if length is None:
@@ -648,6 +747,9 @@ class IbanDetector(Detector):
 _IBAN_START = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d\d")
 
 _EMAIL_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*"
+#: the characters of ``_EMAIL_LOCAL`` with its dots, and those its look-behind refuses before a match
+_EMAIL_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-.")
+_EMAIL_NOT_BEFORE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 _EMAIL_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
 
 CREDENTIAL_WORDS = (
@@ -683,8 +785,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
         lambda t: _AWS_IDS.search(t) is not None, _boundary, priority=90))
     # ``(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}``, the lookbehind after the first character (``re`` skips faster)
     add(Detector("AWS_SECRET_KEY", re.compile(r"[A-Za-z0-9/+](?<![A-Za-z0-9/+]{2})[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])"),
-                 None, _v_aws_secret, priority=70,
-                 anchor=_anchor(("aws", "secret", "akia", "asia", "access key", "access_key"), 0, 260, lower=True)))
+                 None, _v_aws_secret, priority=70, anchor=_anchor(_AWS_NEEDLES, 0, 260, lower=True)))
     add(Detector("GITHUB_TOKEN", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}\b"), _has("gh"), _boundary, priority=90))
     add(Detector("GITHUB_TOKEN", re.compile(r"github_pat_[A-Za-z0-9_]{22,255}\b"), _has("github_pat_"), _boundary,
                  priority=90))
@@ -700,7 +801,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
         r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])\\?[\"']?"
         r"(?:\s*[:=]\s*|\s+(?P<is>is)\s+)\\?[\"']?(?P<val>[^\s\"'`,;\\]{3,}?)\.?(?=[\s\"'`,;\\]|\Z)"),
         None, _v_credential, group="val", priority=60))
-    add(Detector("EMAIL", re.compile(
+    add(EmailDetector("EMAIL", re.compile(
         r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
         None, priority=85, anchor=_anchor(("@",), 80, 260)))
     add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
@@ -715,7 +816,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(Detector("IP_ADDRESS", re.compile(
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
-        None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts))
+        None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts, gate="IP_ADDRESS/v6"))
     add(PhoneDetector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=_run_starts("PHONE"),
                       trim_min_digits=8))
     d["GENERIC_SECRET"] = [GenericSecretDetector()]
@@ -744,10 +845,14 @@ def _v6_starts(text: str, ws: int, we: int) -> list[int]:
     return [m.start() for m in _V6_START.finditer(text, ws, we)]
 
 
+_AWS_NEEDLES = ("aws", "secret", "akia", "asia", "access key", "access_key")
 #: every key word of ``CREDENTIAL`` ends with one of these
 _CREDENTIAL_NEEDLES = ("password", "passwd", "pwd", "passphrase", "pass", "secret", "key", "token", "pin",
                        "credential", "credentials")
 _CREDENTIAL_NEEDLE = re.compile("(?i)" + "|".join(_CREDENTIAL_NEEDLES[:-1]) + "s?")
+#: what the ``CREDENTIAL`` regex wants right after its key word (the pass's trigger says the same)
+_CREDENTIAL_TAIL = re.compile(r"(?i)\\?[\"']?(?:\s*[:=]|\s+is\s)")
+_CREDENTIAL_TAIL_ASCII = re.compile(_CREDENTIAL_TAIL.pattern, re.IGNORECASE | re.ASCII)
 
 
 class CredentialDetector(Detector):
@@ -765,8 +870,16 @@ class CredentialDetector(Detector):
         n = len(text)
         if len(low) != n:  # "İ" lowers to two characters: positions in ``low`` are not positions in ``text``
             hits = [m.span() for m in _CREDENTIAL_NEEDLE.finditer(text)]
+            keys = None
         else:
-            hits = [h for h in find_all(low, _CREDENTIAL_NEEDLES) if h[1] >= n or low[h[1]] not in _ASCII_ALNUM]
+            hits = [h for h in lower_find_all(ctx, _CREDENTIAL_NEEDLES) if h[1] >= n or low[h[1]] not in _ASCII_ALNUM]
+            # every occurrence is a hit here, so a match's key word ends at one that the regex's
+            # separator follows, and the match starts at one of that hit's token starts (in the same
+            # window): the other hits add no start that can match
+            tail = (_CREDENTIAL_TAIL_ASCII if ctx.ascii else _CREDENTIAL_TAIL).match
+            keys = {h for h in hits if tail(text, h[1]) is not None}
+            if not keys:
+                return []
         if not hits:
             return []
         spans: list[Span] = []
@@ -774,9 +887,11 @@ class CredentialDetector(Detector):
         for ws, we in windows(text, hits, 80, 60):
             starts = set()
             while k < len(hits) and hits[k][0] < we:
-                _token_starts(text, hits[k][0], ws, starts)
+                if keys is None or hits[k] in keys:
+                    _token_starts(text, hits[k][0], ws, starts)
                 k += 1
-            spans.extend(self._spans(text, _matches_at(regex, text, sorted(starts), ws, we)))
+            if starts:
+                spans.extend(self._spans(text, _matches_at(regex, text, sorted(starts), ws, we)))
         return spans
 
 
@@ -872,3 +987,7 @@ def normalize(entity: str, value: str) -> str:
         except ValueError:
             return value.lower()
     return value
+
+
+#: the needle sets the prefilter finds in one Hyperscan pass for :func:`lower_find_all`
+FOUND_NEEDLES = (_CREDENTIAL_NEEDLES, _AWS_NEEDLES)

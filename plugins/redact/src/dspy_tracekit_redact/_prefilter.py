@@ -6,11 +6,12 @@ pass at about 1 GB/s; the Redactor then runs only the detectors whose trigger fi
 none or one of ~20. The same pass reports where ``GENERIC_SECRET``'s credential words start, so that
 detector does not search for them again.
 
-Only text whose characters beyond ASCII are symbols (``€``, ``—``, emoji: what :func:`ascii_classes`
-accepts, where the detectors use their ``re.ASCII`` variants) goes through the pass: on it Python's
-case-insensitive, ``\\d`` and ``\\s`` classes mean what Hyperscan's do. Other text (accented letters,
-non-ASCII digits or spaces), and every text when the ``hyperscan`` wheel is not installed, is scanned
-by every detector, as before. The triggers are
+Text goes through the pass when its characters mean to Python's ``re`` what their bytes mean to
+Hyperscan (:func:`._detectors.pass_safe`): ASCII, or non-ASCII symbols (``€``, ``—``, emoji) and letters (``é``,
+``я``, ``密``) but no Unicode digits or spaces and none of the letters that case-fold to ASCII. The
+credential words of ``GENERIC_SECRET`` in text with non-ASCII letters are found by a second database over
+its lower-cased form (:meth:`Prefilter.word_starts`), as some of them are not ASCII. Other text, and
+every text when the ``hyperscan`` wheel is not installed, is scanned by every detector, as before. The triggers are
 necessary conditions, so the findings are the same either way; ``test_redact_prefilter.py`` checks
 this on the regression set.
 """
@@ -21,7 +22,8 @@ import bisect
 import threading
 
 from ._detectors import _CREDENTIAL_NEEDLES as CREDENTIAL_NEEDLES
-from ._detectors import IBAN_LENGTHS
+from ._detectors import FOUND_NEEDLES, IBAN_LENGTHS
+from ._generic import _NEEDLES as CONTEXT_NEEDLES
 from ._generic import CONTEXT_WORDS
 
 try:  # the wheel exists for CPython 3.10-3.13 on Linux, macOS and Windows; elsewhere: every detector runs
@@ -48,28 +50,48 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     # the key word, then what the CREDENTIAL regex wants right after it: ``:``/``=`` or `` is ``
     "CREDENTIAL": ("(?i)(?:" + "|".join(CREDENTIAL_NEEDLES) + r")\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is" + _WS + ")",),
     "EMAIL": ("@",),
-    # the detector looks only at the countries of the IBAN registry
-    "IBAN": ("(?:" + "|".join(sorted(IBAN_LENGTHS)) + ")[0-9]{2}",),
-    # IPv6 (IPv4, phone, card and SSN: RUNS below)
-    "IP_ADDRESS": ("[0-9A-Fa-f]:[0-9A-Fa-f:]*:",),
+    # IPv6 (IPv4, phone, card and SSN: RUNS below): what its anchor wants, a hex digit, then a run of hex
+    # digits and colons with seven colons or a "::" (clock times and MAC addresses switch it off)
+    "IP_ADDRESS": ("[0-9A-Fa-f]:(?:[0-9A-Fa-f]*:){6}", "[0-9A-Fa-f][0-9A-Fa-f:]*::"),
 }
+#: triggers that switch on one detector of their type only (``Detector.gate``); the type is active too
+TRIGGER_GATES = {"IP_ADDRESS": "IP_ADDRESS/v6"}
 GENERIC = "GENERIC_SECRET"
 
 _R = r"[0-9 \-./()+]"  # the characters of a phone, card, SSN or IPv4 match
 _NR = r"[^0-9 \-./()+]"
+_S = r"[ \-./()+]"  # a run character that is not a digit
 
 #: entity type → runs of ``_R`` characters its digit-run detector can find something in (see
 #: ``Text.run_starts``), with the character after the run (the data ends with a newline). Hyperscan
 #: reports each run's end once; a type with no such run is inactive. (Start-of-match tracking would
 #: cost ~10 us per pattern and text: the start is found from the end instead.)
 RUNS: dict[str, tuple[str, ...]] = {
-    "PHONE": (f"[0-9](?:{_R}*[0-9]){{9}}{_R}*{_NR}", f"\\+(?:{_R}*[0-9]){{8}}{_R}*{_NR}"),
-    # the shapes of the card, SSN and IPv4 regexes, which take no other character
-    "CREDIT_CARD": (f"[0-9](?:[ \\-]?[0-9]){{12}}{_R}*{_NR}",),
-    "US_SSN": (f"[0-9]{{3}}[ \\-]?[0-9]{{2}}[ \\-]?[0-9]{{4}}{_R}*{_NR}",),
+    # what ``phone_ok`` accepts, trimmed or not: ``+`` and 8 digits; 10 digits with a separator between two
+    # of them (after the first ``a``); a bare group of 10 digits (NANP, or 6-9 first) or of 10-11 with a
+    # trunk ``0``, which a candidate starts only after none of ``\w+-./#@:`` (its look-behind)
+    "PHONE": (f"\\+(?:{_R}*[0-9]){{8}}{_R}*{_NR}",
+              f"[0-9]{{10}}{_S}{_R}*[0-9]{_R}*{_NR}",
+              *(f"[0-9]{{{a}}}{_S}(?:{_R}*[0-9]){{{10 - a}}}{_R}*{_NR}" for a in range(1, 10)),
+              f"(?:^|[^0-9A-Za-z_+\\-./#@:])(?:[2-9][0-9]{{2}}[2-9][0-9]{{6}}|[6-9][0-9]{{9}}|0[1-9][0-9]{{8,9}})"
+              f"(?:{_S}{_R}*)?{_NR}"),
+    # the shapes of the card, SSN and IPv4 regexes, which take no other character; a card starts with
+    # 2-6 (``card_ok``'s prefixes) after none of ``\w.-+``; an SSN's area is not 9xx, it starts after
+    # none of ``\w-.``, and no word character, nor ``-``/``.`` and a digit, follows it
+    "CREDIT_CARD": (f"(?:^|[^0-9A-Za-z_.\\-+])[2-6](?:[ \\-]?[0-9]){{12}}{_R}*{_NR}",),
+    "US_SSN": (f"(?:^|[^0-9A-Za-z_\\-.])[0-8][0-9]{{2}}(?:[0-9]{{6}}|-[0-9]{{2}}-[0-9]{{4}}| [0-9]{{2}} [0-9]{{4}})"
+               f"(?:[ ()+/]{_R}*{_NR}|[^0-9A-Za-z_ \\-./()+]|[\\-.](?:{_S}{_R}*)?{_NR})",),
     "IP_ADDRESS": (f"[0-9](?:[0-9]?[0-9]?\\.[0-9]){{3}}{_R}*{_NR}",),
 }
 _RUN_BYTES = b"0123456789 -./()+"
+
+#: entity type → patterns of a fixed length ``n`` whose every occurrence is reported, at ``end - n``:
+#: where the detector's regex can start (``Text.trigger_starts``), found in the same pass. A type
+#: with triggers too is active when both fire.
+POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
+    # the detector looks only at the countries of the IBAN registry: ``CC00``
+    "IBAN": (("(?:" + "|".join(sorted(IBAN_LENGTHS)) + ")[0-9]{2}", 4),),
+}
 #: the first byte of a UTF-8 sequence of more than one byte, and how many bytes follow it
 _LEAD = "[\\xc0-\\xff]"
 
@@ -81,7 +103,8 @@ def _escape(word: str) -> str:
 class Prefilter:
     """The compiled pass for a set of entity types (a Redactor's built-ins)."""
 
-    __slots__ = ("_always", "_db", "_entities", "_generic_id", "_lead_id", "_local", "_run_ids")
+    __slots__ = ("_always", "_db", "_entities", "_both", "_generic_id", "_lead_id", "_local", "_pos_ids", "_run_ids", "_words",
+                 "finders")
 
     def __init__(self, entities: tuple[str, ...] | list[str]):
         exprs: list[bytes] = []
@@ -95,7 +118,7 @@ class Prefilter:
                 ids.append(len(self._entities))
                 flags.append(hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
                              | (hyperscan.HS_FLAG_CASELESS if caseless else 0))
-                self._entities.append(entity)
+                self._entities.append(TRIGGER_GATES.get(entity, entity))
         #: pattern id → entity type, for the run patterns
         self._run_ids: dict[int, str] = {}
         for entity in entities:
@@ -105,6 +128,17 @@ class Prefilter:
                 ids.append(len(self._entities))
                 flags.append(hyperscan.HS_FLAG_DOTALL)
                 self._entities.append(entity)
+        #: pattern id → (entity type, its length), for the position patterns
+        self._pos_ids: dict[int, tuple[str, int]] = {}
+        for entity in entities:
+            for pattern, length in POSITIONS.get(entity, ()):
+                self._pos_ids[len(self._entities)] = (entity, length)
+                exprs.append(pattern.encode())
+                ids.append(len(self._entities))
+                flags.append(hyperscan.HS_FLAG_DOTALL)
+                self._entities.append(entity)
+        #: types that need a trigger and a position both
+        self._both = frozenset(e for e in entities if e in TRIGGERS and e in POSITIONS)
         self._lead_id = len(self._entities)
         self._entities.append("")
         exprs.append(_LEAD.encode())
@@ -120,16 +154,24 @@ class Prefilter:
                     ids.append(self._generic_id)
                     flags.append(hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SOM_LEFTMOST)
         #: entity types without triggers (none today) are never skipped
-        self._always = frozenset(e for e in entities if e not in TRIGGERS and e not in RUNS and e != GENERIC)
+        self._always = frozenset(e for e in entities
+                                 if e not in TRIGGERS and e not in RUNS and e not in POSITIONS and e != GENERIC)
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self._db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
+        #: the credential words (lower case), for text the pass does not see: found in its lower-case form
+        self._words = NeedleFinder(CONTEXT_NEEDLES) if GENERIC in entities else None
+        #: ``needles → finder`` for the detectors' needle searches in lower-cased text (``Text.finders``)
+        self.finders: dict[tuple[str, ...], NeedleFinder] = {
+            needles: NeedleFinder(needles) for needles in FOUND_NEEDLES}
         self._local = threading.local()  # Hyperscan's scratch space is per thread
 
-    def scan(self, text: str) -> tuple[set[str], list[int] | None, dict[str, list[tuple[int, int]]]]:
+    def scan(self, text: str) -> tuple[set[str], list[int] | None, dict[str, list[tuple[int, int]]],
+                                       dict[str, list[int]]]:
         """The entity types whose triggers occur in ``text``, where credential words start (``None``:
-        not known), and per digit-run entity type the ``(start, end)`` of the runs it can match in.
-        ``text`` must pass :func:`ascii_classes`: its non-ASCII characters are symbols (``€``, ``—``,
-        emoji), which no trigger holds and which break a trigger in UTF-8 as they do in the text."""
+        not known), per digit-run entity type the ``(start, end)`` of the runs it can match in, and per
+        position type (``POSITIONS``) where its regex can start, sorted.
+        ``text`` must pass :func:`._detectors.pass_safe`: its non-ASCII characters are symbols or letters that no
+        trigger holds and that break a trigger in UTF-8 as they do in the text."""
         local = self._local
         scratch = getattr(local, "scratch", None)
         if scratch is None:
@@ -137,11 +179,13 @@ class Prefilter:
         active: set[str] = set(self._always)
         starts: list[int] = []
         hits: list[tuple[str, int]] = []  # (entity type, end of a run it can match in)
+        at: list[tuple[str, int]] = []  # (entity type, where its regex can start)
         leads: list[int] = []
         entities = self._entities
         generic = self._generic_id
         lead = self._lead_id
         run_ids = self._run_ids
+        pos_ids = self._pos_ids
 
         def on_match(i: int, start: int, end: int, flags: int, ctx: object) -> None:
             if i == generic:
@@ -150,12 +194,18 @@ class Prefilter:
                 leads.append(end - 1)
             elif i in run_ids:
                 hits.append((run_ids[i], end - 1))  # the run, and the character after it
+            elif i in pos_ids:
+                entity, length = pos_ids[i]
+                at.append((entity, end - length))
             else:
                 active.add(entities[i])
 
         ascii_text = text.isascii()
         data = (text.encode("ascii") if ascii_text else text.encode("utf-8", "surrogatepass")) + b"\n"
         self._db.scan(data, match_event_handler=on_match, scratch=scratch)
+        for entity, gate in TRIGGER_GATES.items():
+            if gate in active:
+                active.add(entity)
         if starts:
             active.add(GENERIC)
             starts.sort()
@@ -168,11 +218,69 @@ class Prefilter:
                     rs = run_start[e] = len(data[:e].rstrip(_RUN_BYTES))
                 found.setdefault(entity, []).append((rs, e))
             active.update(found)
-        if leads and (starts or found):  # UTF-8 byte offsets → character offsets
+        positions: dict[str, list[int]] = {}
+        if at:
+            both = self._both
+            for entity, b in sorted(at):
+                if entity not in both or entity in active:
+                    positions.setdefault(entity, []).append(b)
+        for entity in self._both - positions.keys():
+            active.discard(entity)
+        active.update(positions)
+        if leads and (starts or found or positions):  # UTF-8 byte offsets → character offsets
             to_char = _char_offsets(data, leads)
             starts = [to_char(b) for b in starts]
             found = {k: [(to_char(s), to_char(e)) for s, e in v] for k, v in found.items()}
-        return active, starts, found
+            positions = {k: [to_char(b) for b in v] for k, v in positions.items()}
+        return active, starts, found, positions
+
+
+    def word_starts(self, low: str) -> list[int]:
+        """Where a credential word (``GenericSecretDetector``'s needles) starts in ``low``, a lower-cased
+        text of the same length as the original (any text: the words are matched as UTF-8 bytes)."""
+        return sorted({s for s, _ in self._words.spans(low)})
+
+
+class NeedleFinder:
+    """``find_all(hay, needles)`` (every occurrence of every needle, sorted ``(start, end)`` spans) in one
+    Hyperscan pass over the UTF-8 of ``hay`` instead of one ``str.find`` loop per needle: the needles
+    are literal byte strings, and a UTF-8 match starts and ends at character boundaries."""
+
+    __slots__ = ("_db", "_lengths", "_local")
+
+    def __init__(self, needles: tuple[str, ...]):
+        words = [w.encode() for w in needles]
+        self._lengths = [len(w) for w in words] + [0]
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self._db.compile(expressions=["".join(f"\\x{b:02x}" for b in w).encode() for w in words] + [_LEAD.encode()],
+                         ids=list(range(len(words) + 1)), elements=len(words) + 1, flags=[0] * (len(words) + 1))
+        self._local = threading.local()
+
+    def spans(self, hay: str) -> list[tuple[int, int]]:
+        local = self._local
+        scratch = getattr(local, "scratch", None)
+        if scratch is None:
+            scratch = local.scratch = hyperscan.Scratch(self._db)
+        lengths = self._lengths
+        lead = len(lengths) - 1
+        found: list[tuple[int, int]] = []
+        leads: list[int] = []
+
+        def on_match(i: int, start: int, end: int, flags: int, ctx: object) -> None:
+            if i == lead:
+                leads.append(end - 1)
+            else:
+                found.append((end - lengths[i], end))
+
+        data = hay.encode("utf-8", "surrogatepass")
+        self._db.scan(data, match_event_handler=on_match, scratch=scratch)
+        if not found:
+            return []
+        found.sort()
+        if leads:
+            to_char = _char_offsets(data, leads)
+            found = [(to_char(s), to_char(e)) for s, e in found]
+        return found
 
 
 def _char_offsets(data: bytes, leads: list[int]):
