@@ -157,7 +157,7 @@ _last_trace_id: list = []
 
 def set_last_active_trace_id(trace_id: str) -> None:
     """What ``mlflow.get_last_active_trace_id()`` returns. Before MLflow is imported the id is kept and
-    handed to MLflow by :func:`mlflow_imported` (importing MLflow here would cost the first request ~1 s)."""
+    handed to MLflow by :func:`mlflow_imported` (this runs on the request path: it never imports)."""
     fluent = sys.modules.get("mlflow.tracing.fluent")
     if fluent is None or getattr(fluent, "_set_last_active_trace_id", None) is None:
         _last_trace_id[:] = [trace_id]
@@ -166,7 +166,7 @@ def set_last_active_trace_id(trace_id: str) -> None:
 
 
 def mlflow_imported() -> None:
-    """MLflow's import completed (the bridge's post-import hook): hand it what was kept meanwhile."""
+    """MLflow is imported (``enable()`` installing the bridge): hand it what was kept before."""
     if _last_trace_id:
         trace_id = _last_trace_id.pop()
         from mlflow.tracing.fluent import _set_last_active_trace_id

@@ -16,13 +16,13 @@ DSPy spans stay plain records. Where MLflow must see one as a parent (a user's s
 (trace id, current DSPy span id): no live MLflow span is made for a DSPy call. MLflow's in-memory
 registry learns of a DSPy-rooted trace only when the first MLflow span joins it.
 
-The bridge is installed when MLflow is imported (:func:`bridge_mlflow`): at ``enable()`` when the program
-has imported it, else right after its import completes — the user's ``import mlflow`` or the first
-export's — through a post-import hook (``wrapt.register_post_import_hook``), so that ``enable()`` does not
-pay MLflow's import (about 0.8 s) for a program that never uses it. No MLflow span can exist before
-MLflow is imported, so nothing is missed. A DSPy call already running when MLflow is first imported gets
-its stand-in then if it runs on the importing thread (an ``import mlflow`` inside a ``forward``); one on
-another thread has none, and a user's MLflow span inside it starts a trace of its own.
+The bridge is installed by ``enable()`` (:func:`bridge_mlflow`), which imports MLflow on the calling thread
+when the program has not (about 0.8 s). A lazy bridge — installed by a post-import hook when the program or
+the buffer's first export imported MLflow — was tried and reverted (issue #12): the worker's import met the
+program's own ``import mlflow`` on another thread as a concurrent circular import, and Python handed the
+program a partially initialized module (``ImportError`` in the user's ``import mlflow``; the worker's
+trace dead-lettered). Importing on the caller's thread inside ``enable()`` leaves no other thread of
+tracekit's importing MLflow's package while the program may.
 
 Every private MLflow symbol used here goes through :mod:`dspy_tracekit.mlflow._compat`.
 """
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import sys
 import threading
 from threading import get_ident
 
@@ -62,80 +61,25 @@ DROPPED = object()
 
 #: ``MLFLOW_TRACE_SAMPLING_RATIO`` as read at ``enable()`` (it narrows DSPy-rooted traces too)
 _sampling_ratio = [1.0]
-#: the manager (and mode) waiting for MLflow's import to install its bridge; the lock also covers
-#: the install itself, so that ``disable()`` never sees half a bridge
-_pending: list = []
-_pending_lock = threading.Lock()
-_hook_registered = [False]
+#: covers installing and removing a bridge, so that ``disable()`` never sees half a bridge
+_install_lock = threading.Lock()
 
 
 def bridge_mlflow(mgr, mode: str = "all") -> None:
-    """Give ``mgr`` its MLflow bridge: now when MLflow is imported, else right after its import."""
+    """Give ``mgr`` its MLflow bridge, importing MLflow on the calling thread if the program has not."""
     _sampling_ratio[0] = mlflow_compat.mlflow_sampling_ratio()
-    while True:
-        if "mlflow" in sys.modules:
-            # outside the lock: another thread may still be importing MLflow, and its post-import
-            # hook takes the lock; this waits for that import to complete
-            _import_bridge_modules()
-            with _pending_lock:
-                _pending.clear()
-                _install(mgr, mode)
-            return
-        with _pending_lock:
-            if "mlflow" in sys.modules:
-                continue  # its import began meanwhile
-            _pending[:] = [(mgr, mode)]
-            register = not _hook_registered[0]
-            _hook_registered[0] = True
-        break
-    if register:
-        # once per process: wrapt fires a hook once (at once when MLflow was imported meanwhile);
-        # a later enable() finds MLflow imported, or puts its (mgr, mode) in _pending for this hook
-        import wrapt
-
-        wrapt.register_post_import_hook(_mlflow_imported, "mlflow")
+    _import_bridge_modules()  # here, on enable()'s thread: see the module docstring
+    mlflow_compat.mlflow_imported()
+    with _install_lock:
+        _install(mgr, mode)
 
 
 def unbridge_mlflow(mgr) -> None:
-    """Give MLflow its own export back (``disable()``), or forget that ``mgr`` waits for MLflow."""
-    with _pending_lock:
-        if _pending and _pending[0][0] is mgr:
-            _pending.clear()
+    """Give MLflow its own export back (``disable()``)."""
+    with _install_lock:
         bridge = mgr.bridge
     if bridge is not None:
         bridge.uninstall()
-
-
-def _mlflow_imported(module) -> None:
-    """wrapt's post-import hook: runs on the importing thread, right after ``mlflow``'s import completed
-    and before any other thread sees it (MLflow's module lock is still held). Never raises: an
-    exception here would fail the user's ``import mlflow``."""
-    try:
-        _hook_registered[0] = False  # wrapt fires a hook once
-        mlflow_compat.mlflow_imported()
-        with _pending_lock:
-            if not _pending:
-                return  # disable() came first, or the bridge is installed already
-            mgr, mode = _pending.pop()
-            _install(mgr, mode)
-        _attach_in_flight(mgr)
-    except Exception as exc:  # noqa: BLE001
-        _state.internal_error("mlflow_bridge", exc)
-
-
-def _attach_in_flight(mgr) -> None:
-    """MLflow imported inside a DSPy call (``import mlflow`` in a ``forward``): that trace's root started
-    without a stand-in; attach one now, as the root would have, so that a user's MLflow span started in
-    it nests under the current DSPy span. Detached when the root ends, as usual."""
-    from dspy_tracekit._request.tracer import current_span
-
-    span = current_span.get()
-    bridge = mgr.bridge
-    if span is None or bridge is None or span.end_ns is not None:
-        return
-    root = span.trace.root
-    if root is not None and root.end_ns is None and root.ctx_token is None:
-        root.ctx_token = bridge.attach(span.trace)
 
 
 def _import_bridge_modules() -> None:
