@@ -222,8 +222,9 @@ def test_forked_multiprocessing_children_store_their_traces_without_flush(fresh_
 
 
 def test_a_fork_while_tracing_finds_every_module_the_delivery_path_needs_imported(tmp_path):
-    """enable() imports tracekit's delivery modules, not MLflow's (issue #12: a second a start); the first
-    fork() while tracing is on imports those in the parent, so that the child never imports them."""
+    """enable() imports tracekit's delivery modules and MLflow's package, not all of MLflow's delivery modules
+    (issue #12); the first fork() while tracing is on imports those in the parent, so that the child never
+    imports them."""
     import subprocess
 
     script = (
@@ -244,7 +245,7 @@ def test_a_fork_while_tracing_finds_every_module_the_delivery_path_needs_importe
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     lines = out.stdout.strip().splitlines()
     assert lines[-1] == "in the child []", out.stderr[-2000:]
-    assert lines[0].startswith("at enable ['mlflow.exceptions'"), lines  # left to the fork (or the first export)
+    assert lines[0].startswith("at enable ['mlflow."), lines  # some were left to the fork (or the first export)
 
 
 def test_mlflow_logging_an_exception_on_the_worker_formats_it_without_ast(tmp_path):
