@@ -101,8 +101,7 @@ def enable(plugins: list[str | Any] | None = None, tracking_uri: str | None = No
             raise
         mgr.flush_timeout = float(cfg.core["flush_timeout"])
         rt = _state.Runtime(mgr, settings, mgr.flush_timeout)
-        # now if the program imported MLflow, else when it does (or the first export does): enable()
-        # does not pay MLflow's import for a program that never uses its API (issue #12)
+        # imports MLflow here, on the caller's thread, if the program has not (see mlflow/interop.py)
         bridge_mlflow(mgr, settings.mlflow_traces)
         try:
             from dspy_tracekit._request.resources import configure as configure_resources

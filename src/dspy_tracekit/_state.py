@@ -92,7 +92,7 @@ class Runtime:
                 finally:
                     from .mlflow.interop import unbridge_mlflow
 
-                    unbridge_mlflow(mgr)  # MLflow gets its own export back (or is no longer waited for)
+                    unbridge_mlflow(mgr)  # MLflow gets its own export back
             try:
                 mgr.flush(max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - a plugin's flush must not stop the shutdown
