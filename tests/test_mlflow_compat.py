@@ -47,26 +47,6 @@ def test_sampling_ratio_read_without_mlflow_is_mlflows(monkeypatch, raw):
     assert mlflow_compat.mlflow_sampling_ratio() == with_mlflow
 
 
-@pytest.mark.parametrize("raw", [None, "true", "True", "1", "false", "FALSE", "0"])
-def test_runtime_context_chosen_without_mlflow_is_mlflows(monkeypatch, raw):
-    if raw is None:
-        monkeypatch.delenv("MLFLOW_USE_DEFAULT_TRACER_PROVIDER", raising=False)
-    else:
-        monkeypatch.setenv("MLFLOW_USE_DEFAULT_TRACER_PROVIDER", raw)
-    from mlflow.environment_variables import MLFLOW_USE_DEFAULT_TRACER_PROVIDER
-
-    saved = list(mlflow_compat._runtime)
-    try:
-        mlflows_own = MLFLOW_USE_DEFAULT_TRACER_PROVIDER.get()
-        monkeypatch.setattr(mlflow_compat, "_imported", lambda module: False)
-        runtime = mlflow_compat.runtime_context(refresh=True)
-        # MLflow's own context does not exist before MLflow's tracing is imported: a stand-in holding nothing
-        assert (runtime is mlflow_compat._NO_MLFLOW_CONTEXT) == mlflows_own
-        assert runtime.get_current() == {} or not mlflows_own
-    finally:
-        mlflow_compat._runtime[:] = saved
-
-
 @pytest.mark.parametrize("env", [None, "sqlite:///elsewhere.db", "http://127.0.0.1:5000", ""])
 def test_tracking_uri_and_experiment_read_without_mlflow_are_mlflows(monkeypatch, env):
     for key, value in (("MLFLOW_TRACKING_URI", env), ("MLFLOW_EXPERIMENT_NAME", env and "exp-x")):

@@ -108,39 +108,14 @@ def trace_manager():
 _runtime: list = []
 
 
-class _NoMlflowContext:
-    """MLflow's tracing context before MLflow is imported: it cannot hold a span yet."""
-
-    def get_current(self):
-        return {}
-
-    def attach(self, context):
-        return None
-
-    def detach(self, token):
-        return None
-
-
-_NO_MLFLOW_CONTEXT = _NoMlflowContext()
-
-
 def runtime_context(refresh: bool = False):
     """The context MLflow's ``@mlflow.trace`` / ``start_span`` look up their parent in (resolved once:
-    MLflow reads an environment variable on every lookup otherwise; the MLflow bridge refreshes it).
-    Before MLflow's tracing is imported, MLflow's own context is a stand-in that holds nothing (not
-    remembered: the real one is resolved once MLflow is imported)."""
+    MLflow reads an environment variable on every lookup otherwise; the MLflow bridge refreshes it)."""
     if _runtime and not refresh:
         return _runtime[0]
-    if _imported("mlflow.environment_variables"):
-        from mlflow.environment_variables import MLFLOW_USE_DEFAULT_TRACER_PROVIDER
+    from mlflow.environment_variables import MLFLOW_USE_DEFAULT_TRACER_PROVIDER
 
-        mlflows_own = MLFLOW_USE_DEFAULT_TRACER_PROVIDER.get()
-    else:  # read as MLflow's boolean variable reads it, without importing MLflow
-        raw = os.environ.get("MLFLOW_USE_DEFAULT_TRACER_PROVIDER")
-        mlflows_own = raw is None or raw.lower() not in ("false", "0")
-    if mlflows_own:
-        if not _imported("mlflow.tracing.provider"):
-            return _NO_MLFLOW_CONTEXT
+    if MLFLOW_USE_DEFAULT_TRACER_PROVIDER.get():
         from mlflow.tracing import provider
 
         runtime = provider.mlflow_runtime_context
@@ -152,26 +127,12 @@ def runtime_context(refresh: bool = False):
     return runtime
 
 
-_last_trace_id: list = []
-
-
 def set_last_active_trace_id(trace_id: str) -> None:
-    """What ``mlflow.get_last_active_trace_id()`` returns. Before MLflow is imported the id is kept and
-    handed to MLflow by :func:`mlflow_imported` (this runs on the request path: it never imports)."""
+    """What ``mlflow.get_last_active_trace_id()`` returns. On the request path: a dict lookup, not an
+    import statement (the bridge imported ``mlflow.tracing.fluent`` at ``enable()``)."""
     fluent = sys.modules.get("mlflow.tracing.fluent")
-    if fluent is None or getattr(fluent, "_set_last_active_trace_id", None) is None:
-        _last_trace_id[:] = [trace_id]
-        return
-    fluent._set_last_active_trace_id(trace_id)
-
-
-def mlflow_imported() -> None:
-    """MLflow is imported (``enable()`` installing the bridge): hand it what was kept before."""
-    if _last_trace_id:
-        trace_id = _last_trace_id.pop()
-        from mlflow.tracing.fluent import _set_last_active_trace_id
-
-        _set_last_active_trace_id(trace_id)
+    if fluent is not None:
+        fluent._set_last_active_trace_id(trace_id)
 
 
 def build_otel_context(trace_id: int, span_id: int):

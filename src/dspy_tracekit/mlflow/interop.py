@@ -69,7 +69,6 @@ def bridge_mlflow(mgr, mode: str = "all") -> None:
     """Give ``mgr`` its MLflow bridge, importing MLflow on the calling thread if the program has not."""
     _sampling_ratio[0] = mlflow_compat.mlflow_sampling_ratio()
     _import_bridge_modules()  # here, on enable()'s thread: see the module docstring
-    mlflow_compat.mlflow_imported()
     with _install_lock:
         _install(mgr, mode)
 
