@@ -24,9 +24,11 @@ Run with ``PYTHONPATH`` pointing at another checkout's ``src`` folders to measur
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
+import threading
 import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -119,6 +121,43 @@ def _floor(written: str, before: str, batches: list[list[str]]) -> dict:
     return out
 
 
+def _thread_cpu(thread) -> float:
+    """CPU seconds a thread (of this process) has used so far."""
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+class _GcClock:
+    """The cyclic GC's collections and thread CPU, per generation and per thread (``gc.callbacks``)."""
+
+    def __init__(self):
+        self.cpu: dict = {}
+        self.count: dict = {}
+        self._start: dict = {}
+
+    def __call__(self, phase, info):
+        key = threading.get_ident()
+        if phase == "start":
+            self._start[key] = time.thread_time()
+            return
+        t0 = self._start.pop(key, None)
+        slot = (key, info["generation"])
+        self.count[slot] = self.count.get(slot, 0) + 1
+        if t0 is not None:
+            self.cpu[slot] = self.cpu.get(slot, 0.0) + time.thread_time() - t0
+
+    def report(self, worker) -> dict:
+        who = {threading.main_thread().ident: "program"}
+        if worker is not None:
+            who[worker.ident] = "worker"
+        out: dict = {}
+        for (key, gen), n in self.count.items():
+            name = who.get(key, "other")
+            entry = out.setdefault(name, {"cpu_s": [0.0, 0.0, 0.0], "collections": [0, 0, 0]})
+            entry["collections"][gen] += n
+            entry["cpu_s"][gen] += self.cpu.get((key, gen), 0.0)
+        return out
+
+
 def main(mode: str, n: int, store_dir: str) -> None:
     os.makedirs(store_dir, exist_ok=True)
     uri = f"sqlite:///{store_dir}/{mode}-{os.getpid()}.db"
@@ -155,9 +194,13 @@ def main(mode: str, n: int, store_dir: str) -> None:
     out: dict = {"mode": mode, "n": n}
     if mode == "untraced":
         _burst(program, 20, "warm")
+        clock = _GcClock()
+        gc.callbacks.append(clock)
         t0, c0 = time.perf_counter(), time.process_time()
         _burst(program, n)
         out.update(wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0)
+        gc.callbacks.remove(clock)
+        out["gc"] = clock.report(None)
         print(json.dumps(out))
         return
 
@@ -166,16 +209,29 @@ def main(mode: str, n: int, store_dir: str) -> None:
     if mode == "burst":
         tk.enable(plugins=PLUGINS, tracking_uri=uri, experiment="bench", config=_config(store_dir))
         if os.environ.get("TK_BENCH_GC_FREEZE"):  # what the cyclic GC's full collections cost (#12)
-            import gc
-
             gc.freeze()
         _burst(program, 20, "warm")
         assert tk.flush(120)
         before = _stored(uri)
+        from dspy_tracekit_buffer import current
+
+        worker = current()._worker
+        clock = _GcClock()
+        gc.callbacks.append(clock)
         t0, c0 = time.perf_counter(), time.process_time()
+        m0, w0 = time.thread_time(), _thread_cpu(worker)
         _burst(program, n)
+        program_wall, program_cpu, worker_during = time.perf_counter() - t0, time.thread_time() - m0, \
+            _thread_cpu(worker) - w0
         ok = tk.flush(900)
         out.update(wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0, flushed=ok)
+        gc.callbacks.remove(clock)
+        # where the burst's time goes: the program's thread (the requests and their tracing), the buffer's
+        # worker (delivery), the cyclic GC on each, and the wall the program's thread spent not running
+        # (waiting for the GIL: its wall minus its CPU while the requests ran)
+        out.update(program_wall_s=program_wall, program_cpu_s=time.thread_time() - m0,
+                   program_gil_wait_s=program_wall - program_cpu, worker_cpu_s=_thread_cpu(worker) - w0,
+                   worker_cpu_during_program_s=worker_during, gc=clock.report(worker))
         tk.disable()
         out["stored"] = _stored(uri) - before
         print(json.dumps(out))
@@ -255,8 +311,6 @@ def main(mode: str, n: int, store_dir: str) -> None:
     core.tracekit_export_traces(warm)
     stage: dict[str, float] = {}
     if os.environ.get("TK_BENCH_NO_GC"):  # each stage's own cost, without the cyclic GC landing on it
-        import gc
-
         gc.disable()
         out["gc"] = "disabled"
 

@@ -60,6 +60,8 @@ class TraceBuffer:
         self._worker: threading.Thread | None = None
         self._spiller: threading.Thread | None = None
         self._pid = os.getpid()
+        #: delivered traces freed at once by ``delivery.release`` (diagnostics: the buffer's counters)
+        self._released = 0
         #: circuit breaker: while the store is down, batches go straight to the spool.
         self._store_down_until = 0.0
         self._probe_backoff = self.cfg.retry_initial_backoff
@@ -198,12 +200,19 @@ class TraceBuffer:
             if batch is None:
                 return
             if batch:
+                n = len(batch)
+                traces = [t for t, _ in batch]
+                batch = None  # its tuples hold the traces too: `traces` is the worker's only reference now
                 try:
-                    self._deliver([t for t, _ in batch])
+                    self._deliver(traces)
                 except Exception as exc:  # noqa: BLE001 - the worker never dies: later traces depend on it
-                    self._worker_failed("deliver", exc, len(batch))
+                    self._worker_failed("deliver", exc, n)
                 finally:
-                    self._done(len(batch))
+                    # stored, spooled or counted: what nothing else holds is freed now, not by the cyclic
+                    # GC (before _done, so that a flush() that returns has seen it)
+                    self._released += delivery.release(traces)
+                    traces = None
+                    self._done(n)
             if not self._stopping:
                 try:
                     if self._should_replay():
