@@ -14,6 +14,7 @@ import inspect
 import json
 import os
 import random
+import time
 import types
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,8 +52,19 @@ def new_span_id() -> int:
     return _getrandbits(64) or 1
 
 
+_time_ns = time.time_ns
+
+
 def new_trace_id() -> int:
-    return _getrandbits(128) or 1
+    """128 bits: the time in milliseconds (48 bits, as in a UUIDv7), then 80 random bits.
+
+    The trace id leads the primary keys and indexes of the store's trace and span tables: ids that
+    grow with time are appended where the last ones went, where random ones land on a random page of
+    every index, and SQLite's inserts then cost more the bigger the store (100 → 190 µs per trace over
+    the first 3,000 traces; flat at ~100 with these). The low 64 bits, which the sampler reads, stay
+    random (W3C Trace Context level 2 asks for the rightmost 7 bytes).
+    """
+    return (_time_ns() // 1_000_000) << 80 | _getrandbits(80)
 
 
 class SpanKind:
