@@ -80,6 +80,28 @@ def test_delivery_path_before_and_after(tmp_path):
           f"{med('after', 'burst', 'cpu_s') / cpu_untraced:>12.2f}   (untraced CPU {cpu_untraced:.2f} s)")
     print(f"{'request path alone vs untraced':28}{med('before', 'request_only', 'wall_s') / untraced:>12.2f}"
           f"{med('after', 'request_only', 'wall_s') / untraced:>12.2f}   (the floor: traces taken, then dropped)")
+    n_req = n / 1000  # seconds per burst → ms per request
+    gc_of = lambda x, who_: sum(x["gc"].get(who_, {}).get("cpu_s", [0.0])) if "gc" in x else float("nan")
+    full_of = lambda x: sum(v["collections"][2] for v in x["gc"].values()) if "gc" in x else float("nan")
+    print(f"where the burst's time goes, ms per request (medians; untraced {untraced / n_req:.3f} wall, "
+          f"{cpu_untraced / n_req:.3f} CPU, of which GC {statistics.median(gc_of(x, 'program') for x in res[('after', 'untraced')]) / n_req:.3f})")
+    rows = (("program thread CPU (requests + tracing)", lambda x: x["program_cpu_s"]),
+            ("  of which cyclic GC", lambda x: gc_of(x, "program")),
+            ("program thread waiting (GIL)", lambda x: x["program_gil_wait_s"]),
+            ("worker CPU (delivery)", lambda x: x["worker_cpu_s"]),
+            ("  of which cyclic GC", lambda x: gc_of(x, "worker")),
+            ("  worker CPU while the requests ran", lambda x: x["worker_cpu_during_program_s"]),
+            ("request path alone (request_only wall - untraced)", None))
+    for label, fn in rows:
+        if fn is None:
+            b = (med("before", "request_only", "wall_s") - untraced) / n_req
+            a = (med("after", "request_only", "wall_s") - untraced) / n_req
+        else:
+            b = statistics.median(fn(x) for x in res[("before", "burst")]) / n_req
+            a = statistics.median(fn(x) for x in res[("after", "burst")]) / n_req
+        print(f"{label:52}{b:>10.3f}{a:>10.3f}")
+    print(f"{'full (gen-2) collections per burst':52}{statistics.median(full_of(x) for x in res[('before', 'burst')]):>10.0f}"
+          f"{statistics.median(full_of(x) for x in res[('after', 'burst')]):>10.0f}")
     stored = [x["stored"] for w in who for x in res[(w, "burst")]]
     print(f"stored per burst: {stored}")
     print(f"{'stage (µs per trace / span)':28}{'before':>18}{'after':>18}")
