@@ -127,3 +127,17 @@ def test_the_default_cache_is_the_users_cache_folder(tmp_path, monkeypatch):
 def test_a_bad_prefilter_cache_value_names_the_key(value):
     with pytest.raises(ValueError, match=r"redact\.prefilter_cache: must be true, false or a folder path"):
         Redactor({"prefilter_cache": value})
+
+
+@needs_hyperscan
+def test_enable_keeps_the_database_where_the_environment_says(tmp_path, monkeypatch):
+    import dspy_tracekit as tk
+
+    monkeypatch.setenv("DSPY_TRACEKIT_REDACT_PREFILTER_CACHE", str(tmp_path / "from-env"))
+    before = _stats()
+    assert tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="cache")
+    tk.disable()
+    assert tk.enable(plugins=["redact"], tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="cache")
+    tk.disable()
+    assert _delta(before) == {"compiled": 1, "loaded": 1, "rejected": 0, "written": 1}
+    assert len(_files(tmp_path / "from-env")) == 1
