@@ -196,10 +196,18 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
     if resources.cpu_on:  # analytics v2 (#15): thread CPU time
         span.thread_id, span.cpu_start_ns = get_ident(), cpu_now(span.start_ns)
     token = current_span.set(span)
-    if mgr.span_start_fns:
+    calls = mgr.span_start_calls
+    if calls:
         try:
-            for fn in mgr.span_start_fns:
-                fn(span)
+            for fn, plugin in calls:
+                try:
+                    fn(span)
+                except TracekitAbort:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a plugin must not break the user's program
+                    if plugin is None:  # pluggy's call loop (a wrapper): its implementations are isolated
+                        raise
+                    mgr.hook_failed(plugin, "tracekit_span_start", exc)
         except TracekitAbort as exc:
             _end_span(span, token, None, exc)
             raise
@@ -279,11 +287,13 @@ def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException
     if rt is None:
         return  # tracing stopped while the span was open: counted by disable() (spans_open_at_disable)
     mgr = rt.manager
-    for fn in mgr.span_end_fns:
+    for fn, plugin in mgr.span_end_calls:
         try:
             fn(span)
-        except Exception as exc:  # noqa: BLE001 - an abort after the call makes no sense: swallow
+        except TracekitAbort as exc:  # an abort after the call makes no sense: swallow
             mgr.hook_failed("core", "span_end", exc)
+        except Exception as exc:  # noqa: BLE001 - a plugin must not break the user's program
+            mgr.hook_failed(plugin or "core", "tracekit_span_end" if plugin else "span_end", exc)
     if span.trace.root is span:
         rt.open_traces.pop(id(span.trace), None)
         finish_trace(mgr, span.trace)
