@@ -1,0 +1,88 @@
+"""Delivery in a second process beside the in-process design, in one run (issue #12, a measurement).
+
+    BENCH_ROUNDS=3 uv run pytest -m benchmark tests/benchmarks/test_bench_oop.py -s
+
+Each round runs, each in its own process and interleaved: ``bench_delivery.py untraced``, ``request_only``
+(traces taken then dropped: the request path alone), ``burst`` (today's design: the buffer's worker thread
+in the program's process) and ``bench_oop.py oop`` (keep + materialize + pickle on a parent thread, redact +
+store in a spawned child). ``oop_raw`` (send before materialize) runs once: it reports whether the raw
+records pickle. Medians are reported, as ratios to the untraced burst of the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+DELIVERY, OOP = HERE / "bench_delivery.py", HERE / "bench_oop.py"
+
+
+def _run(script: Path, mode: str, n: int, store: Path) -> dict:
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = subprocess.run([sys.executable, str(script), mode, str(n), str(store)], capture_output=True, text=True,
+                         check=False, env=env, timeout=1800)
+    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
+    assert lines, f"{mode} failed:\n{out.stderr[-3000:]}"
+    return json.loads(lines[-1])
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(5400)
+def test_delivery_in_a_second_process(tmp_path):
+    rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
+    n = int(os.environ.get("BENCH_N", "3000"))
+    modes = ((DELIVERY, "untraced"), (DELIVERY, "request_only"), (DELIVERY, "burst"), (OOP, "oop"))
+    res: dict[str, list[dict]] = {m: [] for _, m in modes}
+    raw = _run(OOP, "oop_raw", n, tmp_path / "raw")
+    for r in range(rounds):
+        for script, m in modes:
+            res[m].append(_run(script, m, n, tmp_path / f"r{r}"))
+
+    def med(m, k):
+        return statistics.median(x[k] for x in res[m])
+
+    def med_sub(m, d, k):
+        return statistics.median(x[d][k] for x in res[m])
+
+    uw, uc = med("untraced", "wall_s"), med("untraced", "cpu_s")
+    print(f"\n[oop] 6-span intent program, DummyLM, redact + sample(1.0) + cost, burst of {n}, {rounds} rounds, "
+          f"medians; ratios to the untraced burst of this run (wall {uw:.2f} s, CPU {uc:.2f} s)")
+    print(f"{'mode':44}{'wall s':>9}{'x wall':>8}{'CPU s':>9}{'x CPU':>8}")
+    rows = (("untraced", "untraced", "wall_s", "cpu_s"),
+            ("request path alone (taken, dropped)", "request_only", "wall_s", "cpu_s"),
+            ("in-process: buffer worker thread", "burst", "wall_s", "cpu_s"),
+            ("second process: parent CPU", "oop", "wall_s", "parent_cpu_s"))
+    for label, m, kw, kc in rows:
+        w, c = med(m, kw), med(m, kc)
+        print(f"{label:44}{w:>9.2f}{w / uw:>8.2f}{c:>9.2f}{c / uc:>8.2f}")
+    cc = med("oop", "child_cpu_s")
+    tot = statistics.median(x["parent_cpu_s"] + x["child_cpu_s"] for x in res["oop"])
+    print(f"{'second process: child CPU':44}{'':>9}{'':>8}{cc:>9.2f}{cc / uc:>8.2f}")
+    print(f"{'second process: parent + child CPU':44}{'':>9}{'':>8}{tot:>9.2f}{tot / uc:>8.2f}")
+    print(f"second process, requests alone (until the last request returned): {med('oop', 'requests_wall_s'):.2f} s"
+          f" = {med('oop', 'requests_wall_s') / uw:.2f} x untraced")
+    print("second process, µs per trace (thread CPU): parent "
+          + ", ".join(f"{k} {med_sub('oop', 'parent_us_per_trace', k):.1f}" for k in ("keep", "materialize", "pickle"))
+          + "; child " + ", ".join(f"{k} {med_sub('oop', 'child_us_per_trace', k):.1f}"
+                                   for k in ("unpickle", "redact", "export")))
+    print(f"serialisation: {med('oop', 'bytes_per_trace'):.0f} bytes per trace (pickle protocol 5), "
+          f"batches per burst {[x['batches'] for x in res['oop']]}")
+    print(f"child start-up (spawn -> imports -> enable() -> ready, not in the burst): wall "
+          f"{med('oop', 'child_startup_wall_s'):.2f} s, child CPU {med('oop', 'child_startup_cpu_s'):.2f} s")
+    if raw.get("raw_pickles"):
+        print(f"send before materialize: wall {raw['wall_s']:.2f} s, parent CPU {raw['parent_cpu_s']:.2f} s, "
+              f"child CPU {raw['child_cpu_s']:.2f} s (one run)")
+    else:
+        print(f"send before materialize: the raw records do not pickle ({raw['error']}); failing fields:")
+        for field, why in raw["failing_fields"].items():
+            print(f"  {field}: {why.splitlines()[0]}")
+    stored = {m: [x["stored"] for x in res[m]] for m in ("burst", "oop")}
+    print(f"stored per burst: {stored}")
+    assert all(s == n for v in stored.values() for s in v)
