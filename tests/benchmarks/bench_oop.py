@@ -17,11 +17,15 @@ the program?
   store) and acknowledges each batch with the running count.
 * ``oop_raw``: the same, but the parent sends the trace before materialize and the child materializes.
   If the raw records do not pickle, the mode says so and which fields fail, and why.
+* ``parent_only``: the parent's side of ``oop`` alone (take, keep, materialize, pickle; the bytes are
+  dropped, no child): what the program's process pays, without a second process competing for the cores.
 
 Printed (one JSON line): wall until the child has stored all N, parent and child process CPU over that
 window, the serialisation cost per trace (parent ``pickle.dumps`` and child ``pickle.loads``, thread CPU),
 bytes per trace, the child's start-up (spawn → imports → ``enable()`` → ready; excluded from the burst),
-and the rows stored (counted as ``bench_delivery._stored`` does).
+and the rows stored (counted as ``bench_delivery._stored`` does). Also where the program's thread spent
+the burst's wall time (``/proc/thread-self/schedstat``: on a CPU, runnable but waiting for one — the
+machine's load — or blocked: the GIL, a lock), the same for the child, and the parent's cyclic-GC CPU.
 
 ``TK_OOP_BATCH`` / ``TK_OOP_INTERVAL`` change the batch size / flush interval.
 """
@@ -47,6 +51,17 @@ INTERVAL = float(os.environ.get("TK_OOP_INTERVAL", "0.5"))
 MARK, STOP = b"mark", b"stop"
 
 
+def _sched() -> tuple[float, float]:
+    """The calling thread's seconds on a CPU and seconds runnable but waiting for one (the machine's load);
+    the rest of a wall interval the thread was blocked (the GIL, a lock, the pipe)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            run, wait, _ = f.read().split()
+        return int(run) / 1e9, int(wait) / 1e9
+    except OSError:
+        return 0.0, 0.0
+
+
 # -- child: the rest of the delivery path ---------------------------------------------------------------
 def _child(conn, uri: str, store_dir: str, raw: bool) -> None:
     w0, c0 = time.perf_counter(), time.process_time()
@@ -62,12 +77,12 @@ def _child(conn, uri: str, store_dir: str, raw: bool) -> None:
     conn.send_bytes(pickle.dumps(("ready", time.perf_counter() - w0, time.process_time() - c0)))
     stats = dict.fromkeys(("unpickle", "materialize", "redact", "export"), 0.0)
     stored = 0
-    cpu0 = time.process_time()
+    cpu0, sched0, wall0 = time.process_time(), _sched(), time.perf_counter()
     while True:
         msg = conn.recv_bytes()
         if msg == MARK:  # the burst starts: count from here
             stats = dict.fromkeys(stats, 0.0)
-            stored, cpu0 = 0, time.process_time()
+            stored, cpu0, sched0, wall0 = 0, time.process_time(), _sched(), time.perf_counter()
             conn.send_bytes(pickle.dumps(("marked",)))
             continue
         if msg == STOP:
@@ -89,6 +104,9 @@ def _child(conn, uri: str, store_dir: str, raw: bool) -> None:
         core.tracekit_export_traces(batch)
         stats["export"] += time.thread_time() - t3
         stored += len(batch)
+        sched = _sched()
+        stats["sched_run"], stats["sched_wait"] = sched[0] - sched0[0], sched[1] - sched0[1]
+        stats["wall"] = time.perf_counter() - wall0
         conn.send_bytes(pickle.dumps(("ack", stored, time.process_time() - cpu0, stats)))
     tk.disable()
     conn.close()
@@ -104,7 +122,7 @@ class Sender:
         self.cond = threading.Condition()
         self.flushing = False
         self.stopping = False
-        self.stats = dict.fromkeys(("keep", "materialize", "pickle"), 0.0)
+        self.stats = dict.fromkeys(("keep", "materialize", "pickle", "send"), 0.0)
         self.bytes = 0
         self.sent = 0
         self.batches = 0
@@ -170,7 +188,11 @@ class Sender:
         self.bytes += len(data)
         self.sent += len(batch)
         self.batches += 1
+        if self.conn is None:  # parent_only: the bytes are dropped
+            return
+        t1 = time.thread_time()
         self.conn.send_bytes(data)
+        self.stats["send"] += time.thread_time() - t1
 
 
 class Acks:
@@ -217,8 +239,9 @@ def _raw_pickle_report(trace) -> dict:
 
 
 def main(mode: str, n: int, store_dir: str) -> None:
-    assert mode in ("oop", "oop_raw"), f"unknown mode {mode!r} (oop, oop_raw)"
+    assert mode in ("oop", "oop_raw", "parent_only"), f"unknown mode {mode!r} (oop, oop_raw, parent_only)"
     raw = mode == "oop_raw"
+    alone = mode == "parent_only"
     os.makedirs(store_dir, exist_ok=True)
     uri = f"sqlite:///{store_dir}/{mode}-{os.getpid()}.db"
     out: dict = {"mode": mode, "n": n, "batch_size": BATCH, "flush_interval": INTERVAL, "protocol": PROTOCOL}
@@ -253,15 +276,18 @@ def main(mode: str, n: int, store_dir: str) -> None:
             return
         out["raw_pickles"] = True
 
-    ctx = mp.get_context("spawn")
-    parent_conn, child_conn = ctx.Pipe(duplex=True)
-    w0 = time.perf_counter()
-    child = ctx.Process(target=_child, args=(child_conn, uri, store_dir, raw), daemon=True)
-    child.start()
-    acks = Acks(parent_conn)
-    ready = acks.wait_for(lambda m: m[0] == "ready", 300)
-    out.update(child_startup_wall_s=time.perf_counter() - w0, child_startup_in_child_wall_s=ready[1],
-               child_startup_cpu_s=ready[2])
+    if alone:
+        parent_conn = child = None
+    else:
+        ctx = mp.get_context("spawn")
+        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        w0 = time.perf_counter()
+        child = ctx.Process(target=_child, args=(child_conn, uri, store_dir, raw), daemon=True)
+        child.start()
+        acks = Acks(parent_conn)
+        ready = acks.wait_for(lambda m: m[0] == "ready", 300)
+        out.update(child_startup_wall_s=time.perf_counter() - w0, child_startup_in_child_wall_s=ready[1],
+                   child_startup_cpu_s=ready[2])
 
     sender: Sender | None = None
 
@@ -276,25 +302,65 @@ def main(mode: str, n: int, store_dir: str) -> None:
     sender = Sender(parent_conn, _state.manager.pm.hook, raw)
     _burst(program, 20, "warm")  # the first write (experiment, statement caches) outside the timing
     sender.flush()
-    acks.wait_for(lambda m: m[0] == "ack" and m[1] == 20, 120)
-    before = _stored(uri)
-    sender.send_raw(MARK)
-    acks.wait_for(lambda m: m[0] == "marked", 60)
+    if alone:
+        while sender.sent < 20:
+            time.sleep(0.005)
+    else:
+        acks.wait_for(lambda m: m[0] == "ack" and m[1] == 20, 120)
+        before = _stored(uri)
+        sender.send_raw(MARK)
+        acks.wait_for(lambda m: m[0] == "marked", 60)
     sender.reset()
+    clocks = {"sender": time.pthread_getcpuclockid(sender.thread.ident)}
+    if not alone:
+        clocks["acks"] = time.pthread_getcpuclockid(acks.thread.ident)
+    th0 = {k: time.clock_gettime(c) for k, c in clocks.items()}
+    gc_s = [0.0, 0.0, 0]  # CPU in the cyclic GC (thread CPU of whichever thread collects), start, count
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    def on_gc(phase, info):
+        if phase == "start":
+            gc_s[1] = time.thread_time()
+        else:
+            gc_s[0] += time.thread_time() - gc_s[1]
+            gc_s[2] += 1
+
+    import gc
+
+    gc.callbacks.append(on_gc)
+    t0, c0, s0 = time.perf_counter(), time.process_time(), _sched()
     _burst(program, n)
+    s1 = _sched()
     requests_s = time.perf_counter() - t0
     sender.flush()
-    last = acks.wait_for(lambda m: m[0] == "ack" and m[1] >= n, 900)
+    if alone:
+        while sender.sent < n:
+            time.sleep(0.005)
+    else:
+        last = acks.wait_for(lambda m: m[0] == "ack" and m[1] >= n, 900)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    gc.callbacks.remove(on_gc)
+    threads = {k: time.clock_gettime(c) - th0[k] for k, c in clocks.items()}
+    main_sched = {"wall_s": requests_s, "on_cpu_s": s1[0] - s0[0], "runnable_waiting_s": s1[1] - s0[1],
+                  "blocked_s": requests_s - (s1[0] - s0[0]) - (s1[1] - s0[1])}
+    sent = sender.sent or 1
+    if alone:  # what the parent pays alone: take, keep, materialize, pickle (bytes dropped), no child
+        tk.disable()
+        out.update(wall_s=wall, requests_wall_s=requests_s, parent_cpu_s=cpu, parent_thread_cpu_s=threads,
+                   main_thread_requests=main_sched, parent_gc_cpu_s=gc_s[0], parent_gc_collections=gc_s[2],
+                   batches=sender.batches, bytes_per_trace=sender.bytes / sent,
+                   parent_us_per_trace={k: v / sent * 1e6 for k, v in sender.stats.items()})
+        print(json.dumps(out))
+        return
     tk.disable()
     sender.send_raw(STOP)
     child.join(60)
     stats = last[3]
-    sent = sender.sent or 1
     out.update(
         wall_s=wall, requests_wall_s=requests_s, parent_cpu_s=cpu, child_cpu_s=last[2],
+        parent_thread_cpu_s=threads,
+        main_thread_requests=main_sched,
+        child_sched={"wall_s": stats.pop("wall"), "on_cpu_s": stats.pop("sched_run"),
+                     "runnable_waiting_s": stats.pop("sched_wait")}, parent_gc_cpu_s=gc_s[0], parent_gc_collections=gc_s[2],
         stored_acked=last[1], stored=_stored(uri) - before, batches=sender.batches,
         bytes_per_trace=sender.bytes / sent,
         parent_us_per_trace={k: v / sent * 1e6 for k, v in sender.stats.items()},

@@ -5,7 +5,7 @@
 Each round runs, each in its own process and interleaved: ``bench_delivery.py untraced``, ``request_only``
 (traces taken then dropped: the request path alone), ``burst`` (today's design: the buffer's worker thread
 in the program's process) and ``bench_oop.py oop`` (keep + materialize + pickle on a parent thread, redact +
-store in a spawned child). ``oop_raw`` (send before materialize) runs once: it reports whether the raw
+store in a spawned child) and ``bench_oop.py parent_only`` (the parent's side alone, no child). ``oop_raw`` (send before materialize) runs once: it reports whether the raw
 records pickle. Medians are reported, as ratios to the untraced burst of the same run.
 """
 
@@ -38,7 +38,8 @@ def _run(script: Path, mode: str, n: int, store: Path) -> dict:
 def test_delivery_in_a_second_process(tmp_path):
     rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
     n = int(os.environ.get("BENCH_N", "3000"))
-    modes = ((DELIVERY, "untraced"), (DELIVERY, "request_only"), (DELIVERY, "burst"), (OOP, "oop"))
+    modes = ((DELIVERY, "untraced"), (DELIVERY, "request_only"), (DELIVERY, "burst"), (OOP, "oop"),
+             (OOP, "parent_only"))
     res: dict[str, list[dict]] = {m: [] for _, m in modes}
     raw = _run(OOP, "oop_raw", n, tmp_path / "raw")
     for r in range(rounds):
@@ -58,7 +59,8 @@ def test_delivery_in_a_second_process(tmp_path):
     rows = (("untraced", "untraced", "wall_s", "cpu_s"),
             ("request path alone (taken, dropped)", "request_only", "wall_s", "cpu_s"),
             ("in-process: buffer worker thread", "burst", "wall_s", "cpu_s"),
-            ("second process: parent CPU", "oop", "wall_s", "parent_cpu_s"))
+            ("second process: parent CPU", "oop", "wall_s", "parent_cpu_s"),
+            ("parent side alone (no child, bytes dropped)", "parent_only", "wall_s", "parent_cpu_s"))
     for label, m, kw, kc in rows:
         w, c = med(m, kw), med(m, kc)
         print(f"{label:44}{w:>9.2f}{w / uw:>8.2f}{c:>9.2f}{c / uc:>8.2f}")
@@ -66,10 +68,25 @@ def test_delivery_in_a_second_process(tmp_path):
     tot = statistics.median(x["parent_cpu_s"] + x["child_cpu_s"] for x in res["oop"])
     print(f"{'second process: child CPU':44}{'':>9}{'':>8}{cc:>9.2f}{cc / uc:>8.2f}")
     print(f"{'second process: parent + child CPU':44}{'':>9}{'':>8}{tot:>9.2f}{tot / uc:>8.2f}")
+    th = {k: statistics.median(x["parent_thread_cpu_s"][k] for x in res["oop"]) for k in ("sender", "acks")}
+    main_cpu = statistics.median(x["parent_cpu_s"] - sum(x["parent_thread_cpu_s"].values()) for x in res["oop"])
+    print(f"second process, parent CPU by thread: program {main_cpu:.2f} s ({main_cpu / uc:.2f} x untraced CPU), "
+          f"sender {th['sender']:.2f} s, ack reader {th['acks']:.2f} s; cyclic GC CPU {med('oop', 'parent_gc_cpu_s'):.2f} s "
+          f"in {med('oop', 'parent_gc_collections'):.0f} collections")
+    for m in ("oop", "parent_only"):
+        sched = {k: statistics.median(x["main_thread_requests"][k] for x in res[m])
+                 for k in ("wall_s", "on_cpu_s", "runnable_waiting_s", "blocked_s")}
+        print(f"{m}: program thread during the requests: wall {sched['wall_s']:.2f} s = on a CPU "
+              f"{sched['on_cpu_s']:.2f} + runnable, waiting for a CPU {sched['runnable_waiting_s']:.2f} + blocked "
+              f"(GIL, locks) {sched['blocked_s']:.2f}")
+    cs = {k: statistics.median(x["child_sched"][k] for x in res["oop"]) for k in ("wall_s", "on_cpu_s",
+                                                                               "runnable_waiting_s")}
+    print(f"oop: child during the burst: wall {cs['wall_s']:.2f} s, on a CPU {cs['on_cpu_s']:.2f}, runnable waiting "
+          f"{cs['runnable_waiting_s']:.2f}")
     print(f"second process, requests alone (until the last request returned): {med('oop', 'requests_wall_s'):.2f} s"
           f" = {med('oop', 'requests_wall_s') / uw:.2f} x untraced")
     print("second process, µs per trace (thread CPU): parent "
-          + ", ".join(f"{k} {med_sub('oop', 'parent_us_per_trace', k):.1f}" for k in ("keep", "materialize", "pickle"))
+          + ", ".join(f"{k} {med_sub('oop', 'parent_us_per_trace', k):.1f}" for k in ("keep", "materialize", "pickle", "send"))
           + "; child " + ", ".join(f"{k} {med_sub('oop', 'child_us_per_trace', k):.1f}"
                                    for k in ("unpickle", "redact", "export")))
     print(f"serialisation: {med('oop', 'bytes_per_trace'):.0f} bytes per trace (pickle protocol 5), "
