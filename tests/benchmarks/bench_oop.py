@@ -27,7 +27,8 @@ and the rows stored (counted as ``bench_delivery._stored`` does). Also where the
 the burst's wall time (``/proc/thread-self/schedstat``: on a CPU, runnable but waiting for one — the
 machine's load — or blocked: the GIL, a lock), the same for the child, and the parent's cyclic-GC CPU.
 
-``TK_OOP_BATCH`` / ``TK_OOP_INTERVAL`` change the batch size / flush interval.
+``TK_OOP_BATCH`` / ``TK_OOP_INTERVAL`` change the batch size / flush interval; ``TK_OOP_GC_FREEZE=1`` calls
+``gc.freeze()`` after start-up in both processes (what the cyclic GC's full collections cost).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ PROTOCOL = 5
 BATCH = int(os.environ.get("TK_OOP_BATCH", "200"))
 INTERVAL = float(os.environ.get("TK_OOP_INTERVAL", "0.5"))
 MARK, STOP = b"mark", b"stop"
+FREEZE = bool(os.environ.get("TK_OOP_GC_FREEZE"))  # gc.freeze() after start-up, in parent and child
 
 
 def _sched() -> tuple[float, float]:
@@ -74,6 +76,19 @@ def _child(conn, uri: str, store_dir: str, raw: bool) -> None:
     core = mgr.pm.get_plugin("mlflow")
     core.experiment_id()
     procs = [impl.function for impl in reversed(mgr.pm.hook.tracekit_process_trace.get_hookimpls())]
+    import gc
+
+    if FREEZE:
+        gc.freeze()
+    gcs = [0.0, 0.0]
+
+    def on_gc(phase, info):  # the child's cyclic-GC CPU (it lands inside whichever stage allocates)
+        if phase == "start":
+            gcs[1] = time.thread_time()
+        else:
+            gcs[0] += time.thread_time() - gcs[1]
+
+    gc.callbacks.append(on_gc)
     conn.send_bytes(pickle.dumps(("ready", time.perf_counter() - w0, time.process_time() - c0)))
     stats = dict.fromkeys(("unpickle", "materialize", "redact", "export"), 0.0)
     stored = 0
@@ -82,6 +97,7 @@ def _child(conn, uri: str, store_dir: str, raw: bool) -> None:
         msg = conn.recv_bytes()
         if msg == MARK:  # the burst starts: count from here
             stats = dict.fromkeys(stats, 0.0)
+            gcs[0] = 0.0
             stored, cpu0, sched0, wall0 = 0, time.process_time(), _sched(), time.perf_counter()
             conn.send_bytes(pickle.dumps(("marked",)))
             continue
@@ -107,6 +123,7 @@ def _child(conn, uri: str, store_dir: str, raw: bool) -> None:
         sched = _sched()
         stats["sched_run"], stats["sched_wait"] = sched[0] - sched0[0], sched[1] - sched0[1]
         stats["wall"] = time.perf_counter() - wall0
+        stats["gc_cpu"] = gcs[0]
         conn.send_bytes(pickle.dumps(("ack", stored, time.process_time() - cpu0, stats)))
     tk.disable()
     conn.close()
@@ -300,6 +317,11 @@ def main(mode: str, n: int, store_dir: str) -> None:
     tk.enable(plugins=["redact", "sample", "cost", Take()], tracking_uri=uri,
               experiment="bench", config=_config(store_dir))
     sender = Sender(parent_conn, _state.manager.pm.hook, raw)
+    out["gc_freeze"] = FREEZE
+    if FREEZE:
+        import gc
+
+        gc.freeze()
     _burst(program, 20, "warm")  # the first write (experiment, statement caches) outside the timing
     sender.flush()
     if alone:
@@ -359,6 +381,7 @@ def main(mode: str, n: int, store_dir: str) -> None:
         wall_s=wall, requests_wall_s=requests_s, parent_cpu_s=cpu, child_cpu_s=last[2],
         parent_thread_cpu_s=threads,
         main_thread_requests=main_sched,
+        child_gc_cpu_s=stats.pop("gc_cpu"),
         child_sched={"wall_s": stats.pop("wall"), "on_cpu_s": stats.pop("sched_run"),
                      "runnable_waiting_s": stats.pop("sched_wait")}, parent_gc_cpu_s=gc_s[0], parent_gc_collections=gc_s[2],
         stored_acked=last[1], stored=_stored(uri) - before, batches=sender.batches,

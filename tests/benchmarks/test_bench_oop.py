@@ -24,8 +24,8 @@ HERE = Path(__file__).parent
 DELIVERY, OOP = HERE / "bench_delivery.py", HERE / "bench_oop.py"
 
 
-def _run(script: Path, mode: str, n: int, store: Path) -> dict:
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+def _run(script: Path, mode: str, n: int, store: Path, **extra: str) -> dict:
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **extra}
     out = subprocess.run([sys.executable, str(script), mode, str(n), str(store)], capture_output=True, text=True,
                          check=False, env=env, timeout=1800)
     lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
@@ -38,13 +38,16 @@ def _run(script: Path, mode: str, n: int, store: Path) -> dict:
 def test_delivery_in_a_second_process(tmp_path):
     rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
     n = int(os.environ.get("BENCH_N", "3000"))
-    modes = ((DELIVERY, "untraced"), (DELIVERY, "request_only"), (DELIVERY, "burst"), (OOP, "oop"),
-             (OOP, "parent_only"))
-    res: dict[str, list[dict]] = {m: [] for _, m in modes}
+    # (label, script, mode, env): the *_freeze runs call gc.freeze() after start-up (both processes for oop)
+    modes = (("untraced", DELIVERY, "untraced", {}), ("request_only", DELIVERY, "request_only", {}),
+             ("burst", DELIVERY, "burst", {}), ("oop", OOP, "oop", {}), ("parent_only", OOP, "parent_only", {}),
+             ("burst_freeze", DELIVERY, "burst", {"TK_BENCH_GC_FREEZE": "1"}),
+             ("oop_freeze", OOP, "oop", {"TK_OOP_GC_FREEZE": "1"}))
+    res: dict[str, list[dict]] = {label: [] for label, *_ in modes}
     raw = _run(OOP, "oop_raw", n, tmp_path / "raw")
     for r in range(rounds):
-        for script, m in modes:
-            res[m].append(_run(script, m, n, tmp_path / f"r{r}"))
+        for label, script, m, env in modes:
+            res[label].append(_run(script, m, n, tmp_path / f"r{r}", **env))
 
     def med(m, k):
         return statistics.median(x[k] for x in res[m])
@@ -60,14 +63,17 @@ def test_delivery_in_a_second_process(tmp_path):
             ("request path alone (taken, dropped)", "request_only", "wall_s", "cpu_s"),
             ("in-process: buffer worker thread", "burst", "wall_s", "cpu_s"),
             ("second process: parent CPU", "oop", "wall_s", "parent_cpu_s"),
-            ("parent side alone (no child, bytes dropped)", "parent_only", "wall_s", "parent_cpu_s"))
+            ("parent side alone (no child, bytes dropped)", "parent_only", "wall_s", "parent_cpu_s"),
+            ("in-process, gc.freeze()", "burst_freeze", "wall_s", "cpu_s"),
+            ("second process, gc.freeze(): parent CPU", "oop_freeze", "wall_s", "parent_cpu_s"))
     for label, m, kw, kc in rows:
         w, c = med(m, kw), med(m, kc)
         print(f"{label:44}{w:>9.2f}{w / uw:>8.2f}{c:>9.2f}{c / uc:>8.2f}")
-    cc = med("oop", "child_cpu_s")
-    tot = statistics.median(x["parent_cpu_s"] + x["child_cpu_s"] for x in res["oop"])
-    print(f"{'second process: child CPU':44}{'':>9}{'':>8}{cc:>9.2f}{cc / uc:>8.2f}")
-    print(f"{'second process: parent + child CPU':44}{'':>9}{'':>8}{tot:>9.2f}{tot / uc:>8.2f}")
+    for m, tag in (("oop", ""), ("oop_freeze", ", gc.freeze()")):
+        cc = med(m, "child_cpu_s")
+        tot = statistics.median(x["parent_cpu_s"] + x["child_cpu_s"] for x in res[m])
+        print(f"{'second process' + tag + ': child CPU':44}{'':>9}{'':>8}{cc:>9.2f}{cc / uc:>8.2f}")
+        print(f"{'second process' + tag + ': parent + child CPU':44}{'':>9}{'':>8}{tot:>9.2f}{tot / uc:>8.2f}")
     th = {k: statistics.median(x["parent_thread_cpu_s"][k] for x in res["oop"]) for k in ("sender", "acks")}
     main_cpu = statistics.median(x["parent_cpu_s"] - sum(x["parent_thread_cpu_s"].values()) for x in res["oop"])
     print(f"second process, parent CPU by thread: program {main_cpu:.2f} s ({main_cpu / uc:.2f} x untraced CPU), "
@@ -85,10 +91,13 @@ def test_delivery_in_a_second_process(tmp_path):
           f"{cs['runnable_waiting_s']:.2f}")
     print(f"second process, requests alone (until the last request returned): {med('oop', 'requests_wall_s'):.2f} s"
           f" = {med('oop', 'requests_wall_s') / uw:.2f} x untraced")
-    print("second process, µs per trace (thread CPU): parent "
-          + ", ".join(f"{k} {med_sub('oop', 'parent_us_per_trace', k):.1f}" for k in ("keep", "materialize", "pickle", "send"))
-          + "; child " + ", ".join(f"{k} {med_sub('oop', 'child_us_per_trace', k):.1f}"
-                                   for k in ("unpickle", "redact", "export")))
+    for m in ("oop", "oop_freeze"):
+        print(f"{m}, µs per trace (thread CPU): parent "
+              + ", ".join(f"{k} {med_sub(m, 'parent_us_per_trace', k):.1f}"
+                          for k in ("keep", "materialize", "pickle", "send"))
+              + "; child " + ", ".join(f"{k} {med_sub(m, 'child_us_per_trace', k):.1f}"
+                                       for k in ("unpickle", "redact", "export"))
+              + f"; child GC CPU {med(m, 'child_gc_cpu_s'):.2f} s, parent GC CPU {med(m, 'parent_gc_cpu_s'):.2f} s")
     print(f"serialisation: {med('oop', 'bytes_per_trace'):.0f} bytes per trace (pickle protocol 5), "
           f"batches per burst {[x['batches'] for x in res['oop']]}")
     print(f"child start-up (spawn -> imports -> enable() -> ready, not in the burst): wall "
@@ -100,6 +109,6 @@ def test_delivery_in_a_second_process(tmp_path):
         print(f"send before materialize: the raw records do not pickle ({raw['error']}); failing fields:")
         for field, why in raw["failing_fields"].items():
             print(f"  {field}: {why.splitlines()[0]}")
-    stored = {m: [x["stored"] for x in res[m]] for m in ("burst", "oop")}
+    stored = {m: [x["stored"] for x in res[m]] for m in ("burst", "oop", "burst_freeze", "oop_freeze")}
     print(f"stored per burst: {stored}")
     assert all(s == n for v in stored.values() for s in v)
