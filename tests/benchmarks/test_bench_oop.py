@@ -5,7 +5,7 @@
 Each round runs, each in its own process and interleaved: ``bench_delivery.py untraced``, ``request_only``
 (traces taken then dropped: the request path alone), ``burst`` (today's design: the buffer's worker thread
 in the program's process) and ``bench_oop.py oop`` (keep + materialize + pickle on a parent thread, redact +
-store in a spawned child) and ``bench_oop.py parent_only`` (the parent's side alone, no child). ``oop_raw`` (send before materialize) runs once: it reports whether the raw
+store in a spawned child) and ``bench_oop.py parent_only`` (the parent's side alone, no child). ``oop_raw`` (send before materialize) and ``serial`` (pickle vs marshal/orjson of ``to_dict``) run once: it reports whether the raw
 records pickle. Medians are reported, as ratios to the untraced burst of the same run.
 """
 
@@ -45,6 +45,7 @@ def test_delivery_in_a_second_process(tmp_path):
              ("oop_freeze", OOP, "oop", {"TK_OOP_GC_FREEZE": "1"}))
     res: dict[str, list[dict]] = {label: [] for label, *_ in modes}
     raw = _run(OOP, "oop_raw", n, tmp_path / "raw")
+    serial = _run(OOP, "serial", min(n, 1000), tmp_path / "serial")["serial"]
     for r in range(rounds):
         for label, script, m, env in modes:
             res[label].append(_run(script, m, n, tmp_path / f"r{r}", **env))
@@ -107,6 +108,13 @@ def test_delivery_in_a_second_process(tmp_path):
           f"batches per burst {[x['batches'] for x in res['oop']]}")
     print(f"child start-up (spawn -> imports -> enable() -> ready, not in the burst): wall "
           f"{med('oop', 'child_startup_wall_s'):.2f} s, child CPU {med('oop', 'child_startup_cpu_s'):.2f} s")
+    print("serialisations of the same materialized traces, batches of 200, µs per trace (thread CPU, best of 5):")
+    for name, v in serial.items():
+        if "fails" in v:
+            print(f"  {name}: fails ({v['fails']})")
+        else:
+            print(f"  {name}: dump {v['dump_us']:.1f} + load {v['load_us']:.1f} = {v['dump_us'] + v['load_us']:.1f}, "
+                  f"{v['bytes']:.0f} bytes, round trip equal (to_dict): {v['round_trip_equal']}")
     if raw.get("raw_pickles"):
         print(f"send before materialize: wall {raw['wall_s']:.2f} s, parent CPU {raw['parent_cpu_s']:.2f} s, "
               f"child CPU {raw['child_cpu_s']:.2f} s (one run)")
