@@ -4,9 +4,11 @@
 
 Each round runs, each in its own process and interleaved: ``bench_delivery.py untraced``, ``request_only``
 (traces taken then dropped: the request path alone), ``burst`` (today's design: the buffer's worker thread
-in the program's process) and ``bench_oop.py oop`` (keep + materialize + pickle on a parent thread, redact +
-store in a spawned child) and ``bench_oop.py parent_only`` (the parent's side alone, no child). ``oop_raw`` (send before materialize) and ``serial`` (pickle vs marshal/orjson of ``to_dict``) run once: it reports whether the raw
-records pickle. Medians are reported, as ratios to the untraced burst of the same run.
+in the program's process), ``bench_oop.py oop`` (keep + materialize + pickle on a parent thread, redact +
+store in a spawned child), ``bench_oop.py parent_only`` (the parent's side alone, no child), then ``burst``
+and ``oop`` again with ``gc.freeze()`` after start-up. Once per run: ``oop_raw`` (do the records pickle
+before materialize?) and ``serial`` (pickle vs marshal/orjson of ``to_dict``). Medians are reported, as
+ratios to the untraced burst of the same run.
 """
 
 from __future__ import annotations
