@@ -196,3 +196,54 @@ def test_the_needle_finders_find_what_find_all_finds(regression_set):
         for needles in FOUND_NEEDLES:
             assert p.finders[needles].spans(low) == find_all(low, needles), text
         assert p.word_starts(low) == sorted({s for s, _ in find_all(low, _NEEDLES)}), text
+
+
+#: what a prefixed key's regex starts with (every alternative of ``_prefilter.POSITIONS``' literals), plus
+#: look-alikes one character off
+_KEY_PREFIXES = (
+    "-----BEGIN PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----", "-----END PRIVATE KEY-----", "-----BEGIN ",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.", "eyJ0eXAiOiJKV1QifQ.eyJhIjoxfQ.", "eyJ0eXAiOiJKV1QifQ.",
+    "eyJ", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.", "sk-ant-", "sk-ant-api03-", "sk-", "sk-proj-", "sk-None-",
+    *(f"A{k}" for k in ("KIA", "SIA", "BIA", "CCA", "GPA", "IDA", "ROA", "IPA", "NPA", "NVA", "PKA", "KIB")),
+    *(f"gh{c}_" for c in "pousrx"), "github_pat_", "github_pa_", *(f"xox{c}-" for c in "abposrex"), "xapp-", "xap-",
+    *(f"{a}_{b}_" for a in ("sk", "rk", "pk", "xk") for b in ("live", "test")), "AIza", "AIz", "Bearer ",
+)
+
+
+def _prefixed_key_texts(n: int, seed: int = 7) -> list[str]:
+    """Prefixes of the key detectors run together with token characters, separators and non-ASCII letters
+    the pass sees (``é``, ``я``): keys at text edges, after word characters, inside each other."""
+    import random
+
+    rng = random.Random(seed)
+    token = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+    seps = (" ", " ", "\n", "_", "-", ".", "=", "é", "я", "/", ":", "'")
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            if rng.random() < 0.3:
+                parts.append(rng.choice(seps))
+            parts.append(rng.choice(_KEY_PREFIXES))
+            alphabet = token if rng.random() < 0.7 else token[:26] + token[52:62]  # AKIA... wants [A-Z0-9]{16}
+            parts.append("".join(rng.choice(alphabet) for _ in range(rng.choice((8, 16, 16, 20, 24, 35, 35, 36, 40)))))
+            if rng.random() < 0.5:
+                parts.append(rng.choice(seps))
+        out.append("".join(parts))
+    return out
+
+
+@needs_hyperscan
+def test_the_key_prefix_positions_of_the_pass_keep_every_prefixed_key():
+    """The prefixed-key detectors try their regexes only where the pass saw their prefix
+    (``_prefilter.POSITIONS``): on prefixes run together at every edge, the findings are those of every
+    detector searching the whole text. (A prefix alternative less, or a wrong prefix length, fails this.)"""
+    from collections import Counter
+
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    texts = _prefixed_key_texts(12_000)
+    kinds = Counter(f.entity for t in texts for f in slow.find(t))
+    for entity in ("PRIVATE_KEY", "JWT", "ANTHROPIC_KEY", "OPENAI_KEY", "AWS_ACCESS_KEY_ID", "GITHUB_TOKEN",
+                   "SLACK_TOKEN", "STRIPE_KEY", "GOOGLE_API_KEY"):
+        assert kinds[entity] > 30, (entity, kinds)
+    assert [t for t in texts if fast.find(t) != slow.find(t)] == []

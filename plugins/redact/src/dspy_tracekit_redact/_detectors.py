@@ -393,7 +393,8 @@ class Detector:
         self.anchor = anchor
         #: with ``starts``, the regex is tried (``match``) only at these sorted positions, which
         #: must include every position where it can match: the same matches ``finditer`` finds,
-        #: without running the pattern at every character in between.
+        #: without running the pattern at every character in between. ``None`` from it: not known
+        #: (the pass did not run), the pre-filter, anchor or ``finditer`` decide.
         self.starts = starts
         #: the same inside each anchor window: ``(text, ws, we)`` → sorted candidate starts
         self.window_starts = window_starts
@@ -403,13 +404,15 @@ class Detector:
         self.ascii_regex = ascii_variant(regex)
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
-        if self.prefilter is not None and not self.prefilter(text):
-            return []
         if ctx is None:
             ctx = Text(text)
         regex = self.ascii_regex if ctx.ascii else self.regex
         if self.starts is not None:
-            return self._spans(text, _matches_at(regex, text, self.starts(ctx)))
+            starts = self.starts(ctx)
+            if starts is not None:  # every place a match can start: the pre-filter is implied
+                return self._spans(text, _matches_at(regex, text, starts))
+        if self.prefilter is not None and not self.prefilter(text):
+            return []
         if self.anchor is None:
             return self._spans(text, regex.finditer(text))
         spans: list[Span] = []
@@ -762,6 +765,16 @@ def _run_starts(entity: str) -> Callable[[Text], list[int]]:
     return lambda ctx: ctx.run_starts(entity)
 
 
+def _pass_starts(gate: str) -> Callable[[Text], list[int] | None]:
+    """Where the Hyperscan pass saw the literal prefix of the detector ``gate`` (``_prefilter.POSITIONS``),
+    ``None`` when it did not run on the text."""
+    def starts(ctx: Text) -> list[int] | None:
+        positions = ctx.positions
+        return None if positions is None else positions.get(gate, [])
+
+    return starts
+
+
 def builtin_detectors() -> dict[str, list[Detector]]:
     """Every built-in entity type with its detectors (compiled once per process)."""
     d: dict[str, list[Detector]] = {}
@@ -771,30 +784,37 @@ def builtin_detectors() -> dict[str, list[Detector]]:
 
     add(Detector("PRIVATE_KEY", re.compile(
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY"
-        r"(?: BLOCK)?-----|.*\Z)", re.DOTALL), _has("PRIVATE KEY"), priority=100))
+        r"(?: BLOCK)?-----|.*\Z)", re.DOTALL), _has("PRIVATE KEY"), priority=100, starts=_pass_starts("PRIVATE_KEY")))
     add(Detector("URL_CREDENTIALS", re.compile(
         r"\b[A-Za-z][A-Za-z0-9+.\-]*://(?P<ui>[^\s/@:<>\"']+:[^\s/@<>\"']+)@"),
         lambda t: "@" in t, group="ui", priority=95, anchor=_anchor(("://",), 30, 0)))
     add(Detector("JWT", re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-                 _has("eyJ"), lambda t, m: _boundary(t, m) and _v_jwt(t, m), priority=92))
-    add(Detector("ANTHROPIC_KEY", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}"), _has("sk-ant-"), _boundary, priority=91))
+                 _has("eyJ"), lambda t, m: _boundary(t, m) and _v_jwt(t, m), priority=92,
+                 starts=_pass_starts("JWT")))
+    add(Detector("ANTHROPIC_KEY", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}"), _has("sk-ant-"), _boundary, priority=91,
+                 starts=_pass_starts("ANTHROPIC_KEY")))
     add(Detector("OPENAI_KEY", re.compile(
-        r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}"), _has("sk-"), _boundary, priority=90))
+        r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}"), _has("sk-"), _boundary, priority=90,
+        starts=_pass_starts("OPENAI_KEY")))
     add(Detector("AWS_ACCESS_KEY_ID", re.compile(
         r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA)[A-Z0-9]{16}\b"),
-        lambda t: _AWS_IDS.search(t) is not None, _boundary, priority=90))
+        lambda t: _AWS_IDS.search(t) is not None, _boundary, priority=90, starts=_pass_starts("AWS_ACCESS_KEY_ID")))
     # ``(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}``, the lookbehind after the first character (``re`` skips faster)
     add(Detector("AWS_SECRET_KEY", re.compile(r"[A-Za-z0-9/+](?<![A-Za-z0-9/+]{2})[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])"),
                  None, _v_aws_secret, priority=70, anchor=_anchor(_AWS_NEEDLES, 0, 260, lower=True)))
-    add(Detector("GITHUB_TOKEN", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}\b"), _has("gh"), _boundary, priority=90))
+    add(Detector("GITHUB_TOKEN", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}\b"), _has("gh"), _boundary, priority=90,
+                 starts=_pass_starts("GITHUB_TOKEN")))
     add(Detector("GITHUB_TOKEN", re.compile(r"github_pat_[A-Za-z0-9_]{22,255}\b"), _has("github_pat_"), _boundary,
-                 priority=90))
-    add(Detector("SLACK_TOKEN", re.compile(r"xox[abposre]-[A-Za-z0-9\-]{10,}"), _has("xox"), _boundary, priority=90))
-    add(Detector("SLACK_TOKEN", re.compile(r"xapp-[A-Za-z0-9\-]{10,}"), _has("xapp-"), _boundary, priority=90))
+                 priority=90, starts=_pass_starts("GITHUB_TOKEN/pat"), gate="GITHUB_TOKEN/pat"))
+    add(Detector("SLACK_TOKEN", re.compile(r"xox[abposre]-[A-Za-z0-9\-]{10,}"), _has("xox"), _boundary, priority=90,
+                 starts=_pass_starts("SLACK_TOKEN")))
+    add(Detector("SLACK_TOKEN", re.compile(r"xapp-[A-Za-z0-9\-]{10,}"), _has("xapp-"), _boundary, priority=90,
+                 starts=_pass_starts("SLACK_TOKEN/app"), gate="SLACK_TOKEN/app"))
     add(Detector("STRIPE_KEY", re.compile(r"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
-                 None, _boundary, priority=90, anchor=_anchor(("_live_", "_test_"), 2, 0)))
+                 None, _boundary, priority=90, anchor=_anchor(("_live_", "_test_"), 2, 0),
+                 starts=_pass_starts("STRIPE_KEY")))
     add(Detector("GOOGLE_API_KEY", re.compile(r"AIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])"), _has("AIza"),
-                 _boundary, priority=90))
+                 _boundary, priority=90, starts=_pass_starts("GOOGLE_API_KEY")))
     add(Detector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
                  None, _v_bearer, group="tok", priority=80, anchor=_anchor(("earer",), 2, 40)))
     add(CredentialDetector("CREDENTIAL", re.compile(
