@@ -82,8 +82,9 @@ _RUN_BYTES = b"0123456789 -./()+"
 #: start (``Text.positions``), found in the same pass; its detector then tries its regex there only
 #: (``match``) instead of searching the whole text. A type with triggers too is active when both fire.
 POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
-    # the detector looks only at the countries of the IBAN registry: ``CC00``
-    "IBAN": (("(?:" + "|".join(sorted(IBAN_LENGTHS)) + ")[0-9]{2}", 4),),
+    # the detector looks only at the countries of the IBAN registry: ``CC00``, one pattern per country (one
+    # alternation of the 90 pairs scans 2-3 us slower per 2 KB prompt)
+    "IBAN": tuple((f"{country}[0-9]{{2}}", 4) for country in sorted(IBAN_LENGTHS)),
     # the literal prefix each of these regexes starts with
     "PRIVATE_KEY": (("-----BEGIN ", 11),),
     "JWT": (("eyJ", 3),),
