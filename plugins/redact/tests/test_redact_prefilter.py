@@ -265,3 +265,15 @@ def test_the_iban_positions_of_the_pass_are_every_registry_country_and_two_digit
     for _ in range(3000):
         text = "".join(rng.choice(pieces) for _ in range(30))
         assert p.scan(text)[3].get("IBAN", []) == [m.start() for m in at.finditer(text)], text
+
+
+@needs_hyperscan
+def test_a_credential_word_that_ends_where_a_longer_one_ends_still_opens_a_context():
+    """"token" in "authToken" ends where "authtoken" ends: the pass reports both (it folded them into the
+    longer one, whose start is no word start here, and the secret after "Token_id=" was left; rgeneric's find)."""
+    texts = ["ServiceauthToken_id=aN0PS_^fU*9g&zz", "myapiKey=aN0PS_^fU*9g&zz1", "mysecretKey: aN0PS_^fU*9g&zz1x",
+             "theaccessKey=Qm9keVRleHQ_xT7pLw2", "MyApiToken = Qm9keVRleHQ_xT7pLw2zz"]
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    for text in texts:
+        assert [f.entity for f in slow.find(text)] == ["GENERIC_SECRET"], text
+        assert fast.find(text) == slow.find(text), text

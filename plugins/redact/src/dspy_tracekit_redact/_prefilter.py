@@ -109,8 +109,8 @@ def _escape(word: str) -> str:
 class Prefilter:
     """The compiled pass for a set of entity types (a Redactor's built-ins)."""
 
-    __slots__ = ("_always", "_db", "_entities", "_both", "_generic_id", "_lead_id", "_local", "_pos_ids", "_run_ids", "_words",
-                 "finders")
+    __slots__ = ("_always", "_db", "_entities", "_both", "_generic_id", "_lead_id", "_local", "_pos_ids", "_run_ids",
+                 "_word_lengths", "_words", "finders")
 
     def __init__(self, entities: tuple[str, ...] | list[str]):
         exprs: list[bytes] = []
@@ -152,15 +152,20 @@ class Prefilter:
         exprs.append(_LEAD.encode())
         ids.append(self._lead_id)
         flags.append(0)
-        self._generic_id = -1
+        #: the credential words come last, one id each, from this id on (none: never): Hyperscan reports one
+        #: match per id and end, so under one id "token" in "authtoken" was folded into the longer word (and
+        #: "ServiceauthToken_id=..." lost its context); a word's start is its end less its length
+        self._generic_id = 1 << 62
+        self._word_lengths: list[int] = []
         if GENERIC in entities:
             self._generic_id = len(self._entities)
-            self._entities.append(GENERIC)
             for word in CONTEXT_WORDS:
                 if word.isascii():  # the pass only sees ASCII text
                     exprs.append(_escape(word).encode())
-                    ids.append(self._generic_id)
-                    flags.append(hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SOM_LEFTMOST)
+                    ids.append(len(self._entities))
+                    flags.append(hyperscan.HS_FLAG_CASELESS)
+                    self._entities.append(GENERIC)
+                    self._word_lengths.append(len(word))
         #: entity types without triggers (none today) are never skipped
         self._always = frozenset(e for e in entities
                                  if e not in TRIGGERS and e not in RUNS and e not in POSITIONS and e != GENERIC)
@@ -195,9 +200,11 @@ class Prefilter:
         run_ids = self._run_ids
         pos_ids = self._pos_ids
 
+        word_lengths = self._word_lengths
+
         def on_match(i: int, start: int, end: int, flags: int, ctx: object) -> None:
-            if i == generic:
-                starts.append(start)
+            if i >= generic:
+                starts.append(end - word_lengths[i - generic])
             elif i == lead:
                 leads.append(end - 1)
             elif i in run_ids:
