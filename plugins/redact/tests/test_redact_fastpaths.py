@@ -172,3 +172,40 @@ def test_the_aws_secret_key_run_search_finds_what_the_regex_finds():
         assert fast == Detector.find(det, text, Text(text)), text
         found += len(fast)
     assert found > 2000
+
+
+def _two_pass_windows(text, spans, before, after):
+    """``windows`` as it was (merge the raw windows, then extend each to whitespace and merge again)."""
+    out = []
+    n = len(text)
+    for s, e in spans:
+        ws, we = max(0, s - before), min(n, e + after)
+        if out and ws <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], we)
+        else:
+            out.append([ws, we])
+    result = []
+    for ws, we in out:
+        if we < n:
+            m = re.compile(r"\s").search(text, we, min(n, we + 65536))
+            we = m.start() if m else min(n, we + 65536)
+        if result and ws <= result[-1][1]:
+            result[-1] = (result[-1][0], max(result[-1][1], we))
+        else:
+            result.append((ws, we))
+    return result
+
+
+def test_windows_are_those_of_the_two_pass_form():
+    import random
+
+    from dspy_tracekit_redact._detectors import windows
+
+    rng = random.Random(5)
+    for _ in range(100_000):
+        n = rng.randint(0, 200)
+        text = "".join(rng.choice("ab  \n\x1f\xa0") for _ in range(n))
+        spans = sorted((s, min(n, s + rng.randint(0, 5))) for s in (rng.randint(0, max(n - 1, 0))
+                                                                  for _ in range(rng.randint(0, 6))))
+        before, after = rng.choice([(0, 0), (2, 0), (80, 60), (30, 0), (0, 260), (5, 5), (2, 40)])
+        assert windows(text, spans, before, after) == _two_pass_windows(text, spans, before, after), (text, spans)
