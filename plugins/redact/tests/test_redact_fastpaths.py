@@ -209,3 +209,59 @@ def test_windows_are_those_of_the_two_pass_form():
                                                                   for _ in range(rng.randint(0, 6))))
         before, after = rng.choice([(0, 0), (2, 0), (80, 60), (30, 0), (0, 260), (5, 5), (2, 40)])
         assert windows(text, spans, before, after) == _two_pass_windows(text, spans, before, after), (text, spans)
+
+
+def _iban_by_characters(text: str, start: int, m_end: int, first4: str, length: int):
+    """The IBAN detector's walk as it was: ``length - 4`` more capitals or digits, a single space skipped."""
+    from dspy_tracekit_redact._detectors import iban_ok
+
+    n_text, i, got, chars = len(text), m_end, 4, [first4]
+    while got < length and i < n_text:
+        c = text[i]
+        if "A" <= c <= "Z" or "0" <= c <= "9":
+            chars.append(c)
+            got += 1
+            i += 1
+        elif c == " " and i + 1 < n_text and text[i + 1] != " ":
+            i += 1
+        else:
+            break
+    if got != length or (i < n_text and text[i].isalnum()) or not iban_ok("".join(chars)):
+        return None
+    return (start, i)
+
+
+def test_the_iban_rest_pattern_takes_what_the_character_walk_took():
+    """``IbanDetector`` takes the characters after ``CC00`` with one regex per length: the same findings as
+    the walk it replaced, on IBANs grouped, run together, cut, with double or trailing spaces, words in
+    capitals after them and characters changed (a space rule or length off fails this)."""
+    import random
+
+    from dspy_tracekit_redact._detectors import IBAN_LENGTHS, IbanDetector
+    from faker import Faker
+
+    fake = Faker()
+    fake.seed_instance(9)
+    rng = random.Random(9)
+    det = next(d for d in Redactor()._detectors if isinstance(d, IbanDetector))
+    found = 0
+    for _ in range(6000):
+        iban = fake.iban()
+        if rng.random() < 0.5:
+            iban = " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))
+        chars = list(iban)
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            chars.insert(rng.randrange(1, len(chars) + 1), rng.choice((" ", "  ", "0", "A", "Z", "é", "-", "\n", "\t")))
+        if rng.random() < 0.2:
+            del chars[rng.randrange(len(chars)):]
+        text = rng.choice(("IBAN ", "", "x", "pay to: ")) + "".join(chars) + rng.choice((" ASAP", "", " ", "  X", "0", "é", ". ok"))
+        want = []
+        for m in det.regex.finditer(text):
+            length = IBAN_LENGTHS.get(text[m.start():m.start() + 2])
+            span = length and _iban_by_characters(text, m.start(), m.end(), m.group(0), length)
+            if span:
+                want.append(span)
+        got = det.find(text, Text(text))
+        assert got == want, text
+        found += len(got)
+    assert found > 1000

@@ -75,12 +75,18 @@ IBAN_LENGTHS = {
 }
 
 
+#: ``A`` → ``10`` … ``Z`` → ``35``: ISO 7064's letters as numbers (what ``str(int(c, 36))`` gives)
+_IBAN_LETTERS = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
+
+
 def iban_ok(compact: str) -> bool:
     if IBAN_LENGTHS.get(compact[:2]) != len(compact):
         return False
     rearranged = compact[4:] + compact[:4]
-    try:
-        number = int("".join(str(int(c, 36)) for c in rearranged))
+    if not rearranged.isalnum():
+        return False
+    try:  # one translate instead of a conversion per character (``int`` takes Unicode digits as they are)
+        number = int(rearranged.translate(_IBAN_LETTERS))
     except ValueError:
         return False
     return number % 97 == 1
@@ -775,24 +781,20 @@ class IbanDetector(Detector):
             length = IBAN_LENGTHS.get(text[start:start + 2])
             if length is None:
                 continue
-            i = m.end()
-            got = 4
-            chars = [m.group(0)]
-            while got < length and i < n_text:
-                c = text[i]
-                if "A" <= c <= "Z" or "0" <= c <= "9":
-                    chars.append(c)
-                    got += 1
-                    i += 1
-                elif c == " " and i + 1 < n_text and text[i + 1] != " ":
-                    i += 1
-                else:
-                    break
-            if got != length or (i < n_text and text[i].isalnum()):
+            # the rest: ``length - 4`` capitals or digits, each maybe after one space
+            rest = _IBAN_REST[length].match(text, m.end())
+            if rest is None:
                 continue
-            if iban_ok("".join(chars)):
+            i = rest.end()
+            if i < n_text and text[i].isalnum():
+                continue
+            if iban_ok(m.group(0) + rest.group().replace(" ", "")):
                 out.append((start, i))
         return out
+
+
+#: IBAN length → the characters after its first four: each a capital or digit, maybe after one space
+_IBAN_REST = {n: re.compile(f"(?: ?[A-Z0-9]){{{n - 4}}}") for n in set(IBAN_LENGTHS.values())}
 
 
 # ``\b[A-Z]{2}\d{2}`` with the boundary checked after the first letter: a leading character class
