@@ -265,3 +265,24 @@ def test_the_iban_rest_pattern_takes_what_the_character_walk_took():
         assert got == want, text
         found += len(got)
     assert found > 1000
+
+
+def test_the_luhn_check_is_the_digit_loop_it_replaced():
+    import random
+
+    from dspy_tracekit_redact._detectors import luhn_ok
+
+    def loop(digits):
+        total = 0
+        for i, ch in enumerate(reversed(digits)):
+            d = ord(ch) - 48
+            if i % 2:
+                d = d * 2 - 9 if d * 2 > 9 else d * 2
+            total += d
+        return total % 10 == 0
+
+    rng = random.Random(4)
+    for _ in range(50_000):
+        digits = "".join(rng.choice("0123456789" if rng.random() < 0.95 else "0123456789٣") for _ in range(rng.randint(0, 19)))
+        assert luhn_ok(digits) == loop(digits), digits
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
