@@ -754,17 +754,21 @@ class EmailDetector(Detector):
         if ctx is None:
             ctx = Text(text)
         regex = self.ascii_regex if ctx.ascii else self.regex
-        local = _EMAIL_LOCAL_CHARS
         before = _EMAIL_NOT_BEFORE
+        run = _EMAIL_LOCAL_RUN.match
+        special = _EMAIL_LOCAL_SPECIAL.finditer
         spans: list[Span] = []
         for ws, we in self.anchor(ctx):
             starts = []
             at = text.find("@", ws, we)
             while at != -1:
-                i = at
-                while i > ws and text[i - 1] in local:
-                    i -= 1
-                starts.extend(p for p in range(i, at) if text[p] != "." and (p == 0 or text[p - 1] not in before))
+                # the run of local-part characters before the "@" (not before ``ws``), read backwards
+                i = at - run(text[ws:at][::-1]).end()
+                # a start is not a "." nor after one of the look-behind's characters: inside the run only
+                # after a local-part character the look-behind does not refuse, and maybe the run's start
+                if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before):
+                    starts.append(i)
+                starts.extend(m.end() for m in special(text, i, at - 1) if text[m.end()] != ".")
                 at = text.find("@", at + 1, we)
             if starts:
                 spans.extend(self._spans(text, _matches_at(regex, text, starts, ws, we)))
@@ -814,6 +818,10 @@ _EMAIL_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|
 #: the characters of ``_EMAIL_LOCAL`` with its dots, and those its look-behind refuses before a match
 _EMAIL_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-.")
 _EMAIL_NOT_BEFORE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+#: a run of ``_EMAIL_LOCAL_CHARS`` (the local part's characters and dots), and those of them that the
+#: look-behind does not refuse before a start
+_EMAIL_LOCAL_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]*")
+_EMAIL_LOCAL_SPECIAL = re.compile(r"[!#$&'*/=?^`{|}~]")
 _EMAIL_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
 
 CREDENTIAL_WORDS = (
