@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from dspy_tracekit_redact import Redactor
+from dspy_tracekit_redact import BUILTIN_ENTITIES, Redactor
+from dspy_tracekit_redact import _prefilter as prefilter_module
 from dspy_tracekit_redact._detectors import (
     NON_ASCII_SPACE,
     NON_ASCII_WORD,
@@ -326,3 +327,30 @@ def test_the_email_local_part_run_gives_the_starts_the_walk_gave():
         assert det.find(text, Text(text)) == _email_by_walk(det, text, Text(text)), text
         found += bool(det.find(text, Text(text)))
     assert found > 3000
+
+
+def test_the_private_key_search_finds_what_the_regex_finds():
+    """PRIVATE_KEY finds its header, then the first footer after it by ``str.find`` (``PrivateKeyDetector``):
+    the regex's matches, on headers and footers of every shape run together, cut, nested and missing."""
+    import random
+
+    from dspy_tracekit_redact._detectors import PrivateKeyDetector
+
+    rng = random.Random(8)
+    det = next(d for d in Redactor()._detectors if isinstance(d, PrivateKeyDetector))
+    pieces = ("-----BEGIN PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN EC X PRIVATE KEY BLOCK-----",
+              "-----BEGIN PRIVATE KEY----", "-----BEGIN rsa PRIVATE KEY-----", "-----END PRIVATE KEY-----",
+              "-----END RSA PRIVATE KEY-----", "-----END PRIVATE KEY BLOCK-----", "-----END PRIVATE KEY", "-----END ",
+              "-----END-----", "MIIEvQIBADANBg", "\n", " ", "é", "PRIVATE KEY", "-----")
+    found = 0
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 7)))
+        want = [m.span() for m in det.regex.finditer(text)]
+        assert det.find(text, Text(text)) == want, text
+        ctx = Text(text)
+        if ctx.scannable:
+            _, _, _, ctx.positions = p.scan(text)
+            assert det.find(text, ctx) == want, text
+        found += len(want)
+    assert found > 5000
