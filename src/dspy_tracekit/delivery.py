@@ -51,7 +51,12 @@ def export(traces: list[TraceRecord]) -> None:
     _manager().export(traces)
 
 
-_getrefcount = getattr(sys, "getrefcount", None)  # CPython's; elsewhere release() does nothing
+#: CPython 3.10–3.13 with the GIL, where ``sys.getrefcount`` counts every strong reference, locals and
+#: arguments included (what release()'s expected counts assume, and what its tests check). 3.14 may count
+#: borrowed references lower, and a free-threaded build counts differently: there release() does nothing,
+#: rather than risk cutting a trace someone still holds.
+_getrefcount = (sys.getrefcount if sys.implementation.name == "cpython" and sys.version_info < (3, 14)
+                and getattr(sys, "_is_gil_enabled", lambda: True)() else None)
 _getweakrefcount = weakref.getweakrefcount
 
 
@@ -65,7 +70,8 @@ def release(traces: list[TraceRecord]) -> int:
     back-references: nothing else can reach that trace, so nothing can see the change, and the trace is
     freed as soon as the caller drops ``traces``. A trace or span that anything else still holds (a
     plugin, a test, a ``SpanHandle``) is left exactly as it is. ``traces`` must be the caller's only
-    reference to them (a list it drops next). Never raises.
+    reference to them (a list it drops next). Never raises. Does nothing outside CPython 3.10–3.13 with the
+    GIL (see ``_getrefcount``).
 
     :return: how many traces were released.
     """
