@@ -93,12 +93,14 @@ def test_phone_candidates_rejected_on_their_groups_hide_no_phone():
 
 @needs_hyperscan
 @pytest.mark.parametrize("narrower", [
-    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(2, 4)}),
-    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(1, 3)}),
+    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(2, 4, 4)}),
+    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(1, 3, 3)}),
+    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(3, 3, 4)} | {(3, 3, 3)}),
     ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("(?:0|", "(?:"))),
     ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("[0-9]{5}[^0-9]+[0-9]{5}", "x"))),
     ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("[0-9]{10}|", ""))),
-], ids=["no BR 2-4", "no NANP 1-3", "no trunk 0", "no IN 5-5", "no bare 10"])
+    ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("[0-9]{4,5}", "[0-9]{5}"))),
+], ids=["no BR 2-4-4", "no NANP 1-3-3", "NANP 3-3-3", "no trunk 0", "no IN 5-5", "no bare 10", "no BR run 2-4"])
 def test_the_phone_texts_catch_a_shape_one_case_too_narrow(monkeypatch, narrower):
     """...and a shape test that forgets one case changes findings on them (so the test above can fail)."""
     monkeypatch.setattr(detectors, *narrower)
