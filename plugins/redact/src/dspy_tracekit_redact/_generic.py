@@ -73,12 +73,13 @@ _CAPITAL_PAIR = re.compile(r"(?=[A-Z][A-Z])")
 #: how far after the end of a credential word the token may start
 _REACH = 48
 _MAX_GAP_WORDS = 3
-#: the first ``_MAX_GAP_WORDS + 1`` words (runs of ``\S``, one group each) from a position up to the end
-#: of its sentence (``_SENTENCE_END``: a newline, or one of ``.!?;`` before a space, where a word is cut):
-#: one ``match`` instead of a sentence-end search and a word iterator per credential word
-_WORD_IN_SENTENCE = r"((?:[^\s.!?;]+|[.!?;](?!\s))+)"
-_WORDS = re.compile(r"[^\S\n]*" + _WORD_IN_SENTENCE + "".join(
-    r"(?:[^\S\n]+" + _WORD_IN_SENTENCE for _ in range(_MAX_GAP_WORDS)) + ")?" * _MAX_GAP_WORDS)
+#: the first ``_MAX_GAP_WORDS + 1`` words (runs of ``\S``, one group each) from a position to the next newline:
+#: one ``match`` instead of a sentence-end search and a word iterator per credential word. The sentence
+#: ends there or at the first word that ends in one of ``_SENTENCE_PUNCT`` before a space (which the word
+#: loses): where ``_SENTENCE_END`` matches first
+_WORDS = re.compile(r"[^\S\n]*(\S+)" + "".join(r"(?:[^\S\n]+(\S+)" for _ in range(_MAX_GAP_WORDS))
+                    + ")?" * _MAX_GAP_WORDS)
+_SENTENCE_PUNCT = ".!?;"
 _WORD_GROUPS = tuple(range(1, _MAX_GAP_WORDS + 2))
 
 
@@ -253,14 +254,20 @@ class GenericSecretDetector:
         for m in self._contexts(text, ctx):
             end = m.end()
             # the first words after the credential word, up to the end of its sentence
-            w = words(text, end, min(n, end + reach))
+            limit = min(n, end + reach)
+            w = words(text, end, limit)
             if w is None:
                 continue
             for g in _WORD_GROUPS:
                 ws, we = w.span(g)
                 if ws < 0 or ws - end > _REACH:
                     break
+                last = we < limit and text[we - 1] in _SENTENCE_PUNCT  # "... 12345678. Thanks": a space follows
+                if last:
+                    we -= 1
                 if we - ws < 8:  # too short to hold a token
+                    if last:
+                        break
                     continue
                 if claimed is None and spans:
                     claimed = _covering(spans)
@@ -268,9 +275,7 @@ class GenericSecretDetector:
                 if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
                     # one token without a digit, too short or single-case to be a key ("certificate",
                     # "incorrect"): what _token finds in it is only whether it is claimed
-                    if claimed is None or not claimed(ws, we):
-                        continue
-                    span = (ws, we, True)
+                    span = (ws, we, True) if claimed is not None and claimed(ws, we) else None
                 else:
                     word = m.group(0).lower()
                     password = word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
@@ -280,6 +285,8 @@ class GenericSecretDetector:
                         if not span[2]:
                             out.append((span[0], span[1]))
                         last_end = span[1]
+                    break
+                if last:
                     break
         return out
 
