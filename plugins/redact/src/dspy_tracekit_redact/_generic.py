@@ -15,6 +15,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
+from itertools import accumulate
 
 Span = tuple[int, int]
 
@@ -191,11 +192,7 @@ def _covering(spans: list[Span] | None) -> Callable[[int, int], bool] | None:
         return None
     spans = sorted(spans)
     starts = [cs for cs, _ in spans]
-    reach = []
-    far = -1
-    for _, ce in spans:
-        far = max(far, ce)
-        reach.append(far)
+    reach = list(accumulate([ce for _, ce in spans], max))
     right = bisect.bisect_right
 
     def covered(s: int, e: int) -> bool:
@@ -302,13 +299,11 @@ class GenericSecretDetector:
             # "key=abc", "token:abc": the value is after the separator
             while e > s and text[e - 1] in _TRAILING and (text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
                 e -= 1
-            value = text[s:e]
-            if value and value[0] in "=:" and len(value) > 1:
+            if e - s > 1 and text[s] in "=:":
                 s += 1
-                value = value[1:]
             if claimed is not None and claimed(s, e):
                 return s, e, True
-            if self.rule.token_ok(value, password):
+            if self.rule.token_ok(text[s:e], password):
                 return s, e, False
             m = _TOKEN.search(text, m.end(), we)
         return None
