@@ -169,7 +169,7 @@ def _context_regex(first: str | None = None) -> re.Pattern[str]:
 CONTEXT = _context_regex()
 #: ``CONTEXT`` at a position holding an ASCII letter: only the words that start with it (in either case)
 #: can match there (no other first letter of a word is the same letter ignoring case), tried in the
-#: same order (about half the time of the whole alternation)
+#: same order (about half the time of the whole alternation); other characters get the whole of it
 _CONTEXT_AT = {c: _context_regex(c) for c in sorted({w[0] for w in CONTEXT_WORDS if w[0].isascii()})}
 _CONTEXT_AT.update({c.upper(): rx for c, rx in _CONTEXT_AT.items()})
 #: every match of CONTEXT starts with one of these (lower case), as the word itself does
@@ -230,11 +230,7 @@ class GenericSecretDetector:
         for c in starts:
             if c < after:
                 continue
-            ch = text[c]
-            rx = at(ch) if ch.isascii() else CONTEXT
-            if rx is None:
-                continue
-            m = rx.match(text, c)
+            m = at(text[c], CONTEXT).match(text, c)
             if m is not None:
                 after = m.end()
                 out.append(m)
