@@ -95,6 +95,27 @@ def test_head_revision_read_from_the_migration_files_is_alembics():
     assert mlflow_schema._head_from_files() == _get_latest_schema_revision()
 
 
+def test_enable_reads_the_migration_files_once_for_the_create_and_the_check(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    read: list[str] = []
+    real = Path.read_text
+
+    def counting(self, *args, **kwargs):
+        if self.parent.name == "versions" and self.parent.parent.name == "db_migrations":
+            read.append(self.name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    monkeypatch.setattr(mlflow_schema, "_heads", {}, raising=False)
+    assert tk.enable(plugins=[], tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="once")
+    try:
+        assert mlflow_schema.create_sqlite_store(f"sqlite:///{tmp_path}/other.db") == "created"
+    finally:
+        tk.disable()
+    assert read and len(read) == len(set(read))  # every migration file once, for three head lookups
+
+
 _FIRST_ENABLE = r"""
 import json, sys
 import dspy

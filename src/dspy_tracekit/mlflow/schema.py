@@ -45,6 +45,10 @@ def head_revision() -> str | None:
         return None
 
 
+#: (migrations folder, its mtime) → head revision: enable() asks twice (create, then check the store)
+_heads: dict[tuple[str, int], str | None] = {}
+
+
 def _head_from_files() -> str | None:
     import importlib.util
 
@@ -53,6 +57,16 @@ def _head_from_files() -> str | None:
         if spec is None or not spec.submodule_search_locations:
             return None
         versions = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
+        key = (str(versions), versions.stat().st_mtime_ns)  # another MLflow installed meanwhile: read again
+    except (OSError, ValueError, ImportError):
+        return None
+    if key not in _heads:
+        _heads[key] = _read_head(versions)
+    return _heads[key]
+
+
+def _read_head(versions: Path) -> str | None:
+    try:
         revisions: set[str] = set()
         parents: set[str] = set()
         for path in versions.glob("*.py"):

@@ -52,7 +52,7 @@ _KNOWN_KEYS = (
     "entities", "actions", "hash_secret", "hash_length", "secret_keys", "allow", "allow_patterns",
     "patterns", "fields", "scan_json", "max_text_chars", "mlflow_spans", "prefilter",
     "generic_secret_entropy", "generic_secret_min_length", "pseudonyms", "pseudonym_keys",
-    "pseudonym_key_file",
+    "pseudonym_key_file", "prefilter_cache",
 )
 _REMOVED_KEYS = ("ner", "ner_entities", "ner_score")
 _PATTERN_KEYS = ("name", "regex", "validator", "action", "ignore_case")
@@ -184,6 +184,22 @@ def _number(config: dict, key: str, default: float, lo: float, hi: float, unit: 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
         raise _err(key, f"must be a number of {unit} between {lo:g} and {hi:g}, got {value!r}")
     return float(value)
+
+
+def _cache_dir(config: dict) -> str | None:
+    """``prefilter_cache``: true (default) = the user's cache folder, false = none, a string = that folder."""
+    value = config.get("prefilter_cache", True)
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        value = value.strip().lower() in ("1", "true", "yes", "on")  # from environment variables
+    if value is True:
+        from ._dbcache import default_dir
+
+        return default_dir()
+    if value is False:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _err("prefilter_cache", f"must be true, false or a folder path, got {value!r}")
+    return os.path.abspath(os.path.expanduser(value))
 
 
 def norm_key(key: str) -> str:
@@ -332,7 +348,8 @@ class Redactor:
         # GENERIC_SECRET last: it skips tokens the detectors before it have claimed
         self._detectors = tuple(sorted(detectors, key=lambda d: isinstance(d, GenericSecretDetector)))
         #: one Hyperscan pass says which built-in detectors can match (None: every detector runs)
-        self._prefilter = make_prefilter(entities) if _bool(config, "prefilter", True) else None
+        cache_dir = _cache_dir(config)
+        self._prefilter = make_prefilter(entities, cache_dir) if _bool(config, "prefilter", True) else None
         #: custom patterns can match anything: no whole-string pre-filter then
         self._builtin_only = not custom_names
         self._generic = "GENERIC_SECRET" in entities
