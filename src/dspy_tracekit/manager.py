@@ -72,6 +72,9 @@ class TracekitManager:
         self.span_start_fns: list[Callable] = []
         self.span_end_fns: list[Callable] = []
         self.take_fns: list[Callable] = []
+        #: the tracer's per-span call lists: ``(function, plugin name)`` (see :meth:`_direct_calls`)
+        self.span_start_calls: tuple[tuple[Callable, str | None], ...] = ()
+        self.span_end_calls: tuple[tuple[Callable, str | None], ...] = ()
         self._undo_monitoring = None
         self.bridge = None
         self.flush_timeout = 10.0
@@ -312,8 +315,22 @@ class TracekitManager:
         self.span_start_fns = self._fast_calls("tracekit_span_start", "span")
         self.span_end_fns = self._fast_calls("tracekit_span_end", "span")
         self.take_fns = self._fast_calls("tracekit_take_trace", "trace")
+        self.span_start_calls = self._direct_calls("tracekit_span_start", "span")
+        self.span_end_calls = self._direct_calls("tracekit_span_end", "span")
         if self._undo_monitoring is not None:
             self._fast_paths_off()
+
+    def _direct_calls(self, hook_name: str, arg: str) -> tuple[tuple[Callable, str | None], ...]:
+        """What the tracer calls for ``hook_name`` on every span: ``(function, plugin name)`` pairs in
+        pluggy's order, each function the implementation itself (not its isolation wrapper: the tracer's
+        loop isolates each call and counts a failure under the plugin's name, one frame less per call).
+        With a wrapper on the hook, one call through pluggy (plugin name None: its implementations are
+        isolated there). Only the hooks' one argument is passed, as pluggy would."""
+        caller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if any(i.wrapper or i.hookwrapper for i in impls):
+            return ((_via_pluggy(caller, arg), None),)
+        return tuple((_one_arg_call(i, arg, raw=True), i.plugin_name) for i in reversed(impls))
 
     def _fast_calls(self, hook_name: str, arg: str) -> list[Callable]:
         """What the request path calls for ``hook_name``, in pluggy's order (tryfirst first, trylast
@@ -331,6 +348,8 @@ class TracekitManager:
         self.span_start_fns = [_via_pluggy(hook.tracekit_span_start, "span")]
         self.span_end_fns = [_via_pluggy(hook.tracekit_span_end, "span")]
         self.take_fns = [_via_pluggy(hook.tracekit_take_trace, "trace")]
+        self.span_start_calls = ((self.span_start_fns[0], None),)
+        self.span_end_calls = ((self.span_end_fns[0], None),)
 
     def _monitor(self) -> None:
         def before(hook_name, hook_impls, kwargs):
@@ -463,10 +482,13 @@ def _configure_order(impls: list) -> list:
     return first + [i for i in impls if not (i.tryfirst or i.trylast)] + last
 
 
-def _one_arg_call(impl: pluggy.HookImpl, arg: str) -> Callable[[Any], Any]:
+def _one_arg_call(impl: pluggy.HookImpl, arg: str, raw: bool = False) -> Callable[[Any], Any]:
     """``impl`` as a function of the hook's single argument ``arg``; the common form, ``(self, arg)``,
-    is the implementation itself (no extra frame on the request path)."""
+    is the implementation itself (no extra frame on the request path). ``raw``: the plugin's own
+    function, without tracekit's isolation wrapper (the caller isolates the call)."""
     fn = impl.function
+    if raw:
+        fn = getattr(fn, "__wrapped__", fn) if getattr(fn, "_tk_isolated", False) else fn
     if impl.argnames == (arg,):
         return fn
     if arg in impl.kwargnames:

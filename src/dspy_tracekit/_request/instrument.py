@@ -18,10 +18,12 @@ from contextvars import ContextVar
 from time import time_ns
 from typing import Any, Callable
 
-from dspy_tracekit import versioning
+from dspy_tracekit import _state, versioning
 from dspy_tracekit._request import optimizer_trials
 from dspy_tracekit._request.patches import MissingTarget, PatchSet
 from dspy_tracekit._request.tracer import (
+    _end_span,
+    _start_span,
     acall_in_span,
     call_in_span,
     current_span,
@@ -32,6 +34,8 @@ from dspy_tracekit._request.tracer import (
 from dspy_tracekit.errors import TracekitAbort
 from dspy_tracekit.mlflow._compat import runtime_context
 from dspy_tracekit.records import SpanKind
+
+LM = SpanKind.LM
 
 logger = logging.getLogger("dspy_tracekit")
 
@@ -84,8 +88,38 @@ def _missing(target: str, exc: BaseException | None = None, lost: str = "those c
 # ------------------------------------------------------------------------------------------
 
 def _sync(describe: Callable) -> Callable:
+    # what _open, start_span, call_in_span and end_span do, in one frame: this runs for every DSPy call
     def wrapper(wrapped, instance, args, kwargs):
-        return call_in_span(_open(describe, wrapped, instance, args, kwargs), wrapped, args, kwargs)
+        if _state.runtime is None:
+            return wrapped(*args, **kwargs)
+        try:
+            d = describe(instance, args, kwargs)
+        except Exception:  # noqa: BLE001 - never let bookkeeping break the call
+            d = None
+        if d is None:
+            return wrapped(*args, **kwargs)
+        kind = d[1]
+        try:
+            opened = _start_span(d[0], kind, d[2], instance, wrapped, args, kwargs, d[3] if len(d) > 3 else None,
+                                 _lm_start if kind == LM else None)
+        except TracekitAbort:
+            raise
+        except Exception as exc:  # noqa: BLE001 - tracekit's own failure: the call goes on untraced
+            _state.internal_error("start_span", exc)
+            opened = None
+        if opened is None:
+            return wrapped(*args, **kwargs)
+        span, token = opened
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            end_span(span, token, None, exc)
+            raise
+        try:
+            _end_span(span, token, result)
+        except Exception as exc:  # noqa: BLE001
+            _state.internal_error("end_span", exc)
+        return result
 
     return wrapper
 

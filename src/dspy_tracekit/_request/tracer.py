@@ -61,31 +61,24 @@ def snapshot(value: Any) -> Any:
     delivery path never walks a container the caller is changing. Other objects are kept as they are."""
     t = type(value)
     if t is dict:
-        if len(value) > _SNAPSHOT_ITEMS:
-            return value.copy()
-        out: dict = {}
-        for k, v in value.items():
-            t = type(v)
-            if t is dict or t is list:
-                out[k] = out if v is value else v.copy()  # a self-reference stays one
-            elif t is _history_type:
-                out[k] = _copy_history(v)
-            else:
-                out[k] = v
+        out = value.copy()
+        if len(value) <= _SNAPSHOT_ITEMS:
+            for k, v in value.items():
+                t = type(v)
+                if t is dict or t is list:
+                    out[k] = out if v is value else v.copy()  # a self-reference stays one
+                elif t is _history_type:
+                    out[k] = _copy_history(v)
         return out
     if t is list:
-        if len(value) > _SNAPSHOT_ITEMS:
-            return value.copy()
-        copied: list = []
-        append = copied.append
-        for v in value:
-            t = type(v)
-            if t is dict or t is list:
-                append(copied if v is value else v.copy())
-            elif t is _history_type:
-                append(_copy_history(v))
-            else:
-                append(v)
+        copied = value.copy()
+        if len(value) <= _SNAPSHOT_ITEMS:
+            for i, v in enumerate(value):
+                t = type(v)
+                if t is dict or t is list:
+                    copied[i] = copied if v is value else v.copy()
+                elif t is _history_type:
+                    copied[i] = _copy_history(v)
         return copied
     if t is _history_type:
         return _copy_history(value)
@@ -141,14 +134,57 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
         return None
     mgr = rt.manager
     parent = current_span.get()
+    if parent is not None and parent.trace.mlflow_state is None:
+        # the common case, in this frame: a child in a trace no MLflow span is part of (no MLflow context)
+        trace = parent.trace
+        if trace.sampled:  # a dropped trace stores nothing
+            if args or kwargs:
+                args, kwargs = _snapshot_call(args, kwargs)
+            span = SpanRecord(trace, parent.span_id, name, kind, span_type, instance, func if args else None,
+                              args, kwargs, time_ns())
+            trace.spans.append(span)
+        else:
+            span = SpanRecord(trace, parent.span_id, name, kind, span_type, instance, func if args else None,
+                              args, kwargs, time_ns())
+        span.tags = current_tags.get()
+        span.module_path = module_path if module_path is not None else parent.module_path
+    else:
+        span, kwargs = _open_root_or_in_mlflow(rt, mgr, parent, name, kind, span_type, instance, func, args,
+                                               kwargs, module_path)
+    if setup is not None:
+        setup(span, instance, kwargs or {})  # details the span-start hooks need (e.g. an LM's model)
+    if resources.cpu_on:  # analytics v2 (#15): thread CPU time
+        span.thread_id, span.cpu_start_ns = get_ident(), cpu_now(span.start_ns)
+    token = current_span.set(span)
+    calls = mgr.span_start_calls
+    if calls:
+        try:
+            for fn, plugin in calls:
+                try:
+                    fn(span)
+                except TracekitAbort:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a plugin must not break the user's program
+                    if plugin is None:  # pluggy's call loop (a wrapper): its implementations are isolated
+                        raise
+                    mgr.hook_failed(plugin, "tracekit_span_start", exc)
+        except TracekitAbort as exc:
+            _end_span(span, token, None, exc)
+            raise
+    return span, token
+
+
+def _open_root_or_in_mlflow(rt, mgr, parent: SpanRecord | None, name: str, kind: str, span_type: str | None,
+                            instance: Any, func: Any, args: tuple, kwargs: dict | None, module_path: str | None):
+    """The span record of a root, or of a span in a trace an MLflow span is part of (MLflow's context is
+    read); returns it with the kwargs it holds."""
     bridge = mgr.bridge
     if (args or kwargs) and (parent is None or parent.trace.sampled):  # a dropped trace stores nothing
         args, kwargs = _snapshot_call(args, kwargs)
     if not args:  # func only names positional arguments (at materialize): not held for the others
         func = None
     # MLflow's context only matters at a root, or in a trace an MLflow span is part of
-    found = bridge.mlflow_parent() if bridge is not None and (
-        parent is None or parent.trace.mlflow_state is not None) else None
+    found = bridge.mlflow_parent() if bridge is not None else None
     if found is not None:
         if found is DROPPED:  # MLflow's own sampler dropped the user's trace: ours is part of it
             trace = TraceRecord()
@@ -191,19 +227,7 @@ def _start_span(name: str, kind: str, span_type: str | None = None, instance: An
         span.module_path = module_path if module_path is not None else parent.module_path
         if trace.sampled:
             trace.spans.append(span)
-    if setup is not None:
-        setup(span, instance, kwargs or {})  # details the span-start hooks need (e.g. an LM's model)
-    if resources.cpu_on:  # analytics v2 (#15): thread CPU time
-        span.thread_id, span.cpu_start_ns = get_ident(), cpu_now(span.start_ns)
-    token = current_span.set(span)
-    if mgr.span_start_fns:
-        try:
-            for fn in mgr.span_start_fns:
-                fn(span)
-        except TracekitAbort as exc:
-            _end_span(span, token, None, exc)
-            raise
-    return span, token
+    return span, kwargs
 
 
 def start_span(*args, **kwargs):
@@ -257,16 +281,18 @@ async def acall_in_span(opened, fn, args: tuple, kwargs: dict):
 
 def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException | None = None) -> None:
     """Close ``span`` (never raises). Completes the trace when ``span`` is its root."""
-    span.end_ns = time_ns()
+    span.end_ns = end = time_ns()
     if span.cpu_start_ns is not None and span.thread_id == get_ident():  # analytics v2 (#15): CPU time
-        span.cpu_ns = cpu_now(span.end_ns) - span.cpu_start_ns  # kept within [0, wall] when materialized
-    span.outputs = _snapshot_outputs(span, outputs) if span.trace.sampled else outputs
+        span.cpu_ns = cpu_now(end) - span.cpu_start_ns  # kept within [0, wall] when materialized
+    trace = span.trace
+    span.outputs = _snapshot_outputs(span, outputs) if trace.sampled else outputs
     if error is not None:
         span.error = error
     if span.kind in _VERSIONED_KINDS:  # analytics v2 (#15): trial scores, compile result version
         versioning.on_span_end(span)
-    if span.trace.root is span:  # analytics v2 (#15): traces in flight, peak memory
-        resources.root_end(span.trace)
+    root = trace.root is span
+    if root:  # analytics v2 (#15): traces in flight, peak memory
+        resources.root_end(trace)
     try:
         if token is not None:
             current_span.reset(token)
@@ -279,14 +305,16 @@ def _end_span(span: SpanRecord, token, outputs: Any = None, error: BaseException
     if rt is None:
         return  # tracing stopped while the span was open: counted by disable() (spans_open_at_disable)
     mgr = rt.manager
-    for fn in mgr.span_end_fns:
+    for fn, plugin in mgr.span_end_calls:
         try:
             fn(span)
-        except Exception as exc:  # noqa: BLE001 - an abort after the call makes no sense: swallow
+        except TracekitAbort as exc:  # an abort after the call makes no sense: swallow
             mgr.hook_failed("core", "span_end", exc)
-    if span.trace.root is span:
-        rt.open_traces.pop(id(span.trace), None)
-        finish_trace(mgr, span.trace)
+        except Exception as exc:  # noqa: BLE001 - a plugin must not break the user's program
+            mgr.hook_failed(plugin or "core", "tracekit_span_end" if plugin else "span_end", exc)
+    if root and trace.root is span:
+        rt.open_traces.pop(id(trace), None)
+        finish_trace(mgr, trace)
 
 
 def _detach_stand_in(span: SpanRecord) -> None:

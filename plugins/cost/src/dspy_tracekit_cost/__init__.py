@@ -13,7 +13,7 @@ from dspy_tracekit.hookspecs import hookimpl
 
 from ._config import BudgetSpec, CostConfig, parse_config
 from ._ledger import Stat
-from ._plugin import TRACE_TOTAL_TAG, CostState
+from ._plugin import LM, TRACE_TOTAL_TAG, CostState
 from ._prices import CallCost, Price, PriceTable
 
 __all__ = [
@@ -66,7 +66,7 @@ def tracekit_configure(config: dict[str, Any], settings: Any) -> None:
 def tracekit_span_start(span: Any) -> None:
     """LM spans: check budgets against the call's worst-case cost; may raise ``BudgetExceeded``."""
     state = _state
-    if state is not None:
+    if state is not None and state.ledger is not None and span.kind == LM:  # checked here: one call less
         state.span_start(span)
 
 
@@ -74,7 +74,7 @@ def tracekit_span_start(span: Any) -> None:
 def tracekit_span_end(span: Any) -> None:
     """LM spans: price the usage; root spans: write the trace's total."""
     state = _state
-    if state is not None:
+    if state is not None and (span.kind == LM or span.trace.root is span):  # checked here: one call less
         state.span_end(span)
 
 
