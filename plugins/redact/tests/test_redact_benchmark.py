@@ -6,6 +6,7 @@ Run: ``uv run pytest plugins/redact/tests/test_redact_benchmark.py -m benchmark 
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -266,47 +267,52 @@ def test_redaction_v2_throughput_work_side_by_side(corpus, regression_set, tmp_p
         assert a > 0 and b > 0
 
 
-#: main at the start of the engine-speed session (issue #13 §4): the before of its figures
-BEFORE_ENGINE = "798b8c9"
+#: main at the start of the engine-speed work (issue #13 §4): the before of its figures (798b8c9 in its first
+#: session, b727b37 in its second; ``TK_BASELINE_REF`` picks another)
+BEFORE_ENGINE = os.environ.get("TK_BASELINE_REF", "b727b37")
+
+
+class _Timed:
+    """A detector whose ``find`` adds its thread CPU time to ``acc[entity]``."""
+
+    def __init__(self, det, acc: dict[str, int]):
+        self._det, self._acc = det, acc
+        self.entity, self.gate, self.priority = det.entity, det.gate, det.priority  # what ``find`` reads
+
+    def __getattr__(self, name):
+        return getattr(self._det, name)
+
+    def find(self, text, ctx=None):
+        tt = time.thread_time_ns
+        t0 = tt()
+        out = list(self._det.find(text, ctx))
+        self._acc[self._det.entity] = self._acc.get(self._det.entity, 0) + tt() - t0
+        return out
 
 
 def _per_detector_us(r: Redactor, prompts: list[str]) -> dict[str, float]:
-    """Thread CPU µs per prompt of each step of ``r.find`` (the Hyperscan pass, then each detector as
-    ``find`` runs it), measured one call at a time: where the time of a text kind goes."""
-    from dspy_tracekit_redact._detectors import Text
-
-    tt = time.thread_time_ns
+    """Thread CPU µs per prompt of each step of ``r.find``: each detector's ``find`` as ``r.find`` calls it,
+    and the rest (the Hyperscan pass, the text's classes, sorting the candidates) as "pass + find()".
+    Works on any revision's Redactor: its detectors are wrapped for the run, ``find`` is its own."""
     acc: dict[str, int] = {}
-    for text in prompts:
+    detectors = r._detectors
+    r._detectors = tuple(_Timed(d, acc) for d in detectors)
+    tt = time.thread_time_ns
+    try:
         t0 = tt()
-        ctx = Text(text)
-        active = None
-        if r._prefilter is not None:
-            ctx.finders = r._prefilter.finders
-            if ctx.scannable:
-                active, ctx.context_starts, ctx.digit_runs, ctx.positions = r._prefilter.scan(text)
-            if not ctx.ascii:
-                ctx.context_starts = r._prefilter.word_starts(ctx.lower) if len(ctx.lower) == len(text) else None
-                if active is not None:
-                    active.add("GENERIC_SECRET")
-        t1 = tt()
-        acc["Text + Hyperscan pass"] = acc.get("Text + Hyperscan pass", 0) + t1 - t0
-        cands = []
-        for det in r._detectors:
-            if active is not None and det.gate not in active:
-                continue
-            t2 = tt()
-            if det.entity == "GENERIC_SECRET":
-                ctx.claimed = [(c[0], c[1]) for c in cands if c[2] > det.priority]
-            cands.extend((s, e, det.priority, det.entity) for s, e in det.find(text, ctx))
-            acc[det.entity] = acc.get(det.entity, 0) + tt() - t2
+        for text in prompts:
+            r.find(text)
+        total = tt() - t0
+    finally:
+        r._detectors = detectors
+    acc = {"pass + find()": total - sum(acc.values()), **acc}
     return {k: v / len(prompts) / 1000 for k, v in sorted(acc.items(), key=lambda kv: -kv[1])}
 
 
 def test_redaction_engine_speed_side_by_side(corpus, regression_set, tmp_path):
-    """The redactor at the start of the engine-speed work (798b8c9) and now, in one run: identical findings
-    on the regression set and the benchmark prompts, redact_text MB/s per kind of text (thread CPU time,
-    best of 5 interleaved rounds), then where the time of each kind goes now, per detector.
+    """The redactor at the start of the engine-speed work (``BEFORE_ENGINE``) and now, in one run: identical
+    findings on the regression set and the benchmark prompts, redact_text MB/s per kind of text (thread CPU
+    time, best of 5 interleaved rounds), then where the time of each kind goes, per detector, before and now.
 
     Run: ``uv run pytest plugins/redact/tests/test_redact_benchmark.py -m benchmark -s -q -k engine_speed``
     """
@@ -343,8 +349,16 @@ def test_redaction_engine_speed_side_by_side(corpus, regression_set, tmp_path):
         per_prompt = sum(len(p.encode()) for p in prompts) / len(prompts) / a
         print(f"  {label:<36}{b:10.1f}{a:10.1f}   x{a / b:.2f}   ({per_prompt:.0f} us per prompt now)")
         assert a > 0 and b > 0
-    print("where the time goes now, thread CPU us per prompt (best of 3; steps under 1 us left out)")
+    print(f"where the time goes, thread CPU us per prompt, {BEFORE_ENGINE} -> now (best of 3 interleaved; "
+          "steps under 1 us in both left out)")
     for label, prompts in sets:
-        runs = [_per_detector_us(now, prompts) for _ in range(3)]
-        best = {k: min(run.get(k, 0.0) for run in runs) for k in runs[0]}
-        print(f"  {label}: " + ", ".join(f"{k} {v:.1f}" for k, v in best.items() if v >= 1.0))
+        runs = {"before": [], "now": []}
+        for _ in range(3):
+            runs["before"].append(_per_detector_us(before, prompts))
+            runs["now"].append(_per_detector_us(now, prompts))
+        best = {name: {k: min(run.get(k, 0.0) for run in rs) for rs in [rs] for k in {k for run in rs for k in run}}
+                for name, rs in runs.items()}
+        steps = sorted(best["before"].keys() | best["now"].keys(), key=lambda k: -best["before"].get(k, 0.0))
+        print(f"  {label}: total {sum(best['before'].values()):.0f} -> {sum(best['now'].values()):.0f}; " + ", ".join(
+            f"{k} {best['before'].get(k, 0.0):.1f} -> {best['now'].get(k, 0.0):.1f}" for k in steps
+            if max(best["before"].get(k, 0.0), best["now"].get(k, 0.0)) >= 1.0))

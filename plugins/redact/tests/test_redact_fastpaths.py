@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from dspy_tracekit_redact import Redactor
+from dspy_tracekit_redact import BUILTIN_ENTITIES, Redactor
+from dspy_tracekit_redact import _prefilter as prefilter_module
 from dspy_tracekit_redact._detectors import (
     NON_ASCII_SPACE,
     NON_ASCII_WORD,
@@ -132,3 +133,224 @@ def test_a_control_that_only_unicode_calls_a_space_keeps_the_unicode_regexes():
     assert r.redact_text("password\x1f: hunter2!") == "password\x1f: <CREDENTIAL>"
     assert r.redact_text("my password\x1cis hunter2!") == "my password\x1cis <CREDENTIAL>"
     assert Redactor({"prefilter": False}).redact_text("password\x1e= hunter2!") == "password\x1e= <CREDENTIAL>"
+
+
+def _aws_texts(n: int, seed: int = 11) -> list[str]:
+    """Runs of the AWS secret alphabet 38-42 long (key-like: mixed case, digits, ``/``, ``+``) next to its
+    anchor words, ``=``, other runs and the edges of the text and of the anchor's windows."""
+    import random
+
+    rng = random.Random(seed)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+"
+    words = ("aws", "AWS_SECRET_ACCESS_KEY=", "secret ", "akia", "access key: ", "x", "word ", "")
+    seps = (" ", "", "=", "==", "\n", "/", ".", "é", "'", "-", " " * 250)
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            parts.append(rng.choice(words))
+            if rng.random() < 0.5:
+                parts.append(rng.choice(seps))
+            head = rng.choice(("", "", "aws", "AKIA", "Secret", "asia"))  # a window that starts at the run
+            parts.append(head + "".join(rng.choice(alphabet)
+                                        for _ in range(rng.choice((38, 39, 40, 40, 40, 41, 42)) - len(head))))
+            parts.append(rng.choice(seps))
+        out.append("".join(parts))
+    return out
+
+
+def test_the_aws_secret_key_run_search_finds_what_the_regex_finds():
+    """AWS_SECRET_KEY searches each anchor window for its run from the character before it
+    (``AwsSecretDetector``): the same findings as the regex's ``finditer`` in the same windows. (A run length
+    off by one, ``=`` left out of the look-ahead, or the window searched from its own start fails this.)"""
+    from dspy_tracekit_redact._detectors import AwsSecretDetector, Detector
+
+    det = next(d for d in Redactor()._detectors if isinstance(d, AwsSecretDetector))
+    texts = _aws_texts(12_000)
+    found = 0
+    for text in texts:
+        fast = det.find(text, Text(text))
+        assert fast == Detector.find(det, text, Text(text)), text
+        found += len(fast)
+    assert found > 2000
+
+
+def _two_pass_windows(text, spans, before, after):
+    """``windows`` as it was (merge the raw windows, then extend each to whitespace and merge again)."""
+    out = []
+    n = len(text)
+    for s, e in spans:
+        ws, we = max(0, s - before), min(n, e + after)
+        if out and ws <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], we)
+        else:
+            out.append([ws, we])
+    result = []
+    for ws, we in out:
+        if we < n:
+            m = re.compile(r"\s").search(text, we, min(n, we + 65536))
+            we = m.start() if m else min(n, we + 65536)
+        if result and ws <= result[-1][1]:
+            result[-1] = (result[-1][0], max(result[-1][1], we))
+        else:
+            result.append((ws, we))
+    return result
+
+
+def test_windows_are_those_of_the_two_pass_form():
+    import random
+
+    from dspy_tracekit_redact._detectors import windows
+
+    rng = random.Random(5)
+    for _ in range(100_000):
+        n = rng.randint(0, 200)
+        text = "".join(rng.choice("ab  \n\x1f\xa0") for _ in range(n))
+        spans = sorted((s, min(n, s + rng.randint(0, 5))) for s in (rng.randint(0, max(n - 1, 0))
+                                                                  for _ in range(rng.randint(0, 6))))
+        before, after = rng.choice([(0, 0), (2, 0), (80, 60), (30, 0), (0, 260), (5, 5), (2, 40)])
+        assert windows(text, spans, before, after) == _two_pass_windows(text, spans, before, after), (text, spans)
+
+
+def _iban_by_characters(text: str, start: int, m_end: int, first4: str, length: int):
+    """The IBAN detector's walk as it was: ``length - 4`` more capitals or digits, a single space skipped."""
+    from dspy_tracekit_redact._detectors import iban_ok
+
+    n_text, i, got, chars = len(text), m_end, 4, [first4]
+    while got < length and i < n_text:
+        c = text[i]
+        if "A" <= c <= "Z" or "0" <= c <= "9":
+            chars.append(c)
+            got += 1
+            i += 1
+        elif c == " " and i + 1 < n_text and text[i + 1] != " ":
+            i += 1
+        else:
+            break
+    if got != length or (i < n_text and text[i].isalnum()) or not iban_ok("".join(chars)):
+        return None
+    return (start, i)
+
+
+def test_the_iban_rest_pattern_takes_what_the_character_walk_took():
+    """``IbanDetector`` takes the characters after ``CC00`` with one regex per length: the same findings as
+    the walk it replaced, on IBANs grouped, run together, cut, with double or trailing spaces, words in
+    capitals after them and characters changed (a space rule or length off fails this)."""
+    import random
+
+    from dspy_tracekit_redact._detectors import IBAN_LENGTHS, IbanDetector
+    from faker import Faker
+
+    fake = Faker()
+    fake.seed_instance(9)
+    rng = random.Random(9)
+    det = next(d for d in Redactor()._detectors if isinstance(d, IbanDetector))
+    found = 0
+    for _ in range(6000):
+        iban = fake.iban()
+        if rng.random() < 0.5:
+            iban = " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))
+        chars = list(iban)
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            chars.insert(rng.randrange(1, len(chars) + 1), rng.choice((" ", "  ", "0", "A", "Z", "é", "-", "\n", "\t")))
+        if rng.random() < 0.2:
+            del chars[rng.randrange(len(chars)):]
+        text = rng.choice(("IBAN ", "", "x", "pay to: ")) + "".join(chars) + rng.choice((" ASAP", "", " ", "  X", "0", "é", ". ok"))
+        want = []
+        for m in det.regex.finditer(text):
+            length = IBAN_LENGTHS.get(text[m.start():m.start() + 2])
+            span = length and _iban_by_characters(text, m.start(), m.end(), m.group(0), length)
+            if span:
+                want.append(span)
+        got = det.find(text, Text(text))
+        assert got == want, text
+        found += len(got)
+    assert found > 1000
+
+
+def test_the_luhn_check_is_the_digit_loop_it_replaced():
+    import random
+
+    from dspy_tracekit_redact._detectors import luhn_ok
+
+    def loop(digits):
+        total = 0
+        for i, ch in enumerate(reversed(digits)):
+            d = ord(ch) - 48
+            if i % 2:
+                d = d * 2 - 9 if d * 2 > 9 else d * 2
+            total += d
+        return total % 10 == 0
+
+    rng = random.Random(4)
+    for _ in range(50_000):
+        digits = "".join(rng.choice("0123456789" if rng.random() < 0.95 else "0123456789٣") for _ in range(rng.randint(0, 19)))
+        assert luhn_ok(digits) == loop(digits), digits
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+
+
+def _email_by_walk(det, text, ctx):
+    """``EmailDetector.find`` as it was: the local-part run walked back one character at a time."""
+    from dspy_tracekit_redact._detectors import _EMAIL_LOCAL_CHARS, _EMAIL_NOT_BEFORE, _matches_at
+
+    spans = []
+    for ws, we in det.anchor(ctx):
+        starts = []
+        at = text.find("@", ws, we)
+        while at != -1:
+            i = at
+            while i > ws and text[i - 1] in _EMAIL_LOCAL_CHARS:
+                i -= 1
+            starts.extend(p for p in range(i, at) if text[p] != "." and (p == 0 or text[p - 1] not in _EMAIL_NOT_BEFORE))
+            at = text.find("@", at + 1, we)
+        if starts:
+            spans.extend(det._spans(text, _matches_at(det.regex, text, starts, ws, we)))
+    return spans
+
+
+def test_the_email_local_part_run_gives_the_starts_the_walk_gave():
+    """EMAIL reads the local-part run before each ``@`` backwards with one regex and takes starts only
+    after the characters its look-behind allows: the same findings as the walk, on local parts with every
+    special character, dots, look-behind characters, ``@`` runs and runs longer than the window."""
+    import random
+
+    from dspy_tracekit_redact._detectors import EmailDetector
+
+    rng = random.Random(6)
+    det = next(d for d in Redactor()._detectors if isinstance(d, EmailDetector))
+    pieces = ("a", "b", "Z", "0", ".", "..", "_", "%", "+", "-", "!", "#", "$", "&", "'", "*", "/", "=", "?", "^", "`",
+              "{", "|", "}", "~", "é", " ", "@", "x" * 90)
+    found = 0
+    for _ in range(20_000):
+        local = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        text = rng.choice(("", "mail ", "x", ".", "<")) + local + "@" + rng.choice(("example.com", "ex-ample.co.uk", "a.b", "x", "@b.io")) + rng.choice(("", " ok", ".", "-x"))
+        assert det.find(text, Text(text)) == _email_by_walk(det, text, Text(text)), text
+        found += bool(det.find(text, Text(text)))
+    assert found > 3000
+
+
+def test_the_private_key_search_finds_what_the_regex_finds():
+    """PRIVATE_KEY finds its header, then the first footer after it by ``str.find`` (``PrivateKeyDetector``):
+    the regex's matches, on headers and footers of every shape run together, cut, nested and missing."""
+    import random
+
+    from dspy_tracekit_redact._detectors import PrivateKeyDetector
+
+    rng = random.Random(8)
+    det = next(d for d in Redactor()._detectors if isinstance(d, PrivateKeyDetector))
+    pieces = ("-----BEGIN PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN EC X PRIVATE KEY BLOCK-----",
+              "-----BEGIN PRIVATE KEY----", "-----BEGIN rsa PRIVATE KEY-----", "-----END PRIVATE KEY-----",
+              "-----END RSA PRIVATE KEY-----", "-----END PRIVATE KEY BLOCK-----", "-----END PRIVATE KEY", "-----END ",
+              "-----END-----", "MIIEvQIBADANBg", "\n", " ", "é", "PRIVATE KEY", "-----")
+    found = 0
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 7)))
+        want = [m.span() for m in det.regex.finditer(text)]
+        assert det.find(text, Text(text)) == want, text
+        ctx = Text(text)
+        if ctx.scannable:
+            _, _, _, ctx.positions = p.scan(text)
+            assert det.find(text, ctx) == want, text
+        found += len(want)
+    assert found > 5000

@@ -196,3 +196,84 @@ def test_the_needle_finders_find_what_find_all_finds(regression_set):
         for needles in FOUND_NEEDLES:
             assert p.finders[needles].spans(low) == find_all(low, needles), text
         assert p.word_starts(low) == sorted({s for s, _ in find_all(low, _NEEDLES)}), text
+
+
+#: what a prefixed key's regex starts with (every alternative of ``_prefilter.POSITIONS``' literals), plus
+#: look-alikes one character off
+_KEY_PREFIXES = (
+    "-----BEGIN PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----", "-----END PRIVATE KEY-----", "-----BEGIN ",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.", "eyJ0eXAiOiJKV1QifQ.eyJhIjoxfQ.", "eyJ0eXAiOiJKV1QifQ.",
+    "eyJ", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.", "sk-ant-", "sk-ant-api03-", "sk-", "sk-proj-", "sk-None-",
+    *(f"A{k}" for k in ("KIA", "SIA", "BIA", "CCA", "GPA", "IDA", "ROA", "IPA", "NPA", "NVA", "PKA", "KIB")),
+    *(f"gh{c}_" for c in "pousrx"), "github_pat_", "github_pa_", *(f"xox{c}-" for c in "abposrex"), "xapp-", "xap-",
+    *(f"{a}_{b}_" for a in ("sk", "rk", "pk", "xk") for b in ("live", "test")), "AIza", "AIz", "Bearer ",
+)
+
+
+def _prefixed_key_texts(n: int, seed: int = 7) -> list[str]:
+    """Prefixes of the key detectors run together with token characters, separators and non-ASCII letters
+    the pass sees (``é``, ``я``): keys at text edges, after word characters, inside each other."""
+    import random
+
+    rng = random.Random(seed)
+    token = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+    seps = (" ", " ", "\n", "_", "-", ".", "=", "é", "я", "/", ":", "'")
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            if rng.random() < 0.3:
+                parts.append(rng.choice(seps))
+            parts.append(rng.choice(_KEY_PREFIXES))
+            alphabet = token if rng.random() < 0.7 else token[:26] + token[52:62]  # AKIA... wants [A-Z0-9]{16}
+            parts.append("".join(rng.choice(alphabet) for _ in range(rng.choice((8, 16, 16, 20, 24, 35, 35, 36, 40)))))
+            if rng.random() < 0.5:
+                parts.append(rng.choice(seps))
+        out.append("".join(parts))
+    return out
+
+
+@needs_hyperscan
+def test_the_key_prefix_positions_of_the_pass_keep_every_prefixed_key():
+    """The prefixed-key detectors try their regexes only where the pass saw their prefix
+    (``_prefilter.POSITIONS``): on prefixes run together at every edge, the findings are those of every
+    detector searching the whole text. (A prefix alternative less, or a wrong prefix length, fails this.)"""
+    from collections import Counter
+
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    texts = _prefixed_key_texts(12_000)
+    kinds = Counter(f.entity for t in texts for f in slow.find(t))
+    for entity in ("PRIVATE_KEY", "JWT", "ANTHROPIC_KEY", "OPENAI_KEY", "AWS_ACCESS_KEY_ID", "GITHUB_TOKEN",
+                   "SLACK_TOKEN", "STRIPE_KEY", "GOOGLE_API_KEY"):
+        assert kinds[entity] > 30, (entity, kinds)
+    assert [t for t in texts if fast.find(t) != slow.find(t)] == []
+
+
+@needs_hyperscan
+def test_the_iban_positions_of_the_pass_are_every_registry_country_and_two_digits():
+    """``POSITIONS["IBAN"]`` (one pattern per country): every place a registry country code and two digits
+    start, overlapping ones too, as a look-ahead regex finds them (a country less fails this)."""
+    import random
+    import re
+
+    from dspy_tracekit_redact._detectors import IBAN_LENGTHS
+
+    rng = random.Random(3)
+    at = re.compile("(?=(?:" + "|".join(IBAN_LENGTHS) + ")[0-9]{2})")
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    pieces = [*IBAN_LENGTHS, "QZ", "de", "D", "E", "0", "1", "42", "9", " ", "é", "-"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(30))
+        assert p.scan(text)[3].get("IBAN", []) == [m.start() for m in at.finditer(text)], text
+
+
+@needs_hyperscan
+def test_a_credential_word_that_ends_where_a_longer_one_ends_still_opens_a_context():
+    """"token" in "authToken" ends where "authtoken" ends: the pass reports both (it folded them into the
+    longer one, whose start is no word start here, and the secret after "Token_id=" was left; rgeneric's find)."""
+    texts = ["ServiceauthToken_id=aN0PS_^fU*9g&zz", "myapiKey=aN0PS_^fU*9g&zz1", "mysecretKey: aN0PS_^fU*9g&zz1x",
+             "theaccessKey=Qm9keVRleHQ_xT7pLw2", "MyApiToken = Qm9keVRleHQ_xT7pLw2zz"]
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    for text in texts:
+        assert [f.entity for f in slow.find(text)] == ["GENERIC_SECRET"], text
+        assert fast.find(text) == slow.find(text), text

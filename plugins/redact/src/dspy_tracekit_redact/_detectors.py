@@ -26,8 +26,17 @@ Span = tuple[int, int]
 # ----------------------------------------------------------------------------------------------
 
 
+#: a Luhn digit's value as it is (every other one from the right) and doubled, digits summed (the others)
+_LUHN_SAME = {chr(48 + d): d for d in range(10)}
+_LUHN_DOUBLED = {chr(48 + d): 2 * d - 9 * (d > 4) for d in range(10)}
+
+
 def luhn_ok(digits: str) -> bool:
-    total = 0
+    """The Luhn check (for ASCII digits two C-level sums over table lookups, not a Python loop)."""
+    if digits.isascii() and digits.isdigit():
+        return (sum(map(_LUHN_SAME.__getitem__, digits[::-2]))
+                + sum(map(_LUHN_DOUBLED.__getitem__, digits[-2::-2]))) % 10 == 0
+    total = 0  # other digits ``\d`` takes (``٣``): as the check always took them, by code point
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
         if i % 2:
@@ -75,12 +84,18 @@ IBAN_LENGTHS = {
 }
 
 
+#: ``A`` → ``10`` … ``Z`` → ``35``: ISO 7064's letters as numbers (what ``str(int(c, 36))`` gives)
+_IBAN_LETTERS = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
+
+
 def iban_ok(compact: str) -> bool:
     if IBAN_LENGTHS.get(compact[:2]) != len(compact):
         return False
     rearranged = compact[4:] + compact[:4]
-    try:
-        number = int("".join(str(int(c, 36)) for c in rearranged))
+    if not rearranged.isalnum():
+        return False
+    try:  # one translate instead of a conversion per character (``int`` takes Unicode digits as they are)
+        number = int(rearranged.translate(_IBAN_LETTERS))
     except ValueError:
         return False
     return number % 97 == 1
@@ -321,25 +336,43 @@ _WS = re.compile(r"\s")
 
 def windows(text: str, spans: Iterable[Span], before: int, after: int) -> list[Span]:
     """Merged ``[start - before, end + after]`` windows, each extended to the next whitespace so
-    that a token is never cut at a window's end (capped at 64 KiB)."""
-    out: list[list[int]] = []
+    that a token is never cut at a window's end (capped at 64 KiB); ``spans`` sorted.
+
+    (One pass: a window is extended when the next span no longer reaches it, and merged with the window
+    before it when the extension reaches that one; ``test_windows_are_those_of_the_two_pass_form`` checks
+    it against the two-pass form it replaced, which took twice the time.)"""
     n = len(text)
+    result: list[Span] = []
+    cs = ce = -1  # the window being merged (none: cs < 0)
+    search = _WS.search
     for s, e in spans:
-        ws = max(0, s - before)
-        we = min(n, e + after)
-        if out and ws <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], we)
+        ws = s - before if s > before else 0
+        we = e + after
+        if we > n:
+            we = n
+        if ws <= ce:
+            if we > ce:
+                ce = we
+            continue
+        if cs >= 0:
+            if ce < n:
+                m = search(text, ce, ce + 65536)
+                ce = m.start() if m else min(n, ce + 65536)
+            if result and cs <= result[-1][1]:
+                last = result[-1]
+                result[-1] = (last[0], ce if ce > last[1] else last[1])
+            else:
+                result.append((cs, ce))
+        cs, ce = ws, we
+    if cs >= 0:
+        if ce < n:
+            m = search(text, ce, ce + 65536)
+            ce = m.start() if m else min(n, ce + 65536)
+        if result and cs <= result[-1][1]:
+            last = result[-1]
+            result[-1] = (last[0], ce if ce > last[1] else last[1])
         else:
-            out.append([ws, we])
-    result = []
-    for ws, we in out:
-        if we < n:
-            m = _WS.search(text, we, min(n, we + 65536))
-            we = m.start() if m else min(n, we + 65536)
-        if result and ws <= result[-1][1]:
-            result[-1] = (result[-1][0], max(result[-1][1], we))
-        else:
-            result.append((ws, we))
+            result.append((cs, ce))
     return result
 
 
@@ -393,7 +426,8 @@ class Detector:
         self.anchor = anchor
         #: with ``starts``, the regex is tried (``match``) only at these sorted positions, which
         #: must include every position where it can match: the same matches ``finditer`` finds,
-        #: without running the pattern at every character in between.
+        #: without running the pattern at every character in between. ``None`` from it: not known
+        #: (the pass did not run), the pre-filter, anchor or ``finditer`` decide.
         self.starts = starts
         #: the same inside each anchor window: ``(text, ws, we)`` → sorted candidate starts
         self.window_starts = window_starts
@@ -403,13 +437,15 @@ class Detector:
         self.ascii_regex = ascii_variant(regex)
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
-        if self.prefilter is not None and not self.prefilter(text):
-            return []
         if ctx is None:
             ctx = Text(text)
         regex = self.ascii_regex if ctx.ascii else self.regex
         if self.starts is not None:
-            return self._spans(text, _matches_at(regex, text, self.starts(ctx)))
+            starts = self.starts(ctx)
+            if starts is not None:  # every place a match can start: the pre-filter is implied
+                return self._spans(text, _matches_at(regex, text, starts))
+        if self.prefilter is not None and not self.prefilter(text):
+            return []
         if self.anchor is None:
             return self._spans(text, regex.finditer(text))
         spans: list[Span] = []
@@ -687,17 +723,92 @@ def _v_jwt(text: str, m: re.Match[str]) -> bool:
 
 
 def _v_aws_secret(text: str, m: re.Match[str]) -> bool:
-    v = m.group(0)  # ASCII: [A-Za-z0-9/+]{40}
+    return _aws_secret_ok(text, m.start(), m.group(0))
+
+
+def _aws_secret_ok(text: str, start: int, v: str) -> bool:
+    """``v = text[start:start + 40]``, a run of ``[A-Za-z0-9/+]``, is an AWS secret access key."""
     kinds = ((v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None)
              + ("/" in v or "+" in v))
     if kinds < 3:
         return False
-    start = m.start()
     before = text[max(0, start - 200):start]
     if before.isascii():  # what the (?i) regex finds there: one of its words, in the lower-cased text
         low = before.lower()
         return any(w in low for w in _AWS_CONTEXT_WORDS)
     return bool(_AWS_CONTEXT.search(before))
+
+
+#: an AWS secret key's run (``[A-Za-z0-9/+]{40}`` after none of its characters and before none of them nor
+#: ``=``) with the character before it: ``re`` skips to that character (a space, mostly) at C speed, where the
+#: pattern that starts at the run tries its look-behind at every letter of every word (2-3x slower)
+_AWS_RUN = re.compile(r"[^A-Za-z0-9/+]([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
+
+
+class AwsSecretDetector(Detector):
+    """``finditer`` of the regex in each anchor window, found as :data:`_AWS_RUN` from the character before
+    the window (a run at the very start of the text, with no character before it, by the regex itself)."""
+
+    __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        if ctx is None:
+            ctx = Text(text)
+        out: list[Span] = []
+        for ws, we in self.anchor(ctx):
+            if ws == 0:
+                m = self.regex.match(text, 0, we)
+                if m is not None and _aws_secret_ok(text, 0, m.group()):
+                    out.append(m.span())
+                ws = 1  # the character before a run found below: at 0 or after
+            for m in _AWS_RUN.finditer(text, ws - 1, we):
+                s, e = m.span(1)
+                if _aws_secret_ok(text, s, m.group(1)):
+                    out.append((s, e))
+        return out
+
+
+_PK_HEAD = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_PK_TAIL = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+
+
+class PrivateKeyDetector(Detector):
+    """What the regex matches (its header; then up to the first footer after it, else to the end of the
+    text), found as the header's match, then ``str.find`` of each ``-----END `` and the footer's match there,
+    instead of the lazy ``.*?`` trying the footer at every character of the key (2-3 us per key)."""
+
+    __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        if ctx is None:
+            ctx = Text(text)
+        starts = self.starts(ctx)
+        if starts is None:  # the pass did not run: the header's every place
+            if not self.prefilter(text):
+                return []
+            starts = [s for s, _ in find_all(text, ("-----BEGIN ",))]  # overlapping ones too
+        out: list[Span] = []
+        after = 0  # like finditer: no match starts inside the one before
+        for p in starts:
+            if p < after:
+                continue
+            head = _PK_HEAD.match(text, p)
+            if head is None:
+                continue
+            k = head.end()
+            while True:  # the lazy ``.*?``: the first place after the header where a footer matches
+                j = text.find("-----END ", k)
+                if j == -1:
+                    end = len(text)  # ``.*\Z``
+                    break
+                tail = _PK_TAIL.match(text, j)
+                if tail is not None:
+                    end = tail.end()
+                    break
+                k = j + 1
+            out.append((p, end))
+            after = end if end > p else p + 1
+        return out
 
 
 def _v_bearer(text: str, m: re.Match[str]) -> bool:
@@ -725,17 +836,21 @@ class EmailDetector(Detector):
         if ctx is None:
             ctx = Text(text)
         regex = self.ascii_regex if ctx.ascii else self.regex
-        local = _EMAIL_LOCAL_CHARS
         before = _EMAIL_NOT_BEFORE
+        run = _EMAIL_LOCAL_RUN.match
+        special = _EMAIL_LOCAL_SPECIAL.finditer
         spans: list[Span] = []
         for ws, we in self.anchor(ctx):
             starts = []
             at = text.find("@", ws, we)
             while at != -1:
-                i = at
-                while i > ws and text[i - 1] in local:
-                    i -= 1
-                starts.extend(p for p in range(i, at) if text[p] != "." and (p == 0 or text[p - 1] not in before))
+                # the run of local-part characters before the "@" (not before ``ws``), read backwards
+                i = at - run(text[ws:at][::-1]).end()
+                # a start is not a "." nor after one of the look-behind's characters: inside the run only
+                # after a local-part character the look-behind does not refuse, and maybe the run's start
+                if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before):
+                    starts.append(i)
+                starts.extend(m.end() for m in special(text, i, at - 1) if text[m.end()] != ".")
                 at = text.find("@", at + 1, we)
             if starts:
                 spans.extend(self._spans(text, _matches_at(regex, text, starts, ws, we)))
@@ -761,24 +876,20 @@ class IbanDetector(Detector):
             length = IBAN_LENGTHS.get(text[start:start + 2])
             if length is None:
                 continue
-            i = m.end()
-            got = 4
-            chars = [m.group(0)]
-            while got < length and i < n_text:
-                c = text[i]
-                if "A" <= c <= "Z" or "0" <= c <= "9":
-                    chars.append(c)
-                    got += 1
-                    i += 1
-                elif c == " " and i + 1 < n_text and text[i + 1] != " ":
-                    i += 1
-                else:
-                    break
-            if got != length or (i < n_text and text[i].isalnum()):
+            # the rest: ``length - 4`` capitals or digits, each maybe after one space
+            rest = _IBAN_REST[length].match(text, m.end())
+            if rest is None:
                 continue
-            if iban_ok("".join(chars)):
+            i = rest.end()
+            if i < n_text and text[i].isalnum():
+                continue
+            if iban_ok(m.group(0) + rest.group().replace(" ", "")):
                 out.append((start, i))
         return out
+
+
+#: IBAN length → the characters after its first four: each a capital or digit, maybe after one space
+_IBAN_REST = {n: re.compile(f"(?: ?[A-Z0-9]){{{n - 4}}}") for n in set(IBAN_LENGTHS.values())}
 
 
 # ``\b[A-Z]{2}\d{2}`` with the boundary checked after the first letter: a leading character class
@@ -789,6 +900,10 @@ _EMAIL_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|
 #: the characters of ``_EMAIL_LOCAL`` with its dots, and those its look-behind refuses before a match
 _EMAIL_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-.")
 _EMAIL_NOT_BEFORE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+#: a run of ``_EMAIL_LOCAL_CHARS`` (the local part's characters and dots), and those of them that the
+#: look-behind does not refuse before a start
+_EMAIL_LOCAL_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]*")
+_EMAIL_LOCAL_SPECIAL = re.compile(r"[!#$&'*/=?^`{|}~]")
 _EMAIL_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
 
 CREDENTIAL_WORDS = (
@@ -801,6 +916,16 @@ def _run_starts(entity: str) -> Callable[[Text], list[int]]:
     return lambda ctx: ctx.run_starts(entity)
 
 
+def _pass_starts(gate: str) -> Callable[[Text], list[int] | None]:
+    """Where the Hyperscan pass saw the literal prefix of the detector ``gate`` (``_prefilter.POSITIONS``),
+    ``None`` when it did not run on the text."""
+    def starts(ctx: Text) -> list[int] | None:
+        positions = ctx.positions
+        return None if positions is None else positions.get(gate, [])
+
+    return starts
+
+
 def builtin_detectors() -> dict[str, list[Detector]]:
     """Every built-in entity type with its detectors (compiled once per process)."""
     d: dict[str, list[Detector]] = {}
@@ -808,32 +933,39 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     def add(det: Detector) -> None:
         d.setdefault(det.entity, []).append(det)
 
-    add(Detector("PRIVATE_KEY", re.compile(
+    add(PrivateKeyDetector("PRIVATE_KEY", re.compile(
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY"
-        r"(?: BLOCK)?-----|.*\Z)", re.DOTALL), _has("PRIVATE KEY"), priority=100))
+        r"(?: BLOCK)?-----|.*\Z)", re.DOTALL), _has("PRIVATE KEY"), priority=100, starts=_pass_starts("PRIVATE_KEY")))
     add(Detector("URL_CREDENTIALS", re.compile(
         r"\b[A-Za-z][A-Za-z0-9+.\-]*://(?P<ui>[^\s/@:<>\"']+:[^\s/@<>\"']+)@"),
         lambda t: "@" in t, group="ui", priority=95, anchor=_anchor(("://",), 30, 0)))
     add(Detector("JWT", re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-                 _has("eyJ"), lambda t, m: _boundary(t, m) and _v_jwt(t, m), priority=92))
-    add(Detector("ANTHROPIC_KEY", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}"), _has("sk-ant-"), _boundary, priority=91))
+                 _has("eyJ"), lambda t, m: _boundary(t, m) and _v_jwt(t, m), priority=92,
+                 starts=_pass_starts("JWT")))
+    add(Detector("ANTHROPIC_KEY", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}"), _has("sk-ant-"), _boundary, priority=91,
+                 starts=_pass_starts("ANTHROPIC_KEY")))
     add(Detector("OPENAI_KEY", re.compile(
-        r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}"), _has("sk-"), _boundary, priority=90))
+        r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}"), _has("sk-"), _boundary, priority=90,
+        starts=_pass_starts("OPENAI_KEY")))
     add(Detector("AWS_ACCESS_KEY_ID", re.compile(
         r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA)[A-Z0-9]{16}\b"),
-        lambda t: _AWS_IDS.search(t) is not None, _boundary, priority=90))
+        lambda t: _AWS_IDS.search(t) is not None, _boundary, priority=90, starts=_pass_starts("AWS_ACCESS_KEY_ID")))
     # ``(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}``, the lookbehind after the first character (``re`` skips faster)
-    add(Detector("AWS_SECRET_KEY", re.compile(r"[A-Za-z0-9/+](?<![A-Za-z0-9/+]{2})[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])"),
+    add(AwsSecretDetector("AWS_SECRET_KEY", re.compile(r"[A-Za-z0-9/+](?<![A-Za-z0-9/+]{2})[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])"),
                  None, _v_aws_secret, priority=70, anchor=_anchor(_AWS_NEEDLES, 0, 260, lower=True)))
-    add(Detector("GITHUB_TOKEN", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}\b"), _has("gh"), _boundary, priority=90))
+    add(Detector("GITHUB_TOKEN", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}\b"), _has("gh"), _boundary, priority=90,
+                 starts=_pass_starts("GITHUB_TOKEN")))
     add(Detector("GITHUB_TOKEN", re.compile(r"github_pat_[A-Za-z0-9_]{22,255}\b"), _has("github_pat_"), _boundary,
-                 priority=90))
-    add(Detector("SLACK_TOKEN", re.compile(r"xox[abposre]-[A-Za-z0-9\-]{10,}"), _has("xox"), _boundary, priority=90))
-    add(Detector("SLACK_TOKEN", re.compile(r"xapp-[A-Za-z0-9\-]{10,}"), _has("xapp-"), _boundary, priority=90))
+                 priority=90, starts=_pass_starts("GITHUB_TOKEN/pat"), gate="GITHUB_TOKEN/pat"))
+    add(Detector("SLACK_TOKEN", re.compile(r"xox[abposre]-[A-Za-z0-9\-]{10,}"), _has("xox"), _boundary, priority=90,
+                 starts=_pass_starts("SLACK_TOKEN")))
+    add(Detector("SLACK_TOKEN", re.compile(r"xapp-[A-Za-z0-9\-]{10,}"), _has("xapp-"), _boundary, priority=90,
+                 starts=_pass_starts("SLACK_TOKEN/app"), gate="SLACK_TOKEN/app"))
     add(Detector("STRIPE_KEY", re.compile(r"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
-                 None, _boundary, priority=90, anchor=_anchor(("_live_", "_test_"), 2, 0)))
+                 None, _boundary, priority=90, anchor=_anchor(("_live_", "_test_"), 2, 0),
+                 starts=_pass_starts("STRIPE_KEY")))
     add(Detector("GOOGLE_API_KEY", re.compile(r"AIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])"), _has("AIza"),
-                 _boundary, priority=90))
+                 _boundary, priority=90, starts=_pass_starts("GOOGLE_API_KEY")))
     add(Detector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
                  None, _v_bearer, group="tok", priority=80, anchor=_anchor(("earer",), 2, 40)))
     add(CredentialDetector("CREDENTIAL", re.compile(
