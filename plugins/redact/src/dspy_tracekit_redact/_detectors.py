@@ -643,12 +643,45 @@ def _v_phone(text: str, m: re.Match[str]) -> bool:
     return phone_ok(text, m.start(), m.end())
 
 
+#: the first three digit groups of a candidate not opened by ``+`` and not starting with ``0`` (``00``, trunk
+#: ``0``)
+_PHONE_HEAD = re.compile(r"\(?([1-9]\d*)\D*(\d*)\D*(\d*)")
+#: the sizes of the first three groups of every such phone: NANP ``212-555-1234`` (3, 3, 4) and
+#: ``1-800-555-0199`` (1, 3, 3), BR ``(11) 91234-5678`` (2, 5, 4) and ``(21) 2345-6789`` (2, 4, 4), IN ``98765
+#: 43210`` (5, 5, any: written 0); the other formats start with ``+`` or ``0`` or are one group of 10-11
+#: digits. A trimmed candidate keeps its first groups but for the last one or two, and the formats with
+#: three groups or more are found with all three: a candidate whose head is none of these (a date
+#: ``2022-10-03 13``, an order number ``942-6135966-7899688``, a build ``10.0.13584.3940``, ``7816 0594
+#: 5147``, an IPv4 address) holds no phone, trimmed or not
+_PHONE_HEADS = frozenset({(3, 3, 4), (1, 3, 3), (2, 5, 4), (2, 4, 4), (5, 5, 0)})
+#: what a run of the Hyperscan pass (ASCII digits and `` -./()+``) holds where a phone, trimmed or not,
+#: can start: where ``_PHONE_CAND`` can (its look-behinds), ``+``, or a group starting with ``0``, a group
+#: of 10 digits, or first groups of one of ``_PHONE_HEADS`` (after a ``(`` a candidate opens with, the
+#: look-behinds let the group through too)
+_PHONE_RUN = re.compile(r"(?<![\w+\-./#@:])(?<!\d[ \-.])(?:\+|(?:0|[0-9]{10}|[0-9]{5}[^0-9]+[0-9]{5}(?![0-9])"
+                        r"|[0-9]{3}[^0-9]+[0-9]{3}[^0-9]+[0-9]{4}(?![0-9])|[0-9][^0-9]+[0-9]{3}[^0-9]+[0-9]{3}(?![0-9])"
+                        r"|[0-9]{2}[^0-9]+[0-9]{4,5}[^0-9]+[0-9]{4}(?![0-9])))")
+
+
 class PhoneDetector(Detector):
     """Most phone candidates are dates, prices, versions and short order numbers: fewer than ten
     digits without a leading ``+``. Neither :func:`phone_ok` nor a trimmed candidate (fewer digits,
     same first character) can accept those, so they are dropped on their digit count alone."""
 
     __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        runs = ctx.digit_runs.get("PHONE") if ctx is not None and ctx.digit_runs is not None else None
+        if not runs:
+            return Detector.find(self, text, ctx)
+        # ``ctx.run_starts("PHONE")`` in the runs that can hold a phone: each match lies in one run and
+        # ends inside it, so a run left out changes nothing but its own candidates (none of which is a phone)
+        keep = _PHONE_RUN.search
+        rx = _NUM_START_ASCII if ctx.ascii else _NUM_START
+        starts = [m.start() for rs, re_ in runs if keep(text, rs, re_) for m in rx.finditer(text, rs, re_)]
+        if not starts:
+            return []
+        return self._spans(text, _matches_at(self.ascii_regex if ctx.ascii else self.regex, text, starts))
 
     def _spans(self, text: str, matches: Iterable[re.Match[str]]) -> list[Span]:
         # what Detector._spans does with validate=_v_phone, trim=phone_ok, trim_min_digits=8, the
@@ -660,6 +693,12 @@ class PhoneDetector(Detector):
             n = len(raw) - sum(map(raw.count, seps))
             if n < 10 and (n < 8 or raw[0] != "+"):
                 continue
+            if raw[0] != "+":
+                head = _PHONE_HEAD.match(raw)
+                if head is not None:
+                    f, g = len(head[1]), len(head[2])
+                    if f < 10 and ((5, 5, 0) if f == g == 5 else (f, g, len(head[3]))) not in _PHONE_HEADS:
+                        continue  # neither the candidate nor a trimmed one can be a phone (see _PHONE_HEADS)
             s, e = m.span()
             if _phone_raw_ok(text, s, raw, n):
                 out.append((s, e))

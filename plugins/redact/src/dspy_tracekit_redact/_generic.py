@@ -15,6 +15,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
+from itertools import accumulate
 
 Span = tuple[int, int]
 
@@ -45,17 +46,8 @@ _TOKEN_CHARS = r"A-Za-z0-9+/=_\-.~!@#$%^&*()"
 #: one candidate token (quotes and backticks around it are skipped by the window scan)
 _TOKEN = re.compile(r"[" + _TOKEN_CHARS + r"]{8,300}")
 _DIGIT = re.compile(r"[0-9]")
+#: where a credential word's sentence ends: no token is looked for after it
 _SENTENCE_END = re.compile(r"[.!?;]\s|\n")
-#: its first alternative alone: a pattern that starts with a character class lets ``re`` skip to
-#: candidates at C speed, which the alternation does not (the newline is a ``str.find``)
-_SENTENCE_PUNCT = re.compile(r"[.!?;]\s")
-
-
-def _sentence_end(text: str, pos: int, endpos: int) -> int:
-    """``_SENTENCE_END.search(text, pos, endpos).start()``, or ``endpos`` when there is none."""
-    m = _SENTENCE_PUNCT.search(text, pos, endpos)
-    nl = text.find("\n", pos, m.start() if m is not None else endpos)
-    return nl if nl != -1 else m.start() if m is not None else endpos
 _TRAILING = ".,;:?)]}'\"`"
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}")
 _HEX = re.compile(r"(?:0x)?[0-9A-Fa-f]+(?:[\-:][0-9A-Fa-f]+)*")
@@ -82,6 +74,14 @@ _CAPITAL_PAIR = re.compile(r"(?=[A-Z][A-Z])")
 #: how far after the end of a credential word the token may start
 _REACH = 48
 _MAX_GAP_WORDS = 3
+#: the first ``_MAX_GAP_WORDS + 1`` words (runs of ``\S``, one group each) from a position to the next newline:
+#: one ``match`` instead of a sentence-end search and a word iterator per credential word. The sentence
+#: ends there or at the first word that ends in one of ``_SENTENCE_PUNCT`` before a space (which the word
+#: loses): where ``_SENTENCE_END`` matches first
+_WORDS = re.compile(r"[^\S\n]*(\S+)" + "".join(r"(?:[^\S\n]+(\S+)" for _ in range(_MAX_GAP_WORDS))
+                    + ")?" * _MAX_GAP_WORDS)
+_SENTENCE_PUNCT = ".!?;"
+_WORD_GROUPS = tuple(range(1, _MAX_GAP_WORDS + 2))
 
 
 def shannon_entropy(value: str) -> float:
@@ -153,18 +153,25 @@ def _cjk(word: str) -> bool:
     return any(ord(c) >= 0x3000 for c in word)
 
 
-def _context_regex() -> re.Pattern[str]:
-    words = sorted((w for w in CONTEXT_WORDS if not _cjk(w)), key=len, reverse=True)
-    cjk = sorted((w for w in CONTEXT_WORDS if _cjk(w)), key=len, reverse=True)
+def _context_regex(first: str | None = None) -> re.Pattern[str]:
+    """``CONTEXT``; with ``first`` (an ASCII letter), its alternatives for the words that start with it."""
+    chosen = [w for w in CONTEXT_WORDS if first is None or w[0] == first]
+    words = sorted((w for w in chosen if not _cjk(w)), key=len, reverse=True)
+    cjk = sorted((w for w in chosen if _cjk(w)), key=len, reverse=True)
     # a word starts and ends at a word boundary, at "_"/"-" or at a camelCase hump ("api_key",
     # "x-auth-token", "ServiceApiKey"; "monkey" and "keyboard" hold no key; "/key+" inside base64 data
     # neither); CJK words have no spaces around them
     start = r"(?:(?<![^\W_])(?<![+/=])|(?-i:(?<=[a-z])(?=[A-Z])))"  # or a camelCase hump: "sendgridKey"
     return re.compile("(?i)" + start + "(?:" + "|".join(re.escape(w) for w in words) + r")(?:s|es|e)?(?![^\W_])(?![+/])"
-                      "|" + "|".join(re.escape(w) for w in cjk))
+                      + ("|" + "|".join(re.escape(w) for w in cjk) if cjk else ""))
 
 
 CONTEXT = _context_regex()
+#: ``CONTEXT`` at a position holding an ASCII letter: only the words that start with it (in either case)
+#: can match there (no other first letter of a word is the same letter ignoring case), tried in the
+#: same order (about half the time of the whole alternation); other characters get the whole of it
+_CONTEXT_AT = {c: _context_regex(c) for c in sorted({w[0] for w in CONTEXT_WORDS if w[0].isascii()})}
+_CONTEXT_AT.update({c.upper(): rx for c, rx in _CONTEXT_AT.items()})
 #: every match of CONTEXT starts with one of these (lower case), as the word itself does
 _NEEDLES = tuple(sorted({w.lower() for w in CONTEXT_WORDS}))
 
@@ -176,7 +183,6 @@ def _find_all(hay: str, needle: str) -> list[int]:
         out.append(i)
         i = hay.find(needle, i + 1)
     return out
-_WORD = re.compile(r"\S+")
 
 
 def _covering(spans: list[Span] | None) -> Callable[[int, int], bool] | None:
@@ -186,11 +192,7 @@ def _covering(spans: list[Span] | None) -> Callable[[int, int], bool] | None:
         return None
     spans = sorted(spans)
     starts = [cs for cs, _ in spans]
-    reach = []
-    far = -1
-    for _, ce in spans:
-        far = max(far, ce)
-        reach.append(far)
+    reach = list(accumulate([ce for _, ce in spans], max))
     right = bisect.bisect_right
 
     def covered(s: int, e: int) -> bool:
@@ -224,10 +226,11 @@ class GenericSecretDetector:
             starts = sorted({i for w in _NEEDLES for i in _find_all(low, w)})
         out = []
         after = 0
+        at = _CONTEXT_AT.get
         for c in starts:
             if c < after:
                 continue
-            m = CONTEXT.match(text, c)
+            m = at(text[c], CONTEXT).match(text, c)
             if m is not None:
                 after = m.end()
                 out.append(m)
@@ -236,34 +239,47 @@ class GenericSecretDetector:
     def find(self, text: str, ctx=None) -> list[Span]:
         out: list[Span] = []
         last_end = 0
-        claimed = _covering(getattr(ctx, "claimed", None))
+        claimed = None
+        spans = getattr(ctx, "claimed", None)
+        n = len(text)
+        reach = _REACH + self.rule.max_length
+        words = _WORDS.match
         for m in self._contexts(text, ctx):
-            word = m.group(0).lower()
-            password = word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
             end = m.end()
-            limit = min(len(text), end + _REACH + self.rule.max_length)
-            limit = _sentence_end(text, end, limit)
-            first = _TOKEN.search(text, end, limit)
-            if first is None:
-                continue  # no run of 8 key characters before the sentence ends: nothing to look at
-            gap = 0
-            for w in _WORD.finditer(text, end, limit):
-                if w.start() - end > _REACH:
+            # the first words after the credential word, up to the end of its sentence
+            limit = min(n, end + reach)
+            w = words(text, end, limit)
+            if w is None:
+                continue
+            for g in _WORD_GROUPS:
+                ws, we = w.span(g)
+                if ws < 0 or ws - end > _REACH:
                     break
-                if w.end() - w.start() < 8:  # too short to hold a token
-                    gap += 1
-                    if gap > _MAX_GAP_WORDS:
+                last = we < limit and text[we - 1] in _SENTENCE_PUNCT  # "... 12345678. Thanks": a space follows
+                if last:
+                    we -= 1
+                if we - ws < 8:  # too short to hold a token
+                    if last:
                         break
                     continue
-                span = self._token(text, w.start(), w.end(), password, claimed)
+                if claimed is None and spans:
+                    claimed = _covering(spans)
+                token = text[ws:we]
+                if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
+                    # one token without a digit, too short or single-case to be a key ("certificate",
+                    # "incorrect"): what _token finds in it is only whether it is claimed
+                    span = (ws, we, True) if claimed is not None and claimed(ws, we) else None
+                else:
+                    word = m.group(0).lower()
+                    password = word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
+                    span = self._token(text, ws, we, password, claimed)
                 if span is not None:
                     if span[0] >= last_end:
                         if not span[2]:
                             out.append((span[0], span[1]))
                         last_end = span[1]
                     break
-                gap += 1
-                if gap > _MAX_GAP_WORDS:
+                if last:
                     break
         return out
 
@@ -279,13 +295,11 @@ class GenericSecretDetector:
             # "key=abc", "token:abc": the value is after the separator
             while e > s and text[e - 1] in _TRAILING and (text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
                 e -= 1
-            value = text[s:e]
-            if value and value[0] in "=:" and len(value) > 1:
+            if e - s > 1 and text[s] in "=:":
                 s += 1
-                value = value[1:]
             if claimed is not None and claimed(s, e):
                 return s, e, True
-            if self.rule.token_ok(value, password):
+            if self.rule.token_ok(text[s:e], password):
                 return s, e, False
             m = _TOKEN.search(text, m.end(), we)
         return None

@@ -1,0 +1,222 @@
+"""PHONE and GENERIC_SECRET reject most candidates on their shape before validating them: on generated text
+made to sit at the edges of those shapes, the findings are those of the plain detectors (every candidate
+validated). Each generator is checked to catch a shape made one case too narrow."""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+
+import pytest
+from dspy_tracekit_redact import Redactor
+from dspy_tracekit_redact import _detectors as detectors
+from dspy_tracekit_redact import _generic as generic
+from dspy_tracekit_redact import _prefilter as prefilter_module
+from dspy_tracekit_redact._detectors import _PHONE_CAND, Detector, _v_phone, phone_ok
+from dspy_tracekit_redact._generic import CONTEXT, CONTEXT_WORDS, GenericSecretDetector
+
+needs_hyperscan = pytest.mark.skipif(prefilter_module.hyperscan is None, reason="no hyperscan wheel here")
+
+_PHONES = ["+1 212 555 0100", "(212) 555-1234", "212-555-1234", "212.555.1234", "2125551234", "1-800-555-0199",
+           "1 800 555 0199", "02079460958", "020 7946 0958", "0161 496 0000", "07700 900123", "+44 20 7946 0958",
+           "0044 20 7946 0958", "98765 43210", "98765-43210", "6123456789", "01 23 45 67 89", "06.12.34.56.78",
+           "030 12345678", "0151 23456789", "089/1234567", "(030) 1234567", "098765 43210", "0 98765 43210",
+           "(11) 91234-5678", "(21) 2345-6789", "11 91234-5678", "+49 30 1234567", "+8613812345678", "0301234567",
+           "+33 1 23 45 67 89", "00 33 1 23 45 67 89", "+(44) 20 7946 0958"]
+_BEFORE = ["", "", "", "call ", "tel ", "phone: ", "a", "x", "#", "-", ".", "+", "/", ":", "@", "_", "é", "(", "0",
+           "1 ", "5-", "12 ", "v", "order ", "2024-"]
+_AFTER = ["", "", " ", ".", "-", "-1", ".5", "a", " 2 times", " 2", ",", "/", ")", " 12", "\n", "x1", "x12", " - 7",
+          "-12", " 1234"]
+_SEPARATORS = [" ", " ", "-", "-", ".", "/", ") ", " (", "  ", "(", ")", "+", " - ", "- "]
+
+
+def _digits(rng: random.Random, n: int) -> str:
+    first = rng.choice("0123456789123456789")
+    return first + "".join(rng.choice("0123456789") for _ in range(n - 1))
+
+
+def _phone_like(rng: random.Random) -> str:
+    """A phone, or digit groups of the sizes phones, dates, order and build numbers have."""
+    if rng.random() < 0.3:
+        phone = list(rng.choice(_PHONES))
+        for _ in range(rng.randint(0, 2)):  # a digit more, less or changed
+            i = rng.randrange(len(phone))
+            op = rng.random()
+            if op < 0.3:
+                phone.insert(i, rng.choice("0123456789"))
+            elif op < 0.6 and phone[i].isdigit():
+                del phone[i]
+            elif phone[i].isdigit():
+                phone[i] = rng.choice("0123456789")
+        return "".join(phone)
+    sizes = [rng.choice([1, 2, 2, 3, 3, 3, 4, 4, 5, 5, 6, 7, 8, 9, 10, 11, 12]) for _ in range(rng.randint(1, 5))]
+    sep = rng.choice(_SEPARATORS)
+    groups = [_digits(rng, n) for n in sizes]
+    text = groups[0]
+    for g in groups[1:]:
+        text += (sep if rng.random() < 0.8 else rng.choice(_SEPARATORS)) + g
+    return rng.choice(["", "", "", "+", "00", "(", "+(", "0"]) + text
+
+
+def _phone_texts(n: int, seed: int = 29) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        values = [rng.choice(_BEFORE) + _phone_like(rng) + rng.choice(_AFTER) for _ in range(rng.randint(1, 4))]
+        out.append(rng.choice(["", " ", "x ", " and "]).join(values))
+    return out
+
+
+def _plain_phone() -> Redactor:
+    """A redactor whose PHONE detector validates every candidate of the whole text (no runs, no shape test)."""
+    r = Redactor({"entities": ["PHONE"], "prefilter": False})
+    r._detectors = (Detector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, trim_min_digits=8),)
+    return r
+
+
+def _phone_differences(texts: list[str]) -> list[str]:
+    fast, plain = Redactor({"entities": ["PHONE"]}), _plain_phone()
+    return [t for t in texts if fast.find(t) != plain.find(t)]
+
+
+@needs_hyperscan
+def test_phone_candidates_rejected_on_their_groups_hide_no_phone():
+    """``_PHONE_HEADS`` (candidates) and ``_PHONE_RUN`` (runs of the pass) leave every phone and trimmed
+    phone of 30,000 texts of phones, near misses, dates and order and build numbers."""
+    texts = _phone_texts(30_000)
+    plain = _plain_phone()
+    found = sum(len(plain.find(t)) for t in texts)
+    assert found > 5_000  # the texts hold phones of every kind...
+    assert _phone_differences(texts) == []
+
+
+@needs_hyperscan
+@pytest.mark.parametrize("narrower", [
+    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(2, 4, 4)}),
+    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(1, 3, 3)}),
+    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(3, 3, 4)} | {(3, 3, 3)}),
+    ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("(?:0|", "(?:"))),
+    ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("[0-9]{5}[^0-9]+[0-9]{5}", "x"))),
+    ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("[0-9]{10}|", ""))),
+    ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("[0-9]{4,5}", "[0-9]{5}"))),
+], ids=["no BR 2-4-4", "no NANP 1-3-3", "NANP 3-3-3", "no trunk 0", "no IN 5-5", "no bare 10", "no BR run 2-4"])
+def test_the_phone_texts_catch_a_shape_one_case_too_narrow(monkeypatch, narrower):
+    """...and a shape test that forgets one case changes findings on them (so the test above can fail)."""
+    monkeypatch.setattr(detectors, *narrower)
+    assert _phone_differences(_phone_texts(30_000)) != []
+
+
+class _PlainGeneric(GenericSecretDetector):
+    """GENERIC_SECRET as first written: every ``CONTEXT`` match, the end of its sentence, then word by word."""
+
+    __slots__ = ()
+
+    def find(self, text, ctx=None):
+        out, last_end = [], 0
+        claimed = generic._covering(getattr(ctx, "claimed", None))
+        word = re.compile(r"\S+")
+        for m in CONTEXT.finditer(text):
+            lower = m.group(0).lower()
+            password = lower in generic.PASSWORD_WORDS or lower.rstrip("s") in generic.PASSWORD_WORDS
+            end = m.end()
+            limit = min(len(text), end + generic._REACH + self.rule.max_length)
+            stop = generic._SENTENCE_END.search(text, end, limit)
+            limit = stop.start() if stop else limit
+            gap = 0
+            for w in word.finditer(text, end, limit):
+                if w.start() - end > generic._REACH:
+                    break
+                span = self._token(text, w.start(), w.end(), password, claimed) if w.end() - w.start() >= 8 else None
+                if span is not None:
+                    if span[0] >= last_end:
+                        if not span[2]:
+                            out.append((span[0], span[1]))
+                        last_end = span[1]
+                    break
+                gap += 1
+                if gap > generic._MAX_GAP_WORDS:
+                    break
+        return out
+
+
+def _random_case(rng: random.Random, word: str) -> str:
+    return rng.choice([str.lower, str.upper, str.title, lambda w: "".join(
+        c.upper() if rng.random() < 0.5 else c for c in w)])(word)
+
+
+def _generic_texts(n: int, seed: int = 31) -> list[str]:
+    """Credential words, then words, tokens, look-alikes and vendor keys around sentence ends."""
+    rng = random.Random(seed)
+    alnum = string.ascii_letters + string.digits
+    chars = alnum + "+/=_-.~!@#$%^&*()"
+
+    def token() -> str:
+        kind = rng.random()
+        if kind < 0.15:
+            return "".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(6, 26)))
+        if kind < 0.25:
+            return _random_case(rng, rng.choice(["certificate", "incorrect", "tracking", "vergessen", "question",
+                                                 "Authorization", "contraseña", "schlüsselbund", "日本語日本語日本語"]))
+        if kind < 0.45:
+            return "".join(rng.choice(chars) for _ in range(rng.randint(6, 48)))
+        if kind < 0.5:
+            return "".join(rng.choice(alnum) for _ in range(rng.randint(250, 320)))
+        if kind < 0.55:  # after one space, its last character is the last the detector looks at
+            return ("".join(rng.choice(alnum) for _ in range(288)) + '"'
+                    + "".join(rng.choice(chars) for _ in range(13)) + rng.choice("!.?;"))
+        if kind < 0.7:
+            return rng.choice([
+                "".join(rng.choice("0123456789abcdef") for _ in range(40)), "af62b4f0-f054-4c4d-b03a-54f661a61411",
+                "ORD-2018-944966", "1Z3VALGX1317602610", "2022-07-12T02:13:04Z", "v1.2.3-rc1", "web-08.example.org",
+                "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB", "https://x.example/a?b=c", "jane@example.com",
+                "........", "(Zx8#kLm2pQ9)", "=Qw7#rT2!pL9x", ":Hx82!kLq9Zs"])
+        if kind < 0.85:  # vendor keys, claimed by their own detectors first
+            return rng.choice(["ghp_", "sk-ant-api03-", "xoxb-", "AKIA", "glpat-", "sk_live_"]) + "".join(
+                rng.choice(alnum) for _ in range(rng.choice([16, 20, 36, 40])))
+        return rng.choice(["a", "the", "is", "my", "for", "id", "new", "-", "#42", "ok", "..."])
+
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 3)):
+            word = _random_case(rng, rng.choice(CONTEXT_WORDS))
+            parts.append(rng.choice(["", "", "api_", "x-", "my", "service", "Service", "/", "+"]) + word
+                         + rng.choice(["", "", "", "s", "es", "_id", "board", "e"]))
+            parts.append(rng.choice([" ", ": ", "=", " = ", '="', " is ", "\n", ". ", "! ", "; ", "\xa0", "  ",
+                                     " - ", ":\t", "`", " '"]))
+            for _ in range(rng.randint(0, 6)):
+                parts.append(token() + rng.choice(["", "", "", ".", ",", ")", "'", "`", "?", ";", '"']))
+                parts.append(rng.choice([" ", " ", " ", "  ", ". ", ", ", "\n", "? ", "\t", "\u3000", "; ", "\r", "\x1f", ".\n"]))
+        out.append("".join(parts))
+    return out
+
+
+def _generic_differences(texts: list[str]) -> list[str]:
+    # without the pass: its credential-word starts are another test's business; here every word is tried
+    fast, plain = Redactor({"prefilter": False}), Redactor({"prefilter": False})
+    plain._detectors = tuple(_PlainGeneric(d.rule) if isinstance(d, GenericSecretDetector) else d
+                             for d in plain._detectors)
+    det, plain_det = GenericSecretDetector(), _PlainGeneric()
+    return [t for t in texts if fast.find(t) != plain.find(t) or det.find(t) != plain_det.find(t)]
+
+
+def test_generic_secret_word_shortcuts_change_no_finding():
+    """One match for the words up to the sentence end, letters-only words dropped on sight, credential
+    words matched by their first letter: on 20,000 generated texts the findings are those of every
+    ``CONTEXT`` match, the sentence end and each word through ``_token`` (with and without claimed spans)."""
+    texts = _generic_texts(20_000)
+    plain = _PlainGeneric()
+    assert sum(len(plain.find(t)) for t in texts) > 3_000
+    assert _generic_differences(texts) == []
+
+
+@pytest.mark.parametrize("narrower", [
+    ("_SENTENCE_PUNCT", ""),
+    ("_SENTENCE_PUNCT", ".!?"),
+    ("_WORDS", re.compile(generic._WORDS.pattern.replace("\\n", ""))),
+    ("_CONTEXT_AT", {**generic._CONTEXT_AT, "K": generic._CONTEXT_AT["t"]}),
+], ids=["sentence end ignored", "no semicolon", "newline ignored", "K tried as t"])
+def test_the_generic_texts_catch_a_shortcut_one_case_off(monkeypatch, narrower):
+    monkeypatch.setattr(generic, *narrower)
+    assert _generic_differences(_generic_texts(20_000)) != []
