@@ -344,7 +344,6 @@ def windows(text: str, spans: Iterable[Span], before: int, after: int) -> list[S
     n = len(text)
     result: list[Span] = []
     cs = ce = -1  # the window being merged (none: cs < 0)
-    search = _WS.search
     for s, e in spans:
         ws = s - before if s > before else 0
         we = e + after
@@ -355,25 +354,24 @@ def windows(text: str, spans: Iterable[Span], before: int, after: int) -> list[S
                 ce = we
             continue
         if cs >= 0:
-            if ce < n:
-                m = search(text, ce, ce + 65536)
-                ce = m.start() if m else min(n, ce + 65536)
-            if result and cs <= result[-1][1]:
-                last = result[-1]
-                result[-1] = (last[0], ce if ce > last[1] else last[1])
-            else:
-                result.append((cs, ce))
+            _close(result, text, n, cs, ce)
         cs, ce = ws, we
     if cs >= 0:
-        if ce < n:
-            m = search(text, ce, ce + 65536)
-            ce = m.start() if m else min(n, ce + 65536)
-        if result and cs <= result[-1][1]:
-            last = result[-1]
-            result[-1] = (last[0], ce if ce > last[1] else last[1])
-        else:
-            result.append((cs, ce))
+        _close(result, text, n, cs, ce)
     return result
+
+
+def _close(result: list[Span], text: str, n: int, cs: int, ce: int) -> None:
+    """:func:`windows`' last step for the window ``[cs, ce]``: extended to the next whitespace (capped at
+    64 KiB), then merged with the window before it when the extension reached that one, else appended."""
+    if ce < n:
+        m = _WS.search(text, ce, ce + 65536)
+        ce = m.start() if m else min(n, ce + 65536)
+    if result and cs <= result[-1][1]:
+        last = result[-1]
+        result[-1] = (last[0], ce if ce > last[1] else last[1])
+    else:
+        result.append((cs, ce))
 
 
 def lower_find_all(ctx: Text, needles: tuple[str, ...]) -> list[Span]:
