@@ -291,6 +291,9 @@ def _tail_texts(n: int, seed: int = 47) -> list[str]:
                 rng.choice(string.ascii_letters + string.digits) for _ in range(rng.choice([16, 20, 36, 40])))
         elif kind < 0.9:
             word = "data:image/png;base64," + one_case(30)
+        elif kind < 0.93:  # a credential word inside a joined word (the later context starts inside this one)
+            word = (rng.choice(["my-", "abc-", "x1-", "ab12cd-"]) + rng.choice(["token", "key", "secret", "auth"]) + "-"
+                    + "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(rng.randint(8, 30))))
         else:
             word = rng.choice(["a", "the", "is", "my", "for", "id", "new", "-", "#42", "ok", "...", "header:"])
         return (rng.choice(["", "", "", "", "=", "\"", "'", "(", "`", ":"]) + word
@@ -312,10 +315,32 @@ def _tail_texts(n: int, seed: int = 47) -> list[str]:
     return out
 
 
+class _Claimed:
+    """What a Redactor hands GENERIC_SECRET, with made-up claimed spans: ones that start before a credential
+    word or inside it and end in or after one of the words that follow, and ones anywhere."""
+
+    def __init__(self, text: str, rng: random.Random):
+        self.context_starts = None
+        self.lower = text.lower()
+        words = [m.span() for m in re.finditer(r"\S+", text)]
+        self.claimed = []
+        for _ in range(rng.choice([0, 1, 2, 4])):
+            if words and rng.random() < 0.7:
+                ws, we = rng.choice(words)
+                start = max(0, ws - rng.choice([0, 0, 1, 3, 12, 40]))
+                self.claimed.append((start, we + rng.choice([0, 0, 0, 1, 5, 60])))
+            else:
+                start = rng.randrange(len(text) + 1)
+                self.claimed.append((start, start + rng.randint(1, 80)))
+
+
 def _tail_differences(texts: list[str]) -> list[str]:
-    """Texts where GENERIC_SECRET's findings differ from ``_PlainGeneric``'s: alone, in a Redactor with and
-    without the pass (claimed spans, the pass's credential-word starts), and with the loosest thresholds."""
-    pairs = []
+    """Texts where GENERIC_SECRET's findings differ from ``_PlainGeneric``'s: alone, with made-up claimed spans,
+    in a Redactor with and without the pass (claimed spans, the pass's credential-word starts), and with the
+    loosest thresholds."""
+    rng = random.Random(59)
+    claims = {t: _Claimed(t, rng) for t in texts}
+    pairs = [(lambda t: GenericSecretDetector().find(t, claims[t]), lambda t: _PlainGeneric().find(t, claims[t]))]
     for config in ({"prefilter": False}, {}, {"generic_secret_entropy": 1.0, "generic_secret_min_length": 8}):
         fast, plain = Redactor(config), Redactor(config)
         plain._detectors = tuple(_PlainGeneric(d.rule) if isinstance(d, GenericSecretDetector) else d

@@ -311,6 +311,7 @@ class GenericSecretDetector:
         after = 0
         at = _CONTEXT_AT.get
         tail = _TAIL.match
+        words = _WORDS.match
         token_at = _TOKEN.search
         token_ok = self.rule.token_ok
         for c in starts:
@@ -328,6 +329,40 @@ class GenericSecretDetector:
                 if m is None:
                     continue
                 after = end = m.end()
+                # a claimed span just after it: its words come to that span, which the word-by-word loop
+                # handles as fast as the skipping match (and no skipped word may be claimed)
+                if claimed is not None and (k := left(cstarts, end)) < len(cstarts) and cstarts[k] - end <= _REACH:
+                    limit = end + reach
+                    if limit > n:
+                        limit = n
+                    w = words(text, end, limit)  # _words, here to spare a call
+                    if w is None:
+                        continue
+                    for g in _WORD_GROUPS:
+                        ws, we = w.span(g)
+                        if ws < 0 or ws - end > _REACH:
+                            break
+                        last = we < limit and text[we - 1] in _SENTENCE_PUNCT
+                        if last:
+                            we -= 1
+                        if we - ws < 8:
+                            if last:
+                                break
+                            continue
+                        token = text[ws:we]
+                        if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
+                            span = (ws, we, True) if claimed(ws, we) else None
+                        else:
+                            span = self._token(text, ws, we, m.group(0), claimed)
+                        if span is not None:
+                            if span[0] >= last_end:
+                                if not span[2]:
+                                    out.append((span[0], span[1]))
+                                last_end = span[1]
+                            break
+                        if last:
+                            break
+                    continue
                 password = None
                 limit = end + reach
                 if limit > n:
