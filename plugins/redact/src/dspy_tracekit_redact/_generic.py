@@ -236,9 +236,12 @@ def _find_all(hay: str, needle: str) -> list[int]:
     return out
 
 
-def _covering(starts: list[int], reach: list[int]) -> Callable[[int, int], bool]:
-    """``(s, e) → any(cs <= s and e <= ce for cs, ce in spans)`` in O(log n), given the spans' starts (sorted)
-    and the furthest end among the spans up to each."""
+def _covering(spans: list[Span]) -> Callable[[int, int], bool]:
+    """``(s, e) → any(cs <= s and e <= ce for cs, ce in spans)`` in O(log n): the spans sorted by start,
+    with the furthest end among those that start at or before each."""
+    spans = sorted(spans)
+    starts = [cs for cs, _ in spans]
+    reach = list(accumulate([ce for _, ce in spans], max))
     right = bisect.bisect_right
 
     def covered(s: int, e: int) -> bool:
@@ -289,18 +292,6 @@ class GenericSecretDetector:
         return out
 
     def find(self, text: str, ctx=None) -> list[Span]:
-        out: list[Span] = []
-        last_end = 0
-        spans = getattr(ctx, "claimed", None)
-        claimed = None
-        if spans:  # the claimed spans sorted by start, with the furthest end among those up to each
-            spans = sorted(spans)
-            cstarts = [cs for cs, _ in spans]
-            creach = list(accumulate([ce for _, ce in spans], max))
-            claimed = _covering(cstarts, creach)
-            left, right = bisect.bisect_left, bisect.bisect_right
-        n = len(text)
-        reach = _REACH + self.rule.max_length
         starts = getattr(ctx, "context_starts", None)
         if starts is None:
             low = ctx.lower if ctx is not None else text.lower()
@@ -308,10 +299,18 @@ class GenericSecretDetector:
                 starts = [m.start() for m in CONTEXT.finditer(text)]
             else:
                 starts = sorted({i for w in _NEEDLES for i in _find_all(low, w)})
+        spans = getattr(ctx, "claimed", None)
+        if spans:
+            # spans claimed by the detectors before: a credential word is mostly followed by one (a vendor key),
+            # which decides; word by word (the skipping match costs more there than it saves)
+            return self._find_claimed(text, starts, _covering(spans))
+        out: list[Span] = []
+        last_end = 0
+        n = len(text)
+        reach = _REACH + self.rule.max_length
         after = 0
         at = _CONTEXT_AT.get
         tail = _TAIL.match
-        words = _WORDS.match
         token_at = _TOKEN.search
         token_ok = self.rule.token_ok
         for c in starts:
@@ -323,96 +322,98 @@ class GenericSecretDetector:
                 if m is None:
                     continue
                 after = end = m.end()
-                span = self._words(text, end, m.group(0), claimed)
+                span = self._words(text, end, m.group(0), None)
             else:
                 m = rx.match(text, c)
                 if m is None:
                     continue
                 after = end = m.end()
-                # a claimed span just after it: its words come to that span, which the word-by-word loop
-                # handles as fast as the skipping match (and no skipped word may be claimed)
-                if claimed is not None and (k := left(cstarts, end)) < len(cstarts) and cstarts[k] - end <= _REACH:
-                    limit = end + reach
-                    if limit > n:
-                        limit = n
-                    w = words(text, end, limit)  # _words, here to spare a call
-                    if w is None:
-                        continue
-                    for g in _WORD_GROUPS:
-                        ws, we = w.span(g)
-                        if ws < 0 or ws - end > _REACH:
-                            break
-                        last = we < limit and text[we - 1] in _SENTENCE_PUNCT
-                        if last:
-                            we -= 1
-                        if we - ws < 8:
-                            if last:
-                                break
-                            continue
-                        token = text[ws:we]
-                        if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
-                            span = (ws, we, True) if claimed(ws, we) else None
-                        else:
-                            span = self._token(text, ws, we, m.group(0), claimed)
-                        if span is not None:
-                            if span[0] >= last_end:
-                                if not span[2]:
-                                    out.append((span[0], span[1]))
-                                last_end = span[1]
-                            break
-                        if last:
-                            break
-                    continue
-                password = None
                 limit = end + reach
                 if limit > n:
                     limit = n
                 t = tail(text, end, limit)
                 g = t.lastindex
-                if g is None:  # every word skipped: nothing, unless a claimed span lies among them
-                    # only a word of 8 or more characters is looked up among them
-                    if claimed is None or t.end() - end < 8 or not (k := left(cstarts, t.end())) \
-                            or creach[k - 1] <= end:
-                        continue
-                else:
-                    ws, we = t.span(g)  # the first word not skipped (those before it hold nothing)
-                    if claimed is None or not ((k := left(cstarts, ws)) and creach[k - 1] > end):
-                        if ws - end > _REACH:
-                            continue
-                        if we < limit and text[we - 1] in _SENTENCE_PUNCT:
-                            we -= 1
-                        # _SKIP takes every word shorter than 8 and every one of the letters-only shortcut:
-                        # this one is longer and not letters-only; what _token finds in it, claimed index at hand
-                        span = None
-                        if text.find("base64,", ws, we) == -1:
-                            tm = token_at(text, ws, we)
-                            while tm is not None:
-                                s, e = tm.span()
-                                while e > s and text[e - 1] in _TRAILING and (
-                                        text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
-                                    e -= 1
-                                if e - s > 1 and text[s] in "=:":
-                                    s += 1
-                                if claimed is not None and (k := right(cstarts, s)) and creach[k - 1] >= e:
-                                    span = (s, e, True)
-                                    break
-                                if password is None:
-                                    password = _password_word(m.group(0))
-                                if token_ok(text[s:e], password):
-                                    span = (s, e, False)
-                                    break
-                                tm = token_at(text, tm.end(), we)
-                        if span is not None:
-                            if span[0] >= last_end:
-                                if not span[2]:
-                                    out.append((span[0], span[1]))
-                                last_end = span[1]
-                            continue
-                span = self._words(text, end, m.group(0), claimed)
+                if g is None:  # every word up to the sentence end skipped: nothing here
+                    continue
+                ws, we = t.span(g)  # the first word not skipped (those before it hold nothing)
+                if ws - end > _REACH:
+                    continue
+                if we < limit and text[we - 1] in _SENTENCE_PUNCT:
+                    we -= 1
+                # _SKIP takes every word shorter than 8 and every one of the letters-only shortcut: this one is
+                # longer and not letters-only; what _token finds in it
+                span = None
+                if text.find("base64,", ws, we) == -1:
+                    password = None
+                    tm = token_at(text, ws, we)
+                    while tm is not None:
+                        s, e = tm.span()
+                        while e > s and text[e - 1] in _TRAILING and (
+                                text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
+                            e -= 1
+                        if e - s > 1 and text[s] in "=:":
+                            s += 1
+                        if password is None:
+                            password = _password_word(m.group(0))
+                        if token_ok(text[s:e], password):
+                            span = (s, e, False)
+                            break
+                        tm = token_at(text, tm.end(), we)
+                if span is None:  # nothing in it: the words after it, word by word
+                    span = self._words(text, end, m.group(0), None)
             if span is not None and span[0] >= last_end:
                 if not span[2]:
                     out.append((span[0], span[1]))
                 last_end = span[1]
+        return out
+
+    def _find_claimed(self, text: str, starts: list[int], claimed: Callable[[int, int], bool]) -> list[Span]:
+        """``find`` with claimed spans (``claimed(s, e)``: whether one of them covers ``s:e``): word by word."""
+        out: list[Span] = []
+        last_end = 0
+        n = len(text)
+        reach = _REACH + self.rule.max_length
+        after = 0
+        at = _CONTEXT_AT.get
+        words = _WORDS.match
+        for c in starts:
+            if c < after:
+                continue
+            m = at(text[c], CONTEXT).match(text, c)
+            if m is None:
+                continue
+            after = end = m.end()
+            # the first words after the credential word, up to the end of its sentence
+            limit = min(n, end + reach)
+            w = words(text, end, limit)
+            if w is None:
+                continue
+            for g in _WORD_GROUPS:
+                ws, we = w.span(g)
+                if ws < 0 or ws - end > _REACH:
+                    break
+                last = we < limit and text[we - 1] in _SENTENCE_PUNCT  # "... 12345678. Thanks": a space follows
+                if last:
+                    we -= 1
+                if we - ws < 8:  # too short to hold a token
+                    if last:
+                        break
+                    continue
+                token = text[ws:we]
+                if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
+                    # one token without a digit, too short or single-case to be a key ("certificate",
+                    # "incorrect"): what _token finds in it is only whether it is claimed
+                    span = (ws, we, True) if claimed(ws, we) else None
+                else:
+                    span = self._token(text, ws, we, m.group(0), claimed)
+                if span is not None:
+                    if span[0] >= last_end:
+                        if not span[2]:
+                            out.append((span[0], span[1]))
+                        last_end = span[1]
+                    break
+                if last:
+                    break
         return out
 
     def _words(self, text: str, end: int, word: str, claimed: Callable[[int, int], bool] | None
