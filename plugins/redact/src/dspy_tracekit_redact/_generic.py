@@ -185,14 +185,14 @@ _CONTEXT_AT.update({c.upper(): rx for c, rx in _CONTEXT_AT.items()})
 #: every match of CONTEXT starts with one of these (lower case), as the word itself does
 _NEEDLES = tuple(sorted({w.lower() for w in CONTEXT_WORDS}))
 
-# The words after a credential word that ``find`` provably drops (no claimed span near them), matched in
-# C: ``_SKIP`` is one effective word (a word less the ``.!?;`` that ends its sentence) that gives nothing
+# The words after a credential word that ``find`` provably drops in text where nothing is claimed, matched
+# in C: ``_SKIP`` is one effective word (a word less the ``.!?;`` that ends its sentence) that gives nothing
 # whatever the rule: shorter than 8, ASCII letters only (under 20 or lower case: the letters-only shortcut),
 # or made of characters outside ``_TOKEN`` and token runs that ``_token`` rejects on sight — under 8
 # characters, or 8-64 whose first is not ``=`` and last not ``.``/``)`` (nothing is stripped) that hold a
 # digit and are one of ``_SHAPES`` or of one case and under 20 (``token_ok`` refuses both at any
-# threshold). ``_RUN_END``: where a token run ends, its sentence's last ``.``/``!`` not counted. Each
-# alternative starts with a possessive guard on the length, so that a long key fails each in a few steps.
+# threshold). ``_RUN_END``: where a token run ends, its sentence's last ``.``/``!`` not counted. The runs'
+# guards are possessive and want one case (or hex digits): a vendor key fails each in a few steps.
 _TC = _TOKEN_CHARS
 _RUN_END = rf"(?:(?=[.!?;]\s)|(?![{_TC}])(?!(?<=[.!?;])\s))"
 _REJECTED_RUN = (rf"(?=[A-Z0-9+/=_\-.~!@#$%^&*()]{{8,65}}+(?![{_TC}])|[a-z0-9+/=_\-.~!@#$%^&*()]{{8,65}}+(?![{_TC}])"
