@@ -908,6 +908,9 @@ CREDENTIAL_WORDS = (
     r"password|passwd|pwd|passphrase|pass|secret|client[_\-]?secret|api[_\-]?key|apikey|access[_\-]?key|"
     r"secret[_\-]?key|access[_\-]?token|auth[_\-]?token|refresh[_\-]?token|token|pin|credentials?"
 )
+#: what the ``CREDENTIAL`` regex takes after its key word: the separator, then the value
+_CREDENTIAL_VALUE = (r"\\?[\"']?(?:\s*[:=]\s*|\s+(?P<is>is)\s+)\\?[\"']?(?P<val>[^\s\"'`,;\\]{3,}?)\.?"
+                     r"(?=[\s\"'`,;\\]|\Z)")
 
 
 def _run_starts(entity: str) -> Callable[[Text], list[int]]:
@@ -967,8 +970,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(Detector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
                  None, _v_bearer, group="tok", priority=80, anchor=_anchor(("earer",), 2, 40)))
     add(CredentialDetector("CREDENTIAL", re.compile(
-        r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])\\?[\"']?"
-        r"(?:\s*[:=]\s*|\s+(?P<is>is)\s+)\\?[\"']?(?P<val>[^\s\"'`,;\\]{3,}?)\.?(?=[\s\"'`,;\\]|\Z)"),
+        r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])" + _CREDENTIAL_VALUE),
         None, _v_credential, group="val", priority=60))
     add(EmailDetector("EMAIL", re.compile(
         r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
@@ -1024,16 +1026,41 @@ _CREDENTIAL_TAIL = re.compile(r"(?i)\\?[\"']?(?:\s*[:=]|\s+is\s)")
 _CREDENTIAL_TAIL_ASCII = re.compile(_CREDENTIAL_TAIL.pattern, re.IGNORECASE | re.ASCII)
 
 
+#: a key word of the ``CREDENTIAL`` regex ends at ``endpos``, not after an ASCII letter or digit (its look-behind)
+_CREDENTIAL_KEY = re.compile(r"(?i)(?<![A-Za-z0-9])(?:" + CREDENTIAL_WORDS + r")\Z")
+_CREDENTIAL_KEY_ASCII = re.compile(_CREDENTIAL_KEY.pattern, re.IGNORECASE | re.ASCII)
+#: the regex after its key word (``val`` and ``is`` as in the regex)
+_CREDENTIAL_AFTER_KEY = re.compile("(?i)" + _CREDENTIAL_VALUE)
+_CREDENTIAL_AFTER_KEY_ASCII = re.compile(_CREDENTIAL_AFTER_KEY.pattern, re.IGNORECASE | re.ASCII)
+#: the longest key word (``refresh_token``, ``client_secret``)
+_CREDENTIAL_KEY_MAX = 13
+#: the whitespace of the pass's separator, and every character the regex's separator can take
+_PASS_SPACE = frozenset(" \t\n\r\f\v")
+_SEPARATOR_CHARS = frozenset(" \t\n\r\f\v\\\"':=iIsS")
+#: 61 characters a separator can take: only a separator that long can reach the end of the window the needle
+#: search gives the regex (60 characters after the key word, or the next space after that) and go on past it
+_LONG_SEPARATOR = re.compile(r"[ \t\n\r\f\v\\\"':=iIsS]{61}")
+
+
 class CredentialDetector(Detector):
     """``password: …`` pairs. The regex runs only where a needle ends a word ("shipping", "keyboard"
     and "passport" open no window), and inside a window only at the starts of the tokens holding
-    those needles (the key may carry a ``name_`` prefix), instead of at every character."""
+    those needles (the key may carry a ``name_`` prefix), instead of at every character.
+
+    After the Hyperscan pass, where every needle that the regex's separator follows ends is known
+    (``_prefilter.POSITIONS``): the regex's part after its key word is tried there only (see
+    :meth:`_after_keys`)."""
 
     __slots__ = ()
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
             ctx = Text(text)
+        ends = ctx.positions.get(self.entity) if ctx.positions is not None else None
+        if ends is not None:
+            spans = self._after_keys(text, ctx, ends)
+            if spans is not None:
+                return spans
         regex = self.ascii_regex if ctx.ascii else self.regex
         low = ctx.lower
         n = len(text)
@@ -1062,6 +1089,49 @@ class CredentialDetector(Detector):
             if starts:
                 spans.extend(self._spans(text, _matches_at(regex, text, sorted(starts), ws, we)))
         return spans
+
+    def _after_keys(self, text: str, ctx: Text, ends: list[int]) -> list[Span] | None:
+        """:meth:`find` from where the pass's matches of a needle and the regex's separator end (sorted;
+        ``None``: not known here, for the needle search to decide).
+
+        Each end gives the needle's end ``k`` (what precedes the separator's ``:``/``=`` or `` is ``: spaces, a
+        quote, a backslash). The regex matches at one of the starts of the token before ``k`` iff one of its key
+        words ends at ``k`` after no ASCII letter or digit, and its part after the key word matches at ``k``;
+        ``val`` is then that part's, whichever start it came from (no token character is a separator's, so the
+        key word always ends at ``k``). A match ends where no token character is, so the one before skips a key
+        whole or not at all. Its windows only cut what a separator of 60 characters or a value of 64 KiB
+        could cross: for those (no text of those sizes here), ``None``."""
+        n = len(text)
+        if n > 65536:
+            return None
+        key = (_CREDENTIAL_KEY_ASCII if ctx.ascii else _CREDENTIAL_KEY).search
+        after_key = (_CREDENTIAL_AFTER_KEY_ASCII if ctx.ascii else _CREDENTIAL_AFTER_KEY).match
+        space = _PASS_SPACE
+        out: list[Span] = []
+        after = 0  # like finditer: no match starts inside the previous one
+        for e in ends:
+            if e > n:  # `` is`` and the newline the pass adds: the regex wants a space in the text
+                continue
+            k = e - 1 if text[e - 1] in ":=" else e - 3  # `` is `` ends with a space, ``is`` before it
+            while text[k - 1] in space:
+                k -= 1
+            if text[k - 1] in "\"'":
+                k -= 1
+            if text[k - 1] == "\\":
+                k -= 1
+            if k <= after:
+                continue
+            if k + 60 < n and text[k + 60] in _SEPARATOR_CHARS and _LONG_SEPARATOR.match(text, k):
+                return None
+            if key(text, k - _CREDENTIAL_KEY_MAX if k > _CREDENTIAL_KEY_MAX else 0, k) is None:
+                continue
+            m = after_key(text, k)
+            if m is None:
+                continue
+            after = m.end()
+            if _v_credential(text, m):
+                out.append(m.span("val"))
+        return out
 
 
 def _token_starts(text: str, i: int, ws: int, out: set[int]) -> None:

@@ -39,8 +39,6 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "URL_CREDENTIALS": ("://",),
     "BEARER_TOKEN": ("earer",),
     "AWS_SECRET_KEY": ("(?i)aws", "(?i)secret", "(?i)akia", "(?i)asia", "(?i)access key", "(?i)access_key"),
-    # the key word, then what the CREDENTIAL regex wants right after it: ``:``/``=`` or `` is ``
-    "CREDENTIAL": ("(?i)(?:" + "|".join(CREDENTIAL_NEEDLES) + r")\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is" + _WS + ")",),
     "EMAIL": ("@",),
     # IPv6 (IPv4, phone, card and SSN: RUNS below): what its anchor wants, a hex digit, then a run of hex
     # digits and colons with seven colons or a "::" (clock times and MAC addresses switch it off)
@@ -85,6 +83,10 @@ POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
     # the detector looks only at the countries of the IBAN registry: ``CC00``, one pattern per country (one
     # alternation of the 90 pairs scans 2-3 us slower per 2 KB prompt)
     "IBAN": tuple((f"{country}[0-9]{{2}}", 4) for country in sorted(IBAN_LENGTHS)),
+    # every end of a key word's needle and what the CREDENTIAL regex wants right after it: ``:``/``=`` or
+    # `` is `` (one match per needle, whose end the detector finds back from there: the separator varies)
+    "CREDENTIAL": (("(?i)(?:" + "|".join(CREDENTIAL_NEEDLES) + r")\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is" + _WS + ")",
+                    0),),
     # the literal prefix each of these regexes starts with
     "PRIVATE_KEY": (("-----BEGIN ", 11),),
     "JWT": (("eyJ", 3),),

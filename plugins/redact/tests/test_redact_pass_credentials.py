@@ -1,0 +1,142 @@
+"""CREDENTIAL and AWS_SECRET_KEY after the Hyperscan pass work from what the pass reports (where a needle and
+the separator end; where AWS's context words start) instead of searching lower-cased text for their needles:
+on generated text made to sit at the edges of those shortcuts, the findings are those of the needle searches
+(the detectors as they run on text the pass does not see). Each generator is checked to catch a shortcut made
+one case wrong."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+from dspy_tracekit_redact import BUILTIN_ENTITIES, Redactor
+from dspy_tracekit_redact import _detectors as detectors
+from dspy_tracekit_redact import _prefilter as prefilter_module
+from dspy_tracekit_redact._detectors import CredentialDetector, Text
+
+needs_hyperscan = pytest.mark.skipif(prefilter_module.hyperscan is None, reason="no hyperscan wheel here")
+
+#: key words of every alternative (with and without ``_``/``-``, in any case, with a ``name_`` prefix) and
+#: look-alikes that end with a needle but are no key word
+_KEY_WORDS = (
+    "password", "passwd", "pwd", "passphrase", "pass", "secret", "client_secret", "client-secret", "clientsecret",
+    "api_key", "api-key", "apikey", "APIKEY", "Api_Key", "access_key", "accesskey", "secret_key", "secretkey",
+    "access_token", "accesstoken", "auth_token", "authtoken", "refresh-token", "refreshtoken", "token", "pin",
+    "credential", "credentials", "PASSWORD", "my_db_password", "a-b_c-token", "x__token", "_token", "-pin",
+    "é_password", "passwordé", "key_pass", "9pass", "key", "monkey", "passport", "keyboard", "pins", "tokens",
+    "spin", "bypass", "xpassword",
+)
+#: separators the regex takes (``:``/``=``/`` is `` after spaces, a quote, a backslash) and near misses; some
+#: are as long as the needle search's window after the key word (60), one shorter or longer
+_SEPARATORS = (
+    ":", "=", " is ", " : ", '": ', '\\": ', "': ", "\\:", " = ", "\t=\t", "\n:\n", ":=", "::", " IS ", " iS ",
+    "is ", " is", "  is  ", '"', "'", " ", ':"', "=\\'", ' is "', ': \\"', ":" + "\n" * 59,
+    *(":" + " " * k for k in range(57, 63)), *(" " * k + ":" for k in range(57, 63)),
+    *(" " * k + "is " for k in range(55, 62)), *('\\"' + " " * k + "= " for k in range(55, 61)),
+)
+_LONG = frozenset(s for s in _SEPARATORS if len(s) > 50)
+_VALUES = (
+    "hunter2", "hunter2!", "ab", "abc", "abc.", "abc..", "x.y", "<CREDENTIAL>", "<x", "sk-abcdef", "hunter",
+    "Zq8#mP2!vL9x", "a,b", "a;b", "a`b", "a'b", "token: zz9", "password=xyz1", "is", "isis", "é1é", "a" * 70,
+    "is hunter2!", '"quoted1"', "'q2'", "v\\w1", ":", "==", "xyz   abc",
+)
+_FILL = (" ", " ", "\n", ", ", ". ", "; ", "and ", "é ", "x", "_", "-", '"', "`", "(", " " * 40, "word ", "the key to ")
+
+
+def _credential_texts(n: int, seed: int = 41) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 5)):
+            parts.append(rng.choice(_FILL))
+            word = rng.choice(_KEY_WORDS)
+            if rng.random() < 0.3:
+                word = "".join(c.upper() if rng.random() < 0.5 else c for c in word)
+            parts.append(word)
+            sep = rng.choice(_SEPARATORS)
+            while sep in _LONG and rng.random() < 0.6:  # most keys with a separator of everyday length
+                sep = rng.choice(_SEPARATORS)
+            parts.append(sep)
+            parts.append(rng.choice(_VALUES))
+            if rng.random() < 0.3:
+                parts.append(rng.choice(_FILL) * rng.randint(1, 20))
+        out.append("".join(parts))
+    return out + ["x" * 65530 + " password: abc", "password: " + "a" * 70000]
+
+
+def _prepared(p, text: str) -> Text:
+    ctx = Text(text)
+    ctx.finders = p.finders
+    if ctx.scannable:
+        _, ctx.context_starts, ctx.digit_runs, ctx.positions = p.scan(text)
+    return ctx
+
+
+def _credential_differences(texts: list[str], counts: dict | None = None) -> list[str]:
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    det = next(d for d in Redactor()._detectors if isinstance(d, CredentialDetector))
+    differ = []
+    for text in texts:
+        needles = Text(text)
+        needles.finders = p.finders  # no positions: the needle search
+        slow = det.find(text, needles)
+        ctx = _prepared(p, text)
+        ends = ctx.positions.get("CREDENTIAL", []) if ctx.positions is not None else None
+        fast = det.find(text, ctx) if ends else []  # the Redactor runs it where the pass saw a key only
+        if fast != slow:
+            differ.append(text)
+        if counts is not None:
+            counts["found"] += len(slow)
+            if ends:
+                counts["after keys" if det._after_keys(text, ctx, ends) is not None else "needles"] += 1
+    return differ
+
+
+@needs_hyperscan
+def test_credential_from_the_ends_the_pass_reports_finds_what_the_needle_search_finds():
+    """``CredentialDetector._after_keys``: the regex's part after the key word, tried where the pass saw a
+    needle and a separator end, finds what the needle search's windows and token starts find."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    texts = _credential_texts(20_000)
+    assert _credential_differences(texts, counts) == []
+    assert counts["found"] > 15_000
+    assert counts["after keys"] > 10_000 and counts["needles"] > 1_000  # both ways are taken
+
+
+@needs_hyperscan
+def test_credential_from_the_pass_leaves_every_redactor_finding():
+    """The same through the Redactor (every detector, the overlaps resolved) as without the pass."""
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    texts = _credential_texts(3_000, seed=43)
+    assert sum(f.entity == "CREDENTIAL" for t in texts for f in slow.find(t)) > 2_000
+    assert [t for t in texts if fast.find(t) != slow.find(t)] == []
+
+
+def _pass_pattern(replace: tuple[str, str]):
+    (pattern, length), = prefilter_module.POSITIONS["CREDENTIAL"]
+    assert replace[0] in pattern
+    return {**prefilter_module.POSITIONS, "CREDENTIAL": ((pattern.replace(*replace), length),)}
+
+
+@needs_hyperscan
+@pytest.mark.parametrize("broken", [
+    ("_LONG_SEPARATOR", re.compile(detectors._LONG_SEPARATOR.pattern.replace("{61}", "{62}"))),
+    ("_CREDENTIAL_KEY_MAX", 11),
+    ("_SEPARATOR_CHARS", detectors._SEPARATOR_CHARS - {"s"}),
+    ("POSITIONS", "no backslash"),
+    ("POSITIONS", "no is"),
+], ids=["separator of 62", "key word of 11", "no s in a separator", "pass: no backslash", "pass: no ' is '"])
+def test_the_credential_texts_catch_a_shortcut_one_case_off(monkeypatch, broken):
+    """...and a shortcut one case off changes findings on them (so the test above can fail)."""
+    name, value = broken
+    if name == "POSITIONS":
+        ws = prefilter_module._WS
+        replace = ("\\\\?", "") if value == "no backslash" else ("|" + ws + "+is" + ws, "")
+        monkeypatch.setattr(prefilter_module, "POSITIONS", _pass_pattern(replace))
+    else:
+        monkeypatch.setattr(detectors, name, value)
+    assert _credential_differences(_credential_texts(12_000)) != []
