@@ -140,3 +140,84 @@ def test_the_credential_texts_catch_a_shortcut_one_case_off(monkeypatch, broken)
     else:
         monkeypatch.setattr(detectors, name, value)
     assert _credential_differences(_credential_texts(12_000)) != []
+
+
+#: what sits before an AWS run: its context words in any case, a needle of the old anchor that is none
+#: (``access_key``), look-alikes, and fillers that put the word 190-210 characters before the run
+_AWS_WORDS = ("aws", "AWS", "Secret", "SECRET", "akia", "AKIA", "asia", "access key", "Access Key", "access_key",
+              "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY=", "acess key", "ass", "sec ret", "x", "")
+_AWS_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+"
+_AWS_SEPARATORS = (" ", "", "=", "==", "\n", "/", ".", "é", "'", "-", ": ", "_", '"')
+
+
+def _aws_run(rng: random.Random) -> str:
+    n = rng.choice((38, 39, 40, 40, 40, 40, 41, 42))
+    if rng.random() < 0.15:  # hex (a git SHA), lower case only, or no digit: one or two kinds
+        return "".join(rng.choice(rng.choice(("0123456789abcdef", "abcdefghijklmnop", "ABCDEFGHIJKabc/+"))) for _ in range(n))
+    return "".join(rng.choice(_AWS_ALPHABET) for _ in range(n))
+
+
+def _aws_texts(n: int, seed: int = 47) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            parts.append(rng.choice(_AWS_WORDS))
+            if rng.random() < 0.5:
+                parts.append(rng.choice(_AWS_SEPARATORS))
+            if rng.random() < 0.4:  # the word about 200 characters before the run
+                gap = rng.randint(150, 215)
+                parts.append(rng.choice((" ", "é", "word ", "ab cd ")) * (gap // 4) + " " * (gap % 4))
+            parts.append(_aws_run(rng))
+            parts.append(rng.choice(_AWS_SEPARATORS))
+        out.append("".join(parts))
+    return out
+
+
+def _aws_differences(texts: list[str], counts: dict | None = None) -> list[str]:
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    det = next(d for d in Redactor()._detectors if isinstance(d, detectors.AwsSecretDetector))
+    differ = []
+    for text in texts:
+        anchor = Text(text)
+        anchor.finders = p.finders  # no positions: the anchor windows
+        slow = det.find(text, anchor)
+        ctx = _prepared(p, text)
+        words = ctx.positions.get("AWS_SECRET_KEY", []) if ctx.positions is not None else None
+        fast = det.find(text, ctx) if words is None or words else []  # run where the pass saw a context word
+        if fast != slow:
+            differ.append(text)
+        if counts is not None:
+            counts["found"] += len(slow)
+            counts["near words"] += bool(words)
+    return differ
+
+
+@needs_hyperscan
+def test_aws_secret_key_near_the_context_words_of_the_pass_finds_what_the_anchor_windows_find():
+    """``AwsSecretDetector._near_words``: runs looked for within reach of the context words the pass saw are
+    the runs the anchor windows of the needle search hold and ``_aws_secret_ok`` takes."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    texts = _aws_texts(15_000)
+    assert _aws_differences(texts, counts) == []
+    assert counts["found"] > 5_000 and counts["near words"] > 10_000
+
+
+@needs_hyperscan
+def test_aws_secret_key_from_the_pass_leaves_every_redactor_finding():
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    texts = _aws_texts(3_000, seed=53)
+    assert sum(f.entity == "AWS_SECRET_KEY" for t in texts for f in slow.find(t)) > 1_000
+    assert [t for t in texts if fast.find(t) != slow.find(t)] == []
+
+
+@needs_hyperscan
+@pytest.mark.parametrize("broken", [(4, 242), (2, 240), (2, 239)],
+                         ids=["from the word's 4th character", "to 240 after it", "to 239 after it"])
+def test_the_aws_texts_catch_a_range_one_case_off(monkeypatch, broken):
+    """...and a range one character short changes findings on them (so the test above can fail)."""
+    monkeypatch.setattr(detectors, "_AWS_NEAR", broken)
+    assert _aws_differences(_aws_texts(15_000)) != []

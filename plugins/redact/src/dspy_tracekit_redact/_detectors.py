@@ -743,15 +743,25 @@ def _aws_secret_ok(text: str, start: int, v: str) -> bool:
 _AWS_RUN = re.compile(r"[^A-Za-z0-9/+]([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
 
 
+#: where, from a context word's start, the character before an AWS secret key's run and the one after it are
+_AWS_NEAR = (2, 242)
+
+
 class AwsSecretDetector(Detector):
     """``finditer`` of the regex in each anchor window, found as :data:`_AWS_RUN` from the character before
-    the window (a run at the very start of the text, with no character before it, by the regex itself)."""
+    the window (a run at the very start of the text, with no character before it, by the regex itself).
+
+    After the Hyperscan pass, where its context words start is known (``_prefilter.POSITIONS``): the runs are
+    looked for only where ``_aws_secret_ok`` can take one (see :meth:`_near_words`)."""
 
     __slots__ = ()
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
             ctx = Text(text)
+        words = ctx.positions.get(self.entity) if ctx.positions is not None else None
+        if words is not None:
+            return self._near_words(text, words)
         out: list[Span] = []
         for ws, we in self.anchor(ctx):
             if ws == 0:
@@ -763,6 +773,32 @@ class AwsSecretDetector(Detector):
                 s, e = m.span(1)
                 if _aws_secret_ok(text, s, m.group(1)):
                     out.append((s, e))
+        return out
+
+    @staticmethod
+    def _near_words(text: str, words: list[int]) -> list[Span]:
+        """:meth:`find` given where every context word starts (sorted): the runs that start within 200 characters
+        after one (as ``_aws_secret_ok`` wants), searched in ``[w + 2, w + 242)`` for each word start ``w`` (a word
+        is 3 characters or more; the regex sees the character before the run and the one after it). Those are
+        what the anchor windows hold, less runs no word is close enough to: a word starts each window, and a
+        window reaches 260 characters past its last word. (A run cut at such a range's end, which the regex
+        takes there, has no word within 200 before it: that word's range would reach further.)"""
+        n = len(text)
+        out: list[Span] = []
+        runs = _AWS_RUN.finditer
+        first, last = _AWS_NEAR
+        k = 0
+        while k < len(words):
+            a = words[k] + first
+            b = words[k] + last
+            k += 1
+            while k < len(words) and words[k] + first <= b:
+                b = words[k] + last
+                k += 1
+            for m in runs(text, a, b if b < n else n):
+                s = m.start(1)
+                if _aws_secret_ok(text, s, m.group(1)):
+                    out.append((s, s + 40))
         return out
 
 

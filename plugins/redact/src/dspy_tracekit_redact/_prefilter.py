@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import threading
 
+from ._detectors import _AWS_CONTEXT_WORDS as AWS_CONTEXT_WORDS
 from ._detectors import _CREDENTIAL_NEEDLES as CREDENTIAL_NEEDLES
 from ._detectors import FOUND_NEEDLES, IBAN_LENGTHS
 from ._generic import _NEEDLES as CONTEXT_NEEDLES
@@ -38,7 +39,6 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "PRIVATE_KEY": ("PRIVATE KEY",),
     "URL_CREDENTIALS": ("://",),
     "BEARER_TOKEN": ("earer",),
-    "AWS_SECRET_KEY": ("(?i)aws", "(?i)secret", "(?i)akia", "(?i)asia", "(?i)access key", "(?i)access_key"),
     "EMAIL": ("@",),
     # IPv6 (IPv4, phone, card and SSN: RUNS below): what its anchor wants, a hex digit, then a run of hex
     # digits and colons with seven colons or a "::" (clock times and MAC addresses switch it off)
@@ -87,6 +87,8 @@ POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
     # `` is `` (one match per needle, whose end the detector finds back from there: the separator varies)
     "CREDENTIAL": (("(?i)(?:" + "|".join(CREDENTIAL_NEEDLES) + r")\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is" + _WS + ")",
                     0),),
+    # every start of a context word of AWS_SECRET_KEY (its run must have one within 200 characters before it)
+    "AWS_SECRET_KEY": tuple((f"(?i){word}", len(word)) for word in AWS_CONTEXT_WORDS),
     # the literal prefix each of these regexes starts with
     "PRIVATE_KEY": (("-----BEGIN ", 11),),
     "JWT": (("eyJ", 3),),
