@@ -40,6 +40,7 @@ _VALUES = (
     "hunter2", "hunter2!", "ab", "abc", "abc.", "abc..", "x.y", "<CREDENTIAL>", "<x", "sk-abcdef", "hunter",
     "Zq8#mP2!vL9x", "a,b", "a;b", "a`b", "a'b", "token: zz9", "password=xyz1", "is", "isis", "é1é", "a" * 70,
     "is hunter2!", '"quoted1"', "'q2'", "v\\w1", ":", "==", "xyz   abc",
+    "ab.", "abc...", "a.b.", "abcd.", "x.", "....", ".abc", "<a>", "<ab>.", "hunter.", "sk-ant-api03-" + "Ab9" * 30 + ".",
 )
 _FILL = (" ", " ", "\n", ", ", ". ", "; ", "and ", "é ", "x", "_", "-", '"', "`", "(", " " * 40, "word ", "the key to ")
 
