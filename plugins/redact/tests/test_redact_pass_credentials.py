@@ -222,3 +222,75 @@ def test_the_aws_texts_catch_a_range_one_case_off(monkeypatch, broken):
     """...and a range one character short changes findings on them (so the test above can fail)."""
     monkeypatch.setattr(detectors, "_AWS_NEAR", broken)
     assert _aws_differences(_aws_texts(15_000)) != []
+
+
+_BEARER_BEFORE = ("", " ", "x", "_", "-", "é", "Authorization: ", "'", "\n", "(")
+_BEARER_WORDS = ("Bearer", "bearer", "BEARER", "Bearers", "bearer bond", "earer", "Bearer Bearer")
+_BEARER_SPACES = (" ", "  ", "\t", "\n", "", "=", " " * 39, " " * 40, " " * 41, " " * 42, " " * 45, "\t" * 41)
+_BEARER_TOKEN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+
+
+def _bearer_texts(n: int, seed: int = 59) -> list[str]:
+    """``Bearer`` and look-alikes, then spaces up to one past the anchor window's end, then tokens of 14-40
+    characters (letters only, which the validator refuses; with ``=`` padding; holding ``bearer``)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            parts.append(rng.choice(_BEARER_BEFORE))
+            parts.append(rng.choice(_BEARER_WORDS))
+            parts.append(rng.choice(_BEARER_SPACES))
+            alphabet = _BEARER_TOKEN if rng.random() < 0.8 else _BEARER_TOKEN[:52]
+            token = "".join(rng.choice(alphabet) for _ in range(rng.choice((14, 15, 16, 16, 17, 24, 40))))
+            if rng.random() < 0.15:
+                token = token[:8] + rng.choice(("Bearer", "bearer ", "earer")) + token[8:]
+            parts.append(token + rng.choice(("", "", "=", "==", " ", ".", "'")))
+        out.append("".join(parts))
+    return out
+
+
+def _bearer_differences(texts: list[str], counts: dict | None = None) -> list[str]:
+    from dspy_tracekit_redact._detectors import BearerDetector, Detector
+
+    det = next(d for d in Redactor()._detectors if isinstance(d, BearerDetector))
+    differ = []
+    for text in texts:
+        slow = Detector.find(det, text, Text(text))  # the anchor windows
+        if det.find(text, Text(text)) != slow:
+            differ.append(text)
+        if counts is not None:
+            counts["found"] += len(slow)
+    return differ
+
+
+def test_bearer_token_matched_at_each_earer_finds_what_the_anchor_windows_find():
+    """``BearerDetector``: the regex tried one character before each ``earer``, to the text's end, finds what
+    its search in the anchor windows finds (the windows decide after 40 spaces)."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    assert _bearer_differences(_bearer_texts(15_000), counts) == []
+    assert counts["found"] > 4_000
+
+
+def test_the_bearer_texts_catch_a_window_one_off(monkeypatch):
+    monkeypatch.setattr(detectors, "_BEARER_WINDOW", detectors._BEARER_WINDOW + 1)
+    assert _bearer_differences(_bearer_texts(15_000)) != []
+
+
+def _redactor_differences(texts: list[str], prefilter) -> list[str]:
+    fast, slow = Redactor(), Redactor({"prefilter": False})
+    fast._prefilter = prefilter
+    return [t for t in texts if fast.find(t) != slow.find(t)]
+
+
+@needs_hyperscan
+def test_the_bearer_trigger_of_the_pass_leaves_every_finding(monkeypatch):
+    """The pass's BEARER_TOKEN trigger (``Bearer``, spaces, 16 token characters) fires wherever the detector can
+    find a token; one token character more and it misses some."""
+    texts = _bearer_texts(4_000, seed=61)
+    assert _redactor_differences(texts, prefilter_module.Prefilter(BUILTIN_ENTITIES)) == []
+    (trigger,) = prefilter_module.TRIGGERS["BEARER_TOKEN"]
+    monkeypatch.setitem(prefilter_module.TRIGGERS, "BEARER_TOKEN", (trigger.replace("{16}", "{17}"),))
+    assert _redactor_differences(texts, prefilter_module.Prefilter(BUILTIN_ENTITIES)) != []

@@ -845,6 +845,40 @@ class PrivateKeyDetector(Detector):
         return out
 
 
+class BearerDetector(Detector):
+    """Every match starts with ``[Bb]earer``: the regex is tried (``match``) one character before each ``earer``
+    (``str.find``) instead of searched for in each anchor window (``earer`` less 2, plus 40, to the next space).
+    With the text's end as its end, it finds what a window finds (neither ``\\s+`` nor the token crosses the
+    space a window ends at) unless 40 spaces or more follow ``Bearer`` or the text is over 64 KiB, where the
+    windows decide."""
+
+    __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        if ctx is None:
+            ctx = Text(text)
+        if len(text) > 65536:
+            return Detector.find(self, text, ctx)
+        match = (self.ascii_regex if ctx.ascii else self.regex).match
+        matches = []
+        after = 0  # like finditer: no match starts inside the previous one
+        i = text.find("earer", 1)
+        while i != -1:
+            if i > after:
+                m = match(text, i - 1)
+                if m is not None:
+                    if m.start("tok") > i + _BEARER_WINDOW:  # spaces past the window's end: it stops them
+                        return Detector.find(self, text, ctx)
+                    matches.append(m)
+                    after = m.end()
+            i = text.find("earer", i + 1)
+        return self._spans(text, matches) if matches else []
+
+
+#: where, from ``earer``'s start, its anchor window ends before it is extended to the next space (40 after it)
+_BEARER_WINDOW = 45
+
+
 def _v_bearer(text: str, m: re.Match[str]) -> bool:
     tok = m.group("tok")
     return any(c.isdigit() or c in "-_.~+/" for c in tok)
@@ -1003,7 +1037,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
                  starts=_pass_starts("STRIPE_KEY")))
     add(Detector("GOOGLE_API_KEY", re.compile(r"AIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])"), _has("AIza"),
                  _boundary, priority=90, starts=_pass_starts("GOOGLE_API_KEY")))
-    add(Detector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
+    add(BearerDetector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
                  None, _v_bearer, group="tok", priority=80, anchor=_anchor(("earer",), 2, 40)))
     add(CredentialDetector("CREDENTIAL", re.compile(
         r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])" + _CREDENTIAL_VALUE),

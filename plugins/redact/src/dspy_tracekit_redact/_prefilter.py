@@ -38,7 +38,8 @@ _WS = r"[ \t\n\r\f\v]"
 TRIGGERS: dict[str, tuple[str, ...]] = {
     "PRIVATE_KEY": ("PRIVATE KEY",),
     "URL_CREDENTIALS": ("://",),
-    "BEARER_TOKEN": ("earer",),
+    # what the BEARER_TOKEN regex needs after its word boundary: ``Bearer``, spaces, 16 token characters
+    "BEARER_TOKEN": (f"[Bb]earer{_WS}+[A-Za-z0-9\\-._~+/]{{16}}",),
     "EMAIL": ("@",),
     # IPv6 (IPv4, phone, card and SSN: RUNS below): what its anchor wants, a hex digit, then a run of hex
     # digits and colons with seven colons or a "::" (clock times and MAC addresses switch it off)
