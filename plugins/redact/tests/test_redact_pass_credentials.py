@@ -294,3 +294,53 @@ def test_the_bearer_trigger_of_the_pass_leaves_every_finding(monkeypatch):
     (trigger,) = prefilter_module.TRIGGERS["BEARER_TOKEN"]
     monkeypatch.setitem(prefilter_module.TRIGGERS, "BEARER_TOKEN", (trigger.replace("{16}", "{17}"),))
     assert _redactor_differences(texts, prefilter_module.Prefilter(BUILTIN_ENTITIES)) != []
+
+
+_SCHEMES = ("https", "postgres", "mongodb+srv", "redis", "a.b-c", "x", "1http", "http2", "git+ssh", "s3", "-ftp",
+            "svn+ssh.x", "h" * 29, "h" * 30, "h" * 31, "a" * 12 + "+" + "b" * 18, "ab.cd" * 7, "")
+_URL_BEFORE = ("", " ", "_", "é", "-", ".", "+", "x", "(", "'", "\n", "9", "a" * 35 + ".", "@")
+_USER_INFO = ("user:pass", "u:p", "user", "u:p:q", "a/b:c", "u:p<x", "jane.doe:s3cr3t!", "u: p", "é:ü", ":p", "u:")
+
+
+def _url_texts(n: int, seed: int = 67) -> list[str]:
+    """Schemes up to one past the anchor window's 30 characters, after word characters or not, with user info
+    or its near misses, URLs run together (``a://u:p@b://u:p@c``)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            parts.append(rng.choice(_URL_BEFORE) + rng.choice(_SCHEMES) + rng.choice(("://", "://", ":/", "//")))
+            parts.append(rng.choice(_USER_INFO) + rng.choice(("@", "@", "@@", "", " @")))
+            parts.append(rng.choice(("db.example.com/x", "h", "", " ", "host:5432 ", "b")))
+        out.append("".join(parts))
+    return out
+
+
+def _url_differences(texts: list[str], counts: dict | None = None) -> list[str]:
+    from dspy_tracekit_redact._detectors import Detector, UrlCredentialsDetector
+
+    det = next(d for d in Redactor()._detectors if isinstance(d, UrlCredentialsDetector))
+    differ = []
+    for text in texts:
+        slow = Detector.find(det, text, Text(text))  # the anchor windows
+        if det.find(text, Text(text)) != slow:
+            differ.append(text)
+        if counts is not None:
+            counts["found"] += len(slow)
+    return differ
+
+
+def test_url_credentials_matched_at_scheme_starts_find_what_the_anchor_windows_find():
+    """``UrlCredentialsDetector``: the regex tried where the scheme before each ``://`` can start finds what its
+    search in the anchor windows finds (the windows decide for a scheme run longer than 30)."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    assert _url_differences(_url_texts(15_000), counts) == []
+    assert counts["found"] > 3_000
+
+
+def test_the_url_texts_catch_a_window_one_off(monkeypatch):
+    monkeypatch.setattr(detectors, "_URL_BEFORE", detectors._URL_BEFORE + 1)
+    assert _url_differences(_url_texts(15_000)) != []

@@ -845,6 +845,50 @@ class PrivateKeyDetector(Detector):
         return out
 
 
+#: the characters of a URL scheme (after its first letter)
+_SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
+#: how far before ``://`` its anchor window starts
+_URL_BEFORE = 30
+
+
+class UrlCredentialsDetector(Detector):
+    """A match is a scheme right before ``://`` (a letter at a word boundary, then scheme characters), then the
+    user info and ``@``. So the regex is tried (``match``) only where the scheme before each ``://`` can start:
+    its run's first character and each letter after a ``+``, ``.`` or ``-`` in it (elsewhere in the run a letter
+    or digit comes first: no ``\\b``). Nothing after ``://`` holds a space, and the anchor windows end at one
+    (``://``, then to the next space): they cut only a scheme run longer than their 30 characters before it,
+    and only there do the windows decide (and over 64 KiB)."""
+
+    __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        if "@" not in text:
+            return []
+        if ctx is None:
+            ctx = Text(text)
+        if len(text) > 65536:
+            return Detector.find(self, text, ctx)
+        match = (self.ascii_regex if ctx.ascii else self.regex).match
+        scheme = _SCHEME_CHARS
+        matches = []
+        # (a match ends with "@", which neither a scheme nor "://" holds, so none starts inside the one before)
+        h = text.find("://")
+        while h != -1:
+            r = h  # back to the start of the scheme characters' run
+            while r > 0 and text[r - 1] in scheme:
+                r -= 1
+            if h - r > _URL_BEFORE:
+                return Detector.find(self, text, ctx)
+            for p in range(r, h):
+                if text[p].isalpha() and (p == r or text[p - 1] in "+.-"):
+                    m = match(text, p)
+                    if m is not None:
+                        matches.append(m)
+                        break
+            h = text.find("://", h + 1)
+        return self._spans(text, matches) if matches else []
+
+
 class BearerDetector(Detector):
     """Every match starts with ``[Bb]earer``: the regex is tried (``match``) one character before each ``earer``
     (``str.find``) instead of searched for in each anchor window (``earer`` less 2, plus 40, to the next space).
@@ -1007,7 +1051,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(PrivateKeyDetector("PRIVATE_KEY", re.compile(
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY"
         r"(?: BLOCK)?-----|.*\Z)", re.DOTALL), _has("PRIVATE KEY"), priority=100, starts=_pass_starts("PRIVATE_KEY")))
-    add(Detector("URL_CREDENTIALS", re.compile(
+    add(UrlCredentialsDetector("URL_CREDENTIALS", re.compile(
         r"\b[A-Za-z][A-Za-z0-9+.\-]*://(?P<ui>[^\s/@:<>\"']+:[^\s/@<>\"']+)@"),
         lambda t: "@" in t, group="ui", priority=95, anchor=_anchor(("://",), 30, 0)))
     add(Detector("JWT", re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
