@@ -146,7 +146,8 @@ def test_the_credential_texts_catch_a_shortcut_one_case_off(monkeypatch, broken)
 #: what sits before an AWS run: its context words in any case, a needle of the old anchor that is none
 #: (``access_key``), look-alikes, and fillers that put the word 190-210 characters before the run
 _AWS_WORDS = ("aws", "AWS", "Secret", "SECRET", "akia", "AKIA", "asia", "access key", "Access Key", "access_key",
-              "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY=", "acess key", "ass", "sec ret", "x", "")
+              "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY=", "acess key", "ass", "sec ret", "x", "",
+              "access ", "ACCESS ")
 _AWS_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+"
 _AWS_SEPARATORS = (" ", "", "=", "==", "\n", "/", ".", "é", "'", "-", ": ", "_", '"')
 
@@ -155,7 +156,8 @@ def _aws_run(rng: random.Random) -> str:
     n = rng.choice((38, 39, 40, 40, 40, 40, 41, 42))
     if rng.random() < 0.15:  # hex (a git SHA), lower case only, or no digit: one or two kinds
         return "".join(rng.choice(rng.choice(("0123456789abcdef", "abcdefghijklmnop", "ABCDEFGHIJKabc/+"))) for _ in range(n))
-    return "".join(rng.choice(_AWS_ALPHABET) for _ in range(n))
+    head = rng.choice(("", "", "", "key", "Key", "aws", "Secret", "AKIA"))  # "access " + "key...": a word into the run
+    return head + "".join(rng.choice(_AWS_ALPHABET) for _ in range(n - len(head)))
 
 
 def _aws_texts(n: int, seed: int = 47) -> list[str]:

@@ -14,6 +14,7 @@ import binascii
 import ipaddress
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
 from ._generic import CONTEXT_WORDS as GENERIC_CONTEXT_WORDS
@@ -796,8 +797,15 @@ class AwsSecretDetector(Detector):
                 b = words[k] + last
                 k += 1
             for m in runs(text, a, b if b < n else n):
+                v = m.group(1)
+                if (v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None) + ("/" in v or "+" in v) < 3:
+                    continue  # what _aws_secret_ok refuses first
+                # its other test: a context word in the 200 characters before the run, i.e. one that starts there
+                # (all are letters, but "access key" can run into a run that starts with its "key")
                 s = m.start(1)
-                if _aws_secret_ok(text, s, m.group(1)):
+                i = bisect_left(words, s - 200)
+                if i < len(words) and words[i] < s and not (
+                        words[i] == s - 7 and text[s - 7:s + 3].lower() == "access key"):
                     out.append((s, s + 40))
         return out
 
