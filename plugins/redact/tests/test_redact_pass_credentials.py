@@ -42,7 +42,7 @@ _VALUES = (
     "is hunter2!", '"quoted1"', "'q2'", "v\\w1", ":", "==", "xyz   abc",
     "ab.", "abc...", "a.b.", "abcd.", "x.", "....", ".abc", "<a>", "<ab>.", "hunter.", "sk-ant-api03-" + "Ab9" * 30 + ".",
 )
-_FILL = (" ", " ", "\n", ", ", ". ", "; ", "and ", "é ", "x", "_", "-", '"', "`", "(", " " * 40, "word ", "the key to ")
+_FILL = ("", " ", " ", "\n", ", ", ". ", "; ", "and ", "é ", "x", "_", "-", '"', "`", "(", " " * 40, "word ", "the key to ")
 
 
 def _credential_texts(n: int, seed: int = 41) -> list[str]:
@@ -117,27 +117,31 @@ def test_credential_from_the_pass_leaves_every_redactor_finding():
     assert [t for t in texts if fast.find(t) != slow.find(t)] == []
 
 
-def _pass_pattern(replace: tuple[str, str]):
+def _pass_pattern(old: str, new: str):
     (pattern, length), = prefilter_module.POSITIONS["CREDENTIAL"]
-    assert replace[0] in pattern
-    return {**prefilter_module.POSITIONS, "CREDENTIAL": ((pattern.replace(*replace), length),)}
+    assert old in pattern
+    return {**prefilter_module.POSITIONS, "CREDENTIAL": ((pattern.replace(old, new, 1), length),)}
+
+
+_WS = prefilter_module._WS
 
 
 @needs_hyperscan
 @pytest.mark.parametrize("broken", [
     ("_LONG_SEPARATOR", re.compile(detectors._LONG_SEPARATOR.pattern.replace("{61}", "{62}"))),
-    ("_CREDENTIAL_KEY_MAX", 11),
     ("_SEPARATOR_CHARS", detectors._SEPARATOR_CHARS - {"s"}),
-    ("POSITIONS", "no backslash"),
-    ("POSITIONS", "no is"),
-], ids=["separator of 62", "key word of 11", "no s in a separator", "pass: no backslash", "pass: no ' is '"])
+    ("POSITIONS", ("\\\\?", "")),
+    ("POSITIONS", ("|" + _WS + "+is" + _WS, "")),
+    ("POSITIONS", ("|pin|", "|")),
+    ("POSITIONS", ("(?:^|[^A-Za-z0-9])", "[^A-Za-z0-9]")),
+    ("POSITIONS", ("(?:^|[^A-Za-z0-9])", "(?:^|[^A-Za-z0-9_])")),
+], ids=["separator of 62", "no s in a separator", "pass: no backslash", "pass: no ' is '", "pass: no pin",
+        "pass: not at the start", "pass: not after _"])
 def test_the_credential_texts_catch_a_shortcut_one_case_off(monkeypatch, broken):
     """...and a shortcut one case off changes findings on them (so the test above can fail)."""
     name, value = broken
     if name == "POSITIONS":
-        ws = prefilter_module._WS
-        replace = ("\\\\?", "") if value == "no backslash" else ("|" + ws + "+is" + ws, "")
-        monkeypatch.setattr(prefilter_module, "POSITIONS", _pass_pattern(replace))
+        monkeypatch.setattr(prefilter_module, "POSITIONS", _pass_pattern(*value))
     else:
         monkeypatch.setattr(detectors, name, value)
     assert _credential_differences(_credential_texts(12_000)) != []

@@ -1148,16 +1148,11 @@ _CREDENTIAL_TAIL = re.compile(r"(?i)\\?[\"']?(?:\s*[:=]|\s+is\s)")
 _CREDENTIAL_TAIL_ASCII = re.compile(_CREDENTIAL_TAIL.pattern, re.IGNORECASE | re.ASCII)
 
 
-#: a key word of the ``CREDENTIAL`` regex ends at ``endpos``, not after an ASCII letter or digit (its look-behind)
-_CREDENTIAL_KEY = re.compile(r"(?i)(?<![A-Za-z0-9])(?:" + CREDENTIAL_WORDS + r")\Z")
-_CREDENTIAL_KEY_ASCII = re.compile(_CREDENTIAL_KEY.pattern, re.IGNORECASE | re.ASCII)
 #: the regex after its key word, its lazy value taken whole: the lazy ``val`` is the run of value characters
 #: less one ``.`` it ends with (if three are left), and the match ends where the run does either way (a
 #: look-ahead at every character of a 40-108 character key costs ~2 us)
 _CREDENTIAL_AFTER_KEY = re.compile("(?i)" + _CREDENTIAL_VALUE.partition("(?P<val>")[0] + r"(?P<val>[^\s\"'`,;\\]{3,})")
 _CREDENTIAL_AFTER_KEY_ASCII = re.compile(_CREDENTIAL_AFTER_KEY.pattern, re.IGNORECASE | re.ASCII)
-#: the longest key word (``refresh_token``, ``client_secret``)
-_CREDENTIAL_KEY_MAX = 13
 #: the whitespace of the pass's separator, and every character the regex's separator can take
 _PASS_SPACE = frozenset(" \t\n\r\f\v")
 _SEPARATOR_CHARS = frozenset(" \t\n\r\f\v\\\"':=iIsS")
@@ -1171,7 +1166,7 @@ class CredentialDetector(Detector):
     and "passport" open no window), and inside a window only at the starts of the tokens holding
     those needles (the key may carry a ``name_`` prefix), instead of at every character.
 
-    After the Hyperscan pass, where every needle that the regex's separator follows ends is known
+    After the Hyperscan pass, where every key word that the regex's separator follows ends is known
     (``_prefilter.POSITIONS``): the regex's part after its key word is tried there only (see
     :meth:`_after_keys`)."""
 
@@ -1215,20 +1210,20 @@ class CredentialDetector(Detector):
         return spans
 
     def _after_keys(self, text: str, ctx: Text, ends: list[int]) -> list[Span] | None:
-        """:meth:`find` from where the pass's matches of a needle and the regex's separator end (sorted;
+        """:meth:`find` from where the pass's matches of a key word and the regex's separator end (sorted;
         ``None``: not known here, for the needle search to decide).
 
-        Each end gives the needle's end ``k`` (what precedes the separator's ``:``/``=`` or `` is ``: spaces, a
+        Each end gives the key word's end ``k`` (what precedes the separator's ``:``/``=`` or `` is ``: spaces, a
         quote, a backslash). The regex matches at one of the starts of the token before ``k`` iff one of its key
-        words ends at ``k`` after no ASCII letter or digit, and its part after the key word matches at ``k``;
-        ``val`` is then that part's, whichever start it came from (no token character is a separator's, so the
-        key word always ends at ``k``). A match ends where no token character is, so the one before skips a key
-        whole or not at all. Its windows only cut what a separator of 60 characters or a value of 64 KiB
-        could cross: for those (no text of those sizes here), ``None``."""
+        words ends at ``k`` after no ASCII letter or digit (what the pass saw) and its part after the key word
+        matches at ``k``; ``val`` is then that part's, whichever start it came from (no token character is a
+        separator's, so the key word always ends at ``k``, and the needle search's token starts include the key
+        word's). A match ends where no token character is, so the one before skips a key whole or not at all.
+        The needle search's windows only cut what a separator of 61 characters or a value of 64 KiB could cross:
+        for those (no text of those sizes here), ``None``."""
         n = len(text)
         if n > 65536:
             return None
-        key = (_CREDENTIAL_KEY_ASCII if ctx.ascii else _CREDENTIAL_KEY).search
         after_key = (_CREDENTIAL_AFTER_KEY_ASCII if ctx.ascii else _CREDENTIAL_AFTER_KEY).match
         space = _PASS_SPACE
         out: list[Span] = []
@@ -1247,8 +1242,6 @@ class CredentialDetector(Detector):
                 continue
             if k + 60 < n and text[k + 60] in _SEPARATOR_CHARS and _LONG_SEPARATOR.match(text, k):
                 return None
-            if key(text, k - _CREDENTIAL_KEY_MAX if k > _CREDENTIAL_KEY_MAX else 0, k) is None:
-                continue
             m = after_key(text, k)
             if m is None:
                 continue
