@@ -405,14 +405,17 @@ class Redactor:
             ctx.finders = self._prefilter.finders
             if ctx.scannable:
                 active, ctx.context_starts, ctx.digit_runs, ctx.positions = self._prefilter.scan(text)
-            if not ctx.ascii and self._generic:
-                # the pass holds only the ASCII credential words: all of them, in the lower-cased text
+                if not ctx.ascii and self._generic:
+                    # the pass holds only the ASCII credential words (lower-casing such text changes no
+                    # ASCII letter and no length): the others are looked for in the lower-cased text
+                    wide = self._prefilter.wide_word_starts(ctx.lower)
+                    if wide:
+                        ctx.context_starts = sorted({*ctx.context_starts, *wide})
+                        active.add("GENERIC_SECRET")
+            elif not ctx.ascii and self._generic:
+                # no pass (every detector runs): all the credential words, in the lower-cased text
                 ctx.context_starts = (self._prefilter.word_starts(ctx.lower) if len(ctx.lower) == len(text)
                                       else None)
-                if active is not None and ctx.context_starts != []:
-                    active.add("GENERIC_SECRET")
-                elif active is not None:
-                    active.discard("GENERIC_SECRET")
         for det in self._detectors:
             if active is not None and det.gate not in active and not isinstance(det, _Custom):
                 continue
