@@ -437,3 +437,30 @@ def test_the_credential_words_of_text_with_non_ascii_letters_are_those_of_its_lo
         assert len(low) == len(text)
         assert sorted({*p.scan(text)[1], *p.wide_word_starts(low)}) == p.word_starts(low), text
     assert sum(1 for t in texts if p.wide_word_starts(t.lower())) > 500
+
+
+@needs_hyperscan
+def test_the_detectors_that_match_at_the_pass_positions_find_in_one_loop_what_each_finds():
+    """The prefixed-key detectors (and JWT) run as one loop over the pass's positions
+    (``matches_at_positions``): on prefixes run together at every edge, each candidate is one that detector's
+    own ``find`` gives on the same pass results, and no other (a skipped overlap check or a validator left out
+    fails this)."""
+    from dspy_tracekit_redact._detectors import matches_at_positions
+
+    r = Redactor()
+    group = [(k, d) for k, d in enumerate(r._detectors) if getattr(d, "by_position", False)]
+    assert {d.entity for _, d in group} == {"JWT", "ANTHROPIC_KEY", "OPENAI_KEY", "AWS_ACCESS_KEY_ID", "GITHUB_TOKEN",
+                                            "SLACK_TOKEN", "STRIPE_KEY", "GOOGLE_API_KEY"}
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    found = 0
+    for text in _prefixed_key_texts(8000, seed=9) + _pass_texts(3000, seed=10):
+        ctx = Text(text)
+        if not ctx.scannable:
+            continue
+        _, _, _, ctx.positions = p.scan(text)
+        want = sorted((s, -d.priority, s - e, k, e, d.entity) for k, d in group for s, e in d.find(text, ctx))
+        got = []
+        matches_at_positions(text, ctx, group, got.append)
+        assert sorted(got) == want, text
+        found += len(want)
+    assert found > 4000
