@@ -459,3 +459,28 @@ def test_jwt_ok_remembers_what_it_decoded_and_answers_as_before():
         assert got == decoded(value), value
         answers.add(got)
     assert answers == {True, False} and 0 < len(detectors._JWT_HEADS) <= detectors._JWT_HEADS_MAX
+
+
+def test_the_masks_written_without_marker_are_what_marker_writes(texts):
+    """``_text`` writes the marker of a masked type without calling ``marker``: under every action, default or
+    per type, the redacted text and the counts are those of ``marker`` for each finding (the old form)."""
+    configs = [{}, {"actions": {"default": "partial"}}, {"actions": {"EMAIL": "drop", "PHONE": "partial"}},
+               {"actions": {"default": "hash", "CREDIT_CARD": "mask"}, "hash_secret": "s3cret"},
+               {"actions": {"default": "drop", "IBAN": "mask"}}]
+    checked = 0
+    for config in configs:
+        r = Redactor(config)
+        for text in texts[::7]:
+            findings = r.find(text)
+            parts, pos, dropped, want_counts = [], 0, False, {}
+            for s, e, entity in findings:
+                action = r._actions.get(entity, "mask")
+                dropped = dropped or action == "drop"
+                parts += [text[pos:s], r.marker(entity, text[s:e], action)]
+                want_counts[entity] = want_counts.get(entity, 0) + 1
+                pos = e
+            counts = {}
+            assert r._text(text, counts) == ("".join(parts) + text[pos:] if findings else text, dropped), (config, text)
+            assert counts == want_counts
+            checked += bool(findings)
+    assert checked > 1200

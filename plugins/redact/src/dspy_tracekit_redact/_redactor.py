@@ -385,6 +385,8 @@ class Redactor:
         self._generic = "GENERIC_SECRET" in entities
         self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names)
         self._actions = actions
+        #: the marker of each entity type whose action is ``mask`` (what ``marker`` returns for it)
+        self._masks = {name: f"<{name}>" for name, action in actions.items() if action == "mask"}
 
         # What the structure walk remembers; everything in here is a pure function of the string (or key)
         # and this Redactor's config, so a hit gives what a scan would give.
@@ -528,11 +530,16 @@ class Redactor:
         pos = 0
         dropped = False
         actions = self._actions
+        masks = self._masks
         for s, e, entity in findings:
             parts.append(text[pos:s])
-            action = actions.get(entity, "mask")
-            dropped = dropped or action == "drop"
-            parts.append(self.marker(entity, text[s:e], action))
+            mask = masks.get(entity)
+            if mask is not None:  # marker()'s answer for a masked type, without the call
+                parts.append(mask)
+            else:
+                action = actions.get(entity, "mask")
+                dropped = dropped or action == "drop"
+                parts.append(self.marker(entity, text[s:e], action))
             counts[entity] = counts.get(entity, 0) + 1
             pos = e
         parts.append(text[pos:])
