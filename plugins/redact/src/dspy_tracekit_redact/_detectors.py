@@ -886,25 +886,39 @@ class EmailDetector(Detector):
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
             ctx = Text(text)
-        regex = self.ascii_regex if ctx.ascii else self.regex
+        match = (self.ascii_regex if ctx.ascii else self.regex).match
         before = _EMAIL_NOT_BEFORE
         run = _EMAIL_LOCAL_RUN.match
-        special = _EMAIL_LOCAL_SPECIAL.finditer
+        special = _EMAIL_LOCAL_SPECIAL.search
         spans: list[Span] = []
         for ws, we in self.anchor(ctx):
-            starts = []
+            after = ws  # what _matches_at does: no match starts inside the one before, in this window
             at = text.find("@", ws, we)
             while at != -1:
-                # the run of local-part characters before the "@" (not before ``ws``), read backwards
-                i = at - run(text[ws:at][::-1]).end()
+                # the run of local-part characters before the "@" (not before ``ws``), read backwards: from
+                # 64 characters before it, and from ``ws`` when the run is longer
+                lo = at - 64 if at - 64 > ws else ws
+                i = at - run(text[lo:at][::-1]).end()
+                if i == lo and lo > ws:
+                    i = at - run(text[ws:at][::-1]).end()
                 # a start is not a "." nor after one of the look-behind's characters: inside the run only
                 # after a local-part character the look-behind does not refuse, and maybe the run's start
-                if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before):
-                    starts.append(i)
-                starts.extend(m.end() for m in special(text, i, at - 1) if text[m.end()] != ".")
+                c = i if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before) else -1
+                m = special(text, i, at - 1)
+                while True:
+                    if c >= after:
+                        found = match(text, c, we)
+                        if found is not None:
+                            s, e = found.span()
+                            after = e if e > c else c + 1
+                            if s < e:
+                                spans.append((s, e))
+                    if m is None:
+                        break
+                    j = m.end()  # after a special character, unless a "." follows it
+                    c = j if text[j] != "." else -1
+                    m = special(text, j, at - 1)
                 at = text.find("@", at + 1, we)
-            if starts:
-                spans.extend(self._spans(text, _matches_at(regex, text, starts, ws, we)))
         return spans
 
 
