@@ -348,7 +348,7 @@ class _Utf8Pass:
             found.setdefault(entity, []).append((len(data[:e].rstrip(prefilter_module._RUN_BYTES)), e))
         active.update(found)
         positions = {}
-        for entity, b in sorted(set(at)):
+        for entity, b in sorted(at):
             if entity not in self.both or entity in active:
                 positions.setdefault(entity, []).append(b)
         active -= self.both - positions.keys()
@@ -464,3 +464,15 @@ def test_the_detectors_that_match_at_the_pass_positions_find_in_one_loop_what_ea
         assert sorted(got) == want, text
         found += len(want)
     assert found > 4000
+
+
+@needs_hyperscan
+def test_a_position_gate_with_patterns_of_several_lengths_reports_each_start(monkeypatch):
+    """``POSITIONS`` entries of one gate may have different lengths (one id per gate and length): each start
+    is reported, as the pass with one id per pattern reported it."""
+    monkeypatch.setitem(prefilter_module.POSITIONS, "AWS_SECRET_KEY/test",
+                        (("aws", 3), ("secret", 6), ("access key", 10), ("AKIA", 4), ("ASIA", 4)))
+    new, old = prefilter_module.Prefilter(BUILTIN_ENTITIES), _Utf8Pass()
+    texts = _pass_texts(4000, seed=14)
+    assert sum(1 for t in texts if "AWS_SECRET_KEY/test" in old.scan(t)[3]) > 600
+    assert [t for t in texts if new.scan(t) != old.scan(t)] == []

@@ -117,8 +117,8 @@ class Prefilter:
 
     Pattern ids, in this order: one per trigger gate (its patterns share it, single match), one per
     digit-run type (a type with several run patterns reports through one logical combination of them, once
-    per run end instead of once per shape), one per ``POSITIONS`` gate (its patterns have one length), then
-    one per credential word. The match handler only appends; the hits are sorted out after the scan."""
+    per run end instead of once per shape), one per ``POSITIONS`` gate and pattern length, then one per
+    credential word. The match handler only appends; the hits are sorted out after the scan."""
 
     __slots__ = ("_always", "_both", "_db", "_gates", "_local", "_n_pos", "_n_runs", "_n_triggers", "_pos",
                  "_run_types", "_wide_words", "_word_lengths", "_words", "finders")
@@ -158,16 +158,16 @@ class Prefilter:
                 add(pattern, subs[-1], dotall | hyperscan.HS_FLAG_QUIET)
             add(" | ".join(map(str, subs)), i, hyperscan.HS_FLAG_COMBINATION)
         self._n_runs = self._n_triggers + len(self._run_types)
-        #: id - _n_runs → (gate, length of its patterns)
+        #: id - _n_runs → (gate, length of its patterns): one id per gate and length (one start per end)
         self._pos: list[tuple[str, int]] = []
         for gate, patterns in POSITIONS.items():
             if gate.partition("/")[0] not in entities:
                 continue
-            length = patterns[0][1]
-            assert all(n == length for _, n in patterns), gate  # one id: one start per end
-            for pattern, _ in patterns:
-                add(pattern, self._n_runs + len(self._pos), dotall)
-            self._pos.append((gate, length))
+            for length in sorted({n for _, n in patterns}):
+                for pattern, n in patterns:
+                    if n == length:
+                        add(pattern, self._n_runs + len(self._pos), dotall)
+                self._pos.append((gate, length))
         self._n_pos = self._n_runs + len(self._pos)
         #: types that need a trigger and a position both
         self._both = frozenset(e for e in entities if e in TRIGGERS and e in POSITIONS)
