@@ -136,12 +136,25 @@ def ipv6_ok(value: str) -> bool:
 
 def jwt_ok(value: str) -> bool:
     head = value.split(".", 1)[0]
-    try:
-        raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
-        obj = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(obj, dict) and ("alg" in obj or "typ" in obj)
+    ok = _JWT_HEADS.get(head)
+    if ok is None:
+        try:
+            raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
+            obj = json.loads(raw)
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            ok = False
+        else:
+            ok = isinstance(obj, dict) and ("alg" in obj or "typ" in obj)
+        if len(_JWT_HEADS) >= _JWT_HEADS_MAX:
+            _JWT_HEADS.clear()
+        _JWT_HEADS[head] = ok
+    return ok
+
+
+#: what :func:`jwt_ok` said of a header (the part before the first dot): a few algorithms and types make
+#: most headers one of a few strings, and decoding one costs 2-3 us
+_JWT_HEADS: dict[str, bool] = {}
+_JWT_HEADS_MAX = 1024
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,8 +414,8 @@ class Detector:
     digit-run searches), instead of over the whole text.
     """
 
-    __slots__ = ("anchor", "ascii_regex", "entity", "gate", "group", "prefilter", "priority", "regex", "starts",
-                 "trim", "trim_min_digits", "validate", "window_starts")
+    __slots__ = ("anchor", "ascii_regex", "by_position", "entity", "gate", "group", "prefilter", "priority", "regex",
+                 "starts", "trim", "trim_min_digits", "validate", "window_starts")
 
     def __init__(self, entity: str, regex: re.Pattern[str], prefilter: Callable[[str], bool] | None,
                  validate: Callable[[str, re.Match[str]], bool] | None = None, group: int | str = 0,
@@ -434,6 +447,11 @@ class Detector:
         #: with no more than this is not retried (most are dates such as 2024-05-11)
         self.trim_min_digits = trim_min_digits
         self.ascii_regex = ascii_variant(regex)
+        #: with the pass's positions, ``find`` is :func:`matches_at_positions` of this detector alone: the
+        #: Redactor runs such detectors in one loop (a plain detector whose starts are the pass's positions
+        #: for its gate, with no trim and the whole match as its value)
+        self.by_position = (type(self) is Detector and trim is None and group == 0
+                            and getattr(starts, "pass_gate", None) == self.gate)
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
@@ -481,6 +499,41 @@ class Detector:
             if s < e:
                 out.append((s, e))
         return out
+
+
+def matches_at_positions(text: str, ctx: Text, group: Iterable[tuple[int, Detector]], add: Callable) -> None:
+    """``add((start, -priority, start - end, index, end, entity))`` for each span ``find`` of each
+    ``(index, detector)`` of ``group`` (``by_position`` detectors) gives on ``ctx``, which holds the pass's
+    positions: what ``_spans(text, _matches_at(regex, text, starts))`` gives, in one loop for all of them
+    instead of three calls per detector."""
+    positions = ctx.positions
+    ascii_text = ctx.ascii
+    n = len(text)
+    for k, det in group:
+        starts = positions.get(det.gate)
+        if not starts:
+            continue
+        match = (det.ascii_regex if ascii_text else det.regex).match
+        validate = det.validate
+        boundary = validate is _boundary  # then checked here, without a call
+        prio = -det.priority
+        entity = det.entity
+        after = 0  # like finditer: no match starts inside the previous one
+        for c in starts:
+            if c < after:
+                continue
+            m = match(text, c, n)
+            if m is None:
+                continue
+            s, e = m.span()
+            after = e if e > c else c + 1
+            if boundary:
+                if s and (text[s - 1].isalnum() or text[s - 1] == "_"):
+                    continue
+            elif validate is not None and not validate(text, m):
+                continue
+            if s < e:
+                add((s, prio, s - e, k, e, entity))
 
 
 def _matches_at(regex: re.Pattern[str], text: str, starts: list[int], pos: int = 0,
@@ -955,25 +1008,39 @@ class EmailDetector(Detector):
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
             ctx = Text(text)
-        regex = self.ascii_regex if ctx.ascii else self.regex
+        match = (self.ascii_regex if ctx.ascii else self.regex).match
         before = _EMAIL_NOT_BEFORE
         run = _EMAIL_LOCAL_RUN.match
-        special = _EMAIL_LOCAL_SPECIAL.finditer
+        special = _EMAIL_LOCAL_SPECIAL.search
         spans: list[Span] = []
         for ws, we in self.anchor(ctx):
-            starts = []
+            after = ws  # what _matches_at does: no match starts inside the one before, in this window
             at = text.find("@", ws, we)
             while at != -1:
-                # the run of local-part characters before the "@" (not before ``ws``), read backwards
-                i = at - run(text[ws:at][::-1]).end()
+                # the run of local-part characters before the "@" (not before ``ws``), read backwards: from
+                # 64 characters before it, and from ``ws`` when the run is longer
+                lo = at - 64 if at - 64 > ws else ws
+                i = at - run(text[lo:at][::-1]).end()
+                if i == lo and lo > ws:
+                    i = at - run(text[ws:at][::-1]).end()
                 # a start is not a "." nor after one of the look-behind's characters: inside the run only
                 # after a local-part character the look-behind does not refuse, and maybe the run's start
-                if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before):
-                    starts.append(i)
-                starts.extend(m.end() for m in special(text, i, at - 1) if text[m.end()] != ".")
+                c = i if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before) else -1
+                m = special(text, i, at - 1)
+                while True:
+                    if c >= after:
+                        found = match(text, c, we)
+                        if found is not None:
+                            s, e = found.span()
+                            after = e if e > c else c + 1
+                            if s < e:
+                                spans.append((s, e))
+                    if m is None:
+                        break
+                    j = m.end()  # after a special character, unless a "." follows it
+                    c = j if text[j] != "." else -1
+                    m = special(text, j, at - 1)
                 at = text.find("@", at + 1, we)
-            if starts:
-                spans.extend(self._spans(text, _matches_at(regex, text, starts, ws, we)))
         return spans
 
 
@@ -1046,6 +1113,7 @@ def _pass_starts(gate: str) -> Callable[[Text], list[int] | None]:
         positions = ctx.positions
         return None if positions is None else positions.get(gate, [])
 
+    starts.pass_gate = gate
     return starts
 
 
