@@ -1,5 +1,6 @@
-"""CREDENTIAL and AWS_SECRET_KEY after the Hyperscan pass work from what the pass reports (where a needle and
-the separator end; where AWS's context words start) instead of searching lower-cased text for their needles:
+"""CREDENTIAL and AWS_SECRET_KEY after the Hyperscan pass work from what the pass reports (where a key word and
+the separator end; where AWS's context words start) instead of searching lower-cased text for their needles,
+BEARER_TOKEN and URL_CREDENTIALS match where their regexes can start instead of searching windows:
 on generated text made to sit at the edges of those shortcuts, the findings are those of the needle searches
 (the detectors as they run on text the pass does not see). Each generator is checked to catch a shortcut made
 one case wrong."""
