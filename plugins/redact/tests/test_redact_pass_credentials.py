@@ -351,3 +351,23 @@ def test_url_credentials_matched_at_scheme_starts_find_what_the_anchor_windows_f
 def test_the_url_texts_catch_a_window_one_off(monkeypatch):
     monkeypatch.setattr(detectors, "_URL_BEFORE", detectors._URL_BEFORE + 1)
     assert _url_differences(_url_texts(15_000)) != []
+
+
+def test_the_bearer_validator_is_the_test_of_every_token_character():
+    """``_v_bearer`` (one search) says what ``any(c.isdigit() or c in "-_.~+/" ...)`` over the token says, on
+    tokens of the regex's characters with at most two that are no letter."""
+    from dspy_tracekit_redact._detectors import BearerDetector, _v_bearer
+
+    regex = next(d for d in Redactor()._detectors if isinstance(d, BearerDetector)).regex
+    rng = random.Random(71)
+    letters, others = _BEARER_TOKEN[:52], _BEARER_TOKEN[52:]
+    checked = 0
+    for _ in range(20_000):
+        token = [rng.choice(letters) for _ in range(rng.randint(16, 40))]
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            token[rng.randrange(len(token))] = rng.choice(others)
+        m = regex.match("Bearer " + "".join(token) + rng.choice(("", "=", "==")))
+        tok = m.group("tok")
+        assert _v_bearer("", m) == any(c.isdigit() or c in "-_.~+/" for c in tok), tok
+        checked += not _v_bearer("", m)
+    assert checked > 5_000
