@@ -41,9 +41,11 @@ _VALUES = (
     "hunter2", "hunter2!", "ab", "abc", "abc.", "abc..", "x.y", "<CREDENTIAL>", "<x", "sk-abcdef", "hunter",
     "Zq8#mP2!vL9x", "a,b", "a;b", "a`b", "a'b", "token: zz9", "password=xyz1", "is", "isis", "é1é", "a" * 70,
     "is hunter2!", '"quoted1"', "'q2'", "v\\w1", ":", "==", "xyz   abc",
-    "ab.", "abc...", "a.b.", "abcd.", "x.", "....", ".abc", "<a>", "<ab>.", "hunter.", "sk-ant-api03-" + "Ab9" * 30 + ".",
+    "ab.", "abc...", "a.b.", "abcd.", "x.", "....", ".abc", "<a>", "<ab>.", "hunter.",
+    "sk-ant-api03-" + "Ab9" * 30 + ".",
 )
-_FILL = ("", " ", " ", "\n", ", ", ". ", "; ", "and ", "é ", "x", "_", "-", '"', "`", "(", " " * 40, "word ", "the key to ")
+_FILL = ("", " ", " ", "\n", ", ", ". ", "; ", "and ", "é ", "x", "_", "-", '"', "`", "(", " " * 40, "word ",
+         "the key to ")
 
 
 def _credential_texts(n: int, seed: int = 41) -> list[str]:
@@ -160,7 +162,8 @@ _AWS_SEPARATORS = (" ", "", "=", "==", "\n", "/", ".", "é", "'", "-", ": ", "_"
 def _aws_run(rng: random.Random) -> str:
     n = rng.choice((38, 39, 40, 40, 40, 40, 41, 42))
     if rng.random() < 0.15:  # hex (a git SHA), lower case only, or no digit: one or two kinds
-        return "".join(rng.choice(rng.choice(("0123456789abcdef", "abcdefghijklmnop", "ABCDEFGHIJKabc/+"))) for _ in range(n))
+        alphabet = rng.choice(("0123456789abcdef", "abcdefghijklmnop", "ABCDEFGHIJKabc/+"))
+        return "".join(rng.choice(alphabet) for _ in range(n))
     head = rng.choice(("", "", "", "key", "Key", "aws", "Secret", "AKIA"))  # "access " + "key...": a word into the run
     return head + "".join(rng.choice(_AWS_ALPHABET) for _ in range(n - len(head)))
 
@@ -211,14 +214,14 @@ def test_aws_secret_key_near_the_context_words_of_the_pass_finds_what_the_anchor
     counts: Counter = Counter()
     texts = _aws_texts(15_000)
     assert _aws_differences(texts, counts) == []
-    assert counts["found"] > 5_000 and counts["near words"] > 10_000
+    assert counts["found"] > 4_000 and counts["near words"] > 10_000
 
 
 @needs_hyperscan
 def test_aws_secret_key_from_the_pass_leaves_every_redactor_finding():
     fast, slow = Redactor(), Redactor({"prefilter": False})
     texts = _aws_texts(3_000, seed=53)
-    assert sum(f.entity == "AWS_SECRET_KEY" for t in texts for f in slow.find(t)) > 1_000
+    assert sum(f.entity == "AWS_SECRET_KEY" for t in texts for f in slow.find(t)) > 800
     assert [t for t in texts if fast.find(t) != slow.find(t)] == []
 
 

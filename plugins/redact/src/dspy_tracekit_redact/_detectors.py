@@ -851,7 +851,8 @@ class AwsSecretDetector(Detector):
                 k += 1
             for m in runs(text, a, b if b < n else n):
                 v = m.group(1)
-                if (v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None) + ("/" in v or "+" in v) < 3:
+                if ((v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None)
+                        + ("/" in v or "+" in v)) < 3:
                     continue  # what _aws_secret_ok refuses first
                 # its other test: a context word in the 200 characters before the run, i.e. one that starts there
                 # (all are letters, but "access key" can run into a run that starts with its "key")
