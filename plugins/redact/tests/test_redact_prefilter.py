@@ -476,3 +476,26 @@ def test_a_position_gate_with_patterns_of_several_lengths_reports_each_start(mon
     texts = _pass_texts(4000, seed=14)
     assert sum(1 for t in texts if "AWS_SECRET_KEY/test" in old.scan(t)[3]) > 600
     assert [t for t in texts if new.scan(t) != old.scan(t)] == []
+
+
+def test_text_classes_of_long_non_ascii_text_are_those_of_each_character():
+    """``text_classes`` looks at each distinct non-ASCII character once when there are many: on long Cyrillic,
+    CJK and accented text with one character that turns the pass off (a Unicode digit or space, ``ſ``, ``K``)
+    anywhere or none, it answers as ``ascii_classes`` and ``pass_safe`` do."""
+    import random
+
+    from dspy_tracekit_redact._detectors import ascii_classes, pass_safe, text_classes
+
+    rng = random.Random(15)
+    letters = "абвгдежзиклмнопрстуфхцчшщыэюя密码令牌パスワードéñüłş€—😀 abc123:"
+    unsafe = ("٣", "\u3000", "\xa0", "ſ", "\u212a", "²", "\u0130", "\x1f")
+    refused = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(letters) for _ in range(rng.randint(20, 400)))
+        if rng.random() < 0.5:
+            k = rng.randint(0, len(text))
+            text = text[:k] + rng.choice(unsafe) + text[k:]
+        want = (ascii_classes(text), ascii_classes(text) or pass_safe(text))
+        assert text_classes(text) == want, text
+        refused += not want[1]
+    assert 1000 < refused < 2000

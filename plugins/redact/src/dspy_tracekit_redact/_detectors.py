@@ -597,7 +597,9 @@ def text_classes(text: str) -> tuple[bool, bool]:
     others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
     if not any(c.isalnum() or c.isspace() for c in others):
         return True, True
-    return False, not any(c.isdigit() or c.isspace() or c in _FOLDS_TO_ASCII for c in others)
+    # each distinct character once when there are many (text in Cyrillic or CJK holds thousands of a few dozen)
+    chars = set(others) if len(others) > 32 else others
+    return False, not any(c.isdigit() or c.isspace() or c in _FOLDS_TO_ASCII for c in chars)
 
 
 def _has_unicode_only_space(text: str) -> bool:
