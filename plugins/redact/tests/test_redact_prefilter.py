@@ -486,12 +486,15 @@ def test_text_classes_of_long_non_ascii_text_are_those_of_each_character():
 
     from dspy_tracekit_redact._detectors import ascii_classes, pass_safe, text_classes
 
+    # text whose non-ASCII characters are letters only takes a shortcut: no letter is a digit or a space
+    assert not [cp for cp in range(0x80, 0x110000) if chr(cp).isalpha() and (chr(cp).isdigit() or chr(cp).isspace())]
     rng = random.Random(15)
-    letters = "абвгдежзиклмнопрстуфхцчшщыэюя密码令牌パスワードéñüłş€—😀 abc123:"
-    unsafe = ("٣", "\u3000", "\xa0", "ſ", "\u212a", "²", "\u0130", "\x1f")
+    letters = "абвгдежзиклмнопрстуфхцчшщыэюя密码令牌パスワードéñüłş abc123:"
+    unsafe = ("٣", "\u3000", "\xa0", "ſ", "\u212a", "²", "\u0130", "\u0131", "\x1f")
     refused = 0
     for _ in range(3000):
-        text = "".join(rng.choice(letters) for _ in range(rng.randint(20, 400)))
+        alphabet = letters + rng.choice(("", "€—😀«»"))  # letters only, or with symbols too
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(20, 400)))
         if rng.random() < 0.5:
             k = rng.randint(0, len(text))
             text = text[:k] + rng.choice(unsafe) + text[k:]

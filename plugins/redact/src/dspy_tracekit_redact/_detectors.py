@@ -597,6 +597,8 @@ def text_classes(text: str) -> tuple[bool, bool]:
     others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
     if not any(c.isalnum() or c.isspace() for c in others):
         return True, True
+    if others.isalpha():  # letters only (no letter is a digit or a space): which of them fold to ASCII
+        return False, not any(c in others for c in _FOLDS_TO_ASCII)
     # each distinct character once when there are many (text in Cyrillic or CJK holds thousands of a few dozen)
     chars = set(others) if len(others) > 32 else others
     return False, not any(c.isdigit() or c.isspace() or c in _FOLDS_TO_ASCII for c in chars)
