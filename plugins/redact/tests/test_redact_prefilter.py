@@ -502,3 +502,15 @@ def test_text_classes_of_long_non_ascii_text_are_those_of_each_character():
         assert text_classes(text) == want, text
         refused += not want[1]
     assert 1000 < refused < 2000
+
+
+def test_the_classes_text_classes_searches_are_those_of_the_character_tests():
+    """``text_classes`` searches the non-ASCII characters with two regexes instead of testing each: they match
+    exactly the non-ASCII code points ``isalnum() or isspace()`` (``ascii_classes``), and ``isdigit() or
+    isspace()`` or a letter that folds to ASCII (``pass_safe``), in this Python's Unicode database."""
+    from dspy_tracekit_redact._detectors import _FOLDS_TO_ASCII, _PASS_UNSAFE, _WORD_OR_SPACE
+
+    chars = [chr(cp) for cp in range(0x80, 0x110000)]
+    assert [c for c in chars if (_WORD_OR_SPACE.match(c) is not None) != (c.isalnum() or c.isspace())] == []
+    assert [c for c in chars if (_PASS_UNSAFE.match(c) is not None) != (
+        c.isdigit() or c.isspace() or c in _FOLDS_TO_ASCII)] == []
