@@ -441,7 +441,7 @@ class Redactor:
                 if not ctx.ascii and self._generic:
                     # the pass holds only the ASCII credential words (lower-casing such text changes no
                     # ASCII letter and no length): the others are looked for in the lower-cased text
-                    wide = prefilter.wide_word_starts(ctx.lower)
+                    wide = prefilter.wide_word_starts_in(text, ctx)
                     if wide:
                         ctx.context_starts = sorted({*ctx.context_starts, *wide})
                         active.add("GENERIC_SECRET")
