@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import threading
 
-from ._detectors import _CREDENTIAL_NEEDLES as CREDENTIAL_NEEDLES
-from ._detectors import FOUND_NEEDLES, IBAN_LENGTHS
+from ._detectors import _AWS_CONTEXT_WORDS as AWS_CONTEXT_WORDS
+from ._detectors import CREDENTIAL_WORDS, FOUND_NEEDLES, IBAN_LENGTHS
 from ._generic import _NEEDLES as CONTEXT_NEEDLES
 from ._generic import CONTEXT_WORDS
 
@@ -36,10 +36,8 @@ _WS = r"[ \t\n\r\f\v]"
 TRIGGERS: dict[str, tuple[str, ...]] = {
     "PRIVATE_KEY": ("PRIVATE KEY",),
     "URL_CREDENTIALS": ("://",),
-    "BEARER_TOKEN": ("earer",),
-    "AWS_SECRET_KEY": ("(?i)aws", "(?i)secret", "(?i)akia", "(?i)asia", "(?i)access key", "(?i)access_key"),
-    # the key word, then what the CREDENTIAL regex wants right after it: ``:``/``=`` or `` is ``
-    "CREDENTIAL": ("(?i)(?:" + "|".join(CREDENTIAL_NEEDLES) + r")\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is" + _WS + ")",),
+    # what the BEARER_TOKEN regex needs after its word boundary: ``Bearer``, spaces, 16 token characters
+    "BEARER_TOKEN": (f"[Bb]earer{_WS}+[A-Za-z0-9\\-._~+/]{{16}}",),
     "EMAIL": ("@",),
     # IPv6 (IPv4, phone, card and SSN: RUNS below): what its anchor wants, a hex digit, then a run of hex
     # digits and colons with seven colons or a "::" (clock times and MAC addresses switch it off)
@@ -84,6 +82,13 @@ POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
     # the detector looks only at the countries of the IBAN registry: ``CC00``, one pattern per country (one
     # alternation of the 90 pairs scans 2-3 us slower per 2 KB prompt)
     "IBAN": tuple((f"{country}[0-9]{{2}}", 4) for country in sorted(IBAN_LENGTHS)),
+    # every end of a key word of the CREDENTIAL regex (after no ASCII letter or digit) and what the regex wants
+    # right after it, ``:``/``=`` or `` is ``: one match per key word, whose end the detector finds back from
+    # there (the separator varies)
+    "CREDENTIAL": ((f"(?i)(?:^|[^A-Za-z0-9])(?:{CREDENTIAL_WORDS})" + r"\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is"
+                    + _WS + ")", 0),),
+    # every start of a context word of AWS_SECRET_KEY (its run must have one within 200 characters before it)
+    "AWS_SECRET_KEY": tuple((f"(?i){word}", len(word)) for word in AWS_CONTEXT_WORDS),
     # the literal prefix each of these regexes starts with
     "PRIVATE_KEY": (("-----BEGIN ", 11),),
     "JWT": (("eyJ", 3),),
