@@ -114,7 +114,8 @@ class _PlainGeneric(GenericSecretDetector):
 
     def find(self, text, ctx=None):
         out, last_end = [], 0
-        claimed = generic._covering(getattr(ctx, "claimed", None))
+        spans = getattr(ctx, "claimed", None)
+        claimed = (lambda s, e: any(cs <= s and e <= ce for cs, ce in spans)) if spans else None
         word = re.compile(r"\S+")
         for m in CONTEXT.finditer(text):
             lower = m.group(0).lower()
@@ -220,3 +221,223 @@ def test_generic_secret_word_shortcuts_change_no_finding():
 def test_the_generic_texts_catch_a_shortcut_one_case_off(monkeypatch, narrower):
     monkeypatch.setattr(generic, *narrower)
     assert _generic_differences(_generic_texts(20_000)) != []
+
+
+def _tail_texts(n: int, seed: int = 47) -> list[str]:
+    """Credential words, then words at the edges of what ``_generic._SKIP`` takes: single-case and mixed-case
+    tokens with digits of 6-22 characters, hex runs and UUIDs of every case (and without digits), look-alikes with a character
+    changed or quotes, brackets, ``=``, ``.``, ``!``, ``;`` around them, letters-only words of 6-25 and of
+    about 300, words with characters outside the token alphabet inside, tokens running past the reach,
+    vendor keys (claimed first), ``base64,`` data; sentence ends, newlines and the end of the text right
+    after a word."""
+    rng = random.Random(seed)
+    tc = string.ascii_letters + string.digits + "+/=_-.~!@#$%^&*()"
+    shapes = ["ORD-2019-271719", "1Z3VALGX1317602610", "INC8899713", "v1.2.3-rc1", "2024-08-03T04:12:00Z",
+              "10.0.13584.3940", "web-08.example.org", "JD688173131464260546", "4E:AE:E1:8E:D9:FB", "7285089221",
+              "2d150f5727a68eea2e8a78239406e6501316c5a1", "af62b4f0-f054-4c4d-b03a-54f661a61411", "KB9254",
+              "DF86B97C-26F9-4DC4-B0A1-7E43F1A2B3C4", "improve-enter-him-642", "MAX_RETRY_5", "0x1f2e3d4c5b6a"]
+
+    def mutate(word: str) -> str:
+        word = list(word)
+        for _ in range(rng.choice([0, 0, 1, 1, 2])):
+            i = rng.randrange(len(word))
+            op = rng.random()
+            if op < 0.4:
+                word[i] = rng.choice(tc + "é:,'\"`—")
+            elif op < 0.7:
+                word.insert(i, rng.choice(tc))
+            elif len(word) > 1:
+                del word[i]
+        return "".join(word)
+
+    def one_case(k: int) -> str:
+        alphabet = rng.choice([string.ascii_uppercase, string.ascii_lowercase]) + string.digits * 2
+        word = [rng.choice(alphabet) for _ in range(k)]
+        word[rng.randrange(k)] = rng.choice(string.digits)
+        if rng.random() < 0.3:
+            word[rng.randrange(k)] = rng.choice("+/=_-.~!@#$%^&*()")
+        return "".join(word)
+
+    def hex_run() -> str:
+        digits = rng.choice(["0123456789abcdef", "0123456789ABCDEF", "0123456789abcdefABCDEF", "abcdefABCDEF"])
+        run = "".join(rng.choice(digits) for _ in range(rng.randint(6, 70)))
+        if rng.random() < 0.3:
+            cut = sorted(rng.sample(range(1, len(run)), min(3, len(run) - 1)))
+            run = "-".join(run[a:b] for a, b in zip([0, *cut], [*cut, len(run)]))
+        return run
+
+    def token() -> str:
+        kind = rng.random()
+        if kind < 0.2:
+            word = one_case(rng.randint(6, 22))
+        elif kind < 0.3:
+            word = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(rng.randint(6, 22)))
+        elif kind < 0.42:
+            word = hex_run()
+        elif kind < 0.6:
+            word = mutate(rng.choice(shapes))
+        elif kind < 0.68:
+            word = "".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(6, 25)))
+            word = word.lower() if rng.random() < 0.3 else word
+        elif kind < 0.71:
+            word = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(295, 305)))
+        elif kind < 0.76:  # token runs and other characters in one word
+            word = rng.choice(["é", "—", ",", ":", "'", "\""]).join(
+                rng.choice([one_case(rng.randint(3, 12)), hex_run(), rng.choice(shapes)]) for _ in range(2))
+        elif kind < 0.8:
+            word = "".join(rng.choice(tc) for _ in range(rng.randint(240, 320)))
+        elif kind < 0.88:
+            word = rng.choice(["ghp_", "sk-ant-api03-", "xoxb-", "AKIA", "sk_live_", "eyJ"]) + "".join(
+                rng.choice(string.ascii_letters + string.digits) for _ in range(rng.choice([16, 20, 36, 40])))
+        elif kind < 0.9:
+            word = "data:image/png;base64," + one_case(30)
+        elif kind < 0.93:  # a credential word inside a joined word (the later context starts inside this one)
+            word = (rng.choice(["my-", "abc-", "x1-", "ab12cd-"]) + rng.choice(["token", "key", "secret", "auth"]) + "-"
+                    + "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(rng.randint(8, 30))))
+        else:
+            word = rng.choice(["a", "the", "is", "my", "for", "id", "new", "-", "#42", "ok", "...", "header:"])
+        return (rng.choice(["", "", "", "", "=", "\"", "'", "(", "`", ":"]) + word
+                + rng.choice(["", "", "", "", ".", "!", ";", "?", ")", ",", "\"", "'", ".\"", "`", "!."]))
+
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 3)):
+            parts.append(rng.choice(["", "", "api_", "x-", "my", "Service"]) + _random_case(rng, rng.choice(CONTEXT_WORDS))
+                         + rng.choice(["", "", "", "s", "_id"]))
+            parts.append(rng.choice([" ", ": ", "=", " = ", '="', " is ", ". ", "\n", "\xa0", "  ", " - "]))
+            for _ in range(rng.randint(0, 5)):
+                parts.append(token())
+                parts.append(rng.choice([" ", " ", " ", "  ", "\t", "\n", ". ", "! ", "; ", "\u3000", " " * 40]))
+        if rng.random() < 0.3:
+            parts.pop()  # the text ends right after its last word
+        out.append("".join(parts))
+    return out
+
+
+class _Claimed:
+    """What a Redactor hands GENERIC_SECRET, with made-up claimed spans: ones that start before a credential
+    word or inside it and end in or after one of the words that follow, and ones anywhere."""
+
+    def __init__(self, text: str, rng: random.Random):
+        self.context_starts = None
+        self.lower = text.lower()
+        words = [m.span() for m in re.finditer(r"\S+", text)]
+        self.claimed = []
+        for _ in range(rng.choice([0, 1, 2, 4])):
+            if words and rng.random() < 0.7:
+                ws, we = rng.choice(words)
+                start = max(0, ws - rng.choice([0, 0, 1, 3, 12, 40]))
+                self.claimed.append((start, we + rng.choice([0, 0, 0, 1, 5, 60])))
+            else:
+                start = rng.randrange(len(text) + 1)
+                self.claimed.append((start, start + rng.randint(1, 80)))
+
+
+def _tail_differences(texts: list[str]) -> list[str]:
+    """Texts where GENERIC_SECRET's findings differ from ``_PlainGeneric``'s: alone, with made-up claimed spans,
+    in a Redactor with and without the pass (claimed spans, the pass's credential-word starts), and with the
+    loosest thresholds."""
+    rng = random.Random(59)
+    claims = {t: _Claimed(t, rng) for t in texts}
+    pairs = [(lambda t: GenericSecretDetector().find(t, claims[t]), lambda t: _PlainGeneric().find(t, claims[t]))]
+    for config in ({"prefilter": False}, {}, {"generic_secret_entropy": 1.0, "generic_secret_min_length": 8}):
+        fast, plain = Redactor(config), Redactor(config)
+        plain._detectors = tuple(_PlainGeneric(d.rule) if isinstance(d, GenericSecretDetector) else d
+                                 for d in plain._detectors)
+        pairs.append((fast.find, plain.find))
+        rule = next(d.rule for d in fast._detectors if isinstance(d, GenericSecretDetector))
+        pairs.append((GenericSecretDetector(rule).find, _PlainGeneric(rule).find))
+    return [t for t in texts if any(a(t) != b(t) for a, b in pairs)]
+
+
+def test_the_words_skipped_in_one_match_change_no_finding():
+    """Every word after a credential word that ``_TAIL`` skips in C is one ``_words`` drops, and the first one
+    it does not skip is the word ``_words`` stops at: on 12,000 generated texts at the edges of ``_SKIP`` the
+    findings are those of every ``CONTEXT`` match, word by word through ``_token`` (alone, with claimed spans,
+    with the pass, with the loosest thresholds)."""
+    texts = _tail_texts(12_000)
+    plain = _PlainGeneric()
+    assert sum(len(plain.find(t)) for t in texts) > 1_500
+    # the texts reach both ways out of the match: words skipped, and words handed to Python
+    skipped = handed = 0
+    for t in texts:
+        for m in CONTEXT.finditer(t):
+            g = generic._TAIL.match(t, m.end(), min(len(t), m.end() + 304)).lastindex
+            skipped += g is None
+            handed += g is not None
+    assert skipped > 5_000 and handed > 5_000
+    assert _tail_differences(texts) == []
+
+
+def _wider(old: str, new: str):
+    """``_TAIL`` with ``old`` in ``_SKIP`` replaced by ``new``."""
+    assert old in generic._SKIP
+    return generic._tail_regex(generic._SKIP.replace(old, new))
+
+
+@pytest.mark.parametrize("wider", [
+    lambda: _wider(r"(?=\S{1,8}+(?!\S))\S{1,7}", r"(?=\S{1,9}+(?!\S))\S{1,8}"),
+    lambda: _wider(r"[A-Za-z]{8,19}+", r"[A-Za-z]{8,20}+"),
+    lambda: _wider("{8,19}" + generic._RUN_END, "{8,20}" + generic._RUN_END),
+    lambda: _wider(r"[a-z0-9+/=_\-.~!@#$%^&*()]", r"[a-zA-Z0-9+/=_\-.~!@#$%^&*()]"),
+    lambda: _wider(r"(?=[A-Za-z+/=_\-.~!@#$%^&*()]*[0-9])", ""),
+    lambda: _wider(generic._SHAPES_IN_RUN.pattern, r"[A-Za-z0-9+/=_\-.~!@#$%^&*()]+"),
+    lambda: generic._tail_regex(word_end=r"(?:\Z|(?=\s))"),
+], ids=["short words up to 8", "letters-only up to 20", "single-case runs up to 20", "mixed-case runs",
+        "runs without a digit", "any run a shape", "sentence end after a skipped word ignored"])
+def test_the_tail_texts_catch_a_skip_one_case_too_wide(monkeypatch, wider):
+    monkeypatch.setattr(generic, "_TAIL", wider())
+    assert _tail_differences(_tail_texts(12_000)) != []
+
+
+def test_the_tail_texts_catch_one_word_too_many(monkeypatch):
+    monkeypatch.setattr(generic, "_MAX_GAP_WORDS", generic._MAX_GAP_WORDS + 1)
+    tail = generic._tail_regex()
+    monkeypatch.setattr(generic, "_MAX_GAP_WORDS", generic._MAX_GAP_WORDS - 1)
+    monkeypatch.setattr(generic, "_TAIL", tail)
+    assert _tail_differences(_tail_texts(12_000)) != []
+
+
+def _token_runs(n: int, seed: int = 53) -> list[str]:
+    """Runs of ``_TOKEN`` characters: look-alikes with characters changed, digit and hex runs with separators."""
+    rng = random.Random(seed)
+    tc = string.ascii_letters + string.digits + "+/=_-.~!@#$%^&*()"
+    seeds = ["ORD-2019-271719", "1Z3VALGX1317602610", "v1.2.3-rc1", "2024-08-03T04", "2024-08-03z", "10.0.13584.3940",
+             "web-08.example.org", "JD688173131464260546", "0x1f2e3d4c5b6a", "af62b4f0-f054-4c4d-b03a-54f661a61411",
+             "12/03/2024", "2024.01.01Z", "MAX_RETRY_5", "improve-enter-him-642", "+1-555.0100/7", "#42"]
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.6:
+            run = list(rng.choice(seeds))
+            for _ in range(rng.randint(0, 3)):
+                i = rng.randrange(len(run))
+                if rng.random() < 0.5:
+                    run[i] = rng.choice(tc)
+                else:
+                    run.insert(i, rng.choice(rng.choice([string.digits, "-./_+zZtT", tc])))
+        else:
+            alphabet = rng.choice([string.digits + "-./", string.hexdigits + "-", tc, string.digits + "zZ-/."])
+            run = [rng.choice(alphabet) for _ in range(rng.randint(1, 30))]
+        out.append("".join(run))
+    return out
+
+
+def test_the_shapes_of_a_token_run_are_the_shapes():
+    """``_SHAPES_IN_RUN`` (what ``_SKIP`` tries inside a word) takes the same runs as ``_SHAPES``, which can also
+    take ``:`` and spaces — characters no run holds: on 50,000 runs, ``fullmatch`` agrees."""
+    runs = _token_runs(50_000)
+    assert not any(c in run for run in runs for c in ": ")
+    assert sum(generic._SHAPES.fullmatch(run) is not None for run in runs) > 10_000
+    assert [r for r in runs if (generic._SHAPES.fullmatch(r) is None) != (generic._SHAPES_IN_RUN.fullmatch(r) is None)] == []
+
+
+@pytest.mark.parametrize("old, new", [
+    (r"\d{1,4}z?)", r"\d{1,4})"),
+    (r"(?:0x)?[0-9A-Fa-f]+(?:-[0-9A-Fa-f]+)*)", r"(?:0x)?[0-9A-Fa-f]+)"),
+], ids=["dates without z", "hex without groups"])
+def test_the_token_runs_catch_a_shape_one_case_off(monkeypatch, old, new):
+    assert old in generic._SHAPES_IN_RUN.pattern
+    monkeypatch.setattr(generic, "_SHAPES_IN_RUN", re.compile(generic._SHAPES_IN_RUN.pattern.replace(old, new)))
+    with pytest.raises(AssertionError):
+        test_the_shapes_of_a_token_run_are_the_shapes()

@@ -61,12 +61,22 @@ _SHAPED_ID = re.compile(r"[A-Z0-9]{0,6}[\-_#]?[0-9]{2,}(?:[\-_][A-Z0-9]+)*[A-Z]{
 #: host names and words joined by separators ("web-08.example.org", "improve-enter-him-642", "MAX_RETRY_5")
 _HOSTNAME = re.compile(r"(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,24}")
 _JOINED_WORDS = re.compile(r"[a-z]+(?:[\-_.][a-z0-9]+)+|[A-Z]+(?:[\-_.][A-Z0-9]+)+")
+
+
+def _alternation(*shapes: re.Pattern[str]) -> re.Pattern[str]:
+    return re.compile("|".join(
+        f"(?{'i' if rx.flags & re.IGNORECASE else ''}:{rx.pattern.removeprefix('(?i)')})" if rx.flags & re.IGNORECASE
+        else f"(?:{rx.pattern})" for rx in shapes))
+
+
 #: every shape above in one alternation: ``fullmatch`` tries each alternative to the end, so it matches
 #: when one of them would (one call instead of eight)
-_SHAPES = re.compile("|".join(
-    f"(?{'i' if rx.flags & re.IGNORECASE else ''}:{rx.pattern.removeprefix('(?i)')})" if rx.flags & re.IGNORECASE
-    else f"(?:{rx.pattern})"
-    for rx in (_NUMERIC, _HEX, _UUID, _DATE_TIME, _VERSION, _SHAPED_ID, _HOSTNAME, _JOINED_WORDS)))
+_SHAPES = _alternation(_NUMERIC, _HEX, _UUID, _DATE_TIME, _VERSION, _SHAPED_ID, _HOSTNAME, _JOINED_WORDS)
+#: ``_SHAPES`` for a run of ``_TOKEN`` characters, which holds no ``:`` and no space: the same strings, without
+#: the parts that need one (so that a match inside a word cannot run on past the run)
+_SHAPES_IN_RUN = _alternation(re.compile(r"[0-9+\-./_]+"), re.compile(r"(?:0x)?[0-9A-Fa-f]+(?:-[0-9A-Fa-f]+)*"), _UUID,
+                              re.compile(r"\d{2,4}[\-/.]\d{1,2}[\-/.]\d{1,4}z?", re.IGNORECASE), _VERSION, _SHAPED_ID,
+                              _HOSTNAME, _JOINED_WORDS)
 #: symbols of passwords, not of identifiers (which use ``-``, ``_`` and ``.``)
 _STRONG_SYMBOLS = frozenset("!@#$%^&*()+=~/")
 #: random mixed case has capitals side by side; CamelCase identifiers ("ThisIsMyClassName") do not
@@ -175,6 +185,47 @@ _CONTEXT_AT.update({c.upper(): rx for c, rx in _CONTEXT_AT.items()})
 #: every match of CONTEXT starts with one of these (lower case), as the word itself does
 _NEEDLES = tuple(sorted({w.lower() for w in CONTEXT_WORDS}))
 
+# The words after a credential word that ``find`` provably drops in text where nothing is claimed, matched
+# in C: ``_SKIP`` is one effective word (a word less the ``.!?;`` that ends its sentence) that gives nothing
+# whatever the rule: shorter than 8, ASCII letters only (under 20 or lower case: the letters-only shortcut),
+# or made of characters outside ``_TOKEN`` and token runs that ``_token`` rejects on sight — under 8
+# characters, or 8-64 whose first is not ``=`` and last not ``.``/``)`` (nothing is stripped) that hold a
+# digit and are one of ``_SHAPES`` or of one case and under 20 (``token_ok`` refuses both at any
+# threshold). ``_RUN_END``: where a token run ends, its sentence's last ``.``/``!`` not counted. The runs'
+# guards are possessive and want one case (or hex digits): a vendor key fails each in a few steps.
+_TC = _TOKEN_CHARS
+_RUN_END = rf"(?:(?=[.!?;]\s)|(?![{_TC}])(?!(?<=[.!?;])\s))"
+_REJECTED_RUN = (rf"(?=[A-Z0-9+/=_\-.~!@#$%^&*()]{{8,65}}+(?![{_TC}])|[a-z0-9+/=_\-.~!@#$%^&*()]{{8,65}}+(?![{_TC}])"
+                 rf"|[0-9A-Fa-f\-]{{8,65}}+(?![{_TC}]))"
+                 rf"(?=[{_TC.replace('=', '')}][{_TC}]{{6,62}}[A-Za-z0-9+/=_\-~!@#$%^&*(]{_RUN_END})"
+                 rf"(?=[A-Za-z+/=_\-.~!@#$%^&*()]*[0-9])"
+                 rf"(?:(?:{_SHAPES_IN_RUN.pattern}){_RUN_END}"
+                 rf"|(?=[A-Z0-9+/=_\-.~!@#$%^&*()]{{8,19}}{_RUN_END})[{_TC}]{{8,19}}{_RUN_END}"
+                 rf"|(?=[a-z0-9+/=_\-.~!@#$%^&*()]{{8,19}}{_RUN_END})[{_TC}]{{8,19}}{_RUN_END})")
+_SKIP = (rf"(?:(?=\S{{1,8}}+(?!\S))\S{{1,7}}|[A-Za-z]{{8,19}}+|[a-z]{{20,300}}+"
+         rf"|(?:[^\s{_TC}]++|(?=[{_TC}]{{1,8}}+(?![{_TC}]))[{_TC}]{{1,7}}{_RUN_END}|{_REJECTED_RUN})+)")
+_STOP = r"[.!?;](?=\s)"  # a word's last character, where its sentence ends
+_WORD_END = r"(?:\Z|(?=\s)(?<![.!?;]))"  # at the end of the text no sentence ends (as in ``find``)
+
+
+def _tail_regex(skip: str = _SKIP, stop: str = _STOP, word_end: str = _WORD_END) -> re.Pattern[str]:
+    """What ``_words`` does with the words after a credential word (as ``_WORDS`` cuts them), in one match:
+    each word that ``skip`` takes, then the next one or the end of its sentence, up to ``_MAX_GAP_WORDS + 1``
+    words; or the first word it does not take, in a group of its own (``lastindex`` is that group; ``None``:
+    every word was skipped, or there was none)."""
+
+    def words(k: int) -> str:
+        if k > _MAX_GAP_WORDS + 1:
+            return ""
+        rest = words(k + 1)
+        more = rf"(?:[^\S\n]+{rest}|(?![^\S\n]+\S))" if rest else ""
+        return rf"(?:{skip}(?:{stop}|{word_end}{more})|{stop}|(\S+))"
+
+    return re.compile(rf"[^\S\n]*(?:{words(1)}|(?!\S))")
+
+
+_TAIL = _tail_regex()
+
 
 def _find_all(hay: str, needle: str) -> list[int]:
     out = []
@@ -185,11 +236,9 @@ def _find_all(hay: str, needle: str) -> list[int]:
     return out
 
 
-def _covering(spans: list[Span] | None) -> Callable[[int, int], bool] | None:
+def _covering(spans: list[Span]) -> Callable[[int, int], bool]:
     """``(s, e) → any(cs <= s and e <= ce for cs, ce in spans)`` in O(log n): the spans sorted by start,
     with the furthest end among those that start at or before each."""
-    if not spans:
-        return None
     spans = sorted(spans)
     starts = [cs for cs, _ in spans]
     reach = list(accumulate([ce for _, ce in spans], max))
@@ -200,6 +249,12 @@ def _covering(spans: list[Span] | None) -> Callable[[int, int], bool] | None:
         return k > 0 and reach[k - 1] >= e
 
     return covered
+
+
+def _password_word(word: str) -> bool:
+    """Whether the credential word ``word`` (as in the text) is one after which short tokens count."""
+    word = word.lower()
+    return word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
 
 
 class GenericSecretDetector:
@@ -237,15 +292,97 @@ class GenericSecretDetector:
         return out
 
     def find(self, text: str, ctx=None) -> list[Span]:
+        starts = getattr(ctx, "context_starts", None)
+        if starts is None:
+            low = ctx.lower if ctx is not None else text.lower()
+            if len(low) != len(text):  # "İ" lowers to two characters: positions in ``low`` are not in ``text``
+                starts = [m.start() for m in CONTEXT.finditer(text)]
+            else:
+                starts = sorted({i for w in _NEEDLES for i in _find_all(low, w)})
+        spans = getattr(ctx, "claimed", None)
+        if spans:
+            # spans claimed by the detectors before: a credential word is mostly followed by one (a vendor key),
+            # which decides; word by word (the skipping match costs more there than it saves)
+            return self._find_claimed(text, starts, _covering(spans))
         out: list[Span] = []
         last_end = 0
-        claimed = None
-        spans = getattr(ctx, "claimed", None)
         n = len(text)
         reach = _REACH + self.rule.max_length
+        after = 0
+        at = _CONTEXT_AT.get
+        tail = _TAIL.match
+        token_at = _TOKEN.search
+        token_ok = self.rule.token_ok
+        for c in starts:
+            if c < after:
+                continue
+            rx = at(text[c])
+            if rx is None:  # not an ASCII letter: the whole CONTEXT, then word by word
+                m = CONTEXT.match(text, c)
+                if m is None:
+                    continue
+                after = end = m.end()
+                span = self._words(text, end, m.group(0), None)
+            else:
+                m = rx.match(text, c)
+                if m is None:
+                    continue
+                after = end = m.end()
+                limit = end + reach
+                if limit > n:
+                    limit = n
+                t = tail(text, end, limit)
+                g = t.lastindex
+                if g is None:  # every word up to the sentence end skipped: nothing here
+                    continue
+                ws, we = t.span(g)  # the first word not skipped (those before it hold nothing)
+                if ws - end > _REACH:
+                    continue
+                if we < limit and text[we - 1] in _SENTENCE_PUNCT:
+                    we -= 1
+                # _SKIP takes every word shorter than 8 and every one of the letters-only shortcut: this one is
+                # longer and not letters-only; what _token finds in it
+                span = None
+                if text.find("base64,", ws, we) == -1:
+                    password = None
+                    tm = token_at(text, ws, we)
+                    while tm is not None:
+                        s, e = tm.span()
+                        while e > s and text[e - 1] in _TRAILING and (
+                                text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
+                            e -= 1
+                        if e - s > 1 and text[s] in "=:":
+                            s += 1
+                        if password is None:
+                            password = _password_word(m.group(0))
+                        if token_ok(text[s:e], password):
+                            span = (s, e, False)
+                            break
+                        tm = token_at(text, tm.end(), we)
+                if span is None:  # nothing in it: the words after it, word by word
+                    span = self._words(text, end, m.group(0), None)
+            if span is not None and span[0] >= last_end:
+                if not span[2]:
+                    out.append((span[0], span[1]))
+                last_end = span[1]
+        return out
+
+    def _find_claimed(self, text: str, starts: list[int], claimed: Callable[[int, int], bool]) -> list[Span]:
+        """``find`` with claimed spans (``claimed(s, e)``: whether one of them covers ``s:e``): word by word."""
+        out: list[Span] = []
+        last_end = 0
+        n = len(text)
+        reach = _REACH + self.rule.max_length
+        after = 0
+        at = _CONTEXT_AT.get
         words = _WORDS.match
-        for m in self._contexts(text, ctx):
-            end = m.end()
+        for c in starts:
+            if c < after:
+                continue
+            m = at(text[c], CONTEXT).match(text, c)
+            if m is None:
+                continue
+            after = end = m.end()
             # the first words after the credential word, up to the end of its sentence
             limit = min(n, end + reach)
             w = words(text, end, limit)
@@ -262,17 +399,13 @@ class GenericSecretDetector:
                     if last:
                         break
                     continue
-                if claimed is None and spans:
-                    claimed = _covering(spans)
                 token = text[ws:we]
                 if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
                     # one token without a digit, too short or single-case to be a key ("certificate",
                     # "incorrect"): what _token finds in it is only whether it is claimed
-                    span = (ws, we, True) if claimed is not None and claimed(ws, we) else None
+                    span = (ws, we, True) if claimed(ws, we) else None
                 else:
-                    word = m.group(0).lower()
-                    password = word in PASSWORD_WORDS or word.rstrip("s") in PASSWORD_WORDS
-                    span = self._token(text, ws, we, password, claimed)
+                    span = self._token(text, ws, we, m.group(0), claimed)
                 if span is not None:
                     if span[0] >= last_end:
                         if not span[2]:
@@ -283,10 +416,43 @@ class GenericSecretDetector:
                     break
         return out
 
-    def _token(self, text: str, ws: int, we: int, password: bool,
+    def _words(self, text: str, end: int, word: str, claimed: Callable[[int, int], bool] | None
+               ) -> tuple[int, int, bool] | None:
+        """The token after the credential word ``word`` that ends at ``end``, word by word, up to the
+        end of its sentence (``None``: none)."""
+        limit = min(len(text), end + _REACH + self.rule.max_length)
+        w = _WORDS.match(text, end, limit)
+        if w is None:
+            return None
+        for g in _WORD_GROUPS:
+            ws, we = w.span(g)
+            if ws < 0 or ws - end > _REACH:
+                break
+            last = we < limit and text[we - 1] in _SENTENCE_PUNCT  # "... 12345678. Thanks": a space follows
+            if last:
+                we -= 1
+            if we - ws < 8:  # too short to hold a token
+                if last:
+                    break
+                continue
+            token = text[ws:we]
+            if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
+                # one token without a digit, too short or single-case to be a key ("certificate",
+                # "incorrect"): what _token finds in it is only whether it is claimed
+                span = (ws, we, True) if claimed is not None and claimed(ws, we) else None
+            else:
+                span = self._token(text, ws, we, word, claimed)
+            if span is not None:
+                return span
+            if last:
+                break
+        return None
+
+    def _token(self, text: str, ws: int, we: int, password: bool | str,
                claimed: Callable[[int, int], bool] | None = None) -> tuple[int, int, bool] | None:
         """The secret inside the word ``text[ws:we]``, if any (after ``:``/``=``/quotes), and whether
-        a more specific detector has claimed it already (then it is not checked: it is a secret)."""
+        a more specific detector has claimed it already (then it is not checked: it is a secret).
+        ``password``: whether a password word opened it, or that word (looked up when a token is checked)."""
         if text.find("base64,", ws, we) != -1:
             return None  # inline data ("data:image/png;base64,..."), not a key
         m = _TOKEN.search(text, ws, we)
@@ -299,6 +465,8 @@ class GenericSecretDetector:
                 s += 1
             if claimed is not None and claimed(s, e):
                 return s, e, True
+            if password.__class__ is str:
+                password = _password_word(password)
             if self.rule.token_ok(text[s:e], password):
                 return s, e, False
             m = _TOKEN.search(text, m.end(), we)
