@@ -155,3 +155,140 @@ def test_the_digit_texts_catch_a_look_ahead_cut_short(monkeypatch, lookahead):
     them (``1234567890123456a``; ``212-555-1234x5`` needs two characters), so the test above can fail."""
     monkeypatch.setattr(detectors, "_RUN_LOOKAHEAD", lookahead)
     assert _run_differences(digit_texts(20_000)) != []
+
+
+def _card_ok_first(value: str) -> bool:
+    """``card_ok`` as it was first written (a set of separators, the groups by regex, a set of digits)."""
+    import re
+
+    digits = value.replace(" ", "").replace("-", "")
+    if not 13 <= len(digits) <= 19 or not detectors._CARD_PREFIX.match(digits):
+        return False
+    seps = {c for c in value if c in " -"}
+    if len(seps) > 1:
+        return False
+    if seps:
+        sizes = [len(g) for g in re.findall(r"\d+", value)]
+        if sizes not in ([4, 6, 5], [4, 6, 4]) and not (
+                all(n == 4 for n in sizes[:-1]) and 1 <= sizes[-1] <= 4 and len(sizes) >= 4):
+            return False
+    if len(set(digits)) < 2:
+        return False
+    return detectors.luhn_ok(digits)
+
+
+def card_candidates(n: int, seed: int = 37) -> list[str]:
+    """What ``card_ok`` is given: 13-19 digits (cards of every brand and layout, Luhn-valid or not, one digit
+    repeated, prefixes at the edges of the brands' ranges), each maybe after one space or ``-``, and the parts of
+    them before a separator (the trims)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.4:
+            value = _card(rng).replace(".", "-")  # no "." in what the regex matches
+        elif r < 0.5:
+            value = rng.choice("0123456789") * rng.randint(12, 20)
+        else:
+            prefix = rng.choice(["2", "22", "221", "2229", "272", "2721", "30", "306", "34", "35", "38", "39", "50",
+                                 "51", "56", "60", "601", "6011", "64", "643", "649", "65", "7", "1", "0"])
+            value = prefix + "".join(rng.choice("0123456789") for _ in range(rng.randint(10, 19)))
+            if rng.random() < 0.5:
+                value = _luhn_complete(value[:-1])
+        if rng.random() < 0.6 and " " not in value and "-" not in value:  # regrouped
+            sizes = rng.choice([[4, 6, 5], [4, 6, 4], [4, 4, 4, 4], [4, 4, 4, 1], [4, 4, 4, 3], [4, 4, 4, 4, 3],
+                                [4, 4, 4, 5], [3, 4, 4, 4], [4, 4, 4], [4, 6, 6], [4, 5, 5], [2, 4, 4, 4, 2]])
+            groups, i = [], 0
+            for k in sizes:
+                groups.append(value[i:i + k])
+                i += k
+            groups = [g for g in groups if g] or [value]
+            seps = [rng.choice([" ", "-"]) if rng.random() < 0.1 else None for _ in groups[1:]]
+            sep = rng.choice([" ", "-"])
+            value = groups[0] + "".join((s or sep) + g for s, g in zip(seps, groups[1:]))
+        out.append(value)
+        cut = max(value.rfind(" "), value.rfind("-"))
+        if cut > 0:
+            out.append(value[:cut])
+    return out
+
+
+def _card_differences(card_ok) -> list[str]:
+    return [v for v in card_candidates(100_000) if card_ok(v) != _card_ok_first(v)]
+
+
+def test_card_ok_is_the_check_it_replaced():
+    """``card_ok`` (groups split at the one separator, one digit repeated by ``count``, Luhn by byte sums)
+    answers as it first did on 100,000+ card candidates, a quarter of them cards."""
+    values = card_candidates(100_000)
+    assert sum(map(_card_ok_first, values)) > 20_000
+    assert _card_differences(detectors.card_ok) == []
+
+
+def _card_ok_without_4_6_4(value: str) -> bool:
+    """A ``card_ok`` that forgets the 4-6-4 layout."""
+    return detectors.card_ok(value) and [len(g) for g in value.replace("-", " ").split(" ")] != [4, 6, 4]
+
+
+def _card_ok_without_repeat_test(value: str) -> bool:
+    """A ``card_ok`` that lets one repeated digit through (``0000 0000 0000 0``)."""
+    digits = value.replace(" ", "").replace("-", "")
+    return detectors.card_ok(value) or (13 <= len(digits) <= 19 and detectors._CARD_PREFIX.match(digits) is not None
+                                        and detectors.luhn_ok(digits) and len(set(value) - {" ", "-"}) == 1)
+
+
+@pytest.mark.parametrize("broken", [_card_ok_without_4_6_4, _card_ok_without_repeat_test])
+def test_the_card_candidates_catch_a_check_one_case_off(broken):
+    """...and a check one case off answers differently on them (so the test above can fail)."""
+    assert _card_differences(broken) != []
+
+
+
+_CONTEXT_BITS = ["ssn", "SSN", "Ssn", "social security", "Social Sec", "social  sec", "socialsec", "sin", "SIN", "Sin",
+                 "sin_", "sin1", "sinx", "sin.", "sin ", "using", "business", "tax id", "Tax ID", "taxid", "tax-id",
+                 "taxpayer", "TAXPAYER", "ſsn", "ſin", "é", "K", " ", "  ", "\t", "\n", "\x1f", "\xa0", ":", "#", "_",
+                 "x", "ab", "1", "12", "-", "İ", "number is ", "my "]
+
+
+def context_cases(n: int, seed: int = 41) -> list[tuple[str, int]]:
+    """``(text, start)``: a run of words, spaces and look-alikes of the SSN context words (the words cut, joined to
+    letters, digits and ``_``, in other cases, with ``ſ``, ``é``, ``\x1f`` and ``\xa0``), and a place in it, mostly
+    0-45 characters after its start (the window is 40 characters)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        text = "".join(rng.choice(_CONTEXT_BITS) for _ in range(rng.randint(1, 12)))
+        start = min(len(text), rng.choice([len(text), len(text), rng.randint(0, 45), rng.randint(0, len(text))]))
+        out.append((text, start))
+    return out
+
+
+def _context_differences(ssn_context) -> list[tuple[str, int]]:
+    first = detectors._SSN_CONTEXT.search
+    return [(t, s) for t, s in context_cases(100_000) if ssn_context(t, s) != bool(first(t, max(0, s - 40), s))]
+
+
+def test_the_ssn_context_is_the_regex_search_it_replaced():
+    """``_ssn_context`` (``in`` and ``find`` on the lower-cased window) answers as the regex search did on
+    100,000 windows of context words and their look-alikes."""
+    cases = context_cases(100_000)
+    assert sum(bool(detectors._SSN_CONTEXT.search(t, max(0, s - 40), s)) for t, s in cases) > 20_000
+    assert _context_differences(detectors._ssn_context) == []
+
+
+def _ssn_context_without_sin_at_the_end(text: str, start: int) -> bool:
+    """An ``_ssn_context`` that forgets the boundary ``endpos`` makes after a ``sin`` at the window's end."""
+    low = text[max(0, start - 40):start].lower()
+    return detectors._ssn_context(text, start) and not (
+        low.isascii() and low.endswith("sin") and "sin" not in low[:-3] and not any(w in low for w in detectors._SSN_WORDS))
+
+
+@pytest.mark.parametrize("broken", ["sin at the window's end", "no tax id"])
+def test_the_context_windows_catch_a_word_test_one_case_off(monkeypatch, broken):
+    """...and a word test one case off answers differently on them (so the test above can fail)."""
+    ssn = detectors._ssn_context
+    if broken == "sin at the window's end":
+        ssn = _ssn_context_without_sin_at_the_end
+    else:
+        monkeypatch.setattr(detectors, "_SSN_WORDS", ("ssn", "social sec", "taxpayer"))
+    assert _context_differences(ssn) != []
