@@ -292,3 +292,108 @@ def test_the_context_windows_catch_a_word_test_one_case_off(monkeypatch, broken)
     else:
         monkeypatch.setattr(detectors, "_SSN_WORDS", ("ssn", "social sec", "taxpayer"))
     assert _context_differences(ssn) != []
+
+
+def _v6_value(rng: random.Random) -> str:
+    groups = ["".join(rng.choice("0123456789abcdefABCDEF") for _ in range(rng.choice([1, 2, 3, 4, 4, 4, 5])))
+              for _ in range(rng.choice([2, 3, 5, 6, 7, 8, 8, 8, 9]))]
+    value = ":".join(groups)
+    r = rng.random()
+    if r < 0.35:  # one "::" (or two, or ":::")
+        i = rng.randrange(len(value))
+        value = value[:i] + rng.choice(["::", "::", ":::", "::1::"]) + value[i:]
+    elif r < 0.45:
+        value = rng.choice(["::", "fe80::", "::ffff:", "1::"]) + value
+    if rng.random() < 0.15:
+        value += rng.choice([".1.2.3", ":192.168.0.1", ":1.2.3", ".300.1.1", ":01.2.3.4"])
+    if rng.random() < 0.15:
+        value += rng.choice(["%eth0", "%1", "%en0.5", "%", "%eth0:1", "%x.1:2"])
+    return value
+
+
+def v6_texts(n: int, seed: int = 43) -> list[str]:
+    """Texts of 1-4 IPv6 addresses and look-alikes (groups of 1-5 hex digits, 2-9 of them, ``::`` anywhere, IPv4
+    tails, zones, clock times, MAC addresses) between letters, colons, dots, ``%``, digits and non-ASCII letters."""
+    rng = random.Random(seed)
+    before = ["", " ", "a", "g", ":", ".", "%", "1", "-", "(", "é", "ip ", "[", "x:", "1.", "::"]
+    after = ["", " ", "a", "g", ":", ".", "%", "1", "]", "/64", ",", "é", ".5", ":x", "::", " 10:22:33"]
+    other = ["10:22:33", "aa:bb:cc:dd:ee:ff", "12:30", "a:b:c:d:e:f:g:h", "1:2:3:4:5:6:7", "dead:beef"]
+    out = []
+    for _ in range(n):
+        values = [rng.choice(before) + (_v6_value(rng) if rng.random() < 0.85 else rng.choice(other))
+                  + rng.choice(after) for _ in range(rng.randint(1, 4))]
+        out.append(rng.choice(["", " ", " and ", "x", ", é "]).join(values))
+    return out
+
+
+def _v6_differences(texts: list[str]) -> list[str]:
+    r = Redactor({"entities": ["IP_ADDRESS"]})
+    det = next(d for d in r._detectors if d.gate == "IP_ADDRESS/v6")
+    out = []
+    for text in texts:
+        ctx = _scanned(r, text)
+        if det.find(text, ctx) != detectors.Detector.find(det, text, ctx):
+            out.append(text)
+    return out
+
+
+def test_ipv6_is_matched_at_the_start_of_each_run_as_at_every_start_in_its_windows():
+    """``Ipv6Detector`` (one ``match`` at the first character of each run that can hold an address) finds what
+    the anchor windows searched at every ``_V6_START`` found, on 20,000 texts."""
+    texts = v6_texts(20_000)
+    r = Redactor({"entities": ["IP_ADDRESS"]})
+    assert sum(len(r.find(t)) for t in texts) > 2_000
+    assert _v6_differences(texts) == []
+
+
+@pytest.mark.parametrize("broken", [("_HEX", "0123456789ABCDEF"), ("_V6_SEG", 3)],
+                         ids=["lower-case hex forgotten", "first group of 2 at most"])
+def test_the_v6_texts_catch_a_run_start_one_case_off(monkeypatch, broken):
+    """...and a run start one case off changes findings on them (so the test above can fail)."""
+    monkeypatch.setattr(detectors, *broken)
+    assert _v6_differences(v6_texts(20_000)) != []
+
+
+def _ipv6_ok_first(value: str) -> bool:
+    """``ipv6_ok`` as it was: every value through ``ipaddress.IPv6Address``."""
+    import ipaddress
+
+    value = value.split("%", 1)[0]
+    groups = [g for g in value.split(":") if g]
+    if len(groups) < 2 and "." not in value:
+        return False
+    if "::" not in value and value.count(":") < 7:
+        return False
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def ipv6_values(seed: int = 47) -> list[str]:
+    """What the IPv6 regex matches in the IPv6 texts, and 100,000 strings of hex groups, colons, dots and ``%``."""
+    det = next(d for d in Redactor({"entities": ["IP_ADDRESS"]})._detectors if d.gate == "IP_ADDRESS/v6")
+    values = [m.group() for t in v6_texts(20_000) for m in det.regex.finditer(t)]
+    rng = random.Random(seed)
+    bits = ["0", "a", "F", "12", "abcd", "12345", ":", ":", "::", ".", "%", "g", "1.2.3.4", "eth0"]
+    return values + ["".join(rng.choice(bits) for _ in range(rng.randint(0, 20))) for _ in range(100_000)]
+
+
+def _ipv6_differences() -> list[str]:
+    return [v for v in ipv6_values() if detectors.ipv6_ok(v) != _ipv6_ok_first(v)]
+
+
+def test_ipv6_ok_is_the_ipaddress_check_it_replaced():
+    """``ipv6_ok`` (hex groups and colons counted, not parsed by ``ipaddress``) answers as it did on the IPv6
+    regex's matches and 100,000 strings of its characters."""
+    assert sum(map(_ipv6_ok_first, ipv6_values())) > 1_500
+    assert _ipv6_differences() == []
+
+
+@pytest.mark.parametrize("broken", [("_HEXTETS", 9), ("_HEXTET_DIGITS", 5)],
+                         ids=["'::' for no group and ten parts", "groups of 5 digits"])
+def test_the_ipv6_values_catch_a_check_one_case_off(monkeypatch, broken):
+    """...and a check one case off answers differently on them (so the test above can fail)."""
+    monkeypatch.setattr(detectors, *broken)
+    assert _ipv6_differences() != []

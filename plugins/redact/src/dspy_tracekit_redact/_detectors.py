@@ -122,8 +122,38 @@ def ipv4_ok(value: str) -> bool:
     return not (parts[1] == parts[2] == parts[3] == "0" and int(parts[0]) < 10)
 
 
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+_HEXTETS = 8
+_HEXTET_DIGITS = 4
+
+
 def ipv6_ok(value: str) -> bool:
     value = value.split("%", 1)[0]
+    if "." not in value and _HEX_COLON.issuperset(value):
+        # hex groups and colons only: what ``ipaddress.IPv6Address`` checks of them (3-9 parts, no group longer
+        # than 4, eight parts or one ``::``, ends empty only as part of it), without building the address (4 us)
+        parts = value.split(":")
+        n = len(parts)
+        if n - parts.count("") < 2 or ("::" not in value and n < 8):
+            return False
+        if n < 3 or n > _HEXTETS + 1 or max(map(len, parts)) > _HEXTET_DIGITS:
+            return False
+        inner = parts[1:-1].count("")
+        if inner == 0:
+            return n == _HEXTETS and parts[0] != "" and parts[-1] != ""
+        if inner > 1:
+            return False
+        skip = parts.index("", 1, n - 1)
+        hi, lo = skip, n - skip - 1
+        if not parts[0]:
+            hi -= 1
+            if hi:
+                return False
+        if not parts[-1]:
+            lo -= 1
+            if lo:
+                return False
+        return hi + lo < _HEXTETS
     groups = [g for g in value.split(":") if g]
     if len(groups) < 2 and "." not in value:
         return False
@@ -1030,7 +1060,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
         None, _v_ssn, priority=71, starts=_run_starts("US_SSN")))
     add(RunDetector("IP_ADDRESS", re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)"),
                  None, _v_ipv4, priority=65, starts=_run_starts("IP_ADDRESS")))
-    add(Detector("IP_ADDRESS", re.compile(
+    add(Ipv6Detector("IP_ADDRESS", re.compile(
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
         None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts, gate="IP_ADDRESS/v6"))
@@ -1045,17 +1075,58 @@ def builtin_detectors() -> dict[str, list[Detector]]:
 _V6_START = re.compile(r"[0-9A-Fa-f](?<![\w:.][0-9A-Fa-f])(?=[0-9A-Fa-f]{0,3}:)")
 
 
-def _v6_anchor(ctx: Text) -> list[Span]:
-    """Runs of hex digits and colons that can hold an IPv6 address: ``ipv6_ok`` wants ``::`` or
-    seven colons, and the anchor takes the whole run up to its last colon; clock times such as
-    ``10:22:33`` open no window."""
-    text = ctx.text
+def _v6_hits(text: str) -> list[Span]:
+    """The runs of hex digits and colons that can hold an IPv6 address (``ipv6_ok`` wants ``::`` or seven
+    colons), each from the hex digit before its first colon to its last colon; clock times such as
+    ``10:22:33`` are none."""
     hits = []
     for m in _V6_ANCHOR.finditer(text):
         s, e = m.span()
         if text.count(":", s, e) >= 7 or text.find("::", s, e) != -1:
             hits.append((s - 1, e))  # the hex digit before the first colon
-    return windows(text, hits, 40, 60) if hits else []
+    return hits
+
+
+_HEX = "0123456789ABCDEFabcdef"
+#: how far back from a run's first colon its first character is looked for: a group of up to 4 hex digits, or
+#: one of 5 (no address: the regex fails there)
+_V6_SEG = 5
+
+
+class Ipv6Detector(Detector):
+    """In each anchor window, the regex is tried only at the first character of each run of hex digits and colons
+    that can hold an address (:func:`_v6_hits`): inside a run, every other place follows a hex digit or a colon,
+    which the look-behind refuses; a run without such a hit has fewer than seven colons and no ``::``, and so
+    has every match in it (its colons are the run's), which ``ipv6_ok`` rejects; and a match's tail or zone
+    never reaches into the next run. One ``match`` per address, instead of one at each hex digit before a colon
+    in the 100 characters around it."""
+
+    __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        hits = _v6_hits(text)
+        if not hits:
+            return []
+        regex = self.ascii_regex if (ctx.ascii if ctx is not None else ascii_classes(text)) else self.regex
+        match = regex.match
+        matches = []
+        k = 0
+        for _, we in windows(text, hits, 40, 60):  # the windows' ends are the regex's ``endpos``, as before
+            while k < len(hits) and hits[k][0] < we:
+                s = hits[k][0] + 1  # the first colon, after the run's first group (if it has at most 4 digits)
+                k += 1
+                seg = text[s - _V6_SEG if s > _V6_SEG else 0:s]
+                m = match(text, s - (len(seg) - len(seg.rstrip(_HEX))), we)
+                if m is not None:
+                    matches.append(m)
+        return self._spans(text, matches)
+
+
+def _v6_anchor(ctx: Text) -> list[Span]:
+    """Windows around :func:`_v6_hits` (what ``Detector.find`` searches, with ``_v6_starts``: the form
+    :class:`Ipv6Detector` replaced, kept for comparison)."""
+    hits = _v6_hits(ctx.text)
+    return windows(ctx.text, hits, 40, 60) if hits else []
 
 
 def _v6_starts(text: str, ws: int, we: int) -> list[int]:
