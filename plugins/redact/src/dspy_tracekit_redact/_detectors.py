@@ -331,31 +331,6 @@ class Text:
             self._num_starts = [m.start() for m in rx.finditer(self.text)]
         return self._num_starts
 
-    def run_starts(self, entity: str) -> list[int]:
-        """Where a match of ``entity``'s digit-run detector (PHONE, CREDIT_CARD, US_SSN, IPv4) can
-        start: the :meth:`num_starts` inside the runs the prefilter reported for that type
-        (``digit_runs``), else all of them.
-
-        Every such match (and every trimmed candidate) lies inside one maximal run of digits and the
-        separators ``+()-./`` and space, and holds what no run without it can (``_prefilter.RUNS``): a
-        phone 8 digits after a ``+``, 10 with a separator between two of them, or a bare group of 10-11
-        of the shapes ``phone_ok`` takes; a card 13 digits from a 2-6 on; an SSN 9 in its three shapes; an
-        IPv4 address three dots. A run without that holds no finding, and its failed matches end inside
-        it, so they hide none after it: skipping the run leaves the findings as they are. Most dates,
-        prices, times, versions, timestamps and tracking numbers are such runs.
-        """
-        runs = self.digit_runs
-        if runs is None:
-            return self.num_starts()
-        spans = runs.get(entity)
-        if not spans:
-            return []
-        rx = _NUM_START_ASCII if self.ascii else _NUM_START
-        text = self.text
-        # the lookahead needs run characters only, and the lookbehind sees before ``rs``: inside a
-        # run these are exactly the num_starts
-        return [m.start() for rs, re_ in spans for m in rx.finditer(text, rs, re_)]
-
 
 # A superset of the start positions of the digit-run detectors' regexes: each of them refuses a
 # start right after a word character, and each match holds a run ``\d[\d \-./()]{5,}``. The character class
@@ -708,13 +683,6 @@ _PHONE_HEAD = re.compile(r"\(?([1-9]\d*)\D*(\d*)\D*(\d*)")
 #: ``2022-10-03 13``, an order number ``942-6135966-7899688``, a build ``10.0.13584.3940``, ``7816 0594
 #: 5147``, an IPv4 address) holds no phone, trimmed or not
 _PHONE_HEADS = frozenset({(3, 3, 4), (1, 3, 3), (2, 5, 4), (2, 4, 4), (5, 5, 0)})
-#: what a run of the Hyperscan pass (ASCII digits and `` -./()+``) holds where a phone, trimmed or not,
-#: can start: where ``_PHONE_CAND`` can (its look-behinds), ``+``, or a group starting with ``0``, a group
-#: of 10 digits, or first groups of one of ``_PHONE_HEADS`` (after a ``(`` a candidate opens with, the
-#: look-behinds let the group through too)
-_PHONE_RUN = re.compile(r"(?<![\w+\-./#@:])(?<!\d[ \-.])(?:\+|(?:0|[0-9]{10}|[0-9]{5}[^0-9]+[0-9]{5}(?![0-9])"
-                        r"|[0-9]{3}[^0-9]+[0-9]{3}[^0-9]+[0-9]{4}(?![0-9])|[0-9][^0-9]+[0-9]{3}[^0-9]+[0-9]{3}(?![0-9])"
-                        r"|[0-9]{2}[^0-9]+[0-9]{4,5}[^0-9]+[0-9]{4}(?![0-9])))")
 
 
 #: how far past a run's end the digit-run regexes' look-aheads read: a match ends at the run's end at the latest
@@ -723,7 +691,7 @@ _RUN_LOOKAHEAD = 2
 
 
 class RunDetector(Detector):
-    """CREDIT_CARD, US_SSN and IPv4: with the pass's runs for the type, ``finditer`` of the regex inside each
+    """CREDIT_CARD, US_SSN, IPv4 and PHONE: with the pass's runs for the type, ``finditer`` of the regex inside each
     run (``endpos`` just past it, for the look-aheads), one call per run instead of the run's
     :meth:`Text.num_starts` and a ``match`` at each (2-3x slower): every match lies inside one run, and
     ``finditer`` tries every position there (``test_redact_digit_runs.py`` compares the two)."""
@@ -741,23 +709,13 @@ class RunDetector(Detector):
         return self._spans(text, [m for rs, re_ in spans for m in finditer(text, rs, re_ + _RUN_LOOKAHEAD)])
 
 
-class PhoneDetector(Detector):
+class PhoneDetector(RunDetector):
     """Most phone candidates are dates, prices, versions and short order numbers: fewer than ten
     digits without a leading ``+``. Neither :func:`phone_ok` nor a trimmed candidate (fewer digits,
-    same first character) can accept those, so they are dropped on their digit count alone."""
+    same first character) can accept those, so they are dropped on their digit count alone. (The pass
+    reports only runs where a phone can start: ``_prefilter.RUNS``.)"""
 
     __slots__ = ()
-
-    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
-        runs = ctx.digit_runs.get("PHONE") if ctx is not None and ctx.digit_runs is not None else None
-        if not runs:
-            return Detector.find(self, text, ctx)
-        # ``finditer`` inside each run (as in :class:`RunDetector`) that can hold a phone: each match lies in one
-        # run, so a run left out changes nothing but its own candidates (none of which is a phone)
-        keep = _PHONE_RUN.search
-        finditer = (self.ascii_regex if ctx.ascii else self.regex).finditer
-        matches = [m for rs, re_ in runs if keep(text, rs, re_) for m in finditer(text, rs, re_ + _RUN_LOOKAHEAD)]
-        return self._spans(text, matches) if matches else []
 
     def _spans(self, text: str, matches: Iterable[re.Match[str]]) -> list[Span]:
         # what Detector._spans does with validate=_v_phone, trim=phone_ok, trim_min_digits=8, the
@@ -988,8 +946,9 @@ CREDENTIAL_WORDS = (
 )
 
 
-def _run_starts(entity: str) -> Callable[[Text], list[int]]:
-    return lambda ctx: ctx.run_starts(entity)
+def _num_starts(ctx: Text) -> list[int]:
+    """Where a digit-run detector's regex can start when the pass did not run (``RunDetector.find``)."""
+    return ctx.num_starts()
 
 
 def _pass_starts(gate: str) -> Callable[[Text], list[int] | None]:
@@ -1054,17 +1013,17 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
     add(RunDetector("CREDIT_CARD", re.compile(
         r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), None, _v_card, priority=72, trim=_trim_card,
-        starts=_run_starts("CREDIT_CARD"), trim_min_digits=13))
+        starts=_num_starts, trim_min_digits=13))
     add(RunDetector("US_SSN", re.compile(
         r"(?<![\w\-.])(?P<a>\d{3})(?P<sep>[\- ]?)(?P<g>\d{2})(?P=sep)(?P<s>\d{4})(?![\w]|[\-.]\d)"),
-        None, _v_ssn, priority=71, starts=_run_starts("US_SSN")))
+        None, _v_ssn, priority=71, starts=_num_starts))
     add(RunDetector("IP_ADDRESS", re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)"),
-                 None, _v_ipv4, priority=65, starts=_run_starts("IP_ADDRESS")))
+                 None, _v_ipv4, priority=65, starts=_num_starts))
     add(Ipv6Detector("IP_ADDRESS", re.compile(
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
         None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts, gate="IP_ADDRESS/v6"))
-    add(PhoneDetector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=_run_starts("PHONE"),
+    add(PhoneDetector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=_num_starts,
                       trim_min_digits=8))
     d["GENERIC_SECRET"] = [GenericSecretDetector()]
     return d
