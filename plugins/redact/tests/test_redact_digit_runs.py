@@ -403,3 +403,24 @@ def test_the_ipv6_values_catch_a_check_one_case_off(monkeypatch, broken):
     """...and a check one case off answers differently on them (so the test above can fail)."""
     monkeypatch.setattr(detectors, *broken)
     assert _ipv6_differences() != []
+
+
+def _pass_differences(texts: list[str]) -> list[str]:
+    fast = Redactor({"entities": list(DIGIT_TYPES)})
+    plain = Redactor({"entities": list(DIGIT_TYPES), "prefilter": False})
+    return [t for t in texts if fast.find(t) != plain.find(t)]
+
+
+def _card_runs(old: str, new: str) -> tuple[str, ...]:
+    return tuple(p.replace(old, new) for p in prefilter_module.RUNS["CREDIT_CARD"])
+
+
+@needs_hyperscan
+@pytest.mark.parametrize("narrower", [_card_runs("|[ \\-][0-9]{6}[ \\-]", ""), _card_runs("[2-6]", "[3-6]"),
+                                      _card_runs("(?:^|", "(?:"), _card_runs("[0-9]{3}(?:[0-9]{4}", "[0-9]{3}(?:[0-9]{6}")],
+                         ids=["no 4-6-x", "no 2-series", "no run at the start", "one group of 14 or more"])
+def test_the_digit_texts_catch_a_card_run_one_case_too_narrow(monkeypatch, narrower):
+    """The pass's CREDIT_CARD run pattern (one group of 13 digits or more, or 4-6-x or 4-4-4-x from a 2-6 on) keeps
+    every card of the digit texts (the first test), and one narrowed by a case changes findings on them."""
+    monkeypatch.setitem(prefilter_module.RUNS, "CREDIT_CARD", narrower)
+    assert _pass_differences(digit_texts(20_000)) != []

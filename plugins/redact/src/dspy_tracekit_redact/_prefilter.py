@@ -79,10 +79,13 @@ RUNS: dict[str, tuple[str, ...]] = {
               f"{_PHONE_AT}1{_S}+[2-9][0-9]{{2}}{_S}+[2-9][0-9]{{2}}{_S}+[0-9]{{4}}{_GROUP_END}",
               f"{_PHONE_AT}[6-9][0-9]{{4}}{_S}+[0-9]{{5}}{_GROUP_END}",
               f"{_PHONE_AT}[1-9]{{2}}{_S}+9?[0-9]{{4}}{_S}+[0-9]{{4}}{_GROUP_END}"),
-    # the shapes of the card, SSN and IPv4 regexes, which take no other character; a card starts with
-    # 2-6 (``card_ok``'s prefixes) after none of ``\w.-+``; an SSN's area is not 9xx, it starts after
-    # none of ``\w-.``, and no word character, nor ``-``/``.`` and a digit, follows it
-    "CREDIT_CARD": (f"(?:^|[^0-9A-Za-z_.\\-+])[2-6](?:[ \\-]?[0-9]){{12}}{_R}*{_NR}",),
+    # a card starts with 2-6 (``card_ok``'s prefixes) after none of ``\w.-+``, and ``card_ok`` wants 13 digits
+    # or more in one group, or groups of 4-6-x or 4-4-4-x (12 digits in those shapes, with no optional
+    # separator before each digit: C scan 1.5 us less per prompt on hard negatives and dense prompts)
+    "CREDIT_CARD": (f"(?:^|[^0-9A-Za-z_.\\-+])[2-6][0-9]{{3}}(?:[0-9]{{4}}|[ \\-][0-9]{{4}}[ \\-]|[ \\-][0-9]{{6}}[ \\-])"
+                    f"[0-9]{{4}}{_R}*{_NR}",),
+    # the shapes of the SSN and IPv4 regexes, which take no other character; an SSN's area is not 9xx, it starts
+    # after none of ``\w-.``, and no word character, nor ``-``/``.`` and a digit, follows it
     "US_SSN": (f"(?:^|[^0-9A-Za-z_\\-.])[0-8][0-9]{{2}}(?:[0-9]{{6}}|-[0-9]{{2}}-[0-9]{{4}}| [0-9]{{2}} [0-9]{{4}})"
                f"(?:[ ()+/]{_R}*{_NR}|[^0-9A-Za-z_ \\-./()+]|[\\-.](?:{_S}{_R}*)?{_NR})",),
     "IP_ADDRESS": (f"[0-9](?:[0-9]?[0-9]?\\.[0-9]){{3}}{_R}*{_NR}",),
