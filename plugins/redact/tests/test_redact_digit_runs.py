@@ -424,3 +424,99 @@ def test_the_digit_texts_catch_a_card_run_one_case_too_narrow(monkeypatch, narro
     every card of the digit texts (the first test), and one narrowed by a case changes findings on them."""
     monkeypatch.setitem(prefilter_module.RUNS, "CREDIT_CARD", narrower)
     assert _pass_differences(digit_texts(20_000)) != []
+
+
+def _phone_ok_first(text: str, start: int, end: int) -> bool:
+    """``phone_ok`` as it was (its digits counted, then its groups found, each once per call)."""
+    raw = text[start:end]
+    return detectors._phone_raw_ok(text, start, raw, len(raw) - sum(map(raw.count, detectors._PHONE_SEPARATORS)),
+                                   re.findall(r"\d+", raw))
+
+
+_PHONE_HEAD_FIRST = re.compile(r"\(?([1-9]\d*)\D*(\d*)\D*(\d*)")
+
+
+class _PhoneFirst(detectors.RunDetector):
+    """``PhoneDetector`` as it was: the digits counted, the head of a candidate by ``_PHONE_HEAD``'s regex."""
+
+    __slots__ = ()
+
+    def _spans(self, text, matches):
+        out = []
+        for m in matches:
+            raw = m.group()
+            n = len(raw) - sum(map(raw.count, detectors._PHONE_SEPARATORS))
+            if n < 10 and (n < 8 or raw[0] != "+"):
+                continue
+            if raw[0] != "+":
+                head = _PHONE_HEAD_FIRST.match(raw)
+                if head is not None:
+                    f, g = len(head[1]), len(head[2])
+                    if f < 10 and ((5, 5, 0) if f == g == 5 else (f, g, len(head[3]))) not in detectors._PHONE_HEADS:
+                        continue
+            s, e = m.span()
+            if _phone_ok_first(text, s, e):
+                out.append((s, e))
+                continue
+            if n <= 8 or raw.isdecimal():
+                continue
+            for _ in range(2):
+                cut = detectors._LAST_SEP.search(text, s, e)
+                if cut is None:
+                    break
+                e = cut.start()
+                if detectors.digit_count(text[s:e]) < 8:
+                    break
+                if _phone_ok_first(text, s, e):
+                    out.append((s, e))
+                    break
+        return out
+
+
+def _phone_first_differences(texts: list[str]) -> list[str]:
+    fast = Redactor({"entities": ["PHONE"]})
+    first = Redactor({"entities": ["PHONE"]})
+    det = first._detectors[0]
+    first._detectors = (_PhoneFirst("PHONE", det.regex, None, detectors._v_phone, priority=55, trim=phone_ok_first_trim,
+                                    starts=det.starts, trim_min_digits=8),)
+    return [t for t in texts if fast.find(t) != first.find(t)]
+
+
+def phone_ok_first_trim(text: str, s: int, e: int) -> bool:
+    return _phone_ok_first(text, s, e)
+
+
+def _phone_texts():
+    """test_redact_candidate_rejects' phone texts (phones of every format, near misses, digit groups) and the
+    digit texts."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_phone_rejects", Path(__file__).with_name(
+        "test_redact_candidate_rejects.py"))
+    rejects = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rejects)
+    return rejects._phone_texts(15_000) + digit_texts(5_000)
+
+
+def test_the_phone_candidates_are_read_from_their_groups_as_they_were_from_a_count_and_a_regex():
+    """``PhoneDetector`` (the groups found once per candidate, its head read from them) finds what it found
+    with the digits counted, ``_PHONE_HEAD`` matched and the groups found again in ``phone_ok``, on 20,000 texts
+    of phones, near misses and digit groups, with and without the pass."""
+    texts = _phone_texts()
+    fast = Redactor({"entities": ["PHONE"]})
+    assert sum(len(fast.find(t)) for t in texts) > 3_000
+    assert _phone_first_differences(texts) == []
+    plain = Redactor({"entities": ["PHONE"], "prefilter": False})
+    first = Redactor({"entities": ["PHONE"], "prefilter": False})
+    first._detectors = (_PhoneFirst("PHONE", plain._detectors[0].regex, None, detectors._v_phone, priority=55,
+                                    trim=phone_ok_first_trim, starts=plain._detectors[0].starts, trim_min_digits=8),)
+    assert [t for t in texts[::4] if plain.find(t) != first.find(t)] == []
+
+
+@pytest.mark.parametrize("broken", [("_NONZERO", "0123456789"), ("_GROUPS", re.compile(r"\d{1,4}"))],
+                         ids=["a 0 first read as a head", "groups cut at 4 digits"])
+def test_the_phone_texts_catch_a_head_read_one_case_off(monkeypatch, broken):
+    """...and a head read one case off changes findings on them (so the test above can fail)."""
+    monkeypatch.setattr(detectors, *broken)
+    assert _phone_first_differences(_phone_texts()) != []

@@ -208,8 +208,8 @@ def phone_ok(text: str, start: int, end: int) -> bool:
     return _phone_raw_ok(text, start, raw, len(raw) - sum(map(raw.count, _PHONE_SEPARATORS)))
 
 
-def _phone_raw_ok(text: str, start: int, raw: str, n: int) -> bool:
-    """:func:`phone_ok` of ``raw = text[start:...]`` with ``n`` digits."""
+def _phone_raw_ok(text: str, start: int, raw: str, n: int, groups: list[str] | None = None) -> bool:
+    """:func:`phone_ok` of ``raw = text[start:...]`` with ``n`` digits (its ``_GROUPS.findall``, if known)."""
     # no format below takes fewer than 8 or more than 17 (most candidates are dates, times and
     # order numbers: cut early)
     if n < 8 or n > 17 or (n < 10 and raw[0] != "+"):
@@ -226,7 +226,8 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int) -> bool:
     # the separators are those of " -./" (digits and "()+" aside)
     if ("-" in raw) + ("." in raw) + ("/" in raw) > 1:  # "212-555.1234" is not a way anyone writes a number
         return False
-    groups = _GROUPS.findall(raw)
+    if groups is None:
+        groups = _GROUPS.findall(raw)
     digits = "".join(groups)
     n = len(digits)
     sizes = [len(g) for g in groups]
@@ -672,17 +673,17 @@ def _v_phone(text: str, m: re.Match[str]) -> bool:
     return phone_ok(text, m.start(), m.end())
 
 
-#: the first three digit groups of a candidate not opened by ``+`` and not starting with ``0`` (``00``, trunk
-#: ``0``)
-_PHONE_HEAD = re.compile(r"\(?([1-9]\d*)\D*(\d*)\D*(\d*)")
-#: the sizes of the first three groups of every such phone: NANP ``212-555-1234`` (3, 3, 4) and
-#: ``1-800-555-0199`` (1, 3, 3), BR ``(11) 91234-5678`` (2, 5, 4) and ``(21) 2345-6789`` (2, 4, 4), IN ``98765
-#: 43210`` (5, 5, any: written 0); the other formats start with ``+`` or ``0`` or are one group of 10-11
-#: digits. A trimmed candidate keeps its first groups but for the last one or two, and the formats with
+#: the sizes of the first three digit groups of every phone not opened by ``+`` and not starting with ``0``:
+#: NANP ``212-555-1234`` (3, 3, 4) and ``1-800-555-0199`` (1, 3, 3), BR ``(11) 91234-5678`` (2, 5, 4) and ``(21)
+#: 2345-6789`` (2, 4, 4), IN ``98765 43210`` (5, 5, any: written 0); the other formats start with ``+`` or ``0``
+#: or are one group of 10-11 digits. A trimmed candidate keeps its first groups but for the last one or two, and the formats with
 #: three groups or more are found with all three: a candidate whose head is none of these (a date
 #: ``2022-10-03 13``, an order number ``942-6135966-7899688``, a build ``10.0.13584.3940``, ``7816 0594
 #: 5147``, an IPv4 address) holds no phone, trimmed or not
 _PHONE_HEADS = frozenset({(3, 3, 4), (1, 3, 3), (2, 5, 4), (2, 4, 4), (5, 5, 0)})
+#: what a candidate's first digit is when ``_PHONE_HEADS`` applies to its first three groups of digits (then it is
+#: not opened by ``+`` nor starts with ``0``: ``00``, trunk ``0``), right at its start or after one ``(``
+_NONZERO = "123456789"
 
 
 #: how far past a run's end the digit-run regexes' look-aheads read: a match ends at the run's end at the latest
@@ -721,20 +722,23 @@ class PhoneDetector(RunDetector):
         # what Detector._spans does with validate=_v_phone, trim=phone_ok, trim_min_digits=8, the
         # digit count taken once
         out: list[Span] = []
-        seps = _PHONE_SEPARATORS
+        findall = _GROUPS.findall
         for m in matches:
             raw = m.group()
-            n = len(raw) - sum(map(raw.count, seps))
+            groups = findall(raw)  # the digits are the candidate's characters but the separators
+            n = len("".join(groups))
             if n < 10 and (n < 8 or raw[0] != "+"):
                 continue
-            if raw[0] != "+":
-                head = _PHONE_HEAD.match(raw)
-                if head is not None:
-                    f, g = len(head[1]), len(head[2])
-                    if f < 10 and ((5, 5, 0) if f == g == 5 else (f, g, len(head[3]))) not in _PHONE_HEADS:
-                        continue  # neither the candidate nor a trimmed one can be a phone (see _PHONE_HEADS)
+            c = raw[0]
+            if c in _NONZERO or (c == "(" and raw[1] in _NONZERO):
+                # its first three groups (0: none); the first starts with 1-9, at the start or after one "("
+                f = len(groups[0])
+                g = len(groups[1]) if len(groups) > 1 else 0
+                if f < 10 and ((5, 5, 0) if f == g == 5 else (f, g, len(groups[2]) if len(groups) > 2 else 0)) \
+                        not in _PHONE_HEADS:
+                    continue  # neither the candidate nor a trimmed one can be a phone (see _PHONE_HEADS)
             s, e = m.span()
-            if _phone_raw_ok(text, s, raw, n):
+            if _phone_raw_ok(text, s, raw, n, groups):
                 out.append((s, e))
                 continue
             if n <= 8 or raw.isdecimal():  # no separator: nothing to cut at
