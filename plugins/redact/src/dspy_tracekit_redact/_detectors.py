@@ -91,10 +91,17 @@ IBAN_LENGTHS = {
 _IBAN_LETTERS = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
 
 
+#: a registry country's letters as ISO 7064's numbers (``DE`` → ``1314``)
+_IBAN_COUNTRY_NUMBER = {cc: cc.translate(_IBAN_LETTERS) for cc in IBAN_LENGTHS}
+
+
 def iban_ok(compact: str) -> bool:
     if IBAN_LENGTHS.get(compact[:2]) != len(compact):
         return False
-    rearranged = compact[4:] + compact[:4]
+    bban = compact[4:]
+    if bban.isdecimal() and compact[2:4].isdecimal():  # no letter but the country's: no translate (1.4 us)
+        return int(bban + _IBAN_COUNTRY_NUMBER[compact[:2]] + compact[2:4]) % 97 == 1
+    rearranged = bban + compact[:4]
     if not rearranged.isalnum():
         return False
     try:  # one translate instead of a conversion per character (``int`` takes Unicode digits as they are)
@@ -902,28 +909,34 @@ class IbanDetector(Detector):
     __slots__ = ()
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
-        regex = self.ascii_regex if (ctx.ascii if ctx is not None else ascii_classes(text)) else self.regex
+        at = ctx.positions if ctx is not None else None
+        if at is None:
+            regex = self.ascii_regex if (ctx.ascii if ctx is not None else ascii_classes(text)) else self.regex
+            starts = [m.start() for m in regex.finditer(text)]
+        else:
+            # the pass's ``CC00`` positions of the registry's countries: ``[A-Z][A-Z]\d\d`` is there, and its
+            # matches cannot overlap, so the regex's look-behind (no ``\w`` before) is all that is left of it
+            # (``\w``: ``isalnum`` or ``_``, which ``ascii_classes`` text means in ASCII too)
+            starts = [i for i in at.get(self.entity, ()) if not i or not (text[i - 1].isalnum() or text[i - 1] == _UNDERSCORE)]
         n_text = len(text)
         out: list[Span] = []
-        # the prefilter's ``CC00`` positions; matches of ``[A-Z][A-Z]\d\d`` cannot overlap, so matching
-        # there finds what ``finditer`` finds in a registry country
-        at = ctx.positions if ctx is not None else None
-        matches = regex.finditer(text) if at is None else _matches_at(regex, text, at.get(self.entity, ()))
-        for m in matches:
-            start = m.start()
+        for start in starts:
             length = IBAN_LENGTHS.get(text[start:start + 2])
             if length is None:
                 continue
             # the rest: ``length - 4`` capitals or digits, each maybe after one space
-            rest = _IBAN_REST[length].match(text, m.end())
+            rest = _IBAN_REST[length].match(text, start + 4)
             if rest is None:
                 continue
             i = rest.end()
             if i < n_text and text[i].isalnum():
                 continue
-            if iban_ok(m.group(0) + rest.group().replace(" ", "")):
+            if iban_ok(text[start:start + 4] + rest.group().replace(" ", "")):
                 out.append((start, i))
         return out
+
+
+_UNDERSCORE = "_"
 
 
 #: IBAN length → the characters after its first four: each a capital or digit, maybe after one space
