@@ -426,11 +426,80 @@ def test_the_digit_texts_catch_a_card_run_one_case_too_narrow(monkeypatch, narro
     assert _pass_differences(digit_texts(20_000)) != []
 
 
+def _phone_raw_ok_first(text: str, start: int, raw: str, n: int) -> bool:
+    """``_phone_raw_ok`` as it was at 5544055 (every call finds the groups and sizes)."""
+    # no format below takes fewer than 8 or more than 17 (most candidates are dates, times and
+    # order numbers: cut early)
+    if n < 8 or n > 17 or (n < 10 and raw[0] != "+"):
+        return False
+    if raw.isdecimal():
+        # one group of digits (timestamps, order and tracking numbers): of the formats below only
+        # the bare number after a phone word, and never after "00"
+        if raw.startswith("00") or not ((n == 10 and (detectors._nanp_ok(raw) or raw[0] in "6789"))
+                                        or (n in (10, 11) and raw[0] == "0" and raw[1] != "0")):
+            return False
+        return bool(detectors._PHONE_CONTEXT.search(text, max(0, start - 40), start))
+    if raw.count("(") != raw.count(")") or "  " in raw:
+        return False
+    # the separators are those of " -./" (digits and "()+" aside)
+    if ("-" in raw) + ("." in raw) + ("/" in raw) > 1:  # "212-555.1234" is not a way anyone writes a number
+        return False
+    groups = detectors._GROUPS.findall(raw)
+    digits = "".join(groups)
+    n = len(digits)
+    sizes = [len(g) for g in groups]
+    if raw.startswith(("+", "00")):
+        intl = digits[2:] if raw.startswith("00") else digits
+        if not 8 <= len(intl) <= 15 or len(groups) > 7:
+            return False
+        if raw.startswith("00") and len(groups) < 2:
+            return False
+        if intl.startswith("1"):
+            return len(intl) == 11 and detectors._nanp_ok(intl[1:])
+        if not intl.startswith(detectors._E164_CC):
+            return False
+        return not (len(groups) == 1 and len(intl) < 10)
+    if "/" in raw and not (digits.startswith("0") and len(groups) == 2):
+        return False
+    if "." in raw and len(groups) < 3:
+        return False
+    # US / NANP: (212) 555-1234, 212-555-1234, 212.555.1234, 1-800-555-0199, 212 555 1234
+    if n == 10 and sizes == [3, 3, 4] and detectors._nanp_ok(digits):
+        return True
+    if n == 11 and sizes == [1, 3, 3, 4] and digits[0] == "1" and detectors._nanp_ok(digits[1:]):
+        return True
+    if digits.startswith("0") and len(groups) > 1:
+        # UK: 020 7946 0958, 0161 496 0000, 07700 900123, 01632 960001
+        if n == 11 and digits[1] in "123789" and 2 <= len(groups) <= 3 and "(" not in raw:
+            return True
+        # FR: 01 23 45 67 89, 06.12.34.56.78
+        if n == 10 and digits[1] in "123456789" and sizes == [2, 2, 2, 2, 2]:
+            return True
+        # DE: 030 12345678, 0151 23456789, 089/1234567, (030) 1234567
+        if 10 <= n <= 12 and digits[1] in "123456789" and len(groups) in (2, 3) and 3 <= sizes[0] <= 5:
+            return True
+        # IN with trunk prefix: 098765 43210, 0 98765 43210
+        return n == 11 and digits[1] in "6789" and sizes in ([6, 5], [1, 5, 5])
+    # IN mobile: 98765 43210, 98765-43210
+    if n == 10 and digits[0] in "6789" and sizes == [5, 5]:
+        return True
+    # BR: (11) 91234-5678, (21) 2345-6789, 11 91234-5678
+    if n in (10, 11) and sizes[0] == 2 and len(groups) == 3 and digits[0] != "0" and digits[1] != "0":
+        if n == 11 and digits[2] == "9" and sizes[1:] == [5, 4]:
+            return True
+        if n == 10 and sizes[1:] == [4, 4]:
+            return True
+    # a bare run of digits after a phone word: "call me at 2125551234", "Tel 0301234567"
+    if len(groups) == 1 and ((n == 10 and (detectors._nanp_ok(digits) or digits[0] in "6789"))
+                             or (n in (10, 11) and digits[0] == "0" and digits[1] != "0")):
+        return bool(detectors._PHONE_CONTEXT.search(text, max(0, start - 40), start))
+    return False
+
+
 def _phone_ok_first(text: str, start: int, end: int) -> bool:
     """``phone_ok`` as it was (its digits counted, then its groups found, each once per call)."""
     raw = text[start:end]
-    return detectors._phone_raw_ok(text, start, raw, len(raw) - sum(map(raw.count, detectors._PHONE_SEPARATORS)),
-                                   re.findall(r"\d+", raw))
+    return _phone_raw_ok_first(text, start, raw, len(raw) - sum(map(raw.count, detectors._PHONE_SEPARATORS)))
 
 
 _PHONE_HEAD_FIRST = re.compile(r"\(?([1-9]\d*)\D*(\d*)\D*(\d*)")

@@ -215,8 +215,10 @@ def phone_ok(text: str, start: int, end: int) -> bool:
     return _phone_raw_ok(text, start, raw, len(raw) - sum(map(raw.count, _PHONE_SEPARATORS)))
 
 
-def _phone_raw_ok(text: str, start: int, raw: str, n: int, groups: list[str] | None = None) -> bool:
-    """:func:`phone_ok` of ``raw = text[start:...]`` with ``n`` digits (its ``_GROUPS.findall``, if known)."""
+def _phone_raw_ok(text: str, start: int, raw: str, n: int, groups: list[str] | None = None,
+                  digits: str | None = None) -> bool:
+    """:func:`phone_ok` of ``raw = text[start:...]`` with ``n`` digits (its ``_GROUPS.findall`` and their
+    ``join``, if known)."""
     # no format below takes fewer than 8 or more than 17 (most candidates are dates, times and
     # order numbers: cut early)
     if n < 8 or n > 17 or (n < 10 and raw[0] != "+"):
@@ -235,9 +237,9 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int, groups: list[str] | N
         return False
     if groups is None:
         groups = _GROUPS.findall(raw)
-    digits = "".join(groups)
+    if digits is None:
+        digits = "".join(groups)
     n = len(digits)
-    sizes = [len(g) for g in groups]
     if raw.startswith(("+", "00")):
         intl = digits[2:] if raw.startswith("00") else digits
         if not 8 <= len(intl) <= 15 or len(groups) > 7:
@@ -249,6 +251,7 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int, groups: list[str] | N
         if not intl.startswith(_E164_CC):
             return False
         return not (len(groups) == 1 and len(intl) < 10)
+    sizes = [len(g) for g in groups]
     if "/" in raw and not (digits.startswith("0") and len(groups) == 2):
         return False
     if "." in raw and len(groups) < 3:
@@ -733,7 +736,8 @@ class PhoneDetector(RunDetector):
         for m in matches:
             raw = m.group()
             groups = findall(raw)  # the digits are the candidate's characters but the separators
-            n = len("".join(groups))
+            digits = "".join(groups)
+            n = len(digits)
             if n < 10 and (n < 8 or raw[0] != "+"):
                 continue
             c = raw[0]
@@ -745,7 +749,7 @@ class PhoneDetector(RunDetector):
                         not in _PHONE_HEADS:
                     continue  # neither the candidate nor a trimmed one can be a phone (see _PHONE_HEADS)
             s, e = m.span()
-            if _phone_raw_ok(text, s, raw, n, groups):
+            if _phone_raw_ok(text, s, raw, n, groups, digits):
                 out.append((s, e))
                 continue
             if n <= 8 or raw.isdecimal():  # no separator: nothing to cut at
