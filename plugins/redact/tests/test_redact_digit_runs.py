@@ -397,8 +397,9 @@ def test_ipv6_ok_is_the_ipaddress_check_it_replaced():
     assert _ipv6_differences() == []
 
 
-@pytest.mark.parametrize("broken", [("_HEXTETS", 9), ("_HEXTET_DIGITS", 5)],
-                         ids=["'::' for no group and ten parts", "groups of 5 digits"])
+@pytest.mark.parametrize("broken", [("_HEXTETS", 9), ("_HEXTET_DIGITS", 5),
+                                    ("_V6_FULL", re.compile(r"(?:[0-9A-Fa-f]{1,4}:){6}[0-9A-Fa-f]{1,4}"))],
+                         ids=["'::' for no group and ten parts", "groups of 5 digits", "seven groups as they are"])
 def test_the_ipv6_values_catch_a_check_one_case_off(monkeypatch, broken):
     """...and a check one case off answers differently on them (so the test above can fail)."""
     monkeypatch.setattr(detectors, *broken)
@@ -679,3 +680,47 @@ def test_the_iban_texts_catch_a_look_behind_one_case_off(monkeypatch):
     """...and a look-behind that forgets ``_`` changes findings on them (so the test above can fail)."""
     monkeypatch.setattr(detectors, "_UNDERSCORE", "-")
     assert _iban_text_differences(iban_texts(10_000)) != []
+
+
+def _ipv4_ok_first(value: str) -> bool:
+    """``ipv4_ok`` as it was: every part made an int."""
+    parts = value.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if len(p) > 1 and p[0] == "0":
+            return False
+        if int(p) > 255:
+            return False
+    return not (parts[1] == parts[2] == parts[3] == "0" and int(parts[0]) < 10)
+
+
+def ipv4_values(n: int = 100_000, seed: int = 61) -> list[str]:
+    """What the IPv4 regex matches: 1-3 digits (0-999, leading zeros, ``٣``), three dots; and 3 or 5 parts."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        parts = [rng.choice(["0", "1", "9", "10", "99", "100", "199", "200", "249", "250", "255", "256", "260", "299",
+                             "300", "999", "00", "01", "010", "٣", "1٣"] + [str(rng.randint(0, 300))] * 8)
+                 for _ in range(rng.choice([4, 4, 4, 4, 3, 5]))]
+        if rng.random() < 0.2:
+            parts[1:] = ["0"] * (len(parts) - 1)
+        out.append(".".join(parts))
+    return out
+
+
+def _ipv4_differences() -> list[str]:
+    return [v for v in ipv4_values() if detectors.ipv4_ok(v) != _ipv4_ok_first(v)]
+
+
+def test_ipv4_ok_is_the_check_it_replaced():
+    """``ipv4_ok`` (ASCII octets compared as strings) answers as the ``int`` of each part did, on 100,000 values."""
+    assert 10_000 < sum(map(_ipv4_ok_first, ipv4_values())) < 90_000
+    assert _ipv4_differences() == []
+
+
+@pytest.mark.parametrize("broken", ["256", "254"])
+def test_the_ipv4_values_catch_an_octet_bound_one_off(monkeypatch, broken):
+    """...and the largest octet one off answers differently on them (so the test above can fail)."""
+    monkeypatch.setattr(detectors, "_OCTET_MAX", broken)
+    assert _ipv4_differences() != []

@@ -53,21 +53,18 @@ _CARD_PREFIX = re.compile(r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3(?:0[0
 def card_ok(value: str) -> bool:
     """A card candidate (digits, each maybe after one space or ``-``: what the CREDIT_CARD regex matches, or
     the part of it before a separator) is a card number."""
-    digits = value.replace(" ", "").replace("-", "")
+    space, dash = " " in value, "-" in value
+    digits = value.replace(" ", "").replace("-", "") if space or dash else value
     if not 13 <= len(digits) <= 19 or not _CARD_PREFIX.match(digits):
         return False
     # the groups, split at the one kind of separator: "4111 1111-1111 1111" is not how anyone writes a card
-    if " " in value:
-        if "-" in value:
+    if space or dash:
+        if space and dash:
             return False
-        sizes = [len(g) for g in value.split(" ")]
-    elif "-" in value:
-        sizes = [len(g) for g in value.split("-")]
-    else:
-        sizes = None
-    if sizes is not None and sizes != [4, 6, 5] and sizes != [4, 6, 4] and not (
-            len(sizes) >= 4 and 1 <= sizes[-1] <= 4 and all(n == 4 for n in sizes[:-1])):
-        return False
+        sizes = [len(g) for g in value.split(" " if space else "-")]
+        if sizes != [4, 6, 5] and sizes != [4, 6, 4] and not (
+                len(sizes) >= 4 and 1 <= sizes[-1] <= 4 and all(n == 4 for n in sizes[:-1])):
+            return False
     if digits.count(digits[0]) == len(digits):  # one digit repeated
         return False
     return luhn_ok(digits)
@@ -117,9 +114,16 @@ def ssn_ok(area: str, group: str, serial: str) -> bool:
 
 
 def ipv4_ok(value: str) -> bool:
+    """``value``, a match of the IPv4 regex (1-3 digits, three dots), is an address (not a version)."""
     parts = value.split(".")
     if len(parts) != 4:
         return False
+    if value.isascii():  # ASCII digits: compared as strings, not made ints (0.25 vs 0.55 us)
+        for p in parts:
+            if len(p) > 1 and (p[0] == "0" or len(p) > 3 or (len(p) == 3 and p > _OCTET_MAX)):
+                return False
+        # no leading zero: one digit is below 10
+        return not (parts[1] == parts[2] == parts[3] == "0" and len(parts[0]) == 1)
     for p in parts:
         if len(p) > 1 and p[0] == "0":
             return False
@@ -129,13 +133,18 @@ def ipv4_ok(value: str) -> bool:
     return not (parts[1] == parts[2] == parts[3] == "0" and int(parts[0]) < 10)
 
 
+_OCTET_MAX = "255"
 _HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+#: eight groups of hex digits, no ``::``: an address as it is (``ipaddress`` takes every such value)
+_V6_FULL = re.compile(r"(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}")
 _HEXTETS = 8
 _HEXTET_DIGITS = 4
 
 
 def ipv6_ok(value: str) -> bool:
     value = value.split("%", 1)[0]
+    if _V6_FULL.fullmatch(value):
+        return True
     if "." not in value and _HEX_COLON.issuperset(value):
         # hex groups and colons only: what ``ipaddress.IPv6Address`` checks of them (3-9 parts, no group longer
         # than 4, eight parts or one ``::``, ends empty only as part of it), without building the address (4 us)
