@@ -724,3 +724,40 @@ def test_the_ipv4_values_catch_an_octet_bound_one_off(monkeypatch, broken):
     """...and the largest octet one off answers differently on them (so the test above can fail)."""
     monkeypatch.setattr(detectors, "_OCTET_MAX", broken)
     assert _ipv4_differences() != []
+
+
+def _iban_rest_differences() -> list[tuple[str, int]]:
+    """Where ``_iban_rest`` (compact, grouped by four, else the general form) and the general form alone differ, at
+    every ``CC00`` of a registry country in the IBAN texts (and in them with their spaces doubled or moved)."""
+    texts = iban_texts(5_000)
+    rng = random.Random(67)
+    texts += [t.replace(" ", "  ", 1) for t in texts[:1000]] + [
+        "".join(c + " " if c.isalnum() and rng.random() < 0.2 else c for c in t) for t in texts[1000:2000]]
+    out = []
+    for text in texts:
+        for m in re.finditer(r"(?=[A-Z]{2}[0-9]{2})", text):
+            i = m.start()
+            length = detectors.IBAN_LENGTHS.get(text[i:i + 2])
+            if length is None:
+                continue
+            new, first = detectors._iban_rest(text, i + 4, length), detectors._IBAN_REST[length].match(text, i + 4)
+            if (new and new.span()) != (first and first.span()):
+                out.append((text, i))
+    return out
+
+
+def test_the_iban_rest_is_found_as_the_general_form_finds_it():
+    """``_iban_rest`` (one repeat for the compact and the grouped layouts first) ends where the general form ends."""
+    assert _iban_rest_differences() == []
+
+
+@pytest.mark.parametrize("broken", ["_IBAN_COMPACT", "_IBAN_GROUPED"])
+def test_the_iban_layouts_catch_a_fast_form_one_character_long(monkeypatch, broken):
+    """...and a fast form that takes one character more changes where the rest ends (so the test above can fail)."""
+    if broken == "_IBAN_COMPACT":
+        longer = {n: re.compile(f"[A-Z0-9]{{{n - 3}}}") for n in detectors._IBAN_COMPACT}
+    else:
+        longer = {n: re.compile(f"(?: [A-Z0-9]{{4}}){{{(n - 4) // 4}}} ?[A-Z0-9]{{{(n - 4) % 4 + 1}}}")
+                  for n in detectors._IBAN_GROUPED}
+    monkeypatch.setattr(detectors, broken, longer)
+    assert _iban_rest_differences() != []

@@ -938,7 +938,7 @@ class IbanDetector(Detector):
             if length is None:
                 continue
             # the rest: ``length - 4`` capitals or digits, each maybe after one space
-            rest = _IBAN_REST[length].match(text, start + 4)
+            rest = _iban_rest(text, start + 4, length)
             if rest is None:
                 continue
             i = rest.end()
@@ -954,6 +954,16 @@ _UNDERSCORE = "_"
 
 #: IBAN length → the characters after its first four: each a capital or digit, maybe after one space
 _IBAN_REST = {n: re.compile(f"(?: ?[A-Z0-9]){{{n - 4}}}") for n in set(IBAN_LENGTHS.values())}
+#: the same as it is mostly written, compact or in groups of four (one repeat, not one group per character)
+_IBAN_COMPACT = {n: re.compile(f"[A-Z0-9]{{{n - 4}}}") for n in set(IBAN_LENGTHS.values())}
+_IBAN_GROUPED = {n: re.compile(f"(?: [A-Z0-9]{{4}}){{{(n - 4) // 4}}}" + (f" [A-Z0-9]{{{(n - 4) % 4}}}" if n % 4 else ""))
+                 for n in set(IBAN_LENGTHS.values())}
+
+
+def _iban_rest(text: str, i: int, length: int) -> re.Match[str] | None:
+    """``_IBAN_REST[length].match(text, i)``, compact or grouped by four first: where either matches, the general
+    form does too, and ends at the same place (each character maybe after one space: no choice is left)."""
+    return _IBAN_COMPACT[length].match(text, i) or _IBAN_GROUPED[length].match(text, i) or _IBAN_REST[length].match(text, i)
 
 
 # ``\b[A-Z]{2}\d{2}`` with the boundary checked after the first letter: a leading character class
