@@ -26,16 +26,16 @@ Span = tuple[int, int]
 # ----------------------------------------------------------------------------------------------
 
 
-#: a Luhn digit doubled, its digits summed (``7`` → ``14`` → ``5``), as a digit
-_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+#: a Luhn digit doubled, its digits summed (``7`` → ``14`` → ``5``), as an ASCII digit
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
 
 
 def luhn_ok(digits: str) -> bool:
-    """The Luhn check (for ASCII digits: the doubled ones by one ``translate``, then the sum of the bytes, less
-    ``48`` each: C-level calls, not a Python loop)."""
+    """The Luhn check (for ASCII digits: the doubled ones by one ``bytes.translate``, then the sum of the bytes,
+    less ``48`` each: C-level calls, not a Python loop)."""
     if digits.isascii() and digits.isdigit():
-        return (sum(digits[::-2].encode()) + sum(digits[-2::-2].translate(_LUHN_DOUBLED).encode())
-                - 48 * len(digits)) % 10 == 0
+        b = digits.encode()
+        return (sum(b[::-2]) + sum(b[-2::-2].translate(_LUHN_DOUBLED)) - 48 * len(b)) % 10 == 0
     total = 0  # other digits ``\d`` takes (``٣``): as the check always took them, by code point
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
