@@ -695,24 +695,25 @@ def _v_phone(text: str, m: re.Match[str]) -> bool:
 #: the sizes of the first three digit groups of every phone not opened by ``+`` and not starting with ``0``:
 #: NANP ``212-555-1234`` (3, 3, 4) and ``1-800-555-0199`` (1, 3, 3), BR ``(11) 91234-5678`` (2, 5, 4) and ``(21)
 #: 2345-6789`` (2, 4, 4), IN ``98765 43210`` (5, 5, any: written 0); the other formats start with ``+`` or ``0``
-#: or are one group of 10-11 digits. A trimmed candidate keeps its first groups but for the last one or two, and the formats with
-#: three groups or more are found with all three: a candidate whose head is none of these (a date
+#: or are one group of 10-11 digits. A trimmed candidate keeps its first groups but for the last one or two, and
+#: the formats with three groups or more are found with all three: a candidate whose head is none of these (a date
 #: ``2022-10-03 13``, an order number ``942-6135966-7899688``, a build ``10.0.13584.3940``, ``7816 0594
 #: 5147``, an IPv4 address) holds no phone, trimmed or not
 _PHONE_HEADS = frozenset({(3, 3, 4), (1, 3, 3), (2, 5, 4), (2, 4, 4), (5, 5, 0)})
-#: what a candidate's first digit is when ``_PHONE_HEADS`` applies to its first three groups of digits (then it is
-#: not opened by ``+`` nor starts with ``0``: ``00``, trunk ``0``), right at its start or after one ``(``
+#: what a candidate's first digit is when ``_PHONE_HEADS`` applies to its first three groups of digits (then it
+#: is not opened by ``+`` nor starts with ``0``: ``00``, trunk ``0``), right at its start or after one ``(``
 _NONZERO = "123456789"
 
 
-#: how far past a run's end the digit-run regexes' look-aheads read: a match ends at the run's end at the latest
-#: (it holds run characters only), and no look-ahead reads more than two characters after it (PHONE's ``x\d``)
+#: how far past a run's end the digit-run regexes' look-aheads read: a match ends at the run's end at the
+#: latest (it holds run characters only), and no look-ahead reads more than two characters after it (PHONE's
+#: ``x\d``)
 _RUN_LOOKAHEAD = 2
 
 
 class RunDetector(Detector):
-    """CREDIT_CARD, US_SSN, IPv4 and PHONE: with the pass's runs for the type, ``finditer`` of the regex inside each
-    run (``endpos`` just past it, for the look-aheads), one call per run instead of the run's
+    """CREDIT_CARD, US_SSN, IPv4 and PHONE: with the pass's runs for the type, ``finditer`` of the regex inside
+    each run (``endpos`` just past it, for the look-aheads), one call per run instead of the run's
     :meth:`Text.num_starts` and a ``match`` at each (2-3x slower): every match lies inside one run, and
     ``finditer`` tries every position there (``test_redact_digit_runs.py`` compares the two)."""
 
@@ -930,7 +931,8 @@ class IbanDetector(Detector):
             # the pass's ``CC00`` positions of the registry's countries: ``[A-Z][A-Z]\d\d`` is there, and its
             # matches cannot overlap, so the regex's look-behind (no ``\w`` before) is all that is left of it
             # (``\w``: ``isalnum`` or ``_``, which ``ascii_classes`` text means in ASCII too)
-            starts = [i for i in at.get(self.entity, ()) if not i or not (text[i - 1].isalnum() or text[i - 1] == _UNDERSCORE)]
+            starts = [i for i in at.get(self.entity, ())
+                      if not i or not (text[i - 1].isalnum() or text[i - 1] == _UNDERSCORE)]
         n_text = len(text)
         out: list[Span] = []
         for start in starts:
@@ -956,14 +958,16 @@ _UNDERSCORE = "_"
 _IBAN_REST = {n: re.compile(f"(?: ?[A-Z0-9]){{{n - 4}}}") for n in set(IBAN_LENGTHS.values())}
 #: the same as it is mostly written, compact or in groups of four (one repeat, not one group per character)
 _IBAN_COMPACT = {n: re.compile(f"[A-Z0-9]{{{n - 4}}}") for n in set(IBAN_LENGTHS.values())}
-_IBAN_GROUPED = {n: re.compile(f"(?: [A-Z0-9]{{4}}){{{(n - 4) // 4}}}" + (f" [A-Z0-9]{{{(n - 4) % 4}}}" if n % 4 else ""))
+_IBAN_GROUPED = {n: re.compile(f"(?: [A-Z0-9]{{4}}){{{(n - 4) // 4}}}"
+                                + (f" [A-Z0-9]{{{(n - 4) % 4}}}" if (n - 4) % 4 else ""))
                  for n in set(IBAN_LENGTHS.values())}
 
 
 def _iban_rest(text: str, i: int, length: int) -> re.Match[str] | None:
     """``_IBAN_REST[length].match(text, i)``, compact or grouped by four first: where either matches, the general
     form does too, and ends at the same place (each character maybe after one space: no choice is left)."""
-    return _IBAN_COMPACT[length].match(text, i) or _IBAN_GROUPED[length].match(text, i) or _IBAN_REST[length].match(text, i)
+    return (_IBAN_COMPACT[length].match(text, i) or _IBAN_GROUPED[length].match(text, i)
+            or _IBAN_REST[length].match(text, i))
 
 
 # ``\b[A-Z]{2}\d{2}`` with the boundary checked after the first letter: a leading character class
