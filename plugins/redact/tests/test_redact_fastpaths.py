@@ -354,3 +354,133 @@ def test_the_private_key_search_finds_what_the_regex_finds():
             assert det.find(text, ctx) == want, text
         found += len(want)
     assert found > 5000
+
+
+def _resolve_as_it_was(cands):
+    """``find``'s resolution before its candidates were tuples in sort order (the old form): ``(start, end,
+    priority, entity)`` in detector order, a stable sort by a key, then the same replacement and widening."""
+    from dspy_tracekit_redact._redactor import Finding
+
+    cands = sorted(cands, key=lambda c: (c[0], -c[2], c[0] - c[1]))
+    out, lost = [], []
+    for c in cands:
+        if out and c[0] < out[-1][1]:
+            last = out[-1]
+            if (c[2], c[1] - c[0]) > (last[2], last[1] - last[0]):
+                out[-1] = c
+                lost.append(last)
+            else:
+                lost.append(c)
+            continue
+        out.append(c)
+    for gs, ge, _, _ in (c for c in lost if c[3] == "GENERIC_SECRET"):
+        for i, (s, e, prio, ent) in enumerate(out):
+            if s < ge and gs < e:
+                ns, ne = min(s, gs), max(e, ge)
+                if (i == 0 or out[i - 1][1] <= ns) and (i + 1 == len(out) or out[i + 1][0] >= ne):
+                    out[i] = (ns, ne, prio, ent)
+                break
+    return [Finding(s, e, ent) for s, e, _, ent in out]
+
+
+def test_the_candidate_resolution_keeps_the_findings_of_the_stable_sort():
+    """``find`` sorts candidates ``(start, -priority, start - end, detector index, end, entity)`` as they are
+    (no key function): on random candidates with equal spans and equal priorities across detectors (custom
+    patterns all have 96), overlaps and generic secrets that widen, the findings are those of the stable sort by
+    key. (Without the detector index, or with ``<=`` in the replacement, this fails.)"""
+    import random
+
+    from dspy_tracekit_redact._redactor import _resolve
+
+    rng = random.Random(21)
+    entities = ("EMAIL", "OPENAI_KEY", "CODENAME", "PROJECT", "GENERIC_SECRET", "CREDENTIAL", "AWS_SECRET_KEY")
+    differ = widened = 0
+    for _ in range(20_000):
+        detectors = [(rng.choice(entities), rng.choice((96, 96, 90, 70, 60, 58))) for _ in range(rng.randint(1, 6))]
+        old, new = [], []
+        for k, (entity, prio) in enumerate(detectors):
+            for _ in range(rng.randint(0, 4)):
+                s = rng.randint(0, 40)
+                e = s + rng.randint(1, 15)
+                old.append((s, e, prio, entity))
+                new.append((s, -prio, s - e, k, e, entity))
+        want = _resolve_as_it_was(old)
+        got = _resolve(new)
+        differ += got != want
+        assert [type(f).__name__ for f in got] == ["Finding"] * len(got)
+        widened += any(f not in [(c[0], c[1], c[3]) for c in old] for f in want)
+    assert differ == 0
+    assert widened > 500
+
+
+def test_the_detectors_remembered_per_set_of_gates_follow_a_replaced_detector_tuple():
+    """``find`` remembers which detectors a set of gates runs; the benchmark's per-detector timing replaces
+    ``_detectors`` and must see its own detectors called, and no stale ones."""
+    r = Redactor()
+    text = "mail jane@example.com now, card 4111 1111 1111 1111"
+    assert [f.entity for f in r.find(text)] == ["EMAIL", "CREDIT_CARD"]
+    detectors = r._detectors
+    r._detectors = tuple(d for d in detectors if d.entity != "EMAIL")
+    assert [f.entity for f in r.find(text)] == ["CREDIT_CARD"]
+    r._detectors = detectors
+    assert [f.entity for f in r.find(text)] == ["EMAIL", "CREDIT_CARD"]
+
+
+def test_jwt_ok_remembers_what_it_decoded_and_answers_as_before():
+    """``jwt_ok`` keeps its answer per header (the part before the first dot): on headers that repeat, differ by one
+    character, do not decode or decode to something else, asked in any order, it answers as the decoding does."""
+    import base64
+    import binascii
+    import json
+    import random
+
+    from dspy_tracekit_redact import _detectors as detectors
+
+    def decoded(value):
+        head = value.split(".", 1)[0]
+        try:
+            obj = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            return False
+        return isinstance(obj, dict) and ("alg" in obj or "typ" in obj)
+
+    def b64(obj):
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    rng = random.Random(4)
+    heads = [b64({"alg": "HS256", "typ": "JWT"}), b64({"typ": "JWT"}), b64({"kid": 1}), b64([1, 2]), "eyJhbGciOiJIUzI1NiJ9",
+             "eyJ" + "A" * 17, "eyJub3Rqc29u", b64({"alg": "RS256", "kid": "k1"})]
+    heads += [h[:k] + rng.choice("AQgw-_") + h[k + 1:] for h in heads for k in range(3, len(h), 3)]
+    detectors._JWT_HEADS.clear()
+    answers = set()
+    for _ in range(6000):
+        value = rng.choice(heads) + "." + rng.choice(["eyJzdWIiOiIxIn0", "x" * 9]) + ".sig" + str(rng.randint(0, 9))
+        got = detectors.jwt_ok(value)
+        assert got == decoded(value), value
+        answers.add(got)
+    assert answers == {True, False} and 0 < len(detectors._JWT_HEADS) <= detectors._JWT_HEADS_MAX
+
+
+def test_the_masks_written_without_marker_are_what_marker_writes(texts):
+    """``_text`` writes the marker of a masked type without calling ``marker``: under every action, default or
+    per type, the redacted text and the counts are those of ``marker`` for each finding (the old form)."""
+    configs = [{}, {"actions": {"default": "partial"}}, {"actions": {"EMAIL": "drop", "PHONE": "partial"}},
+               {"actions": {"default": "hash", "CREDIT_CARD": "mask"}, "hash_secret": "s3cret"},
+               {"actions": {"default": "drop", "IBAN": "mask"}}]
+    checked = 0
+    for config in configs:
+        r = Redactor(config)
+        for text in texts[::7]:
+            findings = r.find(text)
+            parts, pos, dropped, want_counts = [], 0, False, {}
+            for s, e, entity in findings:
+                action = r._actions.get(entity, "mask")
+                dropped = dropped or action == "drop"
+                parts += [text[pos:s], r.marker(entity, text[s:e], action)]
+                want_counts[entity] = want_counts.get(entity, 0) + 1
+                pos = e
+            counts = {}
+            assert r._text(text, counts) == ("".join(parts) + text[pos:] if findings else text, dropped), (config, text)
+            assert counts == want_counts
+            checked += bool(findings)
+    assert checked > 1200

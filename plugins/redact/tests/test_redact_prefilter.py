@@ -277,3 +277,202 @@ def test_a_credential_word_that_ends_where_a_longer_one_ends_still_opens_a_conte
     for text in texts:
         assert [f.entity for f in slow.find(text)] == ["GENERIC_SECRET"], text
         assert fast.find(text) == slow.find(text), text
+
+
+class _Utf8Pass:
+    """The pass as it was before it scanned ``?`` for each non-ASCII character (the old form, for the
+    equivalence test): one id per pattern, the UTF-8 of the text, a pattern reporting every first byte of a
+    multi-byte character, and byte offsets converted to character offsets after the scan."""
+
+    def __init__(self, entities=BUILTIN_ENTITIES):
+        import hyperscan
+        from dspy_tracekit_redact._generic import CONTEXT_WORDS
+
+        m = prefilter_module
+        self.exprs, self.ids, self.flags, self.kinds = [], [], [], []
+
+        def add(pattern, kind, flag):
+            self.exprs.append(pattern.encode())
+            self.ids.append(len(self.kinds))
+            self.flags.append(flag)
+            self.kinds.append(kind)
+
+        for entity in entities:
+            for pattern in m.TRIGGERS.get(entity, ()):
+                nocase = pattern.startswith("(?i)")
+                add(pattern[4:] if nocase else pattern, ("trigger", m.TRIGGER_GATES.get(entity, entity)),
+                    hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL | (hyperscan.HS_FLAG_CASELESS if nocase else 0))
+        for entity in entities:
+            for pattern in m.RUNS.get(entity, ()):
+                add(pattern, ("run", entity), hyperscan.HS_FLAG_DOTALL)
+        for gate, patterns in m.POSITIONS.items():
+            if gate.partition("/")[0] in entities:
+                for pattern, length in patterns:
+                    add(pattern, ("at", gate, length), hyperscan.HS_FLAG_DOTALL)
+        add("[\\xc0-\\xff]", ("lead",), 0)
+        for word in CONTEXT_WORDS:
+            if word.isascii() and "GENERIC_SECRET" in entities:
+                add(m._escape(word), ("word", len(word)), hyperscan.HS_FLAG_CASELESS)
+        self.both = {e for e in entities if e in m.TRIGGERS and e in m.POSITIONS}
+        self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self.db.compile(expressions=self.exprs, ids=self.ids, elements=len(self.exprs), flags=self.flags)
+        self.scratch = hyperscan.Scratch(self.db)
+
+    def scan(self, text):
+        import bisect
+
+        active, starts, hits, at, leads = set(), [], [], [], []
+
+        def on_match(i, start, end, flags, ctx):
+            kind = self.kinds[i]
+            if kind[0] == "word":
+                starts.append(end - kind[1])
+            elif kind[0] == "lead":
+                leads.append(end - 1)
+            elif kind[0] == "run":
+                hits.append((kind[1], end - 1))
+            elif kind[0] == "at":
+                at.append((kind[1], end - kind[2]))
+            else:
+                active.add(kind[1])
+
+        data = text.encode("utf-8", "surrogatepass") + b"\n"
+        self.db.scan(data, match_event_handler=on_match, scratch=self.scratch)
+        for entity, gate in prefilter_module.TRIGGER_GATES.items():
+            if gate in active:
+                active.add(entity)
+        if starts:
+            active.add("GENERIC_SECRET")
+        found = {}
+        for entity, e in sorted(set(hits)):
+            found.setdefault(entity, []).append((len(data[:e].rstrip(prefilter_module._RUN_BYTES)), e))
+        active.update(found)
+        positions = {}
+        for entity, b in sorted(at):
+            if entity not in self.both or entity in active:
+                positions.setdefault(entity, []).append(b)
+        active -= self.both - positions.keys()
+        active.update(positions)
+        extra, total = [], 0
+        for b in leads:
+            total += 1 if data[b] < 0xE0 else 2 if data[b] < 0xF0 else 3
+            extra.append(total)
+
+        def to_char(offset):
+            k = bisect.bisect_left(leads, offset)
+            return offset - (extra[k - 1] if k else 0)
+
+        return (active, sorted(to_char(b) for b in starts),
+                {k: [(to_char(s), to_char(e)) for s, e in v] for k, v in found.items()},
+                {k: [to_char(b) for b in v] for k, v in positions.items()})
+
+
+#: what the pass's patterns hold, one character off, and the non-ASCII characters it sees (2, 3 and 4 bytes of
+#: UTF-8, a lone surrogate) with ``?``, which stands for them now
+_PASS_PIECES = (
+    "4111 1111 1111 1111", "4111-1111-1111-1111", "378282246310005", "123-45-6789", "123 45 6789", "123456789",
+    "+1 212 555 0100", "(212) 555-1234", "212-555-1234", "2125551234", "02079460958", "98765 43210", "1-800-555-0199",
+    "+44 20 7946 0958", "0044 20", "192.168.1.10", "10.0.0.1", "2001:db8::1", "fe80::1%eth0", "1:2:3:4:5:6:7:8",
+    "DE89370400440532013000", "GB82 WEST 1234 5698 7654 32", "DE8", "FR14", "eyJhbGciOiJIUzI1NiJ9", "sk-ant-",
+    "sk-", "AKIA", "ASIA", "ghp_", "github_pat_", "xoxb-", "xapp-", "sk_live_", "pk_test_", "AIza", "-----BEGIN ",
+    "PRIVATE KEY", "-----BEGIN RSA PRIVATE KEY-----", "https://", "://", "Bearer ", "earer", "aws", "AWS", "secret", "access key", "access_key",
+    "password: ", "Passwd=", "api_key is ", "token=", "PIN: ", "credentials:", "key", "Token", "authToken",
+    "contraseña", "clé", "пароль", "密码", "mot de passe", "a@b.co", "@", ":", " ", "\n", "-", ".", "(", ")", "+",
+    "/", "0", "1", "9", "12", "2024-05-11", "x", "_", "#",
+)
+_PASS_WIDE = ("é", "я", "—", "€", "密", "😀", "\ud800", "?", "ñ", "ü")
+
+
+def _pass_texts(n: int, seed: int = 11) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 8)):
+            piece = rng.choice(_PASS_PIECES)
+            if rng.random() < 0.3:  # a non-ASCII character or "?" inside the piece
+                k = rng.randint(0, len(piece))
+                piece = piece[:k] + rng.choice(_PASS_WIDE) + piece[k:]
+            parts.append(piece)
+            if rng.random() < 0.5:
+                parts.append(rng.choice(_PASS_WIDE) * rng.choice((1, 1, 2, 3)))
+        out.append("".join(parts))
+    return out
+
+
+@needs_hyperscan
+def test_the_pass_over_question_marks_finds_what_it_found_in_utf8():
+    """The pass scans ``?`` for each non-ASCII character (character offsets without conversion) and reports
+    one run end per type and run: on values of every pattern cut and joined by non-ASCII characters and ``?``,
+    it gives what the pass over UTF-8 with offsets converted gave (a pattern that takes two such bytes in a row,
+    or two bytes for a character, fails this)."""
+    from dspy_tracekit_redact._detectors import pass_safe
+
+    new, old = prefilter_module.Prefilter(BUILTIN_ENTITIES), _Utf8Pass()
+    texts = [t for t in _pass_texts(12_000) if pass_safe(t)]
+    assert len(texts) > 11_000 and sum(not t.isascii() for t in texts) > 5_000
+    assert [t for t in texts if new.scan(t) != old.scan(t)] == []
+    # every kind of report occurs
+    reports = [old.scan(t) for t in texts[:3000]]
+    assert all(sum(1 for r in reports if k in r[2]) > 100 for k in ("PHONE", "CREDIT_CARD", "US_SSN", "IP_ADDRESS"))
+    assert all(sum(1 for r in reports if k in r[3]) > 50 for k in ("IBAN", "JWT", "OPENAI_KEY", "PRIVATE_KEY")), [
+        (k, sum(1 for r in reports if k in r[3])) for k in ("IBAN", "JWT", "OPENAI_KEY", "PRIVATE_KEY")]
+    assert sum(1 for r in reports if r[1]) > 1000
+
+
+@needs_hyperscan
+def test_the_credential_words_of_text_with_non_ascii_letters_are_those_of_its_lower_case_form():
+    """In text the pass sees that is not ASCII, the pass's ASCII credential words and the others looked for in
+    the lower-cased text are every credential word of the lower-cased text (what ``find`` took before)."""
+    from dspy_tracekit_redact._detectors import pass_safe
+
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    texts = [t for t in _pass_texts(12_000, seed=12) if not t.isascii() and pass_safe(t)]
+    texts += ["CONTRASEÑA: x", "Пароль=abc", "SCHLÜSSEL ключ 密码 clé", "hasło şifre トークン"]
+    assert len(texts) > 5_000
+    for text in texts:
+        low = text.lower()
+        assert len(low) == len(text)
+        assert sorted({*p.scan(text)[1], *p.wide_word_starts(low)}) == p.word_starts(low), text
+    assert sum(1 for t in texts if p.wide_word_starts(t.lower())) > 500
+
+
+@needs_hyperscan
+def test_the_detectors_that_match_at_the_pass_positions_find_in_one_loop_what_each_finds():
+    """The prefixed-key detectors (and JWT) run as one loop over the pass's positions
+    (``matches_at_positions``): on prefixes run together at every edge, each candidate is one that detector's
+    own ``find`` gives on the same pass results, and no other (a skipped overlap check or a validator left out
+    fails this)."""
+    from dspy_tracekit_redact._detectors import matches_at_positions
+
+    r = Redactor()
+    group = [(k, d) for k, d in enumerate(r._detectors) if getattr(d, "by_position", False)]
+    assert {d.entity for _, d in group} == {"JWT", "ANTHROPIC_KEY", "OPENAI_KEY", "AWS_ACCESS_KEY_ID", "GITHUB_TOKEN",
+                                            "SLACK_TOKEN", "STRIPE_KEY", "GOOGLE_API_KEY"}
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    found = 0
+    for text in _prefixed_key_texts(8000, seed=9) + _pass_texts(3000, seed=10):
+        ctx = Text(text)
+        if not ctx.scannable:
+            continue
+        _, _, _, ctx.positions = p.scan(text)
+        want = sorted((s, -d.priority, s - e, k, e, d.entity) for k, d in group for s, e in d.find(text, ctx))
+        got = []
+        matches_at_positions(text, ctx, group, got.append)
+        assert sorted(got) == want, text
+        found += len(want)
+    assert found > 4000
+
+
+@needs_hyperscan
+def test_a_position_gate_with_patterns_of_several_lengths_reports_each_start(monkeypatch):
+    """``POSITIONS`` entries of one gate may have different lengths (one id per gate and length): each start
+    is reported, as the pass with one id per pattern reported it."""
+    monkeypatch.setitem(prefilter_module.POSITIONS, "AWS_SECRET_KEY/test",
+                        (("aws", 3), ("secret", 6), ("access key", 10), ("AKIA", 4), ("ASIA", 4)))
+    new, old = prefilter_module.Prefilter(BUILTIN_ENTITIES), _Utf8Pass()
+    texts = _pass_texts(4000, seed=14)
+    assert sum(1 for t in texts if "AWS_SECRET_KEY/test" in old.scan(t)[3]) > 600
+    assert [t for t in texts if new.scan(t) != old.scan(t)] == []

@@ -14,6 +14,7 @@ import binascii
 import ipaddress
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
 from ._generic import CONTEXT_WORDS as GENERIC_CONTEXT_WORDS
@@ -184,12 +185,25 @@ def ipv6_ok(value: str) -> bool:
 
 def jwt_ok(value: str) -> bool:
     head = value.split(".", 1)[0]
-    try:
-        raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
-        obj = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(obj, dict) and ("alg" in obj or "typ" in obj)
+    ok = _JWT_HEADS.get(head)
+    if ok is None:
+        try:
+            raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
+            obj = json.loads(raw)
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            ok = False
+        else:
+            ok = isinstance(obj, dict) and ("alg" in obj or "typ" in obj)
+        if len(_JWT_HEADS) >= _JWT_HEADS_MAX:
+            _JWT_HEADS.clear()
+        _JWT_HEADS[head] = ok
+    return ok
+
+
+#: what :func:`jwt_ok` said of a header (the part before the first dot): a few algorithms and types make
+#: most headers one of a few strings, and decoding one costs 2-3 us
+_JWT_HEADS: dict[str, bool] = {}
+_JWT_HEADS_MAX = 1024
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,8 +442,8 @@ class Detector:
     digit-run searches), instead of over the whole text.
     """
 
-    __slots__ = ("anchor", "ascii_regex", "entity", "gate", "group", "prefilter", "priority", "regex", "starts",
-                 "trim", "trim_min_digits", "validate", "window_starts")
+    __slots__ = ("anchor", "ascii_regex", "by_position", "entity", "gate", "group", "prefilter", "priority", "regex",
+                 "starts", "trim", "trim_min_digits", "validate", "window_starts")
 
     def __init__(self, entity: str, regex: re.Pattern[str], prefilter: Callable[[str], bool] | None,
                  validate: Callable[[str, re.Match[str]], bool] | None = None, group: int | str = 0,
@@ -461,6 +475,11 @@ class Detector:
         #: with no more than this is not retried (most are dates such as 2024-05-11)
         self.trim_min_digits = trim_min_digits
         self.ascii_regex = ascii_variant(regex)
+        #: with the pass's positions, ``find`` is :func:`matches_at_positions` of this detector alone: the
+        #: Redactor runs such detectors in one loop (a plain detector whose starts are the pass's positions
+        #: for its gate, with no trim and the whole match as its value)
+        self.by_position = (type(self) is Detector and trim is None and group == 0
+                            and getattr(starts, "pass_gate", None) == self.gate)
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
@@ -508,6 +527,41 @@ class Detector:
             if s < e:
                 out.append((s, e))
         return out
+
+
+def matches_at_positions(text: str, ctx: Text, group: Iterable[tuple[int, Detector]], add: Callable) -> None:
+    """``add((start, -priority, start - end, index, end, entity))`` for each span ``find`` of each
+    ``(index, detector)`` of ``group`` (``by_position`` detectors) gives on ``ctx``, which holds the pass's
+    positions: what ``_spans(text, _matches_at(regex, text, starts))`` gives, in one loop for all of them
+    instead of three calls per detector."""
+    positions = ctx.positions
+    ascii_text = ctx.ascii
+    n = len(text)
+    for k, det in group:
+        starts = positions.get(det.gate)
+        if not starts:
+            continue
+        match = (det.ascii_regex if ascii_text else det.regex).match
+        validate = det.validate
+        boundary = validate is _boundary  # then checked here, without a call
+        prio = -det.priority
+        entity = det.entity
+        after = 0  # like finditer: no match starts inside the previous one
+        for c in starts:
+            if c < after:
+                continue
+            m = match(text, c, n)
+            if m is None:
+                continue
+            s, e = m.span()
+            after = e if e > c else c + 1
+            if boundary:
+                if s and (text[s - 1].isalnum() or text[s - 1] == "_"):
+                    continue
+            elif validate is not None and not validate(text, m):
+                continue
+            if s < e:
+                add((s, prio, s - e, k, e, entity))
 
 
 def _matches_at(regex: re.Pattern[str], text: str, starts: list[int], pos: int = 0,
@@ -804,15 +858,25 @@ def _aws_secret_ok(text: str, start: int, v: str) -> bool:
 _AWS_RUN = re.compile(r"[^A-Za-z0-9/+]([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
 
 
+#: where, from a context word's start, the character before an AWS secret key's run and the one after it are
+_AWS_NEAR = (2, 242)
+
+
 class AwsSecretDetector(Detector):
     """``finditer`` of the regex in each anchor window, found as :data:`_AWS_RUN` from the character before
-    the window (a run at the very start of the text, with no character before it, by the regex itself)."""
+    the window (a run at the very start of the text, with no character before it, by the regex itself).
+
+    After the Hyperscan pass, where its context words start is known (``_prefilter.POSITIONS``): the runs are
+    looked for only where ``_aws_secret_ok`` can take one (see :meth:`_near_words`)."""
 
     __slots__ = ()
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
             ctx = Text(text)
+        words = ctx.positions.get(self.entity) if ctx.positions is not None else None
+        if words is not None:
+            return self._near_words(text, words)
         out: list[Span] = []
         for ws, we in self.anchor(ctx):
             if ws == 0:
@@ -824,6 +888,40 @@ class AwsSecretDetector(Detector):
                 s, e = m.span(1)
                 if _aws_secret_ok(text, s, m.group(1)):
                     out.append((s, e))
+        return out
+
+    @staticmethod
+    def _near_words(text: str, words: list[int]) -> list[Span]:
+        """:meth:`find` given where every context word starts (sorted): the runs that start within 200 characters
+        after one (as ``_aws_secret_ok`` wants), searched in ``[w + 2, w + 242)`` for each word start ``w`` (a word
+        is 3 characters or more; the regex sees the character before the run and the one after it). Those are
+        what the anchor windows hold, less runs no word is close enough to: a word starts each window, and a
+        window reaches 260 characters past its last word. (A run cut at such a range's end, which the regex
+        takes there, has no word within 200 before it: that word's range would reach further.)"""
+        n = len(text)
+        out: list[Span] = []
+        runs = _AWS_RUN.finditer
+        first, last = _AWS_NEAR
+        k = 0
+        while k < len(words):
+            a = words[k] + first
+            b = words[k] + last
+            k += 1
+            while k < len(words) and words[k] + first <= b:
+                b = words[k] + last
+                k += 1
+            for m in runs(text, a, b if b < n else n):
+                v = m.group(1)
+                if ((v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None)
+                        + ("/" in v or "+" in v)) < 3:
+                    continue  # what _aws_secret_ok refuses first
+                # its other test: a context word in the 200 characters before the run, i.e. one that starts there
+                # (all are letters, but "access key" can run into a run that starts with its "key")
+                s = m.start(1)
+                i = bisect_left(words, s - 200)
+                if i < len(words) and words[i] < s and not (
+                        words[i] == s - 7 and text[s - 7:s + 3].lower() == "access key"):
+                    out.append((s, s + 40))
         return out
 
 
@@ -870,9 +968,91 @@ class PrivateKeyDetector(Detector):
         return out
 
 
+#: the characters of a URL scheme (after its first letter)
+_SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
+#: how far before ``://`` its anchor window starts
+_URL_BEFORE = 30
+
+
+class UrlCredentialsDetector(Detector):
+    """A match is a scheme right before ``://`` (a letter at a word boundary, then scheme characters), then the
+    user info and ``@``. So the regex is tried (``match``) only where the scheme before each ``://`` can start:
+    its run's first character and each letter after a ``+``, ``.`` or ``-`` in it (elsewhere in the run a letter
+    or digit comes first: no ``\\b``). Nothing after ``://`` holds a space, and the anchor windows end at one
+    (``://``, then to the next space): they cut only a scheme run longer than their 30 characters before it,
+    and only there do the windows decide (and over 64 KiB)."""
+
+    __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        if "@" not in text:
+            return []
+        if ctx is None:
+            ctx = Text(text)
+        if len(text) > 65536:
+            return Detector.find(self, text, ctx)
+        match = (self.ascii_regex if ctx.ascii else self.regex).match
+        scheme = _SCHEME_CHARS
+        matches = []
+        # (a match ends with "@", which neither a scheme nor "://" holds, so none starts inside the one before)
+        h = text.find("://")
+        while h != -1:
+            r = h  # back to the start of the scheme characters' run
+            while r > 0 and text[r - 1] in scheme:
+                r -= 1
+            if h - r > _URL_BEFORE:
+                return Detector.find(self, text, ctx)
+            for p in range(r, h):
+                if text[p].isalpha() and (p == r or text[p - 1] in "+.-"):
+                    m = match(text, p)
+                    if m is not None:
+                        matches.append(m)
+                        break
+            h = text.find("://", h + 1)
+        return self._spans(text, matches) if matches else []
+
+
+class BearerDetector(Detector):
+    """Every match starts with ``[Bb]earer``: the regex is tried (``match``) one character before each ``earer``
+    (``str.find``) instead of searched for in each anchor window (``earer`` less 2, plus 40, to the next space).
+    With the text's end as its end, it finds what a window finds (neither ``\\s+`` nor the token crosses the
+    space a window ends at) unless 40 spaces or more follow ``Bearer`` or the text is over 64 KiB, where the
+    windows decide."""
+
+    __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        if ctx is None:
+            ctx = Text(text)
+        if len(text) > 65536:
+            return Detector.find(self, text, ctx)
+        match = (self.ascii_regex if ctx.ascii else self.regex).match
+        matches = []
+        after = 0  # like finditer: no match starts inside the previous one
+        i = text.find("earer", 1)
+        while i != -1:
+            if i > after:
+                m = match(text, i - 1)
+                if m is not None:
+                    if m.start("tok") > i + _BEARER_WINDOW:  # spaces past the window's end: it stops them
+                        return Detector.find(self, text, ctx)
+                    matches.append(m)
+                    after = m.end()
+            i = text.find("earer", i + 1)
+        return self._spans(text, matches) if matches else []
+
+
+#: where, from ``earer``'s start, its anchor window ends before it is extended to the next space (40 after it)
+_BEARER_WINDOW = 45
+
+
+#: a token character that is no letter (the token holds only ``[A-Za-z0-9\-._~+/]``: its digits are ASCII)
+_BEARER_NOT_LETTER = re.compile(r"[0-9\-_.~+/]")
+
+
 def _v_bearer(text: str, m: re.Match[str]) -> bool:
-    tok = m.group("tok")
-    return any(c.isdigit() or c in "-_.~+/" for c in tok)
+    """A digit or one of ``-_.~+/`` in the token (one search, not a generator over its characters)."""
+    return _BEARER_NOT_LETTER.search(m.group("tok")) is not None
 
 
 def _v_credential(text: str, m: re.Match[str]) -> bool:
@@ -894,25 +1074,39 @@ class EmailDetector(Detector):
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
             ctx = Text(text)
-        regex = self.ascii_regex if ctx.ascii else self.regex
+        match = (self.ascii_regex if ctx.ascii else self.regex).match
         before = _EMAIL_NOT_BEFORE
         run = _EMAIL_LOCAL_RUN.match
-        special = _EMAIL_LOCAL_SPECIAL.finditer
+        special = _EMAIL_LOCAL_SPECIAL.search
         spans: list[Span] = []
         for ws, we in self.anchor(ctx):
-            starts = []
+            after = ws  # what _matches_at does: no match starts inside the one before, in this window
             at = text.find("@", ws, we)
             while at != -1:
-                # the run of local-part characters before the "@" (not before ``ws``), read backwards
-                i = at - run(text[ws:at][::-1]).end()
+                # the run of local-part characters before the "@" (not before ``ws``), read backwards: from
+                # 64 characters before it, and from ``ws`` when the run is longer
+                lo = at - 64 if at - 64 > ws else ws
+                i = at - run(text[lo:at][::-1]).end()
+                if i == lo and lo > ws:
+                    i = at - run(text[ws:at][::-1]).end()
                 # a start is not a "." nor after one of the look-behind's characters: inside the run only
                 # after a local-part character the look-behind does not refuse, and maybe the run's start
-                if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before):
-                    starts.append(i)
-                starts.extend(m.end() for m in special(text, i, at - 1) if text[m.end()] != ".")
+                c = i if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before) else -1
+                m = special(text, i, at - 1)
+                while True:
+                    if c >= after:
+                        found = match(text, c, we)
+                        if found is not None:
+                            s, e = found.span()
+                            after = e if e > c else c + 1
+                            if s < e:
+                                spans.append((s, e))
+                    if m is None:
+                        break
+                    j = m.end()  # after a special character, unless a "." follows it
+                    c = j if text[j] != "." else -1
+                    m = special(text, j, at - 1)
                 at = text.find("@", at + 1, we)
-            if starts:
-                spans.extend(self._spans(text, _matches_at(regex, text, starts, ws, we)))
         return spans
 
 
@@ -988,6 +1182,9 @@ CREDENTIAL_WORDS = (
     r"password|passwd|pwd|passphrase|pass|secret|client[_\-]?secret|api[_\-]?key|apikey|access[_\-]?key|"
     r"secret[_\-]?key|access[_\-]?token|auth[_\-]?token|refresh[_\-]?token|token|pin|credentials?"
 )
+#: what the ``CREDENTIAL`` regex takes after its key word: the separator, then the value
+_CREDENTIAL_VALUE = (r"\\?[\"']?(?:\s*[:=]\s*|\s+(?P<is>is)\s+)\\?[\"']?(?P<val>[^\s\"'`,;\\]{3,}?)\.?"
+                     r"(?=[\s\"'`,;\\]|\Z)")
 
 
 def _num_starts(ctx: Text) -> list[int]:
@@ -1002,6 +1199,7 @@ def _pass_starts(gate: str) -> Callable[[Text], list[int] | None]:
         positions = ctx.positions
         return None if positions is None else positions.get(gate, [])
 
+    starts.pass_gate = gate
     return starts
 
 
@@ -1015,7 +1213,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(PrivateKeyDetector("PRIVATE_KEY", re.compile(
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY"
         r"(?: BLOCK)?-----|.*\Z)", re.DOTALL), _has("PRIVATE KEY"), priority=100, starts=_pass_starts("PRIVATE_KEY")))
-    add(Detector("URL_CREDENTIALS", re.compile(
+    add(UrlCredentialsDetector("URL_CREDENTIALS", re.compile(
         r"\b[A-Za-z][A-Za-z0-9+.\-]*://(?P<ui>[^\s/@:<>\"']+:[^\s/@<>\"']+)@"),
         lambda t: "@" in t, group="ui", priority=95, anchor=_anchor(("://",), 30, 0)))
     add(Detector("JWT", re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
@@ -1045,11 +1243,10 @@ def builtin_detectors() -> dict[str, list[Detector]]:
                  starts=_pass_starts("STRIPE_KEY")))
     add(Detector("GOOGLE_API_KEY", re.compile(r"AIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])"), _has("AIza"),
                  _boundary, priority=90, starts=_pass_starts("GOOGLE_API_KEY")))
-    add(Detector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
+    add(BearerDetector("BEARER_TOKEN", re.compile(r"\b[Bb]earer\s+(?P<tok>[A-Za-z0-9\-._~+/]{16,}=*)"),
                  None, _v_bearer, group="tok", priority=80, anchor=_anchor(("earer",), 2, 40)))
     add(CredentialDetector("CREDENTIAL", re.compile(
-        r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])\\?[\"']?"
-        r"(?:\s*[:=]\s*|\s+(?P<is>is)\s+)\\?[\"']?(?P<val>[^\s\"'`,;\\]{3,}?)\.?(?=[\s\"'`,;\\]|\Z)"),
+        r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])" + _CREDENTIAL_VALUE),
         None, _v_credential, group="val", priority=60))
     add(EmailDetector("EMAIL", re.compile(
         r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
@@ -1146,16 +1343,38 @@ _CREDENTIAL_TAIL = re.compile(r"(?i)\\?[\"']?(?:\s*[:=]|\s+is\s)")
 _CREDENTIAL_TAIL_ASCII = re.compile(_CREDENTIAL_TAIL.pattern, re.IGNORECASE | re.ASCII)
 
 
+#: the regex after its key word, its lazy value taken whole: the lazy ``val`` is the run of value characters
+#: less one ``.`` it ends with (if three are left), and the match ends where the run does either way (a
+#: look-ahead at every character of a 40-108 character key costs ~2 us)
+_CREDENTIAL_AFTER_KEY = re.compile("(?i)" + _CREDENTIAL_VALUE.partition("(?P<val>")[0] + r"(?P<val>[^\s\"'`,;\\]{3,})")
+_CREDENTIAL_AFTER_KEY_ASCII = re.compile(_CREDENTIAL_AFTER_KEY.pattern, re.IGNORECASE | re.ASCII)
+#: the whitespace of the pass's separator, and every character the regex's separator can take
+_PASS_SPACE = frozenset(" \t\n\r\f\v")
+_SEPARATOR_CHARS = frozenset(" \t\n\r\f\v\\\"':=iIsS")
+#: 61 characters a separator can take: only a separator that long can reach the end of the window the needle
+#: search gives the regex (60 characters after the key word, or the next space after that) and go on past it
+_LONG_SEPARATOR = re.compile(r"[ \t\n\r\f\v\\\"':=iIsS]{61}")
+
+
 class CredentialDetector(Detector):
     """``password: …`` pairs. The regex runs only where a needle ends a word ("shipping", "keyboard"
     and "passport" open no window), and inside a window only at the starts of the tokens holding
-    those needles (the key may carry a ``name_`` prefix), instead of at every character."""
+    those needles (the key may carry a ``name_`` prefix), instead of at every character.
+
+    After the Hyperscan pass, where every key word that the regex's separator follows ends is known
+    (``_prefilter.POSITIONS``): the regex's part after its key word is tried there only (see
+    :meth:`_after_keys`)."""
 
     __slots__ = ()
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
             ctx = Text(text)
+        ends = ctx.positions.get(self.entity) if ctx.positions is not None else None
+        if ends is not None:
+            spans = self._after_keys(text, ctx, ends)
+            if spans is not None:
+                return spans
         regex = self.ascii_regex if ctx.ascii else self.regex
         low = ctx.lower
         n = len(text)
@@ -1184,6 +1403,52 @@ class CredentialDetector(Detector):
             if starts:
                 spans.extend(self._spans(text, _matches_at(regex, text, sorted(starts), ws, we)))
         return spans
+
+    def _after_keys(self, text: str, ctx: Text, ends: list[int]) -> list[Span] | None:
+        """:meth:`find` from where the pass's matches of a key word and the regex's separator end (sorted;
+        ``None``: not known here, for the needle search to decide).
+
+        Each end gives the key word's end ``k`` (what precedes the separator's ``:``/``=`` or `` is ``: spaces, a
+        quote, a backslash). The regex matches at one of the starts of the token before ``k`` iff one of its key
+        words ends at ``k`` after no ASCII letter or digit (what the pass saw) and its part after the key word
+        matches at ``k``; ``val`` is then that part's, whichever start it came from (no token character is a
+        separator's, so the key word always ends at ``k``, and the needle search's token starts include the key
+        word's). A match ends where no token character is, so the one before skips a key whole or not at all.
+        The needle search's windows only cut what a separator of 61 characters or a value of 64 KiB could cross:
+        for those (no text of those sizes here), ``None``."""
+        n = len(text)
+        if n > 65536:
+            return None
+        after_key = (_CREDENTIAL_AFTER_KEY_ASCII if ctx.ascii else _CREDENTIAL_AFTER_KEY).match
+        space = _PASS_SPACE
+        out: list[Span] = []
+        after = 0  # like finditer: no match starts inside the previous one
+        for e in ends:
+            if e > n:  # `` is`` and the newline the pass adds: the regex wants a space in the text
+                continue
+            k = e - 1 if text[e - 1] in ":=" else e - 3  # `` is `` ends with a space, ``is`` before it
+            while text[k - 1] in space:
+                k -= 1
+            if text[k - 1] in "\"'":
+                k -= 1
+            if text[k - 1] == "\\":
+                k -= 1
+            if k <= after:
+                continue
+            if k + 60 < n and text[k + 60] in _SEPARATOR_CHARS and _LONG_SEPARATOR.match(text, k):
+                return None
+            m = after_key(text, k)
+            if m is None:
+                continue
+            vs, ve = m.span("val")
+            after = ve  # the match's end
+            if text[ve - 1] == "." and ve - vs > 3:
+                ve -= 1
+            value = text[vs:ve]
+            # what _v_credential refuses: a redaction marker; after `` is ``, a word of letters only
+            if not (value[0] == "<" and value[-1] == ">") and not (m.start("is") >= 0 and value.isalpha()):
+                out.append((vs, ve))
+        return out
 
 
 def _token_starts(text: str, i: int, ws: int, out: set[int]) -> None:

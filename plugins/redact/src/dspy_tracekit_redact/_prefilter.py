@@ -18,11 +18,10 @@ this on the regression set.
 
 from __future__ import annotations
 
-import bisect
 import threading
 
-from ._detectors import _CREDENTIAL_NEEDLES as CREDENTIAL_NEEDLES
-from ._detectors import FOUND_NEEDLES, IBAN_LENGTHS
+from ._detectors import _AWS_CONTEXT_WORDS as AWS_CONTEXT_WORDS
+from ._detectors import CREDENTIAL_WORDS, FOUND_NEEDLES, IBAN_LENGTHS
 from ._generic import _NEEDLES as CONTEXT_NEEDLES
 from ._generic import CONTEXT_WORDS
 
@@ -37,10 +36,8 @@ _WS = r"[ \t\n\r\f\v]"
 TRIGGERS: dict[str, tuple[str, ...]] = {
     "PRIVATE_KEY": ("PRIVATE KEY",),
     "URL_CREDENTIALS": ("://",),
-    "BEARER_TOKEN": ("earer",),
-    "AWS_SECRET_KEY": ("(?i)aws", "(?i)secret", "(?i)akia", "(?i)asia", "(?i)access key", "(?i)access_key"),
-    # the key word, then what the CREDENTIAL regex wants right after it: ``:``/``=`` or `` is ``
-    "CREDENTIAL": ("(?i)(?:" + "|".join(CREDENTIAL_NEEDLES) + r")\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is" + _WS + ")",),
+    # what the BEARER_TOKEN regex needs after its word boundary: ``Bearer``, spaces, 16 token characters
+    "BEARER_TOKEN": (f"[Bb]earer{_WS}+[A-Za-z0-9\\-._~+/]{{16}}",),
     "EMAIL": ("@",),
     # IPv6 (IPv4, phone, card and SSN: RUNS below): what its anchor wants, a hex digit, then a run of hex
     # digits and colons with seven colons or a "::" (clock times and MAC addresses switch it off)
@@ -100,6 +97,13 @@ POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
     # the detector looks only at the countries of the IBAN registry: ``CC00``, one pattern per country (one
     # alternation of the 90 pairs scans 2-3 us slower per 2 KB prompt)
     "IBAN": tuple((f"{country}[0-9]{{2}}", 4) for country in sorted(IBAN_LENGTHS)),
+    # every end of a key word of the CREDENTIAL regex (after no ASCII letter or digit) and what the regex wants
+    # right after it, ``:``/``=`` or `` is ``: one match per key word, whose end the detector finds back from
+    # there (the separator varies)
+    "CREDENTIAL": ((f"(?i)(?:^|[^A-Za-z0-9])(?:{CREDENTIAL_WORDS})" + r"\\?[\"']?(?:" + _WS + "*[:=]|" + _WS + "+is"
+                    + _WS + ")", 0),),
+    # every start of a context word of AWS_SECRET_KEY (its run must have one within 200 characters before it)
+    "AWS_SECRET_KEY": tuple((f"(?i){word}", len(word)) for word in AWS_CONTEXT_WORDS),
     # the literal prefix each of these regexes starts with
     "PRIVATE_KEY": (("-----BEGIN ", 11),),
     "JWT": (("eyJ", 3),),
@@ -113,73 +117,88 @@ POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
     "STRIPE_KEY": (("(?:sk|rk|pk)_(?:live|test)_", 8),),
     "GOOGLE_API_KEY": (("AIza", 4),),
 }
-#: the first byte of a UTF-8 sequence of more than one byte, and how many bytes follow it
-_LEAD = "[\\xc0-\\xff]"
 
 
 def _escape(word: str) -> str:
     return "".join(c if c.isalnum() else f"\\x{ord(c):02x}" for c in word)
 
 
-class Prefilter:
-    """The compiled pass for a set of entity types (a Redactor's built-ins)."""
+def _pass_bytes(text: str) -> bytes:
+    """What the pass scans: ``text`` with each non-ASCII character (a lone surrogate too) as one ``?``, so
+    that byte offsets are character offsets. No pattern holds a ``?`` or a byte beyond ASCII, and every
+    class that takes one takes the other: to each pattern a ``?`` is what a non-ASCII character's UTF-8
+    bytes are (one match breaker, or one byte of a class that excludes run and word characters), and none
+    takes two such bytes in a row (``test_the_pass_over_question_marks_finds_what_it_found_in_utf8``)."""
+    return text.encode("ascii") if text.isascii() else text.encode("ascii", "replace")
 
-    __slots__ = ("_always", "_db", "_entities", "_both", "_generic_id", "_lead_id", "_local", "_pos_ids", "_run_ids",
-                 "_word_lengths", "_words", "finders")
+
+class Prefilter:
+    """The compiled pass for a set of entity types (a Redactor's built-ins).
+
+    Pattern ids, in this order: one per trigger gate (its patterns share it, single match), one per
+    digit-run type (a type with several run patterns reports through one logical combination of them, once
+    per run end instead of once per shape), one per ``POSITIONS`` gate and pattern length, then one per
+    credential word. The match handler only appends; the hits are sorted out after the scan."""
+
+    __slots__ = ("_always", "_both", "_db", "_gates", "_local", "_n_pos", "_n_runs", "_n_triggers", "_pos",
+                 "_run_types", "_wide_words", "_word_lengths", "_words", "finders")
 
     def __init__(self, entities: tuple[str, ...] | list[str], cache_dir: str | None = None):
         exprs: list[bytes] = []
         ids: list[int] = []
         flags: list[int] = []
-        self._entities: list[str] = []
+        single, dotall, caseless = hyperscan.HS_FLAG_SINGLEMATCH, hyperscan.HS_FLAG_DOTALL, hyperscan.HS_FLAG_CASELESS
+
+        def add(pattern: str | bytes, i: int, flag: int) -> None:
+            exprs.append(pattern.encode() if isinstance(pattern, str) else pattern)
+            ids.append(i)
+            flags.append(flag)
+
+        #: id → the gate its trigger patterns switch on
+        self._gates: list[str] = []
         for entity in entities:
-            for pattern in TRIGGERS.get(entity, ()):
-                caseless = pattern.startswith("(?i)")
-                exprs.append((pattern[4:] if caseless else pattern).encode())
-                ids.append(len(self._entities))
-                flags.append(hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
-                             | (hyperscan.HS_FLAG_CASELESS if caseless else 0))
-                self._entities.append(TRIGGER_GATES.get(entity, entity))
-        #: pattern id → entity type, for the run patterns
-        self._run_ids: dict[int, str] = {}
-        for entity in entities:
-            for pattern in RUNS.get(entity, ()):
-                self._run_ids[len(self._entities)] = entity
-                exprs.append(pattern.encode())
-                ids.append(len(self._entities))
-                flags.append(hyperscan.HS_FLAG_DOTALL)
-                self._entities.append(entity)
-        #: pattern id → (entity type, its length), for the position patterns
-        self._pos_ids: dict[int, tuple[str, int]] = {}
+            if entity in TRIGGERS:
+                for pattern in TRIGGERS[entity]:
+                    nocase = pattern.startswith("(?i)")
+                    add(pattern[4:] if nocase else pattern, len(self._gates), single | dotall | (caseless if nocase else 0))
+                self._gates.append(TRIGGER_GATES.get(entity, entity))
+        self._n_triggers = len(self._gates)
+        #: id - _n_triggers → the digit-run type
+        self._run_types: list[str] = [e for e in entities if RUNS.get(e)]
+        quiet = 1 << 20  # the ids of the run patterns a combination reports for (never reported themselves)
+        for k, entity in enumerate(self._run_types):
+            i = self._n_triggers + k
+            patterns = RUNS[entity]
+            if len(patterns) == 1:
+                add(patterns[0], i, dotall)
+                continue
+            subs = []
+            for pattern in patterns:
+                subs.append(quiet + len(ids))
+                add(pattern, subs[-1], dotall | hyperscan.HS_FLAG_QUIET)
+            add(" | ".join(map(str, subs)), i, hyperscan.HS_FLAG_COMBINATION)
+        self._n_runs = self._n_triggers + len(self._run_types)
+        #: id - _n_runs → (gate, length of its patterns): one id per gate and length (one start per end)
+        self._pos: list[tuple[str, int]] = []
         for gate, patterns in POSITIONS.items():
             if gate.partition("/")[0] not in entities:
                 continue
-            for pattern, length in patterns:
-                self._pos_ids[len(self._entities)] = (gate, length)
-                exprs.append(pattern.encode())
-                ids.append(len(self._entities))
-                flags.append(hyperscan.HS_FLAG_DOTALL)
-                self._entities.append(gate)
+            for length in sorted({n for _, n in patterns}):
+                for pattern, n in patterns:
+                    if n == length:
+                        add(pattern, self._n_runs + len(self._pos), dotall)
+                self._pos.append((gate, length))
+        self._n_pos = self._n_runs + len(self._pos)
         #: types that need a trigger and a position both
         self._both = frozenset(e for e in entities if e in TRIGGERS and e in POSITIONS)
-        self._lead_id = len(self._entities)
-        self._entities.append("")
-        exprs.append(_LEAD.encode())
-        ids.append(self._lead_id)
-        flags.append(0)
-        #: the credential words come last, one id each, from this id on (none: never): Hyperscan reports one
+        #: id → the length of its credential word (0: no word): one id per word, as Hyperscan reports one
         #: match per id and end, so under one id "token" in "authtoken" was folded into the longer word (and
         #: "ServiceauthToken_id=..." lost its context); a word's start is its end less its length
-        self._generic_id = 1 << 62
-        self._word_lengths: list[int] = []
+        self._word_lengths: list[int] = [0] * self._n_pos
         if GENERIC in entities:
-            self._generic_id = len(self._entities)
             for word in CONTEXT_WORDS:
-                if word.isascii():  # the pass only sees ASCII text
-                    exprs.append(_escape(word).encode())
-                    ids.append(len(self._entities))
-                    flags.append(hyperscan.HS_FLAG_CASELESS)
-                    self._entities.append(GENERIC)
+                if word.isascii():  # the others are found in the lower-cased text (word_starts)
+                    add(_escape(word), len(self._word_lengths), caseless)
                     self._word_lengths.append(len(word))
         #: entity types without triggers (none today) are never skipped
         self._always = frozenset(e for e in entities
@@ -187,104 +206,115 @@ class Prefilter:
         from ._dbcache import compiled_database  # ~0.13 s compiled, ~0.1 ms loaded (issue #12)
 
         self._db = compiled_database(exprs, ids, flags, cache_dir)
-        #: the credential words (lower case), for text the pass does not see: found in its lower-case form
+        #: the credential words (lower case), for text the pass does not see: found in its lower-case form;
+        #: and those that are not ASCII, for text with non-ASCII letters the pass sees
         self._words = NeedleFinder(CONTEXT_NEEDLES) if GENERIC in entities else None
+        wide = tuple(w for w in CONTEXT_NEEDLES if not w.isascii())
+        self._wide_words = NeedleFinder(wide) if GENERIC in entities and wide else None
         #: ``needles → finder`` for the detectors' needle searches in lower-cased text (``Text.finders``)
         self.finders: dict[tuple[str, ...], NeedleFinder] = {
             needles: NeedleFinder(needles) for needles in FOUND_NEEDLES}
         self._local = threading.local()  # Hyperscan's scratch space is per thread
 
-    def scan(self, text: str) -> tuple[set[str], list[int] | None, dict[str, list[tuple[int, int]]],
-                                       dict[str, list[int]]]:
-        """The entity types whose triggers occur in ``text``, where credential words start (``None``:
-        not known), per digit-run entity type the ``(start, end)`` of the runs it can match in, and per
+    def scan(self, text: str) -> tuple[set[str], list[int], dict[str, list[tuple[int, int]]], dict[str, list[int]]]:
+        """The entity types whose triggers occur in ``text``, where its ASCII credential words start
+        (sorted), per digit-run entity type the ``(start, end)`` of the runs it can match in, and per
         detector gate of ``POSITIONS`` where its regex can start, sorted.
         ``text`` must pass :func:`._detectors.pass_safe`: its non-ASCII characters are symbols or letters that no
-        trigger holds and that break a trigger in UTF-8 as they do in the text."""
+        trigger holds and that break a trigger as a ``?`` does."""
         local = self._local
         scratch = getattr(local, "scratch", None)
         if scratch is None:
             scratch = local.scratch = hyperscan.Scratch(self._db)
-        active: set[str] = set(self._always)
         starts: list[int] = []
-        hits: list[tuple[str, int]] = []  # (entity type, end of a run it can match in)
-        at: list[tuple[str, int]] = []  # (entity type, where its regex can start)
-        leads: list[int] = []
-        entities = self._entities
-        generic = self._generic_id
-        lead = self._lead_id
-        run_ids = self._run_ids
-        pos_ids = self._pos_ids
-
-        word_lengths = self._word_lengths
+        hits: list[tuple[int, int]] = []  # (id, end) of everything but the credential words
+        first_word = self._n_pos
+        lengths = self._word_lengths
+        add_start = starts.append
+        add_hit = hits.append
 
         def on_match(i: int, start: int, end: int, flags: int, ctx: object) -> None:
-            if i >= generic:
-                starts.append(end - word_lengths[i - generic])
-            elif i == lead:
-                leads.append(end - 1)
-            elif i in run_ids:
-                hits.append((run_ids[i], end - 1))  # the run, and the character after it
-            elif i in pos_ids:
-                entity, length = pos_ids[i]
-                at.append((entity, end - length))
+            if i >= first_word:
+                add_start(end - lengths[i])
             else:
-                active.add(entities[i])
+                add_hit((i, end))
 
-        ascii_text = text.isascii()
-        data = (text.encode("ascii") if ascii_text else text.encode("utf-8", "surrogatepass")) + b"\n"
+        data = _pass_bytes(text) + b"\n"
         self._db.scan(data, match_event_handler=on_match, scratch=scratch)
-        for entity, gate in TRIGGER_GATES.items():
-            if gate in active:
-                active.add(entity)
+        active = set(self._always)
+        found: dict[str, list[tuple[int, int]]] = {}
+        positions: dict[str, list[int]] = {}
+        if hits:
+            n_triggers, n_runs = self._n_triggers, self._n_runs
+            gates, run_types, pos = self._gates, self._run_types, self._pos
+            run_start: dict[int, int] = {}
+            for i, e in hits:
+                if i < n_triggers:
+                    active.add(gates[i])
+                elif i < n_runs:
+                    e -= 1  # the run, and the character after it
+                    rs = run_start.get(e)
+                    if rs is None:  # where the run ends, back to the first byte that is not a run's
+                        rs = run_start[e] = len(data[:e].rstrip(_RUN_BYTES))
+                    spans = found.get(run_types[i - n_triggers])
+                    if spans is None:
+                        found[run_types[i - n_triggers]] = [(rs, e)]
+                    else:
+                        spans.append((rs, e))
+                else:
+                    gate, length = pos[i - n_runs]
+                    at = positions.get(gate)
+                    if at is None:
+                        positions[gate] = [e - length]
+                    else:
+                        at.append(e - length)
+            for spans in found.values():
+                spans.sort()
+            for at in positions.values():
+                at.sort()
+            for entity, gate in TRIGGER_GATES.items():
+                if gate in active:
+                    active.add(entity)
+            active.update(found)
+            for entity in self._both:
+                if entity not in active:
+                    positions.pop(entity, None)
+            active.update(positions)
+        for entity in self._both:
+            if entity not in positions:
+                active.discard(entity)
         if starts:
             active.add(GENERIC)
             starts.sort()
-        found: dict[str, list[tuple[int, int]]] = {}
-        if hits:
-            run_start: dict[int, int] = {}
-            for entity, e in sorted(set(hits)):
-                rs = run_start.get(e)
-                if rs is None:  # where the run ends, back to the first byte that is not a run's
-                    rs = run_start[e] = len(data[:e].rstrip(_RUN_BYTES))
-                found.setdefault(entity, []).append((rs, e))
-            active.update(found)
-        positions: dict[str, list[int]] = {}
-        if at:
-            both = self._both
-            for entity, b in sorted(at):
-                if entity not in both or entity in active:
-                    positions.setdefault(entity, []).append(b)
-        for entity in self._both - positions.keys():
-            active.discard(entity)
-        active.update(positions)
-        if leads and (starts or found or positions):  # UTF-8 byte offsets → character offsets
-            to_char = _char_offsets(data, leads)
-            starts = [to_char(b) for b in starts]
-            found = {k: [(to_char(s), to_char(e)) for s, e in v] for k, v in found.items()}
-            positions = {k: [to_char(b) for b in v] for k, v in positions.items()}
         return active, starts, found, positions
-
 
     def word_starts(self, low: str) -> list[int]:
         """Where a credential word (``GenericSecretDetector``'s needles) starts in ``low``, a lower-cased
         text of the same length as the original (any text: the words are matched as UTF-8 bytes)."""
         return sorted({s for s, _ in self._words.spans(low)})
 
+    def wide_word_starts(self, low: str) -> list[int]:
+        """:meth:`word_starts` of the credential words that are not ASCII (the pass finds the others)."""
+        return sorted({s for s, _ in self._wide_words.spans(low)}) if self._wide_words is not None else []
+
 
 class NeedleFinder:
     """``find_all(hay, needles)`` (every occurrence of every needle, sorted ``(start, end)`` spans) in one
-    Hyperscan pass over the UTF-8 of ``hay`` instead of one ``str.find`` loop per needle: the needles
-    are literal byte strings, and a UTF-8 match starts and ends at character boundaries."""
+    Hyperscan pass instead of one ``str.find`` loop per needle. ASCII needles are matched in
+    :func:`_pass_bytes` of ``hay`` (a non-ASCII character is a ``?`` there, which no needle holds);
+    others in its UTF-8, where a match starts and ends at character boundaries: its start is converted to
+    a character offset by decoding the bytes up to it, its end is the start plus the needle's length."""
 
-    __slots__ = ("_db", "_lengths", "_local")
+    __slots__ = ("_ascii", "_db", "_lengths", "_local", "_sizes")
 
     def __init__(self, needles: tuple[str, ...]):
+        self._ascii = all(w.isascii() for w in needles)
         words = [w.encode() for w in needles]
-        self._lengths = [len(w) for w in words] + [0]
+        self._sizes = [len(w) for w in words]  # in bytes
+        self._lengths = [len(w) for w in needles]  # in characters
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self._db.compile(expressions=["".join(f"\\x{b:02x}" for b in w).encode() for w in words] + [_LEAD.encode()],
-                         ids=list(range(len(words) + 1)), elements=len(words) + 1, flags=[0] * (len(words) + 1))
+        self._db.compile(expressions=["".join(f"\\x{b:02x}" for b in w).encode() for w in words],
+                         ids=list(range(len(words))), elements=len(words), flags=[0] * len(words))
         self._local = threading.local()
 
     def spans(self, hay: str) -> list[tuple[int, int]]:
@@ -292,42 +322,30 @@ class NeedleFinder:
         scratch = getattr(local, "scratch", None)
         if scratch is None:
             scratch = local.scratch = hyperscan.Scratch(self._db)
+        found: list[tuple[int, int]] = []  # (start in bytes, length in characters)
+        add = found.append
+        sizes = self._sizes
         lengths = self._lengths
-        lead = len(lengths) - 1
-        found: list[tuple[int, int]] = []
-        leads: list[int] = []
 
         def on_match(i: int, start: int, end: int, flags: int, ctx: object) -> None:
-            if i == lead:
-                leads.append(end - 1)
-            else:
-                found.append((end - lengths[i], end))
+            add((end - sizes[i], lengths[i]))
 
-        data = hay.encode("utf-8", "surrogatepass")
+        ascii_bytes = self._ascii or hay.isascii()
+        data = _pass_bytes(hay) if ascii_bytes else hay.encode("utf-8", "surrogatepass")
         self._db.scan(data, match_event_handler=on_match, scratch=scratch)
         if not found:
             return []
-        found.sort()
-        if leads:
-            to_char = _char_offsets(data, leads)
-            found = [(to_char(s), to_char(e)) for s, e in found]
-        return found
-
-
-def _char_offsets(data: bytes, leads: list[int]):
-    """``byte offset → character offset`` in ``data``, given where its multi-byte characters start."""
-    extra = []  # bytes beyond the first of each multi-byte character, added up
-    total = 0
-    for b in leads:
-        first = data[b]
-        total += 1 if first < 0xE0 else 2 if first < 0xF0 else 3
-        extra.append(total)
-
-    def to_char(offset: int) -> int:
-        k = bisect.bisect_left(leads, offset)  # multi-byte characters that start before ``offset``
-        return offset - (extra[k - 1] if k else 0)
-
-    return to_char
+        found.sort()  # by start, then length: in bytes as in characters (the needles start at the same place)
+        if ascii_bytes:
+            return [(s, s + n) for s, n in found]
+        out = []
+        byte = char = 0  # the last start converted, in bytes and in characters
+        for s, n in found:
+            if s != byte:
+                char += len(data[byte:s].decode("utf-8", "surrogatepass"))
+                byte = s
+            out.append((char, char + n))
+        return out
 
 
 def make_prefilter(entities: tuple[str, ...] | list[str], cache_dir: str | None = None) -> Prefilter | None:

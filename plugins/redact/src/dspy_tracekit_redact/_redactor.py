@@ -27,6 +27,7 @@ from ._detectors import (
     Detector,
     Text,
     builtin_detectors,
+    matches_at_positions,
     may_hold_builtin,
     normalize,
 )
@@ -68,6 +69,8 @@ _SHARED_MAX_ENTRIES = 4096
 _SHARED_MAX_CHARS = 2_000_000
 _SHARED_MAX_STRING = 100_000
 _SEEN_MAX = 16_384
+#: the detector sets remembered per set of gates the pass switched on
+_MEMO_MAX = 512
 #: key decisions and pseudonym kinds are remembered for at most this many distinct keys
 _KEY_MEMO_MAX = 8192
 #: what _key_rule says about a key that has no field policy and is no secret key: walk its value
@@ -114,15 +117,40 @@ class _Custom:
 
 def _widen(out: list, generic: list) -> list:
     """A generic secret token that lost to an overlapping finding (an AWS-shaped run inside a longer
-    token) widens that finding to the whole token, so no part of the token is left in the text."""
-    for gs, ge, _, _ in generic:
-        for i, (s, e, prio, ent) in enumerate(out):
+    token) widens that finding to the whole token, so no part of the token is left in the text.
+    (Candidates as ``find`` holds them: ``(start, -priority, start - end, index, end, entity)``.)"""
+    for c in generic:
+        gs, ge = c[0], c[4]
+        for i, (s, prio, _, k, e, ent) in enumerate(out):
             if s < ge and gs < e:
                 ns, ne = min(s, gs), max(e, ge)
-                if (i == 0 or out[i - 1][1] <= ns) and (i + 1 == len(out) or out[i + 1][0] >= ne):
-                    out[i] = (ns, ne, prio, ent)
+                if (i == 0 or out[i - 1][4] <= ns) and (i + 1 == len(out) or out[i + 1][0] >= ne):
+                    out[i] = (ns, prio, ns - ne, k, ne, ent)
                 break
     return out
+
+
+def _resolve(cands: list[tuple[int, int, int, int, int, str]]) -> list[Finding]:
+    """The findings among the candidates ``(start, -priority, start - end, detector index, end, entity)``: in
+    order of start, an overlapping candidate replaces the one before it when its priority is higher, or as high
+    and it is longer (as long: the first detector's stays); then :func:`_widen`."""
+    cands.sort()
+    out: list[tuple[int, int, int, int, int, str]] = []
+    lost: list[tuple[int, int, int, int, int, str]] = []
+    for c in cands:
+        if out and c[0] < out[-1][4]:
+            last = out[-1]
+            if (c[1], c[2]) < (last[1], last[2]):  # a higher priority, or as high and longer
+                out[-1] = c
+                lost.append(last)
+            else:
+                lost.append(c)
+            continue
+        out.append(c)
+    if lost:
+        out = _widen(out, [c for c in lost if c[5] == "GENERIC_SECRET"])
+    new = tuple.__new__  # a Finding without the Python-level __new__ of a named tuple
+    return [new(Finding, (c[0], c[4], c[5])) for c in out]
 
 
 def _err(key: str, msg: str) -> ValueError:
@@ -347,6 +375,8 @@ class Redactor:
 
         # GENERIC_SECRET last: it skips tokens the detectors before it have claimed
         self._detectors = tuple(sorted(detectors, key=lambda d: isinstance(d, GenericSecretDetector)))
+        #: (the detectors they were made from, active gates → what ``_running`` gives)
+        self._memo: tuple[tuple, dict] = ((), {})
         #: one Hyperscan pass says which built-in detectors can match (None: every detector runs)
         cache_dir = _cache_dir(config)
         self._prefilter = make_prefilter(entities, cache_dir) if _bool(config, "prefilter", True) else None
@@ -355,6 +385,8 @@ class Redactor:
         self._generic = "GENERIC_SECRET" in entities
         self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names)
         self._actions = actions
+        #: the marker of each entity type whose action is ``mask`` (what ``marker`` returns for it)
+        self._masks = {name: f"<{name}>" for name, action in actions.items() if action == "mask"}
 
         # What the structure walk remembers; everything in here is a pure function of the string (or key)
         # and this Redactor's config, so a hit gives what a scan would give.
@@ -398,51 +430,79 @@ class Redactor:
         if self._builtin_only and not (len(text) > _LONG_TEXT and _DIGIT_AT_COLON.search(text) is not None) \
                 and not may_hold_builtin(text):
             return []
-        cands: list[tuple[int, int, int, str]] = []
         ctx = Text(text)
-        active = None
-        if self._prefilter is not None:
-            ctx.finders = self._prefilter.finders
+        prefilter = self._prefilter
+        detectors = None
+        if prefilter is not None:
+            ctx.finders = prefilter.finders
             if ctx.scannable:
-                active, ctx.context_starts, ctx.digit_runs, ctx.positions = self._prefilter.scan(text)
-            if not ctx.ascii and self._generic:
-                # the pass holds only the ASCII credential words: all of them, in the lower-cased text
-                ctx.context_starts = (self._prefilter.word_starts(ctx.lower) if len(ctx.lower) == len(text)
+                active, ctx.context_starts, ctx.digit_runs, ctx.positions = prefilter.scan(text)
+                if not ctx.ascii and self._generic:
+                    # the pass holds only the ASCII credential words (lower-casing such text changes no
+                    # ASCII letter and no length): the others are looked for in the lower-cased text
+                    wide = prefilter.wide_word_starts(ctx.lower)
+                    if wide:
+                        ctx.context_starts = sorted({*ctx.context_starts, *wide})
+                        active.add("GENERIC_SECRET")
+                detectors = self._running(active)
+            elif not ctx.ascii and self._generic:
+                # no pass (every detector runs): all the credential words, in the lower-cased text
+                ctx.context_starts = (prefilter.word_starts(ctx.lower) if len(ctx.lower) == len(text)
                                       else None)
-                if active is not None and ctx.context_starts != []:
-                    active.add("GENERIC_SECRET")
-                elif active is not None:
-                    active.discard("GENERIC_SECRET")
-        for det in self._detectors:
-            if active is not None and det.gate not in active and not isinstance(det, _Custom):
+        if detectors is None:
+            detectors = self._all
+        # a candidate is (start, -priority, start - end, detector index, end, entity): sorted as it is, it is in
+        # the order of the resolution below (start, then the higher priority, then the longer; the index keeps
+        # the order among equals the detectors' own, as a stable sort by the first three did)
+        cands: list[tuple[int, int, int, int, int, str]] = []
+        add = cands.append
+        for k, det in detectors:
+            if k < 0:  # the detectors that only match at the pass's positions, in one loop
+                self._at_positions(text, ctx, det, add)
                 continue
-            prio = det.priority
+            prio = -det.priority
             entity = det.entity
             if entity == "GENERIC_SECRET" and not (self._allow or self._allow_patterns):
                 # what a more specific detector already took need not be checked again
-                ctx.claimed = [(c[0], c[1]) for c in cands if c[2] > prio]
+                ctx.claimed = [(c[0], c[4]) for c in cands if c[1] < prio]
             for s, e in det.find(text, ctx):
-                cands.append((s, e, prio, entity))
+                add((s, prio, s - e, k, e, entity))
         if not cands:
             return []
         if self._allow or self._allow_patterns:
-            cands = [c for c in cands if not self._allowed(text[c[0]:c[1]])]
-        cands.sort(key=lambda c: (c[0], -c[2], c[0] - c[1]))
-        out: list[tuple[int, int, int, str]] = []
-        lost: list[tuple[int, int, int, str]] = []
-        for c in cands:
-            if out and c[0] < out[-1][1]:
-                last = out[-1]
-                if (c[2], c[1] - c[0]) > (last[2], last[1] - last[0]):
-                    out[-1] = c
-                    lost.append(last)
-                else:
-                    lost.append(c)
-                continue
-            out.append(c)
-        if lost:
-            out = _widen(out, [c for c in lost if c[3] == "GENERIC_SECRET"])
-        return [Finding(s, e, ent) for s, e, _, ent in out]
+            cands = [c for c in cands if not self._allowed(text[c[0]:c[4]])]
+        return _resolve(cands)
+
+    def _running(self, active: set[str]) -> tuple[tuple[int, Detector | _Custom], ...]:
+        """``(index, detector)`` of the detectors the pass's ``active`` gates (and custom patterns) run, in
+        order; remembered per set of gates (most texts share a few), for the detectors held now."""
+        memo = self._memo
+        if memo[0] is not self._detectors:  # replaced (the benchmark's per-detector timing)
+            memo = self._memo = (self._detectors, {})
+        key = frozenset(active)
+        run = memo[1].get(key)
+        if run is None:
+            chosen = [(k, d) for k, d in enumerate(self._detectors) if d.gate in key or isinstance(d, _Custom)]
+            group = tuple((k, d) for k, d in chosen if getattr(d, "by_position", False))
+            run = []
+            for k, d in chosen:
+                if not getattr(d, "by_position", False):
+                    run.append((k, d))
+                elif d is group[0][1]:  # where the first of them was
+                    run.append((-1, group))
+            run = tuple(run)
+            if len(memo[1]) >= _MEMO_MAX:
+                memo[1].clear()
+            memo[1][key] = run
+        return run
+
+    def _at_positions(self, text: str, ctx: Text, group: tuple, add: Callable) -> None:
+        """The ``by_position`` detectors of ``group`` (a method of its own: the benchmark times it)."""
+        matches_at_positions(text, ctx, group, add)
+
+    @property
+    def _all(self) -> tuple[tuple[int, Detector | _Custom], ...]:
+        return tuple(enumerate(self._detectors))
 
     def _allowed(self, value: str) -> bool:
         return value in self._allow or any(p.fullmatch(value) for p in self._allow_patterns)
@@ -470,11 +530,16 @@ class Redactor:
         pos = 0
         dropped = False
         actions = self._actions
+        masks = self._masks
         for s, e, entity in findings:
             parts.append(text[pos:s])
-            action = actions.get(entity, "mask")
-            dropped = dropped or action == "drop"
-            parts.append(self.marker(entity, text[s:e], action))
+            mask = masks.get(entity)
+            if mask is not None:  # marker()'s answer for a masked type, without the call
+                parts.append(mask)
+            else:
+                action = actions.get(entity, "mask")
+                dropped = dropped or action == "drop"
+                parts.append(self.marker(entity, text[s:e], action))
             counts[entity] = counts.get(entity, 0) + 1
             pos = e
         parts.append(text[pos:])
