@@ -426,17 +426,40 @@ def test_the_pass_over_question_marks_finds_what_it_found_in_utf8():
 def test_the_credential_words_of_text_with_non_ascii_letters_are_those_of_its_lower_case_form():
     """In text the pass sees that is not ASCII, the pass's ASCII credential words and the others looked for in
     the lower-cased text are every credential word of the lower-cased text (what ``find`` took before)."""
+    import random
+
     from dspy_tracekit_redact._detectors import pass_safe
 
+    rng = random.Random(16)
     p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
     texts = [t for t in _pass_texts(12_000, seed=12) if not t.isascii() and pass_safe(t)]
-    texts += ["CONTRASEÑA: x", "Пароль=abc", "SCHLÜSSEL ключ 密码 clé", "hasło şifre トークン"]
+    # the words in every case: the non-ASCII ones are looked for in the text itself, each character in its case forms
+    texts = [t if rng.random() < 0.4 else "".join(c.upper() if rng.random() < 0.5 else c for c in t) for t in texts]
+    texts += ["CONTRASEÑA: x", "Пароль=abc", "SCHLÜSSEL ключ 密码 clé", "hasło şifre トークン", "ŞIFRE HASŁO КЛЮЧ СЕКРЕТ ТоКеН"]
+    texts = [t for t in texts if pass_safe(t)]
     assert len(texts) > 5_000
     for text in texts:
         low = text.lower()
         assert len(low) == len(text)
         assert sorted({*p.scan(text)[1], *p.wide_word_starts(low)}) == p.word_starts(low), text
-    assert sum(1 for t in texts if p.wide_word_starts(t.lower())) > 500
+        assert p.wide_word_starts_in(text, Text(text)) == p.wide_word_starts(low), text
+    assert sum(1 for t in texts if p.wide_word_starts(t.lower()) and t.lower() != t) > 300
+
+
+def test_the_case_forms_of_the_non_ascii_credential_words_are_every_character_that_lowers_to_theirs():
+    """What the any-case finder takes for each character of the non-ASCII credential words: every code point whose
+    ``lower()`` is that character, but the four letters text the pass sees cannot hold (``İ``, ``ı``, ``ſ``, ``K``)."""
+    from dspy_tracekit_redact._detectors import _FOLDS_TO_ASCII
+    from dspy_tracekit_redact._generic import _NEEDLES
+
+    chars = {c for w in _NEEDLES if not w.isascii() for c in w}
+    forms = {c: set() for c in chars}
+    for cp in range(0x110000):
+        low = chr(cp).lower()
+        if low in forms and chr(cp) not in _FOLDS_TO_ASCII:
+            forms[low].add(chr(cp))
+    assert {c: set(prefilter_module._case_forms(c)) for c in chars} == forms
+    assert prefilter_module.Prefilter(BUILTIN_ENTITIES)._wide_any_case is not None
 
 
 @needs_hyperscan
@@ -476,3 +499,41 @@ def test_a_position_gate_with_patterns_of_several_lengths_reports_each_start(mon
     texts = _pass_texts(4000, seed=14)
     assert sum(1 for t in texts if "AWS_SECRET_KEY/test" in old.scan(t)[3]) > 600
     assert [t for t in texts if new.scan(t) != old.scan(t)] == []
+
+
+def test_text_classes_of_long_non_ascii_text_are_those_of_each_character():
+    """``text_classes`` looks at each distinct non-ASCII character once when there are many: on long Cyrillic,
+    CJK and accented text with one character that turns the pass off (a Unicode digit or space, ``ſ``, ``K``)
+    anywhere or none, it answers as ``ascii_classes`` and ``pass_safe`` do."""
+    import random
+
+    from dspy_tracekit_redact._detectors import ascii_classes, pass_safe, text_classes
+
+    # text whose non-ASCII characters are letters only takes a shortcut: no letter is a digit or a space
+    assert not [cp for cp in range(0x80, 0x110000) if chr(cp).isalpha() and (chr(cp).isdigit() or chr(cp).isspace())]
+    rng = random.Random(15)
+    letters = "абвгдежзиклмнопрстуфхцчшщыэюя密码令牌パスワードéñüłş abc123:"
+    unsafe = ("٣", "\u3000", "\xa0", "ſ", "\u212a", "²", "\u0130", "\u0131", "\x1f")
+    refused = 0
+    for _ in range(3000):
+        alphabet = letters + rng.choice(("", "€—😀«»"))  # letters only, or with symbols too
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(20, 400)))
+        if rng.random() < 0.5:
+            k = rng.randint(0, len(text))
+            text = text[:k] + rng.choice(unsafe) + text[k:]
+        want = (ascii_classes(text), ascii_classes(text) or pass_safe(text))
+        assert text_classes(text) == want, text
+        refused += not want[1]
+    assert 1000 < refused < 2000
+
+
+def test_the_classes_text_classes_searches_are_those_of_the_character_tests():
+    """``text_classes`` searches the non-ASCII characters with two regexes instead of testing each: they match
+    exactly the non-ASCII code points ``isalnum() or isspace()`` (``ascii_classes``), and ``isdigit() or
+    isspace()`` or a letter that folds to ASCII (``pass_safe``), in this Python's Unicode database."""
+    from dspy_tracekit_redact._detectors import _FOLDS_TO_ASCII, _PASS_UNSAFE, _WORD_OR_SPACE
+
+    chars = [chr(cp) for cp in range(0x80, 0x110000)]
+    assert [c for c in chars if (_WORD_OR_SPACE.match(c) is not None) != (c.isalnum() or c.isspace())] == []
+    assert [c for c in chars if (_PASS_UNSAFE.match(c) is not None) != (
+        c.isdigit() or c.isspace() or c in _FOLDS_TO_ASCII)] == []

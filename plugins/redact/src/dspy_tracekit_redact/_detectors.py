@@ -624,9 +624,24 @@ def text_classes(text: str) -> tuple[bool, bool]:
     if text.isascii():
         return True, True
     others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
-    if not any(c.isalnum() or c.isspace() for c in others):
+    # one regex search of the non-ASCII characters each, not a look at each one (text in Cyrillic or CJK holds
+    # thousands): a word character or space (what ascii_classes looks for), a digit, space or fold (pass_safe)
+    if _WORD_OR_SPACE.search(others) is None:
         return True, True
-    return False, not any(c.isdigit() or c.isspace() or c in _FOLDS_TO_ASCII for c in others)
+    if others.isalpha():  # letters only (no letter is a digit or a space): which of them fold to ASCII
+        return False, not any(c in others for c in _FOLDS_TO_ASCII)
+    return False, _PASS_UNSAFE.search(others) is None
+
+
+#: ``str.isalnum()`` or ``str.isspace()`` (``re``'s ``\w`` is ``isalnum()`` or ``_``, its ``\s`` is ``isspace()``)
+_WORD_OR_SPACE = re.compile(r"[\w\s]")
+#: a non-ASCII character ``pass_safe`` refuses: ``isspace()`` (``\s``), ``isdigit()`` (``\d``, the decimal digits,
+#: and the other digits: superscripts, circled and Ethiopic digits, ... as Python's Unicode database has them; a
+#: digit missing here would be taken like a letter, which no ``\d`` matches either), or one of ``_FOLDS_TO_ASCII``
+_PASS_UNSAFE = re.compile(
+    "[\\s\\d\u0130\u0131\u017f\u212a\u00b2\u00b3\u00b9\u1369-\u1371\u19da\u2070\u2074-\u2079\u2080-\u2089"
+    "\u2460-\u2468\u2474-\u247c\u2488-\u2490\u24ea\u24f5-\u24fd\u24ff\u2776-\u277e\u2780-\u2788\u278a-\u2792"
+    "\U00010a40-\U00010a43\U00010e60-\U00010e68\U00011052-\U0001105a\U0001f100-\U0001f10a]")
 
 
 def _has_unicode_only_space(text: str) -> bool:

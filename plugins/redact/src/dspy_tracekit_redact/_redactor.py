@@ -377,6 +377,7 @@ class Redactor:
         self._detectors = tuple(sorted(detectors, key=lambda d: isinstance(d, GenericSecretDetector)))
         #: (the detectors they were made from, active gates → what ``_running`` gives)
         self._memo: tuple[tuple, dict] = ((), {})
+        self._all_memo: tuple[tuple, tuple] = ((), ())
         #: one Hyperscan pass says which built-in detectors can match (None: every detector runs)
         cache_dir = _cache_dir(config)
         self._prefilter = make_prefilter(entities, cache_dir) if _bool(config, "prefilter", True) else None
@@ -440,7 +441,7 @@ class Redactor:
                 if not ctx.ascii and self._generic:
                     # the pass holds only the ASCII credential words (lower-casing such text changes no
                     # ASCII letter and no length): the others are looked for in the lower-cased text
-                    wide = prefilter.wide_word_starts(ctx.lower)
+                    wide = prefilter.wide_word_starts_in(text, ctx)
                     if wide:
                         ctx.context_starts = sorted({*ctx.context_starts, *wide})
                         active.add("GENERIC_SECRET")
@@ -456,16 +457,13 @@ class Redactor:
         # the order among equals the detectors' own, as a stable sort by the first three did)
         cands: list[tuple[int, int, int, int, int, str]] = []
         add = cands.append
-        for k, det in detectors:
+        for k, find, prio, entity, claims in detectors:
             if k < 0:  # the detectors that only match at the pass's positions, in one loop
-                self._at_positions(text, ctx, det, add)
+                self._at_positions(text, ctx, find, add)
                 continue
-            prio = -det.priority
-            entity = det.entity
-            if entity == "GENERIC_SECRET" and not (self._allow or self._allow_patterns):
-                # what a more specific detector already took need not be checked again
+            if claims:  # GENERIC_SECRET: what a more specific detector already took need not be checked again
                 ctx.claimed = [(c[0], c[4]) for c in cands if c[1] < prio]
-            for s, e in det.find(text, ctx):
+            for s, e in find(text, ctx):
                 add((s, prio, s - e, k, e, entity))
         if not cands:
             return []
@@ -473,9 +471,16 @@ class Redactor:
             cands = [c for c in cands if not self._allowed(text[c[0]:c[4]])]
         return _resolve(cands)
 
-    def _running(self, active: set[str]) -> tuple[tuple[int, Detector | _Custom], ...]:
-        """``(index, detector)`` of the detectors the pass's ``active`` gates (and custom patterns) run, in
-        order; remembered per set of gates (most texts share a few), for the detectors held now."""
+    def _entry(self, k: int, det: Detector | _Custom) -> tuple:
+        """What ``find``'s loop reads of the detector ``det`` at index ``k``: ``(k, its find, -priority, entity,
+        whether it reads the spans found before it)``."""
+        claims = det.entity == "GENERIC_SECRET" and not (self._allow or self._allow_patterns)
+        return k, det.find, -det.priority, det.entity, claims
+
+    def _running(self, active: set[str]) -> tuple[tuple, ...]:
+        """``_entry`` of each detector the pass's ``active`` gates (and custom patterns) run, in order, the
+        ``by_position`` ones as one entry ``(-1, their (index, detector) pairs, ...)`` where the first of them
+        was; remembered per set of gates (most texts share a few), for the detectors held now."""
         memo = self._memo
         if memo[0] is not self._detectors:  # replaced (the benchmark's per-detector timing)
             memo = self._memo = (self._detectors, {})
@@ -487,9 +492,9 @@ class Redactor:
             run = []
             for k, d in chosen:
                 if not getattr(d, "by_position", False):
-                    run.append((k, d))
+                    run.append(self._entry(k, d))
                 elif d is group[0][1]:  # where the first of them was
-                    run.append((-1, group))
+                    run.append((-1, group, 0, "", False))
             run = tuple(run)
             if len(memo[1]) >= _MEMO_MAX:
                 memo[1].clear()
@@ -501,8 +506,12 @@ class Redactor:
         matches_at_positions(text, ctx, group, add)
 
     @property
-    def _all(self) -> tuple[tuple[int, Detector | _Custom], ...]:
-        return tuple(enumerate(self._detectors))
+    def _all(self) -> tuple[tuple, ...]:
+        """``_entry`` of every detector (no pass: each one runs), for the detectors held now."""
+        memo = self._all_memo
+        if memo[0] is not self._detectors:
+            memo = self._all_memo = (self._detectors, tuple(self._entry(k, d) for k, d in enumerate(self._detectors)))
+        return memo[1]
 
     def _allowed(self, value: str) -> bool:
         return value in self._allow or any(p.fullmatch(value) for p in self._allow_patterns)
