@@ -82,7 +82,7 @@ def _phone_differences(texts: list[str]) -> list[str]:
 
 @needs_hyperscan
 def test_phone_candidates_rejected_on_their_groups_hide_no_phone():
-    """``_PHONE_HEADS`` (candidates) and ``_PHONE_RUN`` (runs of the pass) leave every phone and trimmed
+    """``_PHONE_HEADS`` (candidates) and the pass's PHONE runs (``_prefilter.RUNS``) leave every phone and trimmed
     phone of 30,000 texts of phones, near misses, dates and order and build numbers."""
     texts = _phone_texts(30_000)
     plain = _plain_phone()
@@ -91,19 +91,32 @@ def test_phone_candidates_rejected_on_their_groups_hide_no_phone():
     assert _phone_differences(texts) == []
 
 
+def _phone_runs(drop: int | None = None, old: str = "", new: str = "") -> tuple[str, ...]:
+    """The pass's PHONE run patterns, one left out or one changed."""
+    return tuple(p.replace(old, new) if old else p for i, p in enumerate(prefilter_module.RUNS["PHONE"]) if i != drop)
+
+
 @needs_hyperscan
 @pytest.mark.parametrize("narrower", [
-    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(2, 4, 4)}),
-    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(1, 3, 3)}),
-    ("_PHONE_HEADS", detectors._PHONE_HEADS - {(3, 3, 4)} | {(3, 3, 3)}),
-    ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("(?:0|", "(?:"))),
-    ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("[0-9]{5}[^0-9]+[0-9]{5}", "x"))),
-    ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("[0-9]{10}|", ""))),
-    ("_PHONE_RUN", detectors.re.compile(detectors._PHONE_RUN.pattern.replace("[0-9]{4,5}", "[0-9]{5}"))),
-], ids=["no BR 2-4-4", "no NANP 1-3-3", "NANP 3-3-3", "no trunk 0", "no IN 5-5", "no bare 10", "no BR run 2-4"])
+    (detectors, "_PHONE_HEADS", detectors._PHONE_HEADS - {(2, 4, 4)}),
+    (detectors, "_PHONE_HEADS", detectors._PHONE_HEADS - {(1, 3, 3)}),
+    (detectors, "_PHONE_HEADS", detectors._PHONE_HEADS - {(3, 3, 4)} | {(3, 3, 3)}),
+    (prefilter_module.RUNS, "PHONE", _phone_runs(drop=1)),
+    (prefilter_module.RUNS, "PHONE", _phone_runs(drop=5)),
+    (prefilter_module.RUNS, "PHONE", _phone_runs(drop=2)),
+    (prefilter_module.RUNS, "PHONE", _phone_runs(old="9?[0-9]{4}", new="9[0-9]{4}")),
+    (prefilter_module.RUNS, "PHONE", _phone_runs(old="(?:^|", new="(?:")),
+    (prefilter_module.RUNS, "PHONE", _phone_runs(old="#@:])", new="#@:()])")),
+], ids=["no BR 2-4-4", "no NANP 1-3-3", "NANP 3-3-3", "no trunk 0 run", "no IN 5-5 run", "no bare 10 run",
+        "no BR run 2-4", "no run at the start", "no run after a ("])
 def test_the_phone_texts_catch_a_shape_one_case_too_narrow(monkeypatch, narrower):
-    """...and a shape test that forgets one case changes findings on them (so the test above can fail)."""
-    monkeypatch.setattr(detectors, *narrower)
+    """...and a shape test (of a candidate, or of a run in the pass) that forgets one case changes findings on
+    them (so the test above can fail)."""
+    where, name, value = narrower
+    if isinstance(where, dict):
+        monkeypatch.setitem(where, name, value)
+    else:
+        monkeypatch.setattr(where, name, value)
     assert _phone_differences(_phone_texts(30_000)) != []
 
 

@@ -27,16 +27,16 @@ Span = tuple[int, int]
 # ----------------------------------------------------------------------------------------------
 
 
-#: a Luhn digit's value as it is (every other one from the right) and doubled, digits summed (the others)
-_LUHN_SAME = {chr(48 + d): d for d in range(10)}
-_LUHN_DOUBLED = {chr(48 + d): 2 * d - 9 * (d > 4) for d in range(10)}
+#: a Luhn digit doubled, its digits summed (``7`` → ``14`` → ``5``), as an ASCII digit
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
 
 
 def luhn_ok(digits: str) -> bool:
-    """The Luhn check (for ASCII digits two C-level sums over table lookups, not a Python loop)."""
+    """The Luhn check (for ASCII digits: the doubled ones by one ``bytes.translate``, then the sum of the bytes,
+    less ``48`` each: C-level calls, not a Python loop)."""
     if digits.isascii() and digits.isdigit():
-        return (sum(map(_LUHN_SAME.__getitem__, digits[::-2]))
-                + sum(map(_LUHN_DOUBLED.__getitem__, digits[-2::-2]))) % 10 == 0
+        b = digits.encode()
+        return (sum(b[::-2]) + sum(b[-2::-2].translate(_LUHN_DOUBLED)) - 48 * len(b)) % 10 == 0
     total = 0  # other digits ``\d`` takes (``٣``): as the check always took them, by code point
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
@@ -51,22 +51,22 @@ def luhn_ok(digits: str) -> bool:
 _CARD_PREFIX = re.compile(r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3(?:0[0-5]|[68])|35|6(?:011|5|4[4-9]|2)")
 
 
-_DIGITS = re.compile(r"\d+")
-
-
 def card_ok(value: str) -> bool:
-    digits = value.replace(" ", "").replace("-", "")
+    """A card candidate (digits, each maybe after one space or ``-``: what the CREDIT_CARD regex matches, or
+    the part of it before a separator) is a card number."""
+    space, dash = " " in value, "-" in value
+    digits = value.replace(" ", "").replace("-", "") if space or dash else value
     if not 13 <= len(digits) <= 19 or not _CARD_PREFIX.match(digits):
         return False
-    seps = {c for c in value if c in " -"}
-    if len(seps) > 1:  # "4111 1111-1111 1111" is not how anyone writes a card
-        return False
-    if seps:
-        sizes = [len(g) for g in _DIGITS.findall(value)]
-        if sizes not in ([4, 6, 5], [4, 6, 4]) and not (
-                all(n == 4 for n in sizes[:-1]) and 1 <= sizes[-1] <= 4 and len(sizes) >= 4):
+    # the groups, split at the one kind of separator: "4111 1111-1111 1111" is not how anyone writes a card
+    if space or dash:
+        if space and dash:
             return False
-    if len(set(digits)) < 2:
+        sizes = [len(g) for g in value.split(" " if space else "-")]
+        if sizes != [4, 6, 5] and sizes != [4, 6, 4] and not (
+                len(sizes) >= 4 and 1 <= sizes[-1] <= 4 and all(n == 4 for n in sizes[:-1])):
+            return False
+    if digits.count(digits[0]) == len(digits):  # one digit repeated
         return False
     return luhn_ok(digits)
 
@@ -89,10 +89,17 @@ IBAN_LENGTHS = {
 _IBAN_LETTERS = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
 
 
+#: a registry country's letters as ISO 7064's numbers (``DE`` → ``1314``)
+_IBAN_COUNTRY_NUMBER = {cc: cc.translate(_IBAN_LETTERS) for cc in IBAN_LENGTHS}
+
+
 def iban_ok(compact: str) -> bool:
     if IBAN_LENGTHS.get(compact[:2]) != len(compact):
         return False
-    rearranged = compact[4:] + compact[:4]
+    bban = compact[4:]
+    if bban.isdecimal() and compact[2:4].isdecimal():  # no letter but the country's: no translate (1.4 us)
+        return int(bban + _IBAN_COUNTRY_NUMBER[compact[:2]] + compact[2:4]) % 97 == 1
+    rearranged = bban + compact[:4]
     if not rearranged.isalnum():
         return False
     try:  # one translate instead of a conversion per character (``int`` takes Unicode digits as they are)
@@ -108,9 +115,16 @@ def ssn_ok(area: str, group: str, serial: str) -> bool:
 
 
 def ipv4_ok(value: str) -> bool:
+    """``value``, a match of the IPv4 regex (1-3 digits, three dots), is an address (not a version)."""
     parts = value.split(".")
     if len(parts) != 4:
         return False
+    if value.isascii():  # ASCII digits: compared as strings, not made ints (0.25 vs 0.55 us)
+        for p in parts:
+            if len(p) > 1 and (p[0] == "0" or len(p) > 3 or (len(p) == 3 and p > _OCTET_MAX)):
+                return False
+        # no leading zero: one digit is below 10
+        return not (parts[1] == parts[2] == parts[3] == "0" and len(parts[0]) == 1)
     for p in parts:
         if len(p) > 1 and p[0] == "0":
             return False
@@ -120,8 +134,43 @@ def ipv4_ok(value: str) -> bool:
     return not (parts[1] == parts[2] == parts[3] == "0" and int(parts[0]) < 10)
 
 
+_OCTET_MAX = "255"
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+#: eight groups of hex digits, no ``::``: an address as it is (``ipaddress`` takes every such value)
+_V6_FULL = re.compile(r"(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}")
+_HEXTETS = 8
+_HEXTET_DIGITS = 4
+
+
 def ipv6_ok(value: str) -> bool:
     value = value.split("%", 1)[0]
+    if _V6_FULL.fullmatch(value):
+        return True
+    if "." not in value and _HEX_COLON.issuperset(value):
+        # hex groups and colons only: what ``ipaddress.IPv6Address`` checks of them (3-9 parts, no group longer
+        # than 4, eight parts or one ``::``, ends empty only as part of it), without building the address (4 us)
+        parts = value.split(":")
+        n = len(parts)
+        if n - parts.count("") < 2 or ("::" not in value and n < 8):
+            return False
+        if n < 3 or n > _HEXTETS + 1 or max(map(len, parts)) > _HEXTET_DIGITS:
+            return False
+        inner = parts[1:-1].count("")
+        if inner == 0:
+            return n == _HEXTETS and parts[0] != "" and parts[-1] != ""
+        if inner > 1:
+            return False
+        skip = parts.index("", 1, n - 1)
+        hi, lo = skip, n - skip - 1
+        if not parts[0]:
+            hi -= 1
+            if hi:
+                return False
+        if not parts[-1]:
+            lo -= 1
+            if lo:
+                return False
+        return hi + lo < _HEXTETS
     groups = [g for g in value.split(":") if g]
     if len(groups) < 2 and "." not in value:
         return False
@@ -189,8 +238,10 @@ def phone_ok(text: str, start: int, end: int) -> bool:
     return _phone_raw_ok(text, start, raw, len(raw) - sum(map(raw.count, _PHONE_SEPARATORS)))
 
 
-def _phone_raw_ok(text: str, start: int, raw: str, n: int) -> bool:
-    """:func:`phone_ok` of ``raw = text[start:...]`` with ``n`` digits."""
+def _phone_raw_ok(text: str, start: int, raw: str, n: int, groups: list[str] | None = None,
+                  digits: str | None = None) -> bool:
+    """:func:`phone_ok` of ``raw = text[start:...]`` with ``n`` digits (its ``_GROUPS.findall`` and their
+    ``join``, if known)."""
     # no format below takes fewer than 8 or more than 17 (most candidates are dates, times and
     # order numbers: cut early)
     if n < 8 or n > 17 or (n < 10 and raw[0] != "+"):
@@ -207,10 +258,11 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int) -> bool:
     # the separators are those of " -./" (digits and "()+" aside)
     if ("-" in raw) + ("." in raw) + ("/" in raw) > 1:  # "212-555.1234" is not a way anyone writes a number
         return False
-    groups = _GROUPS.findall(raw)
-    digits = "".join(groups)
+    if groups is None:
+        groups = _GROUPS.findall(raw)
+    if digits is None:
+        digits = "".join(groups)
     n = len(digits)
-    sizes = [len(g) for g in groups]
     if raw.startswith(("+", "00")):
         intl = digits[2:] if raw.startswith("00") else digits
         if not 8 <= len(intl) <= 15 or len(groups) > 7:
@@ -222,6 +274,7 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int) -> bool:
         if not intl.startswith(_E164_CC):
             return False
         return not (len(groups) == 1 and len(intl) < 10)
+    sizes = [len(g) for g in groups]
     if "/" in raw and not (digits.startswith("0") and len(groups) == 2):
         return False
     if "." in raw and len(groups) < 3:
@@ -311,31 +364,6 @@ class Text:
             rx = _NUM_START_ASCII if self.ascii else _NUM_START
             self._num_starts = [m.start() for m in rx.finditer(self.text)]
         return self._num_starts
-
-    def run_starts(self, entity: str) -> list[int]:
-        """Where a match of ``entity``'s digit-run detector (PHONE, CREDIT_CARD, US_SSN, IPv4) can
-        start: the :meth:`num_starts` inside the runs the prefilter reported for that type
-        (``digit_runs``), else all of them.
-
-        Every such match (and every trimmed candidate) lies inside one maximal run of digits and the
-        separators ``+()-./`` and space, and holds what no run without it can (``_prefilter.RUNS``): a
-        phone 8 digits after a ``+``, 10 with a separator between two of them, or a bare group of 10-11
-        of the shapes ``phone_ok`` takes; a card 13 digits from a 2-6 on; an SSN 9 in its three shapes; an
-        IPv4 address three dots. A run without that holds no finding, and its failed matches end inside
-        it, so they hide none after it: skipping the run leaves the findings as they are. Most dates,
-        prices, times, versions, timestamps and tracking numbers are such runs.
-        """
-        runs = self.digit_runs
-        if runs is None:
-            return self.num_starts()
-        spans = runs.get(entity)
-        if not spans:
-            return []
-        rx = _NUM_START_ASCII if self.ascii else _NUM_START
-        text = self.text
-        # the lookahead needs run characters only, and the lookbehind sees before ``rs``: inside a
-        # run these are exactly the num_starts
-        return [m.start() for rs, re_ in spans for m in rx.finditer(text, rs, re_)]
 
 
 # A superset of the start positions of the digit-run detectors' regexes: each of them refuses a
@@ -692,8 +720,31 @@ def _v_ssn(text: str, m: re.Match[str]) -> bool:
     if not ssn_ok(m.group("a"), m.group("g"), m.group("s")):
         return False
     if not m.group("sep"):  # a bare nine-digit number is an SSN only when the text says so
-        return bool(_SSN_CONTEXT.search(text, max(0, m.start() - 40), m.start()))
+        return _ssn_context(text, m.start())
     return True
+
+
+#: the words of ``_SSN_CONTEXT`` but ``sin\b`` ("social security" holds "social sec")
+_SSN_WORDS = ("ssn", "social sec", "tax id", "taxpayer")
+
+
+def _ssn_context(text: str, start: int) -> bool:
+    """``_SSN_CONTEXT.search(text, start - 40, start)``: for ASCII text (where ``(?i)`` is ``lower()``) by
+    ``in`` on the lower-cased 40 characters, ``sin\b`` by ``find`` and the character after it (a boundary at the
+    window's end too, as ``endpos`` makes it), 2-3 us less than the regex's caseless alternation."""
+    before = text[start - 40 if start > 40 else 0:start]
+    if not before.isascii():
+        return _SSN_CONTEXT.search(text, max(0, start - 40), start) is not None
+    low = before.lower()
+    if any(w in low for w in _SSN_WORDS):
+        return True
+    i = low.find("sin")
+    while i != -1:
+        j = i + 3
+        if j == len(low) or not (low[j].isalnum() or low[j] == "_"):
+            return True
+        i = low.find("sin", i + 1)
+    return False
 
 
 def _v_ipv4(text: str, m: re.Match[str]) -> bool:
@@ -710,64 +761,74 @@ def _v_phone(text: str, m: re.Match[str]) -> bool:
     return phone_ok(text, m.start(), m.end())
 
 
-#: the first three digit groups of a candidate not opened by ``+`` and not starting with ``0`` (``00``, trunk
-#: ``0``)
-_PHONE_HEAD = re.compile(r"\(?([1-9]\d*)\D*(\d*)\D*(\d*)")
-#: the sizes of the first three groups of every such phone: NANP ``212-555-1234`` (3, 3, 4) and
-#: ``1-800-555-0199`` (1, 3, 3), BR ``(11) 91234-5678`` (2, 5, 4) and ``(21) 2345-6789`` (2, 4, 4), IN ``98765
-#: 43210`` (5, 5, any: written 0); the other formats start with ``+`` or ``0`` or are one group of 10-11
-#: digits. A trimmed candidate keeps its first groups but for the last one or two, and the formats with
-#: three groups or more are found with all three: a candidate whose head is none of these (a date
+#: the sizes of the first three digit groups of every phone not opened by ``+`` and not starting with ``0``:
+#: NANP ``212-555-1234`` (3, 3, 4) and ``1-800-555-0199`` (1, 3, 3), BR ``(11) 91234-5678`` (2, 5, 4) and ``(21)
+#: 2345-6789`` (2, 4, 4), IN ``98765 43210`` (5, 5, any: written 0); the other formats start with ``+`` or ``0``
+#: or are one group of 10-11 digits. A trimmed candidate keeps its first groups but for the last one or two, and
+#: the formats with three groups or more are found with all three: a candidate whose head is none of these (a date
 #: ``2022-10-03 13``, an order number ``942-6135966-7899688``, a build ``10.0.13584.3940``, ``7816 0594
 #: 5147``, an IPv4 address) holds no phone, trimmed or not
 _PHONE_HEADS = frozenset({(3, 3, 4), (1, 3, 3), (2, 5, 4), (2, 4, 4), (5, 5, 0)})
-#: what a run of the Hyperscan pass (ASCII digits and `` -./()+``) holds where a phone, trimmed or not,
-#: can start: where ``_PHONE_CAND`` can (its look-behinds), ``+``, or a group starting with ``0``, a group
-#: of 10 digits, or first groups of one of ``_PHONE_HEADS`` (after a ``(`` a candidate opens with, the
-#: look-behinds let the group through too)
-_PHONE_RUN = re.compile(r"(?<![\w+\-./#@:])(?<!\d[ \-.])(?:\+|(?:0|[0-9]{10}|[0-9]{5}[^0-9]+[0-9]{5}(?![0-9])"
-                        r"|[0-9]{3}[^0-9]+[0-9]{3}[^0-9]+[0-9]{4}(?![0-9])|[0-9][^0-9]+[0-9]{3}[^0-9]+[0-9]{3}(?![0-9])"
-                        r"|[0-9]{2}[^0-9]+[0-9]{4,5}[^0-9]+[0-9]{4}(?![0-9])))")
+#: what a candidate's first digit is when ``_PHONE_HEADS`` applies to its first three groups of digits (then it
+#: is not opened by ``+`` nor starts with ``0``: ``00``, trunk ``0``), right at its start or after one ``(``
+_NONZERO = "123456789"
 
 
-class PhoneDetector(Detector):
-    """Most phone candidates are dates, prices, versions and short order numbers: fewer than ten
-    digits without a leading ``+``. Neither :func:`phone_ok` nor a trimmed candidate (fewer digits,
-    same first character) can accept those, so they are dropped on their digit count alone."""
+#: how far past a run's end the digit-run regexes' look-aheads read: a match ends at the run's end at the
+#: latest (it holds run characters only), and no look-ahead reads more than two characters after it (PHONE's
+#: ``x\d``)
+_RUN_LOOKAHEAD = 2
+
+
+class RunDetector(Detector):
+    """CREDIT_CARD, US_SSN, IPv4 and PHONE: with the pass's runs for the type, ``finditer`` of the regex inside
+    each run (``endpos`` just past it, for the look-aheads), one call per run instead of the run's
+    :meth:`Text.num_starts` and a ``match`` at each (2-3x slower): every match lies inside one run, and
+    ``finditer`` tries every position there (``test_redact_digit_runs.py`` compares the two)."""
 
     __slots__ = ()
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
-        runs = ctx.digit_runs.get("PHONE") if ctx is not None and ctx.digit_runs is not None else None
-        if not runs:
+        runs = ctx.digit_runs if ctx is not None else None
+        if runs is None:  # the pass did not run: the starts over the whole text
             return Detector.find(self, text, ctx)
-        # ``ctx.run_starts("PHONE")`` in the runs that can hold a phone: each match lies in one run and
-        # ends inside it, so a run left out changes nothing but its own candidates (none of which is a phone)
-        keep = _PHONE_RUN.search
-        rx = _NUM_START_ASCII if ctx.ascii else _NUM_START
-        starts = [m.start() for rs, re_ in runs if keep(text, rs, re_) for m in rx.finditer(text, rs, re_)]
-        if not starts:
+        spans = runs.get(self.entity)
+        if not spans:
             return []
-        return self._spans(text, _matches_at(self.ascii_regex if ctx.ascii else self.regex, text, starts))
+        finditer = (self.ascii_regex if ctx.ascii else self.regex).finditer
+        return self._spans(text, [m for rs, re_ in spans for m in finditer(text, rs, re_ + _RUN_LOOKAHEAD)])
+
+
+class PhoneDetector(RunDetector):
+    """Most phone candidates are dates, prices, versions and short order numbers: fewer than ten
+    digits without a leading ``+``. Neither :func:`phone_ok` nor a trimmed candidate (fewer digits,
+    same first character) can accept those, so they are dropped on their digit count alone. (The pass
+    reports only runs where a phone can start: ``_prefilter.RUNS``.)"""
+
+    __slots__ = ()
 
     def _spans(self, text: str, matches: Iterable[re.Match[str]]) -> list[Span]:
         # what Detector._spans does with validate=_v_phone, trim=phone_ok, trim_min_digits=8, the
         # digit count taken once
         out: list[Span] = []
-        seps = _PHONE_SEPARATORS
+        findall = _GROUPS.findall
         for m in matches:
             raw = m.group()
-            n = len(raw) - sum(map(raw.count, seps))
+            groups = findall(raw)  # the digits are the candidate's characters but the separators
+            digits = "".join(groups)
+            n = len(digits)
             if n < 10 and (n < 8 or raw[0] != "+"):
                 continue
-            if raw[0] != "+":
-                head = _PHONE_HEAD.match(raw)
-                if head is not None:
-                    f, g = len(head[1]), len(head[2])
-                    if f < 10 and ((5, 5, 0) if f == g == 5 else (f, g, len(head[3]))) not in _PHONE_HEADS:
-                        continue  # neither the candidate nor a trimmed one can be a phone (see _PHONE_HEADS)
+            c = raw[0]
+            if c in _NONZERO or (c == "(" and raw[1] in _NONZERO):
+                # its first three groups (0: none); the first starts with 1-9, at the start or after one "("
+                f = len(groups[0])
+                g = len(groups[1]) if len(groups) > 1 else 0
+                if f < 10 and ((5, 5, 0) if f == g == 5 else (f, g, len(groups[2]) if len(groups) > 2 else 0)) \
+                        not in _PHONE_HEADS:
+                    continue  # neither the candidate nor a trimmed one can be a phone (see _PHONE_HEADS)
             s, e = m.span()
-            if _phone_raw_ok(text, s, raw, n):
+            if _phone_raw_ok(text, s, raw, n, groups, digits):
                 out.append((s, e))
                 continue
             if n <= 8 or raw.isdecimal():  # no separator: nothing to cut at
@@ -1071,32 +1132,51 @@ class IbanDetector(Detector):
     __slots__ = ()
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
-        regex = self.ascii_regex if (ctx.ascii if ctx is not None else ascii_classes(text)) else self.regex
+        at = ctx.positions if ctx is not None else None
+        if at is None:
+            regex = self.ascii_regex if (ctx.ascii if ctx is not None else ascii_classes(text)) else self.regex
+            starts = [m.start() for m in regex.finditer(text)]
+        else:
+            # the pass's ``CC00`` positions of the registry's countries: ``[A-Z][A-Z]\d\d`` is there, and its
+            # matches cannot overlap, so the regex's look-behind (no ``\w`` before) is all that is left of it
+            # (``\w``: ``isalnum`` or ``_``, which ``ascii_classes`` text means in ASCII too)
+            starts = [i for i in at.get(self.entity, ())
+                      if not i or not (text[i - 1].isalnum() or text[i - 1] == _UNDERSCORE)]
         n_text = len(text)
         out: list[Span] = []
-        # the prefilter's ``CC00`` positions; matches of ``[A-Z][A-Z]\d\d`` cannot overlap, so matching
-        # there finds what ``finditer`` finds in a registry country
-        at = ctx.positions if ctx is not None else None
-        matches = regex.finditer(text) if at is None else _matches_at(regex, text, at.get(self.entity, ()))
-        for m in matches:
-            start = m.start()
+        for start in starts:
             length = IBAN_LENGTHS.get(text[start:start + 2])
             if length is None:
                 continue
             # the rest: ``length - 4`` capitals or digits, each maybe after one space
-            rest = _IBAN_REST[length].match(text, m.end())
+            rest = _iban_rest(text, start + 4, length)
             if rest is None:
                 continue
             i = rest.end()
             if i < n_text and text[i].isalnum():
                 continue
-            if iban_ok(m.group(0) + rest.group().replace(" ", "")):
+            if iban_ok(text[start:start + 4] + rest.group().replace(" ", "")):
                 out.append((start, i))
         return out
 
 
+_UNDERSCORE = "_"
+
+
 #: IBAN length → the characters after its first four: each a capital or digit, maybe after one space
 _IBAN_REST = {n: re.compile(f"(?: ?[A-Z0-9]){{{n - 4}}}") for n in set(IBAN_LENGTHS.values())}
+#: the same as it is mostly written, compact or in groups of four (one repeat, not one group per character)
+_IBAN_COMPACT = {n: re.compile(f"[A-Z0-9]{{{n - 4}}}") for n in set(IBAN_LENGTHS.values())}
+_IBAN_GROUPED = {n: re.compile(f"(?: [A-Z0-9]{{4}}){{{(n - 4) // 4}}}"
+                                + (f" [A-Z0-9]{{{(n - 4) % 4}}}" if (n - 4) % 4 else ""))
+                 for n in set(IBAN_LENGTHS.values())}
+
+
+def _iban_rest(text: str, i: int, length: int) -> re.Match[str] | None:
+    """``_IBAN_REST[length].match(text, i)``, compact or grouped by four first: where either matches, the general
+    form does too, and ends at the same place (each character maybe after one space: no choice is left)."""
+    return (_IBAN_COMPACT[length].match(text, i) or _IBAN_GROUPED[length].match(text, i)
+            or _IBAN_REST[length].match(text, i))
 
 
 # ``\b[A-Z]{2}\d{2}`` with the boundary checked after the first letter: a leading character class
@@ -1122,8 +1202,9 @@ _CREDENTIAL_VALUE = (r"\\?[\"']?(?:\s*[:=]\s*|\s+(?P<is>is)\s+)\\?[\"']?(?P<val>
                      r"(?=[\s\"'`,;\\]|\Z)")
 
 
-def _run_starts(entity: str) -> Callable[[Text], list[int]]:
-    return lambda ctx: ctx.run_starts(entity)
+def _num_starts(ctx: Text) -> list[int]:
+    """Where a digit-run detector's regex can start when the pass did not run (``RunDetector.find``)."""
+    return ctx.num_starts()
 
 
 def _pass_starts(gate: str) -> Callable[[Text], list[int] | None]:
@@ -1186,19 +1267,19 @@ def builtin_detectors() -> dict[str, list[Detector]]:
         r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
         None, priority=85, anchor=_anchor(("@",), 80, 260)))
     add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
-    add(Detector("CREDIT_CARD", re.compile(
+    add(RunDetector("CREDIT_CARD", re.compile(
         r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), None, _v_card, priority=72, trim=_trim_card,
-        starts=_run_starts("CREDIT_CARD"), trim_min_digits=13))
-    add(Detector("US_SSN", re.compile(
+        starts=_num_starts, trim_min_digits=13))
+    add(RunDetector("US_SSN", re.compile(
         r"(?<![\w\-.])(?P<a>\d{3})(?P<sep>[\- ]?)(?P<g>\d{2})(?P=sep)(?P<s>\d{4})(?![\w]|[\-.]\d)"),
-        None, _v_ssn, priority=71, starts=_run_starts("US_SSN")))
-    add(Detector("IP_ADDRESS", re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)"),
-                 None, _v_ipv4, priority=65, starts=_run_starts("IP_ADDRESS")))
-    add(Detector("IP_ADDRESS", re.compile(
+        None, _v_ssn, priority=71, starts=_num_starts))
+    add(RunDetector("IP_ADDRESS", re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)"),
+                 None, _v_ipv4, priority=65, starts=_num_starts))
+    add(Ipv6Detector("IP_ADDRESS", re.compile(
         r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})"
         r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3}|(?<=[0-9A-Fa-f])\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?:%[\w.]+)?(?![\w:])"),
         None, _v_ipv6, priority=65, anchor=_v6_anchor, window_starts=_v6_starts, gate="IP_ADDRESS/v6"))
-    add(PhoneDetector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=_run_starts("PHONE"),
+    add(PhoneDetector("PHONE", _PHONE_CAND, None, _v_phone, priority=55, trim=phone_ok, starts=_num_starts,
                       trim_min_digits=8))
     d["GENERIC_SECRET"] = [GenericSecretDetector()]
     return d
@@ -1209,17 +1290,58 @@ def builtin_detectors() -> dict[str, list[Detector]]:
 _V6_START = re.compile(r"[0-9A-Fa-f](?<![\w:.][0-9A-Fa-f])(?=[0-9A-Fa-f]{0,3}:)")
 
 
-def _v6_anchor(ctx: Text) -> list[Span]:
-    """Runs of hex digits and colons that can hold an IPv6 address: ``ipv6_ok`` wants ``::`` or
-    seven colons, and the anchor takes the whole run up to its last colon; clock times such as
-    ``10:22:33`` open no window."""
-    text = ctx.text
+def _v6_hits(text: str) -> list[Span]:
+    """The runs of hex digits and colons that can hold an IPv6 address (``ipv6_ok`` wants ``::`` or seven
+    colons), each from the hex digit before its first colon to its last colon; clock times such as
+    ``10:22:33`` are none."""
     hits = []
     for m in _V6_ANCHOR.finditer(text):
         s, e = m.span()
         if text.count(":", s, e) >= 7 or text.find("::", s, e) != -1:
             hits.append((s - 1, e))  # the hex digit before the first colon
-    return windows(text, hits, 40, 60) if hits else []
+    return hits
+
+
+_HEX = "0123456789ABCDEFabcdef"
+#: how far back from a run's first colon its first character is looked for: a group of up to 4 hex digits, or
+#: one of 5 (no address: the regex fails there)
+_V6_SEG = 5
+
+
+class Ipv6Detector(Detector):
+    """In each anchor window, the regex is tried only at the first character of each run of hex digits and colons
+    that can hold an address (:func:`_v6_hits`): inside a run, every other place follows a hex digit or a colon,
+    which the look-behind refuses; a run without such a hit has fewer than seven colons and no ``::``, and so
+    has every match in it (its colons are the run's), which ``ipv6_ok`` rejects; and a match's tail or zone
+    never reaches into the next run. One ``match`` per address, instead of one at each hex digit before a colon
+    in the 100 characters around it."""
+
+    __slots__ = ()
+
+    def find(self, text: str, ctx: Text | None = None) -> list[Span]:
+        hits = _v6_hits(text)
+        if not hits:
+            return []
+        regex = self.ascii_regex if (ctx.ascii if ctx is not None else ascii_classes(text)) else self.regex
+        match = regex.match
+        matches = []
+        k = 0
+        for _, we in windows(text, hits, 40, 60):  # the windows' ends are the regex's ``endpos``, as before
+            while k < len(hits) and hits[k][0] < we:
+                s = hits[k][0] + 1  # the first colon, after the run's first group (if it has at most 4 digits)
+                k += 1
+                seg = text[s - _V6_SEG if s > _V6_SEG else 0:s]
+                m = match(text, s - (len(seg) - len(seg.rstrip(_HEX))), we)
+                if m is not None:
+                    matches.append(m)
+        return self._spans(text, matches)
+
+
+def _v6_anchor(ctx: Text) -> list[Span]:
+    """Windows around :func:`_v6_hits` (what ``Detector.find`` searches, with ``_v6_starts``: the form
+    :class:`Ipv6Detector` replaced, kept for comparison)."""
+    hits = _v6_hits(ctx.text)
+    return windows(ctx.text, hits, 40, 60) if hits else []
 
 
 def _v6_starts(text: str, ws: int, we: int) -> list[int]:
