@@ -334,6 +334,28 @@ def _per_detector_us(r: Redactor, prompts: list[str]) -> dict[str, float]:
     return {k: v / len(prompts) / 1000 for k, v in sorted(acc.items(), key=lambda kv: -kv[1])}
 
 
+def _mb_per_s_side_by_side(before: Redactor, now: Redactor, sets: list[tuple[str, list[str]]]) -> None:
+    """Print ``redact_text`` MB/s of ``before`` and ``now`` per labelled set of prompts (thread CPU time, best of 5
+    interleaved rounds), with the ratio and the µs per prompt now."""
+
+    def mb_per_s(r, prompts):
+        size = sum(len(p.encode()) for p in prompts)
+        t0 = time.thread_time()
+        for p in prompts:
+            r.redact_text(p)
+        return size / (time.thread_time() - t0) / 1e6
+
+    print(f"redact_text MB/s, thread CPU time, best of 5 interleaved rounds\n  {'text':<36}{BEFORE_ENGINE:>10}{'now':>10}")
+    for label, prompts in sets:
+        b = a = 0.0
+        for _ in range(5):
+            b = max(b, mb_per_s(before, prompts))
+            a = max(a, mb_per_s(now, prompts))
+        per_prompt = sum(len(p.encode()) for p in prompts) / len(prompts) / a
+        print(f"  {label:<36}{b:10.1f}{a:10.1f}   x{a / b:.2f}   ({per_prompt:.0f} us per prompt now)")
+        assert a > 0 and b > 0
+
+
 def test_redaction_engine_speed_side_by_side(corpus, regression_set, tmp_path):
     """The redactor at the start of the engine-speed work (``BEFORE_ENGINE``) and now, in one run: identical
     findings on the regression set and the benchmark prompts, redact_text MB/s per kind of text (thread CPU
@@ -358,22 +380,7 @@ def test_redaction_engine_speed_side_by_side(corpus, regression_set, tmp_path):
           f"on {len(texts) - len(differ)}")
     assert differ == []
 
-    def mb_per_s(r, prompts):
-        size = sum(len(p.encode()) for p in prompts)
-        t0 = time.thread_time()
-        for p in prompts:
-            r.redact_text(p)
-        return size / (time.thread_time() - t0) / 1e6
-
-    print(f"redact_text MB/s, thread CPU time, best of 5 interleaved rounds\n  {'text':<36}{BEFORE_ENGINE:>10}{'now':>10}")
-    for label, prompts in sets:
-        b = a = 0.0
-        for _ in range(5):
-            b = max(b, mb_per_s(before, prompts))
-            a = max(a, mb_per_s(now, prompts))
-        per_prompt = sum(len(p.encode()) for p in prompts) / len(prompts) / a
-        print(f"  {label:<36}{b:10.1f}{a:10.1f}   x{a / b:.2f}   ({per_prompt:.0f} us per prompt now)")
-        assert a > 0 and b > 0
+    _mb_per_s_side_by_side(before, now, sets)
     print(f"where the time goes, thread CPU us per prompt, {BEFORE_ENGINE} -> now (best of 3 interleaved; "
           "steps under 1 us in both left out)")
     for label, prompts in sets:
@@ -422,18 +429,4 @@ def test_redaction_engine_speed_on_non_english_prompts(tmp_path):
     print(f"\n{len(texts)} prompts; {BEFORE_ENGINE} vs now: identical findings on {len(texts) - len(differ)}")
     assert differ == []
 
-    def mb_per_s(r, prompts):
-        size = sum(len(p.encode()) for p in prompts)
-        t0 = time.thread_time()
-        for p in prompts:
-            r.redact_text(p)
-        return size / (time.thread_time() - t0) / 1e6
-
-    print(f"redact_text MB/s, thread CPU time, best of 5 interleaved rounds\n  {'text':<36}{BEFORE_ENGINE:>10}{'now':>10}")
-    for label, prompts in sets:
-        b = a = 0.0
-        for _ in range(5):
-            b = max(b, mb_per_s(before, prompts))
-            a = max(a, mb_per_s(now, prompts))
-        print(f"  {'Faker ' + label + ' prompts':<36}{b:10.1f}{a:10.1f}   x{a / b:.2f}")
-        assert a > 0 and b > 0
+    _mb_per_s_side_by_side(before, now, [(f"Faker {label} prompts", prompts) for label, prompts in sets])
