@@ -412,6 +412,42 @@ def test_the_tail_texts_catch_one_word_too_many(monkeypatch):
     assert _tail_differences(_tail_texts(12_000)) != []
 
 
+def test_the_credential_word_and_its_first_words_are_one_match():
+    """``_CONTEXT_LEAD`` (``_CONTEXT_LEAD_AT`` by first letter) matches where ``CONTEXT`` does, the same credential
+    word, with the groups ``_LEAD`` gives after it: at every position of 4,000 generated texts."""
+    texts = _tail_texts(2_000) + _generic_texts(2_000)
+    matched = 0
+    for t in texts:
+        for i in range(len(t)):
+            m = CONTEXT.match(t, i)
+            both = generic._CONTEXT_LEAD_AT.get(t[i], generic._CONTEXT_LEAD).match(t, i)
+            assert (m is None) == (both is None), (t, i)
+            if m is not None:
+                matched += 1
+                assert both.span() == m.span() and both.regs[1:] == generic._LEAD.match(t, m.end()).regs[1:], (t, i)
+    assert matched > 5_000
+
+
+def _leads(short: str, count_off: int = 0):
+    """``_lead_regexes`` with ``short`` for the short words and ``_LEAD_AFTER`` reading ``count_off`` more words."""
+    any_word, at, after = generic._lead_regexes(short)
+    after = {g: generic._tail_regex(short, count=g - 1 + count_off) for g in after}
+    return any_word, at, after
+
+
+@pytest.mark.parametrize("leads", [
+    lambda: _leads(r"(?=\S{1,9}+(?!\S))\S{1,8}"),
+    lambda: _leads(generic._SHORT_WORD, count_off=1),
+    lambda: _leads(generic._SHORT_WORD, count_off=-1),
+], ids=["short words up to 8", "a word too many after the first read", "a word too few after the first read"])
+def test_the_tail_texts_catch_a_lead_one_case_off(monkeypatch, leads):
+    """With claimed spans, the words ``_find_claimed`` skips in the credential word's match and after each word it
+    reads: the claimed cases of ``_tail_differences`` catch one case off."""
+    for name, value in zip(("_CONTEXT_LEAD", "_CONTEXT_LEAD_AT", "_LEAD_AFTER"), leads()):
+        monkeypatch.setattr(generic, name, value)
+    assert _tail_differences(_tail_texts(12_000)) != []
+
+
 def _token_runs(n: int, seed: int = 53) -> list[str]:
     """Runs of ``_TOKEN`` characters: look-alikes with characters changed, digit and hex runs with separators."""
     rng = random.Random(seed)

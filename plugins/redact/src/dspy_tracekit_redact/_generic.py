@@ -202,20 +202,24 @@ _REJECTED_RUN = (rf"(?=[A-Z0-9+/=_\-.~!@#$%^&*()]{{8,65}}+(?![{_TC}])|[a-z0-9+/=
                  rf"(?:(?:{_SHAPES_IN_RUN.pattern}){_RUN_END}"
                  rf"|(?=[A-Z0-9+/=_\-.~!@#$%^&*()]{{8,19}}{_RUN_END})[{_TC}]{{8,19}}{_RUN_END}"
                  rf"|(?=[a-z0-9+/=_\-.~!@#$%^&*()]{{8,19}}{_RUN_END})[{_TC}]{{8,19}}{_RUN_END})")
-_SKIP = (rf"(?:(?=\S{{1,8}}+(?!\S))\S{{1,7}}|[A-Za-z]{{8,19}}+|[a-z]{{20,300}}+"
+#: a word too short to hold a token: under 8 characters, or 8 whose last is a ``.!?;`` that ends the sentence
+_SHORT_WORD = r"(?=\S{1,8}+(?!\S))\S{1,7}"
+_SKIP = (rf"(?:{_SHORT_WORD}|[A-Za-z]{{8,19}}+|[a-z]{{20,300}}+"
          rf"|(?:[^\s{_TC}]++|(?=[{_TC}]{{1,8}}+(?![{_TC}]))[{_TC}]{{1,7}}{_RUN_END}|{_REJECTED_RUN})+)")
 _STOP = r"[.!?;](?=\s)"  # a word's last character, where its sentence ends
 _WORD_END = r"(?:\Z|(?=\s)(?<![.!?;]))"  # at the end of the text no sentence ends (as in ``find``)
 
 
-def _tail_regex(skip: str = _SKIP, stop: str = _STOP, word_end: str = _WORD_END) -> re.Pattern[str]:
+def _tail_regex(skip: str = _SKIP, stop: str = _STOP, word_end: str = _WORD_END, count: int | None = None
+                ) -> re.Pattern[str]:
     """What ``_words`` does with the words after a credential word (as ``_WORDS`` cuts them), in one match:
     each word that ``skip`` takes, then the next one or the end of its sentence, up to ``_MAX_GAP_WORDS + 1``
     words; or the first word it does not take, in a group of its own (``lastindex`` is that group; ``None``:
-    every word was skipped, or there was none)."""
+    every word was skipped, or there was none). ``count``: up to that many words instead."""
+    most = _MAX_GAP_WORDS + 1 if count is None else count
 
     def words(k: int) -> str:
-        if k > _MAX_GAP_WORDS + 1:
+        if k > most:
             return ""
         rest = words(k + 1)
         more = rf"(?:[^\S\n]+{rest}|(?![^\S\n]+\S))" if rest else ""
@@ -225,6 +229,38 @@ def _tail_regex(skip: str = _SKIP, stop: str = _STOP, word_end: str = _WORD_END)
 
 
 _TAIL = _tail_regex()
+
+# With claimed spans a word ``_SKIP`` takes may be claimed, which decides ("12345678" after "pin" when a detector
+# took it): only the short words are dropped whatever is claimed (``_words`` drops them before it looks at
+# claims). ``_LEAD``: ``_TAIL`` with those alone; its group is the first word ``_words`` reads, of 8 characters
+# or more (less the ``.!?;`` that ends its sentence). ``_CONTEXT_LEAD``: ``CONTEXT`` then ``_LEAD`` in a
+# look-ahead, one match per credential word: ``_LEAD`` matches everywhere (``(?!\S)`` when no word follows), so
+# the look-ahead never fails and the credential word (``group(0)``, ``end()``) is the one ``CONTEXT`` matches.
+# These are matched without ``_words``' end (``_REACH + max_length`` after the credential word, unknown before
+# the match). What that end would change: only the words that start within ``_REACH`` matter (at the first word
+# past it ``_words`` stops, with nothing); of those, a short word is read up to one character after it (9), the
+# spaces before the next word up to that word, so nothing the end cuts; a word ``_words`` reads may run past
+# the end, where ``_words`` cuts it: ``_find_claimed`` hands that one to ``_words``.
+_LEAD = _tail_regex(_SHORT_WORD)
+
+
+def _lead_regexes(short: str = _SHORT_WORD) -> tuple[re.Pattern[str], dict[str, re.Pattern[str]], dict[int, re.Pattern[str]]]:
+    """``_CONTEXT_LEAD``, ``_CONTEXT_LEAD_AT`` (per first letter, as ``_CONTEXT_AT``) and ``_LEAD_AFTER``, with
+    ``short`` the words dropped whatever is claimed.
+
+    The groups of these regexes are numbered from the last word: group ``g`` is word ``_MAX_GAP_WORDS + 2 - g``
+    after the credential word (group 1 the last that ``_words`` reads), and ``_LEAD_AFTER[g]`` is ``_LEAD`` for
+    the words after that one, numbered the same way (its groups are ``1 ... g - 1``)."""
+    lead = _tail_regex(short).pattern
+
+    def with_lead(rx: re.Pattern[str]) -> re.Pattern[str]:
+        return re.compile("(?i)(?:" + rx.pattern.removeprefix("(?i)") + ")(?=(?-i:" + lead + "))")
+
+    return (with_lead(CONTEXT), {c: with_lead(rx) for c, rx in _CONTEXT_AT.items()},
+            {g: _tail_regex(short, count=g - 1) for g in range(2, _MAX_GAP_WORDS + 2)})
+
+
+_CONTEXT_LEAD, _CONTEXT_LEAD_AT, _LEAD_AFTER = _lead_regexes()
 
 
 def _find_all(hay: str, needle: str) -> list[int]:
@@ -302,8 +338,8 @@ class GenericSecretDetector:
         spans = getattr(ctx, "claimed", None)
         if spans:
             # spans claimed by the detectors before: a credential word is mostly followed by one (a vendor key),
-            # which decides; word by word (the skipping match costs more there than it saves)
-            return self._find_claimed(text, starts, _covering(spans))
+            # which decides; _TAIL's skipping does not hold (a word it skips may be claimed)
+            return self._find_claimed(text, starts, spans)
         out: list[Span] = []
         last_end = 0
         n = len(text)
@@ -367,53 +403,93 @@ class GenericSecretDetector:
                 last_end = span[1]
         return out
 
-    def _find_claimed(self, text: str, starts: list[int], claimed: Callable[[int, int], bool]) -> list[Span]:
-        """``find`` with claimed spans (``claimed(s, e)``: whether one of them covers ``s:e``): word by word."""
+    def _find_claimed(self, text: str, starts: list[int], spans: list[Span]) -> list[Span]:
+        """``find`` with claimed spans: what ``_words`` with ``claimed`` (whether a span covers ``s:e``) gives,
+        the short words it drops whatever is claimed skipped in the credential word's match (``_CONTEXT_LEAD``)
+        and after each word it reads (``_LEAD_AFTER``), the words it reads read here (its loop body and
+        ``_token``'s, inline: a call each costs more than the loop), a word that runs past its end by ``_words``."""
         out: list[Span] = []
         last_end = 0
         n = len(text)
         reach = _REACH + self.rule.max_length
+        spans = sorted(spans)
+        # covered(s, e): the spans that start at or before s (bisect), the furthest end among them (as _covering)
+        cs_at = [cs for cs, _ in spans]
+        ce_max = list(accumulate([ce for _, ce in spans], max))
+        right = bisect.bisect_right
+        claimed = None  # _covering(spans), for _words
         after = 0
-        at = _CONTEXT_AT.get
-        words = _WORDS.match
+        at = _CONTEXT_LEAD_AT.get
+        token_at = _TOKEN.search
+        token_ok = self.rule.token_ok
         for c in starts:
             if c < after:
                 continue
-            m = at(text[c], CONTEXT).match(text, c)
+            m = at(text[c], _CONTEXT_LEAD).match(text, c)
             if m is None:
                 continue
             after = end = m.end()
-            # the first words after the credential word, up to the end of its sentence
-            limit = min(n, end + reach)
-            w = words(text, end, limit)
-            if w is None:
+            g = m.lastindex
+            if g is None:  # short words up to the end of the sentence or line, or none: _words reads none
                 continue
-            for g in _WORD_GROUPS:
+            limit = end + reach
+            if limit > n:
+                limit = n
+            w = m  # the match whose group g is the word read next
+            while True:
                 ws, we = w.span(g)
-                if ws < 0 or ws - end > _REACH:
+                if ws - end > _REACH:
+                    span = None
                     break
-                last = we < limit and text[we - 1] in _SENTENCE_PUNCT  # "... 12345678. Thanks": a space follows
+                if we > limit:  # it runs past the end, where _words cuts it: _words
+                    if claimed is None:
+                        claimed = _covering(spans)
+                    span = self._words(text, end, m.group(0), claimed)
+                    break
+                # a word _words reads (8 characters or more, less the sentence end): its loop body
+                span = None
+                last = we < limit and text[we - 1] in _SENTENCE_PUNCT
                 if last:
                     we -= 1
-                if we - ws < 8:  # too short to hold a token
-                    if last:
-                        break
-                    continue
                 token = text[ws:we]
                 if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
-                    # one token without a digit, too short or single-case to be a key ("certificate",
-                    # "incorrect"): what _token finds in it is only whether it is claimed
-                    span = (ws, we, True) if claimed(ws, we) else None
-                else:
-                    span = self._token(text, ws, we, m.group(0), claimed)
-                if span is not None:
-                    if span[0] >= last_end:
-                        if not span[2]:
-                            out.append((span[0], span[1]))
-                        last_end = span[1]
+                    k = right(cs_at, ws)
+                    if k and ce_max[k - 1] >= we:
+                        span = (ws, we, True)
+                elif text.find("base64,", ws, we) == -1:  # _token, inline
+                    password = None
+                    tm = token_at(text, ws, we)
+                    while tm is not None:
+                        s, e = tm.span()
+                        while e > s and text[e - 1] in _TRAILING and (
+                                text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
+                            e -= 1
+                        if e - s > 1 and text[s] in "=:":
+                            s += 1
+                        k = right(cs_at, s)
+                        if k and ce_max[k - 1] >= e:
+                            span = (s, e, True)
+                            break
+                        if password is None:
+                            password = _password_word(m.group(0))
+                        if token_ok(text[s:e], password):
+                            span = (s, e, False)
+                            break
+                        tm = token_at(text, tm.end(), we)
+                if span is not None or last:  # found, or the sentence ends with this word
                     break
-                if last:
+                if g == 1:  # the last word _words reads
                     break
+                w = _LEAD_AFTER[g].match(text, w.end(g))  # the words after it, as _LEAD
+                g = w.lastindex
+                if g is None:
+                    break
+            if span is None:
+                continue
+            if span[0] >= last_end:
+                if not span[2]:
+                    out.append((span[0], span[1]))
+                last_end = span[1]
         return out
 
     def _words(self, text: str, end: int, word: str, claimed: Callable[[int, int], bool] | None
