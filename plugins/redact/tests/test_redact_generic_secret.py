@@ -8,12 +8,13 @@ samples written the way the secret scanners' own fixtures write them — none of
 from __future__ import annotations
 
 import base64
+import math
 import random
 import string
 
 import pytest
 from dspy_tracekit_redact import Redactor
-from dspy_tracekit_redact._generic import GenericSecretRule, shannon_entropy
+from dspy_tracekit_redact._generic import GenericSecretRule, _entropy_at_least, shannon_entropy
 
 import dspy_tracekit as tk
 
@@ -77,6 +78,24 @@ def test_entropy_is_bits_per_character_over_the_tokens_own_characters():
     rule = GenericSecretRule()
     assert rule.token_ok("OKSoeqDaatBg6aHaHFvKUKLzuo+ON+B5S9yBS8J1", False)
     assert not rule.token_ok("aaaaaaaaaaaaaaaaaaaa1A", False)  # long but repetitive
+
+
+def _token_like(rng: random.Random) -> str:
+    """A run of the token alphabet, from a few of its characters (some far more frequent) or many."""
+    alphabet = rng.sample(string.ascii_letters + string.digits + "+/=_-.~!@#$%^&*()", rng.randint(1, 79))
+    common = alphabet[:rng.randint(1, len(alphabet))]
+    return "".join(rng.choice(common if rng.random() < rng.random() else alphabet) for _ in range(rng.randint(1, 300)))
+
+
+def test_the_entropy_bounds_decide_as_the_count_does():
+    """``_entropy_at_least`` (bounds from the number of distinct characters, the count only between them) is
+    ``shannon_entropy(value) >= threshold`` on 30,000 token-like runs, at thresholds around and at their entropy."""
+    rng = random.Random(71)
+    for _ in range(30_000):
+        value = _token_like(rng)
+        h, n, d = shannon_entropy(value), len(value), len(set(value))
+        for threshold in (h, h + 1e-12, h - 1e-12, 3.5, 4.0, 0.8 * math.log2(n), math.log2(d), rng.uniform(0, 7)):
+            assert _entropy_at_least(value, threshold) == (h >= threshold), (value, threshold)
 
 
 def test_a_stricter_entropy_threshold_finds_less():
