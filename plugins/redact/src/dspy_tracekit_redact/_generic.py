@@ -15,7 +15,6 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
-from itertools import accumulate
 
 Span = tuple[int, int]
 
@@ -293,12 +292,24 @@ def _find_all(hay: str, needle: str) -> list[int]:
     return out
 
 
+def _claimed_lists(spans: list[Span]) -> tuple[list[int], list[int]]:
+    """The starts of ``spans`` in order, and at each the furthest end among the spans that start at or before it:
+    ``(s, e)`` is covered by one of them (``cs <= s and e <= ce``) when the one at ``bisect_right(starts, s) - 1``
+    reaches ``e``. (The loop, not ``accumulate(..., max)``: a ``max`` call per span costs 1.1 us for 13 spans.)"""
+    starts: list[int] = []
+    reach: list[int] = []
+    top = -1  # positions are >= 0
+    for cs, ce in sorted(spans):
+        starts.append(cs)
+        if ce > top:
+            top = ce
+        reach.append(top)
+    return starts, reach
+
+
 def _covering(spans: list[Span]) -> Callable[[int, int], bool]:
-    """``(s, e) → any(cs <= s and e <= ce for cs, ce in spans)`` in O(log n): the spans sorted by start,
-    with the furthest end among those that start at or before each."""
-    spans = sorted(spans)
-    starts = [cs for cs, _ in spans]
-    reach = list(accumulate([ce for _, ce in spans], max))
+    """``(s, e) → any(cs <= s and e <= ce for cs, ce in spans)`` in O(log n), from ``_claimed_lists``."""
+    starts, reach = _claimed_lists(spans)
     right = bisect.bisect_right
 
     def covered(s: int, e: int) -> bool:
@@ -433,10 +444,7 @@ class GenericSecretDetector:
         last_end = 0
         n = len(text)
         reach = _REACH + self.rule.max_length
-        spans = sorted(spans)
-        # covered(s, e): the spans that start at or before s (bisect), the furthest end among them (as _covering)
-        cs_at = [cs for cs, _ in spans]
-        ce_max = list(accumulate([ce for _, ce in spans], max))
+        cs_at, ce_max = _claimed_lists(spans)  # covered(s, e): k = right(cs_at, s), k and ce_max[k - 1] >= e
         right = bisect.bisect_right
         claimed = None  # _covering(spans), for _words
         after = 0
