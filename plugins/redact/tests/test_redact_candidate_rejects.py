@@ -428,23 +428,27 @@ def test_the_credential_word_and_its_first_words_are_one_match():
     assert matched > 5_000
 
 
-def _leads(short: str, count_off: int = 0):
-    """``_lead_regexes`` with ``short`` for the short words and ``_LEAD_AFTER`` reading ``count_off`` more words."""
+def _leads(monkeypatch, short: str = generic._SHORT_WORD, count_off: int = 0, read: str = generic._READ):
+    """``_lead_regexes`` with ``short`` for the short words, ``read`` for the word read, and ``_LEAD_AFTER``
+    reading ``count_off`` more words, in place of the module's."""
+    monkeypatch.setattr(generic, "_READ", read)
     any_word, at, after = generic._lead_regexes(short)
-    after = {g: generic._tail_regex(short, count=g - 1 + count_off) for g in after}
-    return any_word, at, after
-
-
-@pytest.mark.parametrize("leads", [
-    lambda: _leads(r"(?=\S{1,9}+(?!\S))\S{1,8}"),
-    lambda: _leads(generic._SHORT_WORD, count_off=1),
-    lambda: _leads(generic._SHORT_WORD, count_off=-1),
-], ids=["short words up to 8", "a word too many after the first read", "a word too few after the first read"])
-def test_the_tail_texts_catch_a_lead_one_case_off(monkeypatch, leads):
-    """With claimed spans, the words ``_find_claimed`` skips in the credential word's match and after each word it
-    reads: the claimed cases of ``_tail_differences`` catch one case off."""
-    for name, value in zip(("_CONTEXT_LEAD", "_CONTEXT_LEAD_AT", "_LEAD_AFTER"), leads()):
+    after = {g: generic._tail_regex(short, count=(g - 1) // 2 + count_off, read=read) for g in after}
+    for name, value in zip(("_CONTEXT_LEAD", "_CONTEXT_LEAD_AT", "_LEAD_AFTER"), (any_word, at, after)):
         monkeypatch.setattr(generic, name, value)
+
+
+@pytest.mark.parametrize("lead", [
+    {"short": r"(?=\S{1,9}+(?!\S))\S{1,8}"},
+    {"count_off": 1},
+    {"count_off": -1},
+    {"read": generic._READ.replace("([A-Za-z", "([,A-Za-z")},
+], ids=["short words up to 8", "a word too many after the first read", "a word too few after the first read",
+        "a comma in a token-run word"])
+def test_the_tail_texts_catch_a_lead_one_case_off(monkeypatch, lead):
+    """With claimed spans, the words ``_find_claimed`` skips in the credential word's match and after each word it
+    reads, and the words it reads as one token run: the claimed cases of ``_tail_differences`` catch one case off."""
+    _leads(monkeypatch, **lead)
     assert _tail_differences(_tail_texts(12_000)) != []
 
 

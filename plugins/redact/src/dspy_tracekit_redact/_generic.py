@@ -170,7 +170,7 @@ class GenericSecretRule:
         kinds = upper + lower + digit + other
         if kinds < 2:
             return False
-        if n < self.min_length and not (upper and lower and (password or any(c in _STRONG_SYMBOLS for c in value))):
+        if n < self.min_length and not (upper and lower and (password or not _STRONG_SYMBOLS.isdisjoint(value))):
             return False  # a short token must look like a password: mixed case, digits, symbols
         if not (upper and lower) and n < 20:
             return False  # short single-case tokens: ticket and tracking numbers, hostnames
@@ -230,12 +230,13 @@ _STOP = r"[.!?;](?=\s)"  # a word's last character, where its sentence ends
 _WORD_END = r"(?:\Z|(?=\s)(?<![.!?;]))"  # at the end of the text no sentence ends (as in ``find``)
 
 
-def _tail_regex(skip: str = _SKIP, stop: str = _STOP, word_end: str = _WORD_END, count: int | None = None
-                ) -> re.Pattern[str]:
+def _tail_regex(skip: str = _SKIP, stop: str = _STOP, word_end: str = _WORD_END, count: int | None = None,
+                read: str = r"(\S+)") -> re.Pattern[str]:
     """What ``_words`` does with the words after a credential word (as ``_WORDS`` cuts them), in one match:
     each word that ``skip`` takes, then the next one or the end of its sentence, up to ``_MAX_GAP_WORDS + 1``
     words; or the first word it does not take, in a group of its own (``lastindex`` is that group; ``None``:
-    every word was skipped, or there was none). ``count``: up to that many words instead."""
+    every word was skipped, or there was none). ``count``: up to that many words instead; ``read``: that word
+    (the alternatives of ``read``, a group each, instead of one group)."""
     most = _MAX_GAP_WORDS + 1 if count is None else count
 
     def words(k: int) -> str:
@@ -243,7 +244,7 @@ def _tail_regex(skip: str = _SKIP, stop: str = _STOP, word_end: str = _WORD_END,
             return ""
         rest = words(k + 1)
         more = rf"(?:[^\S\n]+{rest}|(?![^\S\n]+\S))" if rest else ""
-        return rf"(?:{skip}(?:{stop}|{word_end}{more})|{stop}|(\S+))"
+        return rf"(?:{skip}(?:{stop}|{word_end}{more})|{stop}|{read})"
 
     return re.compile(rf"[^\S\n]*(?:{words(1)}|(?!\S))")
 
@@ -261,23 +262,27 @@ _TAIL = _tail_regex()
 # past it ``_words`` stops, with nothing); of those, a short word is read up to one character after it (9), the
 # spaces before the next word up to that word, so nothing the end cuts; a word ``_words`` reads may run past
 # the end, where ``_words`` cuts it: ``_find_claimed`` hands that one to ``_words``.
-_LEAD = _tail_regex(_SHORT_WORD)
+#: the word ``_words`` reads: a run of ``_TOKEN`` characters that is the whole word (8-300 of them; ``_token``'s run is
+#: then the word), in the first group; any other, in the second
+_READ = rf"([{_TC}]{{8,300}}+)(?!\S)|(\S+)"
+_LEAD = _tail_regex(_SHORT_WORD, read=_READ)
 
 
 def _lead_regexes(short: str = _SHORT_WORD) -> tuple[re.Pattern[str], dict[str, re.Pattern[str]], dict[int, re.Pattern[str]]]:
     """``_CONTEXT_LEAD``, ``_CONTEXT_LEAD_AT`` (per first letter, as ``_CONTEXT_AT``) and ``_LEAD_AFTER``, with
     ``short`` the words dropped whatever is claimed.
 
-    The groups of these regexes are numbered from the last word: group ``g`` is word ``_MAX_GAP_WORDS + 2 - g``
-    after the credential word (group 1 the last that ``_words`` reads), and ``_LEAD_AFTER[g]`` is ``_LEAD`` for
-    the words after that one, numbered the same way (its groups are ``1 ... g - 1``)."""
-    lead = _tail_regex(short).pattern
+    The groups of these regexes are numbered from the last word, two a word (``_READ``'s): groups ``2k - 1``
+    and ``2k`` are word ``_MAX_GAP_WORDS + 2 - k`` after the credential word (groups 1 and 2 the last that
+    ``_words`` reads); ``_LEAD_AFTER[g]`` is ``_LEAD`` for the words after the one of group ``g``, numbered the
+    same way (its groups are ``1 ... 2k - 2``)."""
+    lead = _tail_regex(short, read=_READ).pattern
 
     def with_lead(rx: re.Pattern[str]) -> re.Pattern[str]:
         return re.compile("(?i)(?:" + rx.pattern.removeprefix("(?i)") + ")(?=(?-i:" + lead + "))")
 
     return (with_lead(CONTEXT), {c: with_lead(rx) for c, rx in _CONTEXT_AT.items()},
-            {g: _tail_regex(short, count=g - 1) for g in range(2, _MAX_GAP_WORDS + 2)})
+            {g: _tail_regex(short, count=(g - 1) // 2, read=_READ) for g in range(3, 2 * _MAX_GAP_WORDS + 3)})
 
 
 _CONTEXT_LEAD, _CONTEXT_LEAD_AT, _LEAD_AFTER = _lead_regexes()
@@ -480,34 +485,47 @@ class GenericSecretDetector:
                 last = we < limit and text[we - 1] in _SENTENCE_PUNCT
                 if last:
                     we -= 1
-                token = text[ws:we]
-                if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
+                if g & 1 and text[ws] != "=" and text[we - 1] not in ".)":
+                    # a run of _TOKEN characters (8-300; it may have lost its last "." or "!" to the sentence end)
+                    # with nothing to strip: _token's run is the word ("base64," holds a comma), claimed or checked,
+                    # but the letters-only shortcut gives nothing (token_ok refuses those words too)
                     k = right(cs_at, ws)
                     if k and ce_max[k - 1] >= we:
                         span = (ws, we, True)
-                elif text.find("base64,", ws, we) == -1:  # _token, inline
-                    password = None
-                    tm = token_at(text, ws, we)
-                    while tm is not None:
-                        s, e = tm.span()
-                        while e > s and text[e - 1] in _TRAILING and (
-                                text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
-                            e -= 1
-                        if e - s > 1 and text[s] in "=:":
-                            s += 1
-                        k = right(cs_at, s)
-                        if k and ce_max[k - 1] >= e:
-                            span = (s, e, True)
-                            break
-                        if password is None:
-                            password = _password_word(m.group(0))
-                        if token_ok(text[s:e], password):
-                            span = (s, e, False)
-                            break
-                        tm = token_at(text, tm.end(), we)
+                    else:
+                        token = text[ws:we]
+                        if not (token.isalpha() and (we - ws < 20 or token.islower())) and token_ok(
+                                token, _password_word(m.group(0))):
+                            span = (ws, we, False)
+                else:
+                    token = text[ws:we]
+                    if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
+                        k = right(cs_at, ws)
+                        if k and ce_max[k - 1] >= we:
+                            span = (ws, we, True)
+                    elif text.find("base64,", ws, we) == -1:  # _token, inline
+                        password = None
+                        tm = token_at(text, ws, we)
+                        while tm is not None:
+                            s, e = tm.span()
+                            while e > s and text[e - 1] in _TRAILING and (
+                                    text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
+                                e -= 1
+                            if e - s > 1 and text[s] in "=:":
+                                s += 1
+                            k = right(cs_at, s)
+                            if k and ce_max[k - 1] >= e:
+                                span = (s, e, True)
+                                break
+                            if password is None:
+                                password = _password_word(m.group(0))
+                            if token_ok(text[s:e], password):
+                                span = (s, e, False)
+                                break
+                            tm = token_at(text, tm.end(), we)
                 if span is not None or last:  # found, or the sentence ends with this word
                     break
-                if g == 1:  # the last word _words reads
+                if g <= 2:  # the last word _words reads
                     break
                 w = _LEAD_AFTER[g].match(text, w.end(g))  # the words after it, as _LEAD
                 g = w.lastindex
