@@ -452,6 +452,58 @@ def test_the_tail_texts_catch_a_lead_one_case_off(monkeypatch, lead):
     assert _tail_differences(_tail_texts(12_000)) != []
 
 
+_VERSION_BEFORE = r"(?i)v?\d+(?:\.\d+){1,4}(?:[\-+.]?[a-z0-9]+)*"  # at a19b7b7: ~2^n steps on a run it cannot end
+
+
+def _version_like(n: int, seed: int = 61) -> list[str]:
+    """Short strings of version characters (so that the form before stays fast): digits, dots, letters, ``-+=_``."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        head = rng.choice(["", "", "v", "V", "1.", "1.2", "10.0.", "v2.3-", "1.2.3.4.5."])
+        out.append(head + "".join(rng.choice("0123456789..-+aZrcx=_") for _ in range(rng.randint(0, 12))))
+    return out
+
+
+def _version_differences(version: str) -> list[str]:
+    """Strings where ``_SHAPES``/``_SHAPES_IN_RUN`` (``fullmatch``, and a match then ``_RUN_END``) built with the
+    ``_VERSION`` pattern ``version`` differ from those built with the form before."""
+    def built(pattern: str) -> tuple:
+        version_rx = re.compile(pattern)
+        shapes = generic._SHAPES.pattern.replace(generic._VERSION.pattern.removeprefix("(?i)"),
+                                                 pattern.removeprefix("(?i)"))
+        in_run = generic._SHAPES_IN_RUN.pattern.replace(generic._VERSION.pattern.removeprefix("(?i)"),
+                                                        pattern.removeprefix("(?i)"))
+        return version_rx, re.compile(shapes), re.compile(in_run), re.compile(f"(?:{in_run}){generic._RUN_END}")
+
+    now, before = built(version), built(_VERSION_BEFORE)
+    texts = _version_like(60_000)
+    return [t for t in texts if any((a.fullmatch(t) is None) != (b.fullmatch(t) is None) for a, b in zip(now[:3], before[:3]))
+            or _span(now[3].match(t + " .")) != _span(before[3].match(t + " ."))
+            or _span(now[3].match(t + "é")) != _span(before[3].match(t + "é"))]
+
+
+def _span(m):
+    return None if m is None else m.span()
+
+
+def test_the_version_shape_takes_what_its_backtracking_form_took():
+    """``_VERSION`` with its tail possessive (no split of a letter-and-digit run tried) takes the strings the form
+    before took, and where ``_SKIP`` matches it then ``_RUN_END`` it ends where that one did, on 60,000 strings;
+    a run that no token ends with is refused at once (it took ~2^n steps)."""
+    assert generic._SHAPES.pattern.count(generic._VERSION.pattern.removeprefix("(?i)")) == 1
+    assert generic._SHAPES_IN_RUN.pattern.count(generic._VERSION.pattern.removeprefix("(?i)")) == 1
+    assert sum(generic._VERSION.fullmatch(t) is not None for t in _version_like(60_000)) > 5_000
+    assert _version_differences(generic._VERSION.pattern) == []
+    assert generic._SHAPES.fullmatch("1.2" + "a" * 400 + "=") is None
+    assert Redactor().find("my key is 1.2" + "a9" * 150 + "= thanks") == []
+
+
+def test_the_version_texts_catch_a_tail_one_case_off():
+    assert _version_differences(generic._VERSION.pattern.replace(r"[\-+.]?", r"[\-+]?")) != []
+    assert _version_differences(generic._VERSION.pattern.replace("{1,4}", "{2,4}")) != []
+
+
 def _token_runs(n: int, seed: int = 53) -> list[str]:
     """Runs of ``_TOKEN`` characters: look-alikes with characters changed, digit and hex runs with separators."""
     rng = random.Random(seed)

@@ -53,7 +53,11 @@ _HEX = re.compile(r"(?:0x)?[0-9A-Fa-f]+(?:[\-:][0-9A-Fa-f]+)*")
 _NUMERIC = re.compile(r"[0-9+\-./:_]+")
 _DATE_TIME = re.compile(r"(?i)\d{2,4}[\-/.]\d{1,2}[\-/.]\d{1,4}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?)?z?"
                         r"|\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?")
-_VERSION = re.compile(r"(?i)v?\d+(?:\.\d+){1,4}(?:[\-+.]?[a-z0-9]+)*")
+#: (its tail possessive: as ``(?:[\-+.]?[a-z0-9]+)*`` it tried every split of a run of letters and digits that the
+#: token does not end with, ~2^n steps: "key 1.2aaaaaaaaaaaaaaaaaaaaaa= x" took 0.85 s in ``find``. It takes the
+#: same strings, each run whole, as the greedy form's first split did; a shorter split ends before a letter,
+#: digit or separator, where neither the end of a ``fullmatch`` nor ``_RUN_END`` (after ``_SHAPES_IN_RUN``) is)
+_VERSION = re.compile(r"(?i)v?\d+(?:\.\d+){1,4}(?:[\-+.]?[a-z0-9]++)*+")
 #: letters then digits (then letters): order, ticket, tracking, SKU numbers ("ORD-2024-123456",
 #: "1Z999AA10123456784", "INC0012345", "JD014600003828394012")
 _SHAPED_ID = re.compile(r"[A-Z0-9]{0,6}[\-_#]?[0-9]{2,}(?:[\-_][A-Z0-9]+)*[A-Z]{0,4}")
@@ -469,19 +473,23 @@ class GenericSecretDetector:
             limit = end + reach
             if limit > n:
                 limit = n
+            # each word _words reads, until one decides: a span at or after the last one taken is taken (last_end),
+            # and reported when no detector claimed it; nothing found: the next word, up to the sentence end
             w = m  # the match whose group g is the word read next
             while True:
                 ws, we = w.span(g)
                 if ws - end > _REACH:
-                    span = None
                     break
                 if we > limit:  # it runs past the end, where _words cuts it: _words
                     if claimed is None:
                         claimed = _covering(spans)
                     span = self._words(text, end, m.group(0), claimed)
+                    if span is not None and span[0] >= last_end:
+                        if not span[2]:
+                            out.append((span[0], span[1]))
+                        last_end = span[1]
                     break
                 # a word _words reads (8 characters or more, less the sentence end): its loop body
-                span = None
                 last = we < limit and text[we - 1] in _SENTENCE_PUNCT
                 if last:
                     we -= 1
@@ -490,14 +498,19 @@ class GenericSecretDetector:
                     # with nothing to strip: _token's run is the word ("base64," holds a comma), claimed or checked,
                     # but the letters-only shortcut gives nothing (token_ok refuses those words too)
                     k = right(cs_at, ws)
-                    if k and ce_max[k - 1] >= we:
-                        span = (ws, we, True)
-                    else:
-                        token = text[ws:we]
-                        if not (token.isalpha() and (we - ws < 20 or token.islower())) and token_ok(
-                                token, _password_word(m.group(0))):
-                            span = (ws, we, False)
+                    if k and ce_max[k - 1] >= we:  # claimed
+                        if ws >= last_end:
+                            last_end = we
+                        break
+                    token = text[ws:we]
+                    if not (token.isalpha() and (we - ws < 20 or token.islower())) and token_ok(
+                            token, _password_word(m.group(0))):
+                        if ws >= last_end:
+                            out.append((ws, we))
+                            last_end = we
+                        break
                 else:
+                    span = None
                     token = text[ws:we]
                     if token.isalpha() and token.isascii() and (we - ws < 20 or token.islower()) and we - ws <= 300:
                         k = right(cs_at, ws)
@@ -523,20 +536,18 @@ class GenericSecretDetector:
                                 span = (s, e, False)
                                 break
                             tm = token_at(text, tm.end(), we)
-                if span is not None or last:  # found, or the sentence ends with this word
-                    break
-                if g <= 2:  # the last word _words reads
+                    if span is not None:
+                        if span[0] >= last_end:
+                            if not span[2]:
+                                out.append((span[0], span[1]))
+                            last_end = span[1]
+                        break
+                if last or g <= 2:  # the sentence ends with this word, or it is the last _words reads
                     break
                 w = _LEAD_AFTER[g].match(text, w.end(g))  # the words after it, as _LEAD
                 g = w.lastindex
                 if g is None:
                     break
-            if span is None:
-                continue
-            if span[0] >= last_end:
-                if not span[2]:
-                    out.append((span[0], span[1]))
-                last_end = span[1]
         return out
 
     def _words(self, text: str, end: int, word: str, claimed: Callable[[int, int], bool] | None
