@@ -14,6 +14,7 @@ import string
 
 import pytest
 from dspy_tracekit_redact import Redactor
+from dspy_tracekit_redact import _generic as generic
 from dspy_tracekit_redact._generic import GenericSecretRule, _entropy_at_least, shannon_entropy
 
 import dspy_tracekit as tk
@@ -96,6 +97,67 @@ def test_the_entropy_bounds_decide_as_the_count_does():
         h, n, d = shannon_entropy(value), len(value), len(set(value))
         for threshold in (h, h + 1e-12, h - 1e-12, 3.5, 4.0, 0.8 * math.log2(n), math.log2(d), rng.uniform(0, 7)):
             assert _entropy_at_least(value, threshold) == (h >= threshold), (value, threshold)
+
+
+class _FirstRule(GenericSecretRule):
+    """``token_ok`` as at a19b7b7 (every token through ``_SHAPES``, the entropy counted, symbols one by one)."""
+
+    __slots__ = ()
+
+    def token_ok(self, value: str, password: bool) -> bool:
+        n = len(value)
+        if n < self.min_password_length or n > self.max_length:
+            return False
+        if value.startswith(("<", "base64,")) or "://" in value:
+            return False
+        upper, lower, digit, other = generic._classes(value)
+        if not digit:
+            return (n >= 20 and upper and lower and len(generic._CAPITAL_PAIR.findall(value)) >= 2
+                    and shannon_entropy(value) >= self.entropy + 0.5)
+        if generic._SHAPES.fullmatch(value):
+            return False
+        if "@" in value and "." in value.rpartition("@")[2]:
+            return False
+        if upper + lower + digit + other < 2:
+            return False
+        if n < self.min_length and not (upper and lower and (password or any(c in generic._STRONG_SYMBOLS
+                                                                              for c in value))):
+            return False
+        if not (upper and lower) and n < 20:
+            return False
+        return shannon_entropy(value) >= min(self.entropy, 0.8 * math.log2(n))
+
+
+def _shape_like(rng: random.Random) -> str:
+    """Dates, times, hex, UUIDs, versions, ids and hosts in both cases (``T``/``z``, ``0x``, hex letters), with a
+    character changed or added, some with a letter or symbol no shape has, some not ASCII."""
+    value = list(rng.choice([
+        "2024-08-03T04:12:00z", "2024-08-03t04:12:00Z", "12/03/2024T10:22", "0x1f2E3d4C5b6A", "aF62b4f0-F054-4c4d",
+        "DF86b97c-26F9-4dc4-B0A1-7e43F1A2B3C4", "v1.2.3-Rc1", "Web-08.Example.org", "ORD-2019-271719", "1Z3VALGX13176",
+        "improve-enter-him-642", "MAX_RETRY_5", "4E:ae:E1:8e:D9:fb", "10:22:33.123Z", "0X1F", "2d150f5727A68EEa2e8a7"]))
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        i = rng.randrange(len(value) + 1)
+        char = rng.choice(["g", "G", "k", "S", "t", "T", "x", "X", "z", "Z", "y", "Y", "u", ".", "-", "@", "=", "K",
+                           "\u017f", "\u0130", "\u0663", "7", "a", "F"])
+        if rng.random() < 0.5 and i < len(value):
+            value[i] = char
+        else:
+            value.insert(i, char)
+    return "".join(value)
+
+
+def test_token_ok_is_its_first_form():
+    """``token_ok`` with its shortcuts (no shape tried for an ASCII token in both cases without ``.`` with a
+    letter of none of them; the entropy from its bounds; the symbols by one set test) is its first form on
+    60,000 token-like runs and look-alikes of every shape, under three rules, after password words and others."""
+    rng = random.Random(73)
+    values = [_token_like(rng) for _ in range(30_000)] + [_shape_like(rng) for _ in range(30_000)]
+    assert sum(generic._SHAPES.fullmatch(v) is not None for v in values) > 3_000
+    for rule in ((), (1.0, 8), (4.5, 24, 10, 40)):
+        now, first = GenericSecretRule(*rule), _FirstRule(*rule)
+        for password in (False, True):
+            assert [v for v in values if now.token_ok(v, password) != first.token_ok(v, password)] == []
+    assert sum(GenericSecretRule().token_ok(v, False) for v in values) > 5_000
 
 
 def test_a_stricter_entropy_threshold_finds_less():

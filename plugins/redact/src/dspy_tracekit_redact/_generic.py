@@ -80,6 +80,10 @@ _SHAPES = _alternation(_NUMERIC, _HEX, _UUID, _DATE_TIME, _VERSION, _SHAPED_ID, 
 _SHAPES_IN_RUN = _alternation(re.compile(r"[0-9+\-./_]+"), re.compile(r"(?:0x)?[0-9A-Fa-f]+(?:-[0-9A-Fa-f]+)*"), _UUID,
                               re.compile(r"\d{2,4}[\-/.]\d{1,2}[\-/.]\d{1,4}z?", re.IGNORECASE), _VERSION, _SHAPED_ID,
                               _HOSTNAME, _JOINED_WORDS)
+#: letters of none of ``_SHAPES`` but ``_VERSION``, ``_HOSTNAME`` (both need a ``.``), ``_JOINED_WORDS`` (one case) and
+#: ``_SHAPED_ID`` (upper case): not hex, not the ``x`` of ``0x``, not the ``T`` and ``z`` of ``_DATE_TIME``; an
+#: ASCII token without ``.``, in both cases, with one of them matches no shape
+_NO_SHAPE_LETTERS = frozenset("ghijklmnopqrsuvwyGHIJKLMNOPQRSUVWY")
 #: symbols of passwords, not of identifiers (which use ``-``, ``_`` and ``.``)
 _STRONG_SYMBOLS = frozenset("!@#$%^&*()+=~/")
 #: random mixed case has capitals side by side; CamelCase identifiers ("ThisIsMyClassName") do not
@@ -167,7 +171,8 @@ class GenericSecretRule:
             # long, mixed-case and clearly more random than a CamelCase identifier
             return (n >= 20 and upper and lower and len(_CAPITAL_PAIR.findall(value)) >= 2
                     and _entropy_at_least(value, self.entropy + 0.5))
-        if _SHAPES.fullmatch(value):
+        if not (upper and lower and "." not in value and value.isascii() and not _NO_SHAPE_LETTERS.isdisjoint(value)
+                ) and _SHAPES.fullmatch(value):
             return False  # numbers, dates, git SHAs, digests, UUIDs, MAC addresses, versions, ids, hosts
         if "@" in value and "." in value.rpartition("@")[2]:
             return False  # an e-mail address (EMAIL's business)
