@@ -262,8 +262,8 @@ _TAIL = _tail_regex()
 
 # With claimed spans a word ``_SKIP`` takes may be claimed, which decides ("12345678" after "pin" when a detector
 # took it): only the short words are dropped whatever is claimed (``_words`` drops them before it looks at
-# claims). ``_LEAD``: ``_TAIL`` with those alone; its group is the first word ``_words`` reads, of 8 characters
-# or more (less the ``.!?;`` that ends its sentence). ``_CONTEXT_LEAD``: ``CONTEXT`` then ``_LEAD`` in a
+# claims). ``_LEAD``: ``_TAIL`` with those alone; its groups (``_READ``'s) hold the first word ``_words`` reads, of 8
+# characters or more (less the ``.!?;`` that ends its sentence). ``_CONTEXT_LEAD``: ``CONTEXT`` then ``_LEAD`` in a
 # look-ahead, one match per credential word: ``_LEAD`` matches everywhere (``(?!\S)`` when no word follows), so
 # the look-ahead never fails and the credential word (``group(0)``, ``end()``) is the one ``CONTEXT`` matches.
 # These are matched without ``_words``' end (``_REACH + max_length`` after the credential word, unknown before
