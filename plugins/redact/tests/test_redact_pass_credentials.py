@@ -156,7 +156,8 @@ _AWS_WORDS = ("aws", "AWS", "Secret", "SECRET", "akia", "AKIA", "asia", "access 
               "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY=", "acess key", "ass", "sec ret", "x", "",
               "access ", "ACCESS ")
 _AWS_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+"
-_AWS_SEPARATORS = (" ", "", "=", "==", "\n", "/", ".", "é", "'", "-", ": ", "_", '"')
+#: (a lone surrogate too: ``_near_words`` reads the ranges as ``encode("ascii", "replace")`` bytes, one per character)
+_AWS_SEPARATORS = (" ", "", "=", "==", "\n", "/", ".", "é", "'", "-", ": ", "_", '"', "\udc80", "=\udc80")
 
 
 def _aws_run(rng: random.Random) -> str:
@@ -231,6 +232,22 @@ def test_aws_secret_key_from_the_pass_leaves_every_redactor_finding():
 def test_the_aws_texts_catch_a_range_one_case_off(monkeypatch, broken):
     """...and a range one character short changes findings on them (so the test above can fail)."""
     monkeypatch.setattr(detectors, "_AWS_NEAR", broken)
+    assert _aws_differences(_aws_texts(15_000)) != []
+
+
+def _aws_bytes_with(char: str, value: int) -> bytes:
+    table = bytearray(detectors._AWS_RUN_BYTES)
+    table[ord(char)] = value
+    return bytes(table)
+
+
+@needs_hyperscan
+@pytest.mark.parametrize("char, value", [("=", 0), ("+", 0), ("?", 1), ("0", 2)],
+                         ids=["= as an end", "+ as no run character", "non-ASCII as a run character", "0 as ="])
+def test_the_aws_texts_catch_a_run_byte_one_case_off(monkeypatch, char, value):
+    """...and so does a byte of ``_near_words``' table that says another kind of character than the regex sees
+    (``?``: what a non-ASCII character or a lone surrogate is in the encoded range)."""
+    monkeypatch.setattr(detectors, "_AWS_RUN_BYTES", _aws_bytes_with(char, value))
     assert _aws_differences(_aws_texts(15_000)) != []
 
 

@@ -871,10 +871,18 @@ def _aws_secret_ok(text: str, start: int, v: str) -> bool:
 #: ``=``) with the character before it: ``re`` skips to that character (a space, mostly) at C speed, where the
 #: pattern that starts at the run tries its look-behind at every letter of every word (2-3x slower)
 _AWS_RUN = re.compile(r"[^A-Za-z0-9/+]([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
+#: the characters of an AWS secret key's run
+_AWS_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+"
 
 
 #: where, from a context word's start, the character before an AWS secret key's run and the one after it are
 _AWS_NEAR = (2, 242)
+#: a byte of ``text.encode("ascii", "replace")`` (one byte per character: a non-ASCII one, a lone surrogate too, is
+#: a ``?``) → 1 for a character of an AWS run (``[A-Za-z0-9/+]``), 2 for ``=``, 0 for every other
+_AWS_RUN_BYTES = bytes(1 if chr(b) in _AWS_ALPHABET else 2 if b == ord("=") else 0 for b in range(256))
+#: in those bytes, 40 run characters and a character that is neither one of them nor ``=``: where it is found after a
+#: byte that is no run character, a match of the regex starts (it takes exactly 40, and no ``=`` after them)
+_AWS_RUN_THEN_END = b"\x01" * 40 + b"\x00"
 
 
 class AwsSecretDetector(Detector):
@@ -908,14 +916,21 @@ class AwsSecretDetector(Detector):
     @staticmethod
     def _near_words(text: str, words: list[int]) -> list[Span]:
         """:meth:`find` given where every context word starts (sorted): the runs that start within 200 characters
-        after one (as ``_aws_secret_ok`` wants), searched in ``[w + 2, w + 242)`` for each word start ``w`` (a word
-        is 3 characters or more; the regex sees the character before the run and the one after it). Those are
+        after one (as ``_aws_secret_ok`` wants), looked for in ``[w + 2, w + 242)`` for each word start ``w`` (a word
+        is 3 characters or more; the range holds the character before the run and the one after it). Those are
         what the anchor windows hold, less runs no word is close enough to: a word starts each window, and a
         window reaches 260 characters past its last word. (A run cut at such a range's end, which the regex
-        takes there, has no word within 200 before it: that word's range would reach further.)"""
+        takes there, has no word within 200 before it: that word's range would reach further; so a range need
+        not report it, and one that ends before the text's does not.)
+
+        Found in each range's :data:`_AWS_RUN_BYTES` (``bytes.translate``, then ``bytes.find`` of
+        :data:`_AWS_RUN_THEN_END` after the range's first character: C calls, 2x faster than ``_AWS_RUN``'s
+        ``finditer``, which tries its pattern after every word): a find there not after a run character is a run
+        of exactly 40 that no ``=`` follows (the text's end, a ``0`` put after the bytes of the range that ends
+        there, too), after a character of the range: what ``_AWS_RUN`` matches in it. The next find starts past
+        the one before, as ``finditer``'s next match starts at its end or after."""
         n = len(text)
         out: list[Span] = []
-        runs = _AWS_RUN.finditer
         first, last = _AWS_NEAR
         k = 0
         while k < len(words):
@@ -925,18 +940,24 @@ class AwsSecretDetector(Detector):
             while k < len(words) and words[k] + first <= b:
                 b = words[k] + last
                 k += 1
-            for m in runs(text, a, b if b < n else n):
-                v = m.group(1)
-                if ((v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None)
-                        + ("/" in v or "+" in v)) < 3:
-                    continue  # what _aws_secret_ok refuses first
-                # its other test: a context word in the 200 characters before the run, i.e. one that starts there
-                # (all are letters, but "access key" can run into a run that starts with its "key")
-                s = m.start(1)
-                i = bisect_left(words, s - 200)
-                if i < len(words) and words[i] < s and not (
-                        words[i] == s - 7 and text[s - 7:s + 3].lower() == "access key"):
-                    out.append((s, s + 40))
+            if b < n:
+                t = text[a:b].encode("ascii", "replace").translate(_AWS_RUN_BYTES)
+            else:
+                t = text[a:].encode("ascii", "replace").translate(_AWS_RUN_BYTES) + b"\x00"
+            i = t.find(_AWS_RUN_THEN_END, 1)
+            while i != -1:
+                if t[i - 1] != 1:  # the run's start (a longer run is found at its last 40 characters)
+                    s = a + i
+                    v = text[s:s + 40]
+                    if ((v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None)
+                            + ("/" in v or "+" in v)) >= 3:  # what _aws_secret_ok refuses first
+                        # its other test: a context word in the 200 characters before the run, i.e. one that starts
+                        # there (all are letters, but "access key" can run into a run that starts with its "key")
+                        j = bisect_left(words, s - 200)
+                        if j < len(words) and words[j] < s and not (
+                                words[j] == s - 7 and text[s - 7:s + 3].lower() == "access key"):
+                            out.append((s, s + 40))
+                i = t.find(_AWS_RUN_THEN_END, i + 41)
         return out
 
 
