@@ -1101,34 +1101,55 @@ def _v_credential(text: str, m: re.Match[str]) -> bool:
 
 
 class EmailDetector(Detector):
-    """Inside each window, the regex is tried only where a match can start: in the run of local-part
-    characters and dots right before an ``@`` (a local part holds no ``@``), not after one of the
-    look-behind's characters — one or two places per address instead of every character."""
+    """The regex is tried only where a match can start: in the run of local-part characters and dots right before
+    an ``@`` (a local part holds no ``@``), not after one of the look-behind's characters — one or two places per
+    address instead of every character.
+
+    The anchor windows (``_EMAIL_BEFORE`` before each ``@``, 260 after it, to the next space; merged) change
+    nothing but where a run longer than ``_EMAIL_BEFORE`` is cut: a match holds no space, so the regex finds the
+    same with the text's end as its end as with the window's (which is a space or the text's end when the text is
+    at most 64 KiB), and each window starts ``_EMAIL_BEFORE`` or more before each of its ``@``. So every ``@`` of
+    the text is taken in one go, with no windows, when no run before one reaches further back than that (a
+    text of at most 64 KiB); else in the windows."""
 
     __slots__ = ()
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
             ctx = Text(text)
+        if len(text) <= 65536:
+            spans = self._at_signs(text, ctx, ((0, len(text)),), True)
+            if spans is not None:
+                return spans
+        return self._at_signs(text, ctx, self.anchor(ctx), False)
+
+    def _at_signs(self, text: str, ctx: Text, windows: Iterable[Span], whole: bool) -> list[Span] | None:
+        """The matches at the ``@`` of each window; ``None`` (``whole``: the one window is the text, no anchor
+        window) when the run before an ``@`` reaches further back than ``_EMAIL_BEFORE``, where a window can cut
+        it."""
         match = (self.ascii_regex if ctx.ascii else self.regex).match
         before = _EMAIL_NOT_BEFORE
-        run = _EMAIL_LOCAL_RUN.match
+        run = _EMAIL_BEFORE_AT.match
         special = _EMAIL_LOCAL_SPECIAL.search
         spans: list[Span] = []
-        for ws, we in self.anchor(ctx):
+        for ws, we in windows:
             after = ws  # what _matches_at does: no match starts inside the one before, in this window
             at = text.find("@", ws, we)
             while at != -1:
-                # the run of local-part characters before the "@" (not before ``ws``), read backwards: from
-                # 64 characters before it, and from ``ws`` when the run is longer
-                lo = at - 64 if at - 64 > ws else ws
-                i = at - run(text[lo:at][::-1]).end()
-                if i == lo and lo > ws:
-                    i = at - run(text[ws:at][::-1]).end()
+                # the run of local-part characters before the "@" (not before ``ws``): after the last character
+                # that is none in the ``_EMAIL_BEFORE`` before it, and from ``ws`` when the run is longer
+                lo = at - _EMAIL_BEFORE if at - _EMAIL_BEFORE > ws else ws
+                r = run(text, lo, at)
+                i = r.start(1)
+                if i == lo and lo > ws and text[lo - 1] in _EMAIL_LOCAL_CHARS:
+                    if whole:  # a window may cut the run
+                        return None
+                    r = run(text, ws, at)
+                    i = r.start(1)
                 # a start is not a "." nor after one of the look-behind's characters: inside the run only
                 # after a local-part character the look-behind does not refuse, and maybe the run's start
                 c = i if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before) else -1
-                m = special(text, i, at - 1)
+                sp = r.end(1)  # the run's first special character (``at``: none)
                 while True:
                     if c >= after:
                         found = match(text, c, we)
@@ -1137,11 +1158,12 @@ class EmailDetector(Detector):
                             after = e if e > c else c + 1
                             if s < e:
                                 spans.append((s, e))
-                    if m is None:
+                    if sp >= at - 1:  # (one right before the "@" starts nothing)
                         break
-                    j = m.end()  # after a special character, unless a "." follows it
+                    j = sp + 1  # after a special character, unless a "." follows it
                     c = j if text[j] != "." else -1
                     m = special(text, j, at - 1)
+                    sp = at if m is None else m.start()
                 at = text.find("@", at + 1, we)
         return spans
 
@@ -1208,10 +1230,15 @@ _EMAIL_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|
 #: the characters of ``_EMAIL_LOCAL`` with its dots, and those its look-behind refuses before a match
 _EMAIL_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-.")
 _EMAIL_NOT_BEFORE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
-#: a run of ``_EMAIL_LOCAL_CHARS`` (the local part's characters and dots), and those of them that the
-#: look-behind does not refuse before a start
-_EMAIL_LOCAL_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]*")
+#: the characters of ``_EMAIL_LOCAL_CHARS`` (the local part's characters and dots) that the look-behind does not
+#: refuse before a start: a start inside a run follows one
 _EMAIL_LOCAL_SPECIAL = re.compile(r"[!#$&'*/=?^`{|}~]")
+#: ``match(text, lo, at)``: group 1 starts after the last character in ``[lo, at)`` that is none of
+#: ``_EMAIL_LOCAL_CHARS`` (``lo``: none is), where the run of them before ``at`` starts, and ends at the run's first
+#: ``_EMAIL_LOCAL_SPECIAL`` character (``at``: none); the greedy ``.*`` goes back from ``at`` at C speed
+_EMAIL_BEFORE_AT = re.compile(r"(?s:.*[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-])?([A-Za-z0-9%+_.\-]*)")
+#: how far before each ``@`` its anchor window starts
+_EMAIL_BEFORE = 80
 _EMAIL_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
 
 CREDENTIAL_WORDS = (
@@ -1286,7 +1313,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
         None, _v_credential, group="val", priority=60))
     add(EmailDetector("EMAIL", re.compile(
         r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
-        None, priority=85, anchor=_anchor(("@",), 80, 260)))
+        None, priority=85, anchor=_anchor(("@",), _EMAIL_BEFORE, 260)))
     add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
     add(RunDetector("CREDIT_CARD", re.compile(
         r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), None, _v_card, priority=72, trim=_trim_card,
