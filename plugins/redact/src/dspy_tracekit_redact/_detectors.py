@@ -1016,7 +1016,8 @@ class UrlCredentialsDetector(Detector):
     its run's first character and each letter after a ``+``, ``.`` or ``-`` in it (elsewhere in the run a letter
     or digit comes first: no ``\\b``). Nothing after ``://`` holds a space, and the anchor windows end at one
     (``://``, then to the next space): they cut only a scheme run longer than their 30 characters before it,
-    and only there do the windows decide (and over 64 KiB)."""
+    and only there do the windows decide (and over 64 KiB). Each ``://`` is where the pass saw one
+    (``_prefilter.POSITIONS``), else found by ``str.find``."""
 
     __slots__ = ()
 
@@ -1027,33 +1028,42 @@ class UrlCredentialsDetector(Detector):
             ctx = Text(text)
         if len(text) > 65536:
             return Detector.find(self, text, ctx)
+        hits = ctx.positions.get(self.entity) if ctx.positions is not None else None
+        if hits is None:
+            hits = []
+            h = text.find("://")
+            while h != -1:
+                hits.append(h)
+                h = text.find("://", h + 1)
         match = (self.ascii_regex if ctx.ascii else self.regex).match
-        scheme = _SCHEME_CHARS
-        matches = []
+        back = _SCHEME_BEFORE.match
+        out: list[Span] = []
         # (a match ends with "@", which neither a scheme nor "://" holds, so none starts inside the one before)
-        h = text.find("://")
-        while h != -1:
-            r = h  # back to the start of the scheme characters' run
-            while r > 0 and text[r - 1] in scheme:
-                r -= 1
+        for h in hits:
+            # the start of the scheme characters' run before it (read back from one past the windows' reach)
+            r = back(text, h - _URL_BEFORE - 1 if h > _URL_BEFORE + 1 else 0, h).end()
             if h - r > _URL_BEFORE:
                 return Detector.find(self, text, ctx)
             for p in range(r, h):
                 if text[p].isalpha() and (p == r or text[p - 1] in "+.-"):
                     m = match(text, p)
                     if m is not None:
-                        matches.append(m)
+                        out.append(m.span("ui"))  # what _spans gives (no validator; the group is never empty)
                         break
-            h = text.find("://", h + 1)
-        return self._spans(text, matches) if matches else []
+        return out
+
+
+#: ``match(text, lo, h)`` ends after the last character in ``[lo, h)`` that is no scheme character (``lo``: none
+#: is), where the run of them before ``h`` starts; the greedy ``.*`` goes back from ``h`` at C speed
+_SCHEME_BEFORE = re.compile(r"(?s:.*[^A-Za-z0-9+.\-])?")
 
 
 class BearerDetector(Detector):
-    """Every match starts with ``[Bb]earer``: the regex is tried (``match``) one character before each ``earer``
-    (``str.find``) instead of searched for in each anchor window (``earer`` less 2, plus 40, to the next space).
-    With the text's end as its end, it finds what a window finds (neither ``\\s+`` nor the token crosses the
-    space a window ends at) unless 40 spaces or more follow ``Bearer`` or the text is over 64 KiB, where the
-    windows decide."""
+    """Every match starts with ``[Bb]earer``: the regex is tried (``match``) at each ``[Bb]earer`` (where the pass
+    saw one, ``_prefilter.POSITIONS``; else one character before each ``earer``, by ``str.find``) instead of
+    searched for in each anchor window (``earer`` less 2, plus 40, to the next space). With the text's end as its
+    end, it finds what a window finds (neither ``\\s+`` nor the token crosses the space a window ends at) unless
+    40 spaces or more follow ``Bearer`` or the text is over 64 KiB, where the windows decide."""
 
     __slots__ = ()
 
@@ -1062,20 +1072,28 @@ class BearerDetector(Detector):
             ctx = Text(text)
         if len(text) > 65536:
             return Detector.find(self, text, ctx)
+        starts = ctx.positions.get(self.entity) if ctx.positions is not None else None
+        if starts is None:
+            starts = []
+            i = text.find("earer", 1)
+            while i != -1:
+                starts.append(i - 1)
+                i = text.find("earer", i + 1)
         match = (self.ascii_regex if ctx.ascii else self.regex).match
-        matches = []
+        not_letter = _BEARER_NOT_LETTER.search
+        out: list[Span] = []
         after = 0  # like finditer: no match starts inside the previous one
-        i = text.find("earer", 1)
-        while i != -1:
-            if i > after:
-                m = match(text, i - 1)
+        for b in starts:
+            if b >= after:
+                m = match(text, b)
                 if m is not None:
-                    if m.start("tok") > i + _BEARER_WINDOW:  # spaces past the window's end: it stops them
+                    ts, te = m.span("tok")
+                    if ts > b + 1 + _BEARER_WINDOW:  # spaces past the window's end: it stops them
                         return Detector.find(self, text, ctx)
-                    matches.append(m)
                     after = m.end()
-            i = text.find("earer", i + 1)
-        return self._spans(text, matches) if matches else []
+                    if not_letter(text, ts, te) is not None:  # _v_bearer, in the token's place in the text
+                        out.append((ts, te))
+        return out
 
 
 #: where, from ``earer``'s start, its anchor window ends before it is extended to the next space (40 after it)
