@@ -1146,43 +1146,46 @@ class EmailDetector(Detector):
         window) when the run before an ``@`` reaches further back than ``_EMAIL_BEFORE``, where a window can cut
         it."""
         match = (self.ascii_regex if ctx.ascii else self.regex).match
-        before = _EMAIL_NOT_BEFORE
-        run = _EMAIL_BEFORE_AT.match
+        at_sign = _EMAIL_AT.match
         special = _EMAIL_LOCAL_SPECIAL.search
         spans: list[Span] = []
         for ws, we in windows:
             after = ws  # what _matches_at does: no match starts inside the one before, in this window
+            prev = ws  # after the "@" before (no run holds one)
             at = text.find("@", ws, we)
             while at != -1:
                 # the run of local-part characters before the "@" (not before ``ws``): after the last character
-                # that is none in the ``_EMAIL_BEFORE`` before it, and from ``ws`` when the run is longer
-                lo = at - _EMAIL_BEFORE if at - _EMAIL_BEFORE > ws else ws
-                r = run(text, lo, at)
+                # that is none in the ``_EMAIL_BEFORE`` before it, and from ``ws`` when the run is longer; with the
+                # match at the run's start
+                lo = at - _EMAIL_BEFORE if at - _EMAIL_BEFORE > prev else prev
+                r = at_sign(text, lo, we)
                 i = r.start(1)
-                if i == lo and lo > ws and text[lo - 1] in _EMAIL_LOCAL_CHARS:
+                if i == lo and lo > prev and text[lo - 1] in _EMAIL_LOCAL_CHARS:
                     if whole:  # a window may cut the run
                         return None
-                    r = run(text, ws, at)
+                    r = at_sign(text, prev, we)
                     i = r.start(1)
-                # a start is not a "." nor after one of the look-behind's characters: inside the run only
-                # after a local-part character the look-behind does not refuse, and maybe the run's start
-                c = i if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before) else -1
+                # a start is not a "." nor after one of the look-behind's characters (the regex's own tests, in
+                # the match at ``i``): inside the run only after a special character, and maybe the run's start
+                if i >= after:
+                    s, e = r.span(2)
+                    if s >= 0:
+                        spans.append((s, e))
+                        after = e  # (a match is never empty)
                 sp = r.end(1)  # the run's first special character (``at``: none)
-                while True:
-                    if c >= after:
-                        found = match(text, c, we)
+                while sp < at - 1:  # (one right before the "@" starts nothing)
+                    j = sp + 1  # after a special character, unless a "." follows it
+                    if j >= after and text[j] != ".":
+                        found = match(text, j, we)
                         if found is not None:
                             s, e = found.span()
-                            after = e if e > c else c + 1
+                            after = e if e > j else j + 1
                             if s < e:
                                 spans.append((s, e))
-                    if sp >= at - 1:  # (one right before the "@" starts nothing)
-                        break
-                    j = sp + 1  # after a special character, unless a "." follows it
-                    c = j if text[j] != "." else -1
                     m = special(text, j, at - 1)
                     sp = at if m is None else m.start()
-                at = text.find("@", at + 1, we)
+                prev = at + 1
+                at = text.find("@", prev, we)
         return spans
 
 
@@ -1251,13 +1254,16 @@ _EMAIL_NOT_BEFORE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 #: the characters of ``_EMAIL_LOCAL_CHARS`` (the local part's characters and dots) that the look-behind does not
 #: refuse before a start: a start inside a run follows one
 _EMAIL_LOCAL_SPECIAL = re.compile(r"[!#$&'*/=?^`{|}~]")
-#: ``match(text, lo, at)``: group 1 starts after the last character in ``[lo, at)`` that is none of
-#: ``_EMAIL_LOCAL_CHARS`` (``lo``: none is), where the run of them before ``at`` starts, and ends at the run's first
-#: ``_EMAIL_LOCAL_SPECIAL`` character (``at``: none); the greedy ``.*`` goes back from ``at`` at C speed
-_EMAIL_BEFORE_AT = re.compile(r"(?s:.*[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-])?([A-Za-z0-9%+_.\-]*)")
 #: how far before each ``@`` its anchor window starts
 _EMAIL_BEFORE = 80
 _EMAIL_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
+#: the EMAIL regex (only ASCII classes: the same with ``re.ASCII``)
+_EMAIL = r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"
+#: ``match(text, lo)`` for an ``@`` at ``at`` and no ``@`` in ``[lo, at)``: group 1 starts after the last character
+#: there that is none of ``_EMAIL_LOCAL_CHARS`` (``lo``: none is), where the run of them before ``at`` starts, and
+#: ends at the run's first ``_EMAIL_LOCAL_SPECIAL`` character (``at``: none); group 2 is the EMAIL regex's match at
+#: that start, if any (the greedy ``[^@]*`` goes to ``at`` and back at C speed)
+_EMAIL_AT = re.compile(r"(?:[^@]*[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-@])?(?=([A-Za-z0-9%+_.\-]*))(" + _EMAIL + ")?")
 
 CREDENTIAL_WORDS = (
     r"password|passwd|pwd|passphrase|pass|secret|client[_\-]?secret|api[_\-]?key|apikey|access[_\-]?key|"
@@ -1329,8 +1335,7 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(CredentialDetector("CREDENTIAL", re.compile(
         r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])" + _CREDENTIAL_VALUE),
         None, _v_credential, group="val", priority=60))
-    add(EmailDetector("EMAIL", re.compile(
-        r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
+    add(EmailDetector("EMAIL", re.compile(_EMAIL),
         None, priority=85, anchor=_anchor(("@",), _EMAIL_BEFORE, 260)))
     add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
     add(RunDetector("CREDIT_CARD", re.compile(
