@@ -383,7 +383,7 @@ def test_the_email_texts_catch_a_read_back_one_past_the_window(monkeypatch):
 
 
 def test_the_private_key_search_finds_what_the_regex_finds():
-    """PRIVATE_KEY finds its header, then the first footer after it by ``str.find`` (``PrivateKeyDetector``):
+    """PRIVATE_KEY finds its header, then the first footer after it by a search (``PrivateKeyDetector``):
     the regex's matches, on headers and footers of every shape run together, cut, nested and missing."""
     import random
 

@@ -967,8 +967,9 @@ _PK_TAIL = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
 
 class PrivateKeyDetector(Detector):
     """What the regex matches (its header; then up to the first footer after it, else to the end of the
-    text), found as the header's match, then ``str.find`` of each ``-----END `` and the footer's match there,
-    instead of the lazy ``.*?`` trying the footer at every character of the key (2-3 us per key)."""
+    text), found as the header's match, then the footer's search after it (which skips to each ``-----END ``, its
+    literal prefix, at C speed), instead of the lazy ``.*?`` trying the footer at every character of the key (2-3
+    us per key)."""
 
     __slots__ = ()
 
@@ -988,17 +989,9 @@ class PrivateKeyDetector(Detector):
             head = _PK_HEAD.match(text, p)
             if head is None:
                 continue
-            k = head.end()
-            while True:  # the lazy ``.*?``: the first place after the header where a footer matches
-                j = text.find("-----END ", k)
-                if j == -1:
-                    end = len(text)  # ``.*\Z``
-                    break
-                tail = _PK_TAIL.match(text, j)
-                if tail is not None:
-                    end = tail.end()
-                    break
-                k = j + 1
+            # the lazy ``.*?``: the first place after the header where a footer matches (else ``.*\Z``)
+            tail = _PK_TAIL.search(text, head.end())
+            end = len(text) if tail is None else tail.end()
             out.append((p, end))
             after = end if end > p else p + 1
         return out
