@@ -1519,13 +1519,12 @@ class CredentialDetector(Detector):
             m = after_key(text, k)
             if m is None:
                 continue
-            vs, ve = m.span("val")
+            vs, ve = m.span(2)  # ``val`` (group 1 is ``is``: by number, not name)
             after = ve  # the match's end
             if text[ve - 1] == "." and ve - vs > 3:
                 ve -= 1
-            value = text[vs:ve]
             # what _v_credential refuses: a redaction marker; after `` is ``, a word of letters only
-            if not (value[0] == "<" and value[-1] == ">") and not (m.start("is") >= 0 and value.isalpha()):
+            if not (text[vs] == "<" and text[ve - 1] == ">") and not (m.start(1) >= 0 and text[vs:ve].isalpha()):
                 out.append((vs, ve))
         return out
 
