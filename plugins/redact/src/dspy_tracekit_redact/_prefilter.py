@@ -34,7 +34,6 @@ _WS = r"[ \t\n\r\f\v]"
 
 #: entity type → patterns (Hyperscan syntax) every match of the type contains; ``(?i)`` = caseless
 TRIGGERS: dict[str, tuple[str, ...]] = {
-    "PRIVATE_KEY": ("PRIVATE KEY",),
     # what the BEARER_TOKEN regex needs after its word boundary: ``Bearer``, spaces, 16 token characters
     "BEARER_TOKEN": (f"[Bb]earer{_WS}+[A-Za-z0-9\\-._~+/]{{16}}",),
     "EMAIL": ("@",),
