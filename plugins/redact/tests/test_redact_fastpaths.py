@@ -329,8 +329,61 @@ def test_the_email_local_part_run_gives_the_starts_the_walk_gave():
     assert found > 3000
 
 
+def _email_texts(n: int, seed: int = 8) -> list[str]:
+    """Several addresses a text, their local parts in runs of 0-100 characters (around ``_EMAIL_BEFORE``),
+    after fillers that put the addresses' anchor windows together or apart, with and without spaces."""
+    import random
+
+    from dspy_tracekit_redact import _detectors
+
+    rng = random.Random(seed)
+    pieces = ("a", "Z", "0", ".", "_", "+", "-", "!", "=", "~", "é", "\udc80", "x" * 40, "y" * 75, "z" * 9, "@")
+    fillers = ("", " ", "\n", "word " * 14, "word " * 40, "w" * 250, "x" * 70, "é" * 30, ", ", "k")
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            parts.append(rng.choice(fillers))
+            if rng.random() < 0.3:  # a run about as long as the read-back before the "@"
+                parts.append(" " + "k" * rng.randint(_detectors._EMAIL_BEFORE - 4, _detectors._EMAIL_BEFORE + 4))
+            parts.append("".join(rng.choice(pieces) for _ in range(rng.randint(0, 5))))
+            parts.append("@" + rng.choice(("example.com", "ex-ample.co.uk", "a.b", "x", "b.io", "")))
+            parts.append(rng.choice(("", " ", ".", "-x", "x" * 300)))
+        out.append("".join(parts))
+    return out
+
+
+def _email_detector():
+    from dspy_tracekit_redact._detectors import EmailDetector
+
+    return next(d for d in Redactor()._detectors if isinstance(d, EmailDetector))
+
+
+def _email_differences(texts: list[str], det) -> list[str]:
+    return [t for t in texts if det.find(t, Text(t)) != _email_by_walk(det, t, Text(t))]
+
+
+def test_email_without_windows_finds_what_the_windows_find():
+    """EMAIL takes every ``@`` of a text in one go (``EmailDetector.find``) unless a run before one is longer than
+    ``_EMAIL_BEFORE``: the windows' findings, on texts of several addresses with long runs and no spaces."""
+    texts = _email_texts(12_000)
+    assert _email_differences(texts, _email_detector()) == []
+    r = Redactor()
+    assert sum(1 for t in texts for f in r.find(t) if f.entity == "EMAIL") > 5_000
+
+
+def test_the_email_texts_catch_a_read_back_one_past_the_window(monkeypatch):
+    """...and reading runs back one character further than the windows start fails it (so it can fail)."""
+    from dspy_tracekit_redact import _detectors
+
+    texts = _email_texts(12_000)  # (made with the constant as it is)
+    det = _email_detector()
+    monkeypatch.setattr(_detectors, "_EMAIL_BEFORE", _detectors._EMAIL_BEFORE + 1)  # det's anchor keeps its 80
+    assert _email_differences(texts, det) != []
+
+
 def test_the_private_key_search_finds_what_the_regex_finds():
-    """PRIVATE_KEY finds its header, then the first footer after it by ``str.find`` (``PrivateKeyDetector``):
+    """PRIVATE_KEY finds its header, then the first footer after it by a search (``PrivateKeyDetector``):
     the regex's matches, on headers and footers of every shape run together, cut, nested and missing."""
     import random
 

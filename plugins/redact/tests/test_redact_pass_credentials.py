@@ -1,6 +1,7 @@
 """CREDENTIAL and AWS_SECRET_KEY after the Hyperscan pass work from what the pass reports (where a key word and
 the separator end; where AWS's context words start) instead of searching lower-cased text for their needles,
-BEARER_TOKEN and URL_CREDENTIALS match where their regexes can start instead of searching windows:
+BEARER_TOKEN and URL_CREDENTIALS match where their regexes can start (where the pass saw ``[Bb]earer`` or ``://``, or
+``str.find`` found them) instead of searching windows:
 on generated text made to sit at the edges of those shortcuts, the findings are those of the needle searches
 (the detectors as they run on text the pass does not see). Each generator is checked to catch a shortcut made
 one case wrong."""
@@ -156,7 +157,8 @@ _AWS_WORDS = ("aws", "AWS", "Secret", "SECRET", "akia", "AKIA", "asia", "access 
               "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY=", "acess key", "ass", "sec ret", "x", "",
               "access ", "ACCESS ")
 _AWS_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+"
-_AWS_SEPARATORS = (" ", "", "=", "==", "\n", "/", ".", "é", "'", "-", ": ", "_", '"')
+#: (a lone surrogate too: ``_near_words`` reads the ranges as ``encode("ascii", "replace")`` bytes, one per character)
+_AWS_SEPARATORS = (" ", "", "=", "==", "\n", "/", ".", "é", "'", "-", ": ", "_", '"', "\udc80", "=\udc80")
 
 
 def _aws_run(rng: random.Random) -> str:
@@ -234,6 +236,22 @@ def test_the_aws_texts_catch_a_range_one_case_off(monkeypatch, broken):
     assert _aws_differences(_aws_texts(15_000)) != []
 
 
+def _aws_bytes_with(char: str, value: int) -> bytes:
+    table = bytearray(detectors._AWS_RUN_BYTES)
+    table[ord(char)] = value
+    return bytes(table)
+
+
+@needs_hyperscan
+@pytest.mark.parametrize("char, value", [("=", 0), ("+", 0), ("?", 1), ("0", 2)],
+                         ids=["= as an end", "+ as no run character", "non-ASCII as a run character", "0 as ="])
+def test_the_aws_texts_catch_a_run_byte_one_case_off(monkeypatch, char, value):
+    """...and so does a byte of ``_near_words``' table that says another kind of character than the regex sees
+    (``?``: what a non-ASCII character or a lone surrogate is in the encoded range)."""
+    monkeypatch.setattr(detectors, "_AWS_RUN_BYTES", _aws_bytes_with(char, value))
+    assert _aws_differences(_aws_texts(15_000)) != []
+
+
 _BEARER_BEFORE = ("", " ", "x", "_", "-", "é", "Authorization: ", "'", "\n", "(")
 _BEARER_WORDS = ("Bearer", "bearer", "BEARER", "Bearers", "bearer bond", "earer", "Bearer Bearer")
 _BEARER_SPACES = (" ", "  ", "\t", "\n", "", "=", " " * 39, " " * 40, " " * 41, " " * 42, " " * 45, "\t" * 41)
@@ -261,13 +279,16 @@ def _bearer_texts(n: int, seed: int = 59) -> list[str]:
 
 
 def _bearer_differences(texts: list[str], counts: dict | None = None) -> list[str]:
+    """Texts where ``BearerDetector.find`` differs from the anchor windows, with ``str.find`` or (with the
+    ``hyperscan`` wheel) where the pass saw ``[Bb]earer``."""
     from dspy_tracekit_redact._detectors import BearerDetector, Detector
 
     det = next(d for d in Redactor()._detectors if isinstance(d, BearerDetector))
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES) if prefilter_module.hyperscan is not None else None
     differ = []
     for text in texts:
         slow = Detector.find(det, text, Text(text))  # the anchor windows
-        if det.find(text, Text(text)) != slow:
+        if det.find(text, Text(text)) != slow or (p is not None and det.find(text, _prepared(p, text)) != slow):
             differ.append(text)
         if counts is not None:
             counts["found"] += len(slow)
@@ -286,6 +307,12 @@ def test_bearer_token_matched_at_each_earer_finds_what_the_anchor_windows_find()
 
 def test_the_bearer_texts_catch_a_window_one_off(monkeypatch):
     monkeypatch.setattr(detectors, "_BEARER_WINDOW", detectors._BEARER_WINDOW + 1)
+    assert _bearer_differences(_bearer_texts(15_000)) != []
+
+
+@needs_hyperscan
+def test_the_bearer_texts_catch_a_pass_position_one_case_off(monkeypatch):
+    monkeypatch.setitem(prefilter_module.POSITIONS, "BEARER_TOKEN", (("Bearer", 6),))
     assert _bearer_differences(_bearer_texts(15_000)) != []
 
 
@@ -328,13 +355,16 @@ def _url_texts(n: int, seed: int = 67) -> list[str]:
 
 
 def _url_differences(texts: list[str], counts: dict | None = None) -> list[str]:
+    """Texts where ``UrlCredentialsDetector.find`` differs from the anchor windows, with ``str.find`` or (with the
+    ``hyperscan`` wheel) where the pass saw ``://``."""
     from dspy_tracekit_redact._detectors import Detector, UrlCredentialsDetector
 
     det = next(d for d in Redactor()._detectors if isinstance(d, UrlCredentialsDetector))
+    p = prefilter_module.Prefilter(BUILTIN_ENTITIES) if prefilter_module.hyperscan is not None else None
     differ = []
     for text in texts:
         slow = Detector.find(det, text, Text(text))  # the anchor windows
-        if det.find(text, Text(text)) != slow:
+        if det.find(text, Text(text)) != slow or (p is not None and det.find(text, _prepared(p, text)) != slow):
             differ.append(text)
         if counts is not None:
             counts["found"] += len(slow)
@@ -353,6 +383,13 @@ def test_url_credentials_matched_at_scheme_starts_find_what_the_anchor_windows_f
 
 def test_the_url_texts_catch_a_window_one_off(monkeypatch):
     monkeypatch.setattr(detectors, "_URL_BEFORE", detectors._URL_BEFORE + 1)
+    assert _url_differences(_url_texts(15_000)) != []
+
+
+@needs_hyperscan
+def test_the_url_texts_catch_a_pass_position_one_case_off(monkeypatch):
+    """(``?``: a non-ASCII character right after ``://``, as the pass sees it)"""
+    monkeypatch.setitem(prefilter_module.POSITIONS, "URL_CREDENTIALS", (("://[^?]", 4),))
     assert _url_differences(_url_texts(15_000)) != []
 
 

@@ -871,10 +871,18 @@ def _aws_secret_ok(text: str, start: int, v: str) -> bool:
 #: ``=``) with the character before it: ``re`` skips to that character (a space, mostly) at C speed, where the
 #: pattern that starts at the run tries its look-behind at every letter of every word (2-3x slower)
 _AWS_RUN = re.compile(r"[^A-Za-z0-9/+]([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
+#: the characters of an AWS secret key's run
+_AWS_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+"
 
 
 #: where, from a context word's start, the character before an AWS secret key's run and the one after it are
 _AWS_NEAR = (2, 242)
+#: a byte of ``text.encode("ascii", "replace")`` (one byte per character: a non-ASCII one, a lone surrogate too, is
+#: a ``?``) → 1 for a character of an AWS run (``[A-Za-z0-9/+]``), 2 for ``=``, 0 for every other
+_AWS_RUN_BYTES = bytes(1 if chr(b) in _AWS_ALPHABET else 2 if b == ord("=") else 0 for b in range(256))
+#: in those bytes, 40 run characters and a character that is neither one of them nor ``=``: where it is found after a
+#: byte that is no run character, a match of the regex starts (it takes exactly 40, and no ``=`` after them)
+_AWS_RUN_THEN_END = b"\x01" * 40 + b"\x00"
 
 
 class AwsSecretDetector(Detector):
@@ -908,14 +916,21 @@ class AwsSecretDetector(Detector):
     @staticmethod
     def _near_words(text: str, words: list[int]) -> list[Span]:
         """:meth:`find` given where every context word starts (sorted): the runs that start within 200 characters
-        after one (as ``_aws_secret_ok`` wants), searched in ``[w + 2, w + 242)`` for each word start ``w`` (a word
-        is 3 characters or more; the regex sees the character before the run and the one after it). Those are
+        after one (as ``_aws_secret_ok`` wants), looked for in ``[w + 2, w + 242)`` for each word start ``w`` (a word
+        is 3 characters or more; the range holds the character before the run and the one after it). Those are
         what the anchor windows hold, less runs no word is close enough to: a word starts each window, and a
         window reaches 260 characters past its last word. (A run cut at such a range's end, which the regex
-        takes there, has no word within 200 before it: that word's range would reach further.)"""
+        takes there, has no word within 200 before it: that word's range would reach further; so a range need
+        not report it, and one that ends before the text's does not.)
+
+        Found in each range's :data:`_AWS_RUN_BYTES` (``bytes.translate``, then ``bytes.find`` of
+        :data:`_AWS_RUN_THEN_END` after the range's first character: C calls, 2x faster than ``_AWS_RUN``'s
+        ``finditer``, which tries its pattern after every word): a find there not after a run character is a run
+        of exactly 40 that no ``=`` follows (the text's end, a ``0`` put after the bytes of the range that ends
+        there, too), after a character of the range: what ``_AWS_RUN`` matches in it. The next find starts past
+        the one before, as ``finditer``'s next match starts at its end or after."""
         n = len(text)
         out: list[Span] = []
-        runs = _AWS_RUN.finditer
         first, last = _AWS_NEAR
         k = 0
         while k < len(words):
@@ -925,18 +940,24 @@ class AwsSecretDetector(Detector):
             while k < len(words) and words[k] + first <= b:
                 b = words[k] + last
                 k += 1
-            for m in runs(text, a, b if b < n else n):
-                v = m.group(1)
-                if ((v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None)
-                        + ("/" in v or "+" in v)) < 3:
-                    continue  # what _aws_secret_ok refuses first
-                # its other test: a context word in the 200 characters before the run, i.e. one that starts there
-                # (all are letters, but "access key" can run into a run that starts with its "key")
-                s = m.start(1)
-                i = bisect_left(words, s - 200)
-                if i < len(words) and words[i] < s and not (
-                        words[i] == s - 7 and text[s - 7:s + 3].lower() == "access key"):
-                    out.append((s, s + 40))
+            if b < n:
+                t = text[a:b].encode("ascii", "replace").translate(_AWS_RUN_BYTES)
+            else:
+                t = text[a:].encode("ascii", "replace").translate(_AWS_RUN_BYTES) + b"\x00"
+            i = t.find(_AWS_RUN_THEN_END, 1)
+            while i != -1:
+                if t[i - 1] != 1:  # the run's start (a longer run is found at its last 40 characters)
+                    s = a + i
+                    v = text[s:s + 40]
+                    if ((v.lower() != v) + (v.upper() != v) + (_ANY_DIGIT.search(v) is not None)
+                            + ("/" in v or "+" in v)) >= 3:  # what _aws_secret_ok refuses first
+                        # its other test: a context word in the 200 characters before the run, i.e. one that starts
+                        # there (all are letters, but "access key" can run into a run that starts with its "key")
+                        j = bisect_left(words, s - 200)
+                        if j < len(words) and words[j] < s and not (
+                                words[j] == s - 7 and text[s - 7:s + 3].lower() == "access key"):
+                            out.append((s, s + 40))
+                i = t.find(_AWS_RUN_THEN_END, i + 41)
         return out
 
 
@@ -946,8 +967,9 @@ _PK_TAIL = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
 
 class PrivateKeyDetector(Detector):
     """What the regex matches (its header; then up to the first footer after it, else to the end of the
-    text), found as the header's match, then ``str.find`` of each ``-----END `` and the footer's match there,
-    instead of the lazy ``.*?`` trying the footer at every character of the key (2-3 us per key)."""
+    text), found as the header's match, then the footer's search after it (which skips to each ``-----END ``, its
+    literal prefix, at C speed), instead of the lazy ``.*?`` trying the footer at every character of the key (2-3
+    us per key)."""
 
     __slots__ = ()
 
@@ -967,17 +989,9 @@ class PrivateKeyDetector(Detector):
             head = _PK_HEAD.match(text, p)
             if head is None:
                 continue
-            k = head.end()
-            while True:  # the lazy ``.*?``: the first place after the header where a footer matches
-                j = text.find("-----END ", k)
-                if j == -1:
-                    end = len(text)  # ``.*\Z``
-                    break
-                tail = _PK_TAIL.match(text, j)
-                if tail is not None:
-                    end = tail.end()
-                    break
-                k = j + 1
+            # the lazy ``.*?``: the first place after the header where a footer matches (else ``.*\Z``)
+            tail = _PK_TAIL.search(text, head.end())
+            end = len(text) if tail is None else tail.end()
             out.append((p, end))
             after = end if end > p else p + 1
         return out
@@ -995,7 +1009,8 @@ class UrlCredentialsDetector(Detector):
     its run's first character and each letter after a ``+``, ``.`` or ``-`` in it (elsewhere in the run a letter
     or digit comes first: no ``\\b``). Nothing after ``://`` holds a space, and the anchor windows end at one
     (``://``, then to the next space): they cut only a scheme run longer than their 30 characters before it,
-    and only there do the windows decide (and over 64 KiB)."""
+    and only there do the windows decide (and over 64 KiB). Each ``://`` is where the pass saw one
+    (``_prefilter.POSITIONS``), else found by ``str.find``."""
 
     __slots__ = ()
 
@@ -1006,33 +1021,42 @@ class UrlCredentialsDetector(Detector):
             ctx = Text(text)
         if len(text) > 65536:
             return Detector.find(self, text, ctx)
+        hits = ctx.positions.get(self.entity) if ctx.positions is not None else None
+        if hits is None:
+            hits = []
+            h = text.find("://")
+            while h != -1:
+                hits.append(h)
+                h = text.find("://", h + 1)
         match = (self.ascii_regex if ctx.ascii else self.regex).match
-        scheme = _SCHEME_CHARS
-        matches = []
+        back = _SCHEME_BEFORE.match
+        out: list[Span] = []
         # (a match ends with "@", which neither a scheme nor "://" holds, so none starts inside the one before)
-        h = text.find("://")
-        while h != -1:
-            r = h  # back to the start of the scheme characters' run
-            while r > 0 and text[r - 1] in scheme:
-                r -= 1
+        for h in hits:
+            # the start of the scheme characters' run before it (read back from one past the windows' reach)
+            r = back(text, h - _URL_BEFORE - 1 if h > _URL_BEFORE + 1 else 0, h).end()
             if h - r > _URL_BEFORE:
                 return Detector.find(self, text, ctx)
             for p in range(r, h):
                 if text[p].isalpha() and (p == r or text[p - 1] in "+.-"):
                     m = match(text, p)
                     if m is not None:
-                        matches.append(m)
+                        out.append(m.span("ui"))  # what _spans gives (no validator; the group is never empty)
                         break
-            h = text.find("://", h + 1)
-        return self._spans(text, matches) if matches else []
+        return out
+
+
+#: ``match(text, lo, h)`` ends after the last character in ``[lo, h)`` that is no scheme character (``lo``: none
+#: is), where the run of them before ``h`` starts; the greedy ``.*`` goes back from ``h`` at C speed
+_SCHEME_BEFORE = re.compile(r"(?s:.*[^A-Za-z0-9+.\-])?")
 
 
 class BearerDetector(Detector):
-    """Every match starts with ``[Bb]earer``: the regex is tried (``match``) one character before each ``earer``
-    (``str.find``) instead of searched for in each anchor window (``earer`` less 2, plus 40, to the next space).
-    With the text's end as its end, it finds what a window finds (neither ``\\s+`` nor the token crosses the
-    space a window ends at) unless 40 spaces or more follow ``Bearer`` or the text is over 64 KiB, where the
-    windows decide."""
+    """Every match starts with ``[Bb]earer``: the regex is tried (``match``) at each ``[Bb]earer`` (where the pass
+    saw one, ``_prefilter.POSITIONS``; else one character before each ``earer``, by ``str.find``) instead of
+    searched for in each anchor window (``earer`` less 2, plus 40, to the next space). With the text's end as its
+    end, it finds what a window finds (neither ``\\s+`` nor the token crosses the space a window ends at) unless
+    40 spaces or more follow ``Bearer`` or the text is over 64 KiB, where the windows decide."""
 
     __slots__ = ()
 
@@ -1041,20 +1065,28 @@ class BearerDetector(Detector):
             ctx = Text(text)
         if len(text) > 65536:
             return Detector.find(self, text, ctx)
+        starts = ctx.positions.get(self.entity) if ctx.positions is not None else None
+        if starts is None:
+            starts = []
+            i = text.find("earer", 1)
+            while i != -1:
+                starts.append(i - 1)
+                i = text.find("earer", i + 1)
         match = (self.ascii_regex if ctx.ascii else self.regex).match
-        matches = []
+        not_letter = _BEARER_NOT_LETTER.search
+        out: list[Span] = []
         after = 0  # like finditer: no match starts inside the previous one
-        i = text.find("earer", 1)
-        while i != -1:
-            if i > after:
-                m = match(text, i - 1)
+        for b in starts:
+            if b >= after:
+                m = match(text, b)
                 if m is not None:
-                    if m.start("tok") > i + _BEARER_WINDOW:  # spaces past the window's end: it stops them
+                    ts, te = m.span("tok")
+                    if ts > b + 1 + _BEARER_WINDOW:  # spaces past the window's end: it stops them
                         return Detector.find(self, text, ctx)
-                    matches.append(m)
                     after = m.end()
-            i = text.find("earer", i + 1)
-        return self._spans(text, matches) if matches else []
+                    if not_letter(text, ts, te) is not None:  # _v_bearer, in the token's place in the text
+                        out.append((ts, te))
+        return out
 
 
 #: where, from ``earer``'s start, its anchor window ends before it is extended to the next space (40 after it)
@@ -1080,48 +1112,73 @@ def _v_credential(text: str, m: re.Match[str]) -> bool:
 
 
 class EmailDetector(Detector):
-    """Inside each window, the regex is tried only where a match can start: in the run of local-part
-    characters and dots right before an ``@`` (a local part holds no ``@``), not after one of the
-    look-behind's characters — one or two places per address instead of every character."""
+    """The regex is tried only where a match can start: in the run of local-part characters and dots right before
+    an ``@`` (a local part holds no ``@``), not after one of the look-behind's characters — one or two places per
+    address instead of every character.
+
+    The anchor windows (``_EMAIL_BEFORE`` before each ``@``, 260 after it, to the next space; merged) change
+    nothing but where a run longer than ``_EMAIL_BEFORE`` is cut: a match holds no space, so the regex finds the
+    same with the text's end as its end as with the window's (which is a space or the text's end when the text is
+    at most 64 KiB), and each window starts ``_EMAIL_BEFORE`` or more before each of its ``@``. So every ``@`` of
+    the text is taken in one go, with no windows, when no run before one reaches further back than that (a
+    text of at most 64 KiB); else in the windows."""
 
     __slots__ = ()
 
     def find(self, text: str, ctx: Text | None = None) -> list[Span]:
         if ctx is None:
             ctx = Text(text)
+        if len(text) <= 65536:
+            spans = self._at_signs(text, ctx, ((0, len(text)),), True)
+            if spans is not None:
+                return spans
+        return self._at_signs(text, ctx, self.anchor(ctx), False)
+
+    def _at_signs(self, text: str, ctx: Text, windows: Iterable[Span], whole: bool) -> list[Span] | None:
+        """The matches at the ``@`` of each window; ``None`` (``whole``: the one window is the text, no anchor
+        window) when the run before an ``@`` reaches further back than ``_EMAIL_BEFORE``, where a window can cut
+        it."""
         match = (self.ascii_regex if ctx.ascii else self.regex).match
-        before = _EMAIL_NOT_BEFORE
-        run = _EMAIL_LOCAL_RUN.match
+        at_sign = _EMAIL_AT.match
         special = _EMAIL_LOCAL_SPECIAL.search
         spans: list[Span] = []
-        for ws, we in self.anchor(ctx):
+        for ws, we in windows:
             after = ws  # what _matches_at does: no match starts inside the one before, in this window
+            prev = ws  # after the "@" before (no run holds one)
             at = text.find("@", ws, we)
             while at != -1:
-                # the run of local-part characters before the "@" (not before ``ws``), read backwards: from
-                # 64 characters before it, and from ``ws`` when the run is longer
-                lo = at - 64 if at - 64 > ws else ws
-                i = at - run(text[lo:at][::-1]).end()
-                if i == lo and lo > ws:
-                    i = at - run(text[ws:at][::-1]).end()
-                # a start is not a "." nor after one of the look-behind's characters: inside the run only
-                # after a local-part character the look-behind does not refuse, and maybe the run's start
-                c = i if i < at and text[i] != "." and (i == 0 or text[i - 1] not in before) else -1
-                m = special(text, i, at - 1)
-                while True:
-                    if c >= after:
-                        found = match(text, c, we)
+                # the run of local-part characters before the "@" (not before ``ws``): after the last character
+                # that is none in the ``_EMAIL_BEFORE`` before it, and from ``ws`` when the run is longer; with the
+                # match at the run's start
+                lo = at - _EMAIL_BEFORE if at - _EMAIL_BEFORE > prev else prev
+                r = at_sign(text, lo, we)
+                i = r.start(1)
+                if i == lo and lo > prev and text[lo - 1] in _EMAIL_LOCAL_CHARS:
+                    if whole:  # a window may cut the run
+                        return None
+                    r = at_sign(text, prev, we)
+                    i = r.start(1)
+                # a start is not a "." nor after one of the look-behind's characters (the regex's own tests, in
+                # the match at ``i``): inside the run only after a special character, and maybe the run's start
+                if i >= after:
+                    s, e = r.span(2)
+                    if s >= 0:
+                        spans.append((s, e))
+                        after = e  # (a match is never empty)
+                sp = r.end(1)  # the run's first special character (``at``: none)
+                while sp < at - 1:  # (one right before the "@" starts nothing)
+                    j = sp + 1  # after a special character, unless a "." follows it
+                    if j >= after and text[j] != ".":
+                        found = match(text, j, we)
                         if found is not None:
                             s, e = found.span()
-                            after = e if e > c else c + 1
+                            after = e if e > j else j + 1
                             if s < e:
                                 spans.append((s, e))
-                    if m is None:
-                        break
-                    j = m.end()  # after a special character, unless a "." follows it
-                    c = j if text[j] != "." else -1
                     m = special(text, j, at - 1)
-                at = text.find("@", at + 1, we)
+                    sp = at if m is None else m.start()
+                prev = at + 1
+                at = text.find("@", prev, we)
         return spans
 
 
@@ -1187,11 +1244,19 @@ _EMAIL_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|
 #: the characters of ``_EMAIL_LOCAL`` with its dots, and those its look-behind refuses before a match
 _EMAIL_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-.")
 _EMAIL_NOT_BEFORE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
-#: a run of ``_EMAIL_LOCAL_CHARS`` (the local part's characters and dots), and those of them that the
-#: look-behind does not refuse before a start
-_EMAIL_LOCAL_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]*")
+#: the characters of ``_EMAIL_LOCAL_CHARS`` (the local part's characters and dots) that the look-behind does not
+#: refuse before a start: a start inside a run follows one
 _EMAIL_LOCAL_SPECIAL = re.compile(r"[!#$&'*/=?^`{|}~]")
+#: how far before each ``@`` its anchor window starts
+_EMAIL_BEFORE = 80
 _EMAIL_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
+#: the EMAIL regex (only ASCII classes: the same with ``re.ASCII``)
+_EMAIL = r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"
+#: ``match(text, lo)`` for an ``@`` at ``at`` and no ``@`` in ``[lo, at)``: group 1 starts after the last character
+#: there that is none of ``_EMAIL_LOCAL_CHARS`` (``lo``: none is), where the run of them before ``at`` starts, and
+#: ends at the run's first ``_EMAIL_LOCAL_SPECIAL`` character (``at``: none); group 2 is the EMAIL regex's match at
+#: that start, if any (the greedy ``[^@]*`` goes to ``at`` and back at C speed)
+_EMAIL_AT = re.compile(r"(?:[^@]*[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-@])?(?=([A-Za-z0-9%+_.\-]*))(" + _EMAIL + ")?")
 
 CREDENTIAL_WORDS = (
     r"password|passwd|pwd|passphrase|pass|secret|client[_\-]?secret|api[_\-]?key|apikey|access[_\-]?key|"
@@ -1263,9 +1328,8 @@ def builtin_detectors() -> dict[str, list[Detector]]:
     add(CredentialDetector("CREDENTIAL", re.compile(
         r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_\-])*(?:" + CREDENTIAL_WORDS + r")(?![A-Za-z0-9])" + _CREDENTIAL_VALUE),
         None, _v_credential, group="val", priority=60))
-    add(EmailDetector("EMAIL", re.compile(
-        r"(?<![A-Za-z0-9._%+\-])" + _EMAIL_LOCAL + "@" + _EMAIL_DOMAIN + r"(?![A-Za-z0-9\-])"),
-        None, priority=85, anchor=_anchor(("@",), 80, 260)))
+    add(EmailDetector("EMAIL", re.compile(_EMAIL),
+        None, priority=85, anchor=_anchor(("@",), _EMAIL_BEFORE, 260)))
     add(IbanDetector("IBAN", _IBAN_START, None, priority=75))
     add(RunDetector("CREDIT_CARD", re.compile(
         r"(?<![\w.\-+])(?<!\d[ \-])\d(?:[ \-]?\d){12,18}(?![\w]|[ \-]\d)"), None, _v_card, priority=72, trim=_trim_card,
@@ -1455,13 +1519,12 @@ class CredentialDetector(Detector):
             m = after_key(text, k)
             if m is None:
                 continue
-            vs, ve = m.span("val")
+            vs, ve = m.span(2)  # ``val`` (group 1 is ``is``: by number, not name)
             after = ve  # the match's end
             if text[ve - 1] == "." and ve - vs > 3:
                 ve -= 1
-            value = text[vs:ve]
             # what _v_credential refuses: a redaction marker; after `` is ``, a word of letters only
-            if not (value[0] == "<" and value[-1] == ">") and not (m.start("is") >= 0 and value.isalpha()):
+            if not (text[vs] == "<" and text[ve - 1] == ">") and not (m.start(1) >= 0 and text[vs:ve].isalpha()):
                 out.append((vs, ve))
         return out
 

@@ -34,8 +34,6 @@ _WS = r"[ \t\n\r\f\v]"
 
 #: entity type → patterns (Hyperscan syntax) every match of the type contains; ``(?i)`` = caseless
 TRIGGERS: dict[str, tuple[str, ...]] = {
-    "PRIVATE_KEY": ("PRIVATE KEY",),
-    "URL_CREDENTIALS": ("://",),
     # what the BEARER_TOKEN regex needs after its word boundary: ``Bearer``, spaces, 16 token characters
     "BEARER_TOKEN": (f"[Bb]earer{_WS}+[A-Za-z0-9\\-._~+/]{{16}}",),
     "EMAIL": ("@",),
@@ -104,6 +102,10 @@ POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
                     + _WS + ")", 0),),
     # every start of a context word of AWS_SECRET_KEY (its run must have one within 200 characters before it)
     "AWS_SECRET_KEY": tuple((f"(?i){word}", len(word)) for word in AWS_CONTEXT_WORDS),
+    # every ``://`` (where the detector looks back for the scheme); every ``[Bb]earer`` (where its regex starts: with
+    # its trigger, the type is active when both fire)
+    "URL_CREDENTIALS": (("://", 3),),
+    "BEARER_TOKEN": (("[Bb]earer", 6),),
     # the literal prefix each of these regexes starts with
     "PRIVATE_KEY": (("-----BEGIN ", 11),),
     "JWT": (("eyJ", 3),),
