@@ -423,6 +423,40 @@ def test_the_pass_over_question_marks_finds_what_it_found_in_utf8():
 
 
 @needs_hyperscan
+def test_runs_longer_than_the_look_back_start_where_the_whole_data_says():
+    """A run's start is looked for in the 64 bytes before its end first (``_RUN_LOOKBACK``), further back when they
+    are all the run's: on runs of 20 to 300 run characters ending in a phone, card, SSN or IPv4 (its start 63, 64,
+    65 bytes back too), at the text's start or after a letter or a non-ASCII one, the pass gives what the
+    reference pass gives (without the fallback further back this fails)."""
+    import random
+
+    rng = random.Random(21)
+    new, old = prefilter_module.Prefilter(BUILTIN_ENTITIES), _Utf8Pass()
+    ends = ("212-555-1234", "4111 1111 1111 1111", "123-45-6789", "192.168.1.10", "+44 20 7946 0958", "2024-05-11")
+    texts = []
+    for n in (*range(55, 75), *rng.sample(range(20, 300), 40)):
+        for end in ends:
+            body = "".join(rng.choice("0123456789 -./()+") for _ in range(n - len(end))) + end
+            for before in ("", "x", "é", "call "):
+                texts.append(before + body + rng.choice(("", " ok", "\n", "é")))
+    assert sum(1 for t in texts if any(e - s > 64 for spans in old.scan(t)[2].values() for s, e in spans)) > 500
+    assert [t for t in texts if new.scan(t) != old.scan(t)] == []
+
+
+@needs_hyperscan
+def test_a_one_character_trigger_is_looked_for_in_the_bytes_the_pass_scans():
+    """``@`` (EMAIL's trigger) is not compiled into the pass (``_one_char``): it is looked for with ``in``, where the
+    reference pass's pattern reports it; the other triggers stay compiled."""
+    new = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    assert [c for c, _ in new._char_triggers] == [b"@"]
+    assert not prefilter_module._one_char("\n") and not prefilter_module._one_char(".")
+    old = _Utf8Pass()
+    texts = ["@", "a@b", "é@", "x", "", "@\n", "mail me: jane@example.com", "?", "＠"]
+    assert [t for t in texts if new.scan(t) != old.scan(t)] == []
+    assert "EMAIL" in new.scan("a@b")[0] and "EMAIL" not in new.scan("ab＠")[0]
+
+
+@needs_hyperscan
 def test_the_credential_words_of_text_with_non_ascii_letters_are_those_of_its_lower_case_form():
     """In text the pass sees that is not ASCII, the pass's ASCII credential words and the others looked for in
     the lower-cased text are every credential word of the lower-cased text (what ``find`` took before)."""
