@@ -126,6 +126,13 @@ def _escape(word: str) -> str:
     return "".join(c if c.isalnum() else f"\\x{ord(c):02x}" for c in word)
 
 
+def _alternation(patterns: list[str] | tuple[str, ...]) -> str:
+    """One Hyperscan pattern that matches where any of ``patterns`` does (each in a group of its own). Under one id,
+    Hyperscan reports a pattern once per end however many ways it matches there: the same reports as the patterns
+    apart under that id (a trigger's: single match) or as a logical combination of them (a run type's)."""
+    return patterns[0] if len(patterns) == 1 else "(?:" + ")|(?:".join(patterns) + ")"
+
+
 def _one_char(pattern: str) -> bool:
     """Whether the trigger ``pattern`` is one ASCII character that stands for itself (no regex syntax, not the
     newline the pass appends): it occurs in the pass's bytes exactly where ``in`` finds it there."""
@@ -144,10 +151,10 @@ def _pass_bytes(text: str) -> bytes:
 class Prefilter:
     """The compiled pass for a set of entity types (a Redactor's built-ins).
 
-    Pattern ids, in this order: one per trigger gate (its patterns share it, single match; a trigger of one
-    character is looked for with ``in`` instead), one per digit-run type (a type with several run patterns
-    reports through one logical combination of them, once per run end instead of once per shape), one per
-    ``POSITIONS`` gate and pattern length, then one per credential word. The match handler files a credential
+    Pattern ids, in this order: one per trigger gate (its patterns as one alternation, single match; a trigger of
+    one character is looked for with ``in`` instead), one per digit-run type (a type with several run patterns
+    has them as one alternation, reported once per run end instead of once per shape), one per ``POSITIONS`` gate
+    and pattern length, then one per credential word. The match handler files a credential
     word's or a position's start where it belongs as it is reported; the runs' starts and the triggers' gates
     are sorted out after the scan."""
 
@@ -177,33 +184,26 @@ class Prefilter:
             if entity in TRIGGERS:
                 gate = TRIGGER_GATES.get(entity, entity)
                 names = (gate,) if gate == entity else (gate, entity)
-                compiled = False
+                by_case: dict[bool, list[str]] = {}  # caseless or not → the gate's patterns
                 for pattern in TRIGGERS[entity]:
                     if _one_char(pattern):
                         char_triggers.append((pattern.encode(), names))
-                        continue
-                    nocase = pattern.startswith("(?i)")
-                    add(pattern[4:] if nocase else pattern, len(self._gates), single | dotall | (caseless if nocase else 0))
-                    compiled = True
-                if compiled:
+                    else:
+                        nocase = pattern.startswith("(?i)")
+                        by_case.setdefault(nocase, []).append(pattern[4:] if nocase else pattern)
+                for nocase, patterns in by_case.items():  # one alternation: IPv6's two as one, C scan 0.8 us less
+                    add(_alternation(patterns), len(self._gates), single | dotall | (caseless if nocase else 0))
+                if by_case:
                     self._gates.append(gate)
                     self._fired_gates.append(names)
         self._char_triggers = tuple(char_triggers)
         self._n_triggers = len(self._gates)
-        #: id - _n_triggers → the digit-run type
+        #: id - _n_triggers → the digit-run type; a type with several run patterns has them as one alternation (one
+        #: report per run end, as for one pattern: PHONE's seven, C scan 1.7 us less per dense prompt and 1.4 on hard
+        #: negatives than through a logical combination of the seven)
         self._run_types: list[str] = [e for e in entities if RUNS.get(e)]
-        quiet = 1 << 20  # the ids of the run patterns a combination reports for (never reported themselves)
         for k, entity in enumerate(self._run_types):
-            i = self._n_triggers + k
-            patterns = RUNS[entity]
-            if len(patterns) == 1:
-                add(patterns[0], i, dotall)
-                continue
-            subs = []
-            for pattern in patterns:
-                subs.append(quiet + len(ids))
-                add(pattern, subs[-1], dotall | hyperscan.HS_FLAG_QUIET)
-            add(" | ".join(map(str, subs)), i, hyperscan.HS_FLAG_COMBINATION)
+            add(_alternation(RUNS[entity]), self._n_triggers + k, dotall)
         self._n_runs = self._n_triggers + len(self._run_types)
         #: id - _n_runs → (gate, length of its patterns): one id per gate and length (one start per end)
         self._pos: list[tuple[str, int]] = []
