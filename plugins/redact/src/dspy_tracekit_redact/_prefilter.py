@@ -111,7 +111,11 @@ POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
     "PRIVATE_KEY": (("-----BEGIN ", 11),),
     "JWT": (("eyJ", 3),),
     "ANTHROPIC_KEY": (("sk-ant-", 7),),
-    "OPENAI_KEY": (("sk-", 3),),
+    # ``sk-`` and a character of the key, but not ``sk-ant-`` (the regex's ``(?!ant-)``: an Anthropic key is not
+    # reported twice, nor tried twice): the three characters after ``sk-`` each in turn not the next of ``ant-``
+    # (``proj-``, ``admin-``, ... and the key's run are of ``[A-Za-z0-9_-]``)
+    "OPENAI_KEY": (("sk-[A-Z0-9_\\-b-z]", 4), ("sk-a[A-Za-mo-z0-9_\\-]", 5), ("sk-an[A-Za-su-z0-9_\\-]", 6),
+                   ("sk-ant[A-Za-z0-9_]", 7)),
     "AWS_ACCESS_KEY_ID": (("A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA)", 4),),
     "GITHUB_TOKEN": (("gh[pousr]_", 4),),
     "GITHUB_TOKEN/pat": (("github_pat_", 11),),
