@@ -455,6 +455,10 @@ def test_a_one_character_trigger_is_looked_for_in_the_bytes_the_pass_scans():
     texts = ["@", "a@b", "é@", "x", "", "@\n", "mail me: jane@example.com", "?", "＠"]
     assert [t for t in texts if new.scan(t) != old.scan(t)] == []
     assert "EMAIL" in new.scan("a@b")[0] and "EMAIL" not in new.scan("ab＠")[0]
+    # with EMAIL alone there is no pattern to compile, and no database: the pass is the "in" alone
+    only = Redactor({"entities": ["EMAIL"], "prefilter_cache": False})
+    assert only._prefilter._db is None and only._prefilter.scan("x a@b.co")[0] == {"EMAIL"}
+    assert only.redact_text("mail a@b.co, card 4111 1111 1111 1111") == "mail <EMAIL>, card 4111 1111 1111 1111"
 
 
 @needs_hyperscan

@@ -389,6 +389,8 @@ class Redactor:
         self._generic = "GENERIC_SECRET" in entities
         self.entities: tuple[str, ...] = tuple(entities) + tuple(custom_names)
         self._actions = actions
+        #: ``find`` is this class's: ``_text`` reads ``_found``'s candidates instead of a Finding made for each
+        self._own_find = type(self).find is Redactor.find
         #: the marker of each entity type whose action is ``mask`` (what ``marker`` returns for it)
         self._masks = {name: f"<{name}>" for name, action in actions.items() if action == "mask"}
 
@@ -510,9 +512,9 @@ class Redactor:
             memo[1][key] = run
         return run
 
-    def _at_positions(self, text: str, ctx: Text, group: tuple, add: Callable) -> None:
-        """The ``by_position`` detectors of ``group`` (a method of its own: the benchmark times it)."""
-        matches_at_positions(text, ctx, group, add)
+    #: the ``by_position`` detectors of a group, ``(text, ctx, group, add)``: an attribute of its own, which the
+    #: benchmark replaces to time it (the function itself, not a method calling it: one call less per text)
+    _at_positions = staticmethod(matches_at_positions)
 
     @property
     def _all(self) -> tuple[tuple, ...]:
@@ -541,7 +543,10 @@ class Redactor:
 
     def _text(self, text: str, counts: dict[str, int]) -> tuple[str, bool]:
         """Redacted text and whether a ``drop`` entity was in it."""
-        findings = self._found(text)
+        if self._own_find:
+            findings = self._found(text)
+        else:  # a subclass's find() (a test's counting one, a user's filter) decides, as it always did
+            findings = [(f[0], 0, 0, 0, f[1], f[2]) for f in self.find(text)]
         if not findings:
             return text, False
         parts = []
