@@ -2,7 +2,8 @@
 
 Each entity type has *triggers*: patterns that every one of its matches must contain (its literal
 prefix, its anchor word, the digit run all number detectors need). Hyperscan finds all of them in one
-pass at about 1 GB/s; the Redactor then runs only the detectors whose trigger fired — on clean text,
+pass at about 1 GB/s (but a trigger of one character, EMAIL's ``@``, which ``in`` finds faster than Hyperscan's
+literal matcher does); the Redactor then runs only the detectors whose trigger fired — on clean text,
 none or one of ~20. The same pass reports where ``GENERIC_SECRET``'s credential words start, so that
 detector does not search for them again.
 
