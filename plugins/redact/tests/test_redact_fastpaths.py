@@ -458,9 +458,8 @@ def test_the_candidate_resolution_keeps_the_findings_of_the_stable_sort():
                 old.append((s, e, prio, entity))
                 new.append((s, -prio, s - e, k, e, entity))
         want = _resolve_as_it_was(old)
-        got = _resolve(new)
+        got = [(c[0], c[4], c[5]) for c in _resolve(new)]  # a kept candidate's start, end and entity (find's Finding)
         differ += got != want
-        assert [type(f).__name__ for f in got] == ["Finding"] * len(got)
         widened += any(f not in [(c[0], c[1], c[3]) for c in old] for f in want)
     assert differ == 0
     assert widened > 500

@@ -204,6 +204,7 @@ _KEY_PREFIXES = (
     "-----BEGIN PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----", "-----END PRIVATE KEY-----", "-----BEGIN ",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.", "eyJ0eXAiOiJKV1QifQ.eyJhIjoxfQ.", "eyJ0eXAiOiJKV1QifQ.",
     "eyJ", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.", "sk-ant-", "sk-ant-api03-", "sk-", "sk-proj-", "sk-None-",
+    "sk-a", "sk-an", "sk-ant", "sk-admin-", "sk-é", "sk-_",
     *(f"A{k}" for k in ("KIA", "SIA", "BIA", "CCA", "GPA", "IDA", "ROA", "IPA", "NPA", "NVA", "PKA", "KIB")),
     *(f"gh{c}_" for c in "pousrx"), "github_pat_", "github_pa_", *(f"xox{c}-" for c in "abposrex"), "xapp-", "xap-",
     *(f"{a}_{b}_" for a in ("sk", "rk", "pk", "xk") for b in ("live", "test")), "AIza", "AIz", "Bearer ",
@@ -374,7 +375,7 @@ _PASS_PIECES = (
     "+1 212 555 0100", "(212) 555-1234", "212-555-1234", "2125551234", "02079460958", "98765 43210", "1-800-555-0199",
     "+44 20 7946 0958", "0044 20", "192.168.1.10", "10.0.0.1", "2001:db8::1", "fe80::1%eth0", "1:2:3:4:5:6:7:8",
     "DE89370400440532013000", "GB82 WEST 1234 5698 7654 32", "DE8", "FR14", "eyJhbGciOiJIUzI1NiJ9", "sk-ant-",
-    "sk-", "AKIA", "ASIA", "ghp_", "github_pat_", "xoxb-", "xapp-", "sk_live_", "pk_test_", "AIza", "-----BEGIN ",
+    "sk-", "sk-proj-", "sk-an", "AKIA", "ASIA", "ghp_", "github_pat_", "xoxb-", "xapp-", "sk_live_", "pk_test_", "AIza", "-----BEGIN ",
     "PRIVATE KEY", "-----BEGIN RSA PRIVATE KEY-----", "https://", "://", "Bearer ", "earer", "aws", "AWS", "secret", "access key", "access_key",
     "password: ", "Passwd=", "api_key is ", "token=", "PIN: ", "credentials:", "key", "Token", "authToken",
     "contraseña", "clé", "пароль", "密码", "mot de passe", "a@b.co", "@", ":", " ", "\n", "-", ".", "(", ")", "+",
@@ -420,6 +421,44 @@ def test_the_pass_over_question_marks_finds_what_it_found_in_utf8():
     assert all(sum(1 for r in reports if k in r[3]) > 50 for k in ("IBAN", "JWT", "OPENAI_KEY", "PRIVATE_KEY")), [
         (k, sum(1 for r in reports if k in r[3])) for k in ("IBAN", "JWT", "OPENAI_KEY", "PRIVATE_KEY")]
     assert sum(1 for r in reports if r[1]) > 1000
+
+
+@needs_hyperscan
+def test_runs_longer_than_the_look_back_start_where_the_whole_data_says():
+    """A run's start is looked for in the 64 bytes before its end first (``_RUN_LOOKBACK``), further back when they
+    are all the run's: on runs of 20 to 300 run characters ending in a phone, card, SSN or IPv4 (its start 63, 64,
+    65 bytes back too), at the text's start or after a letter or a non-ASCII one, the pass gives what the
+    reference pass gives (without the fallback further back this fails)."""
+    import random
+
+    rng = random.Random(21)
+    new, old = prefilter_module.Prefilter(BUILTIN_ENTITIES), _Utf8Pass()
+    ends = ("212-555-1234", "4111 1111 1111 1111", "123-45-6789", "192.168.1.10", "+44 20 7946 0958", "2024-05-11")
+    texts = []
+    for n in (*range(55, 75), *rng.sample(range(20, 300), 40)):
+        for end in ends:
+            body = "".join(rng.choice("0123456789 -./()+") for _ in range(n - len(end))) + end
+            for before in ("", "x", "é", "call "):
+                texts.append(before + body + rng.choice(("", " ok", "\n", "é")))
+    assert sum(1 for t in texts if any(e - s > 64 for spans in old.scan(t)[2].values() for s, e in spans)) > 500
+    assert [t for t in texts if new.scan(t) != old.scan(t)] == []
+
+
+@needs_hyperscan
+def test_a_one_character_trigger_is_looked_for_in_the_bytes_the_pass_scans():
+    """``@`` (EMAIL's trigger) is not compiled into the pass (``_one_char``): it is looked for with ``in``, where the
+    reference pass's pattern reports it; the other triggers stay compiled."""
+    new = prefilter_module.Prefilter(BUILTIN_ENTITIES)
+    assert [c for c, _ in new._char_triggers] == [b"@"]
+    assert not prefilter_module._one_char("\n") and not prefilter_module._one_char(".")
+    old = _Utf8Pass()
+    texts = ["@", "a@b", "é@", "x", "", "@\n", "mail me: jane@example.com", "?", "＠"]
+    assert [t for t in texts if new.scan(t) != old.scan(t)] == []
+    assert "EMAIL" in new.scan("a@b")[0] and "EMAIL" not in new.scan("ab＠")[0]
+    # with EMAIL alone there is no pattern to compile, and no database: the pass is the "in" alone
+    only = Redactor({"entities": ["EMAIL"], "prefilter_cache": False})
+    assert only._prefilter._db is None and only._prefilter.scan("x a@b.co")[0] == {"EMAIL"}
+    assert only.redact_text("mail a@b.co, card 4111 1111 1111 1111") == "mail <EMAIL>, card 4111 1111 1111 1111"
 
 
 @needs_hyperscan
