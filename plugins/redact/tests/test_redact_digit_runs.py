@@ -130,8 +130,12 @@ def first_form(det, text: str, ctx: Text):
     return det._spans(text, _matches_at(det.ascii_regex if ctx.ascii else det.regex, text, starts))
 
 
-def _run_differences(texts: list[str]) -> list[tuple[str, str]]:
+def _run_differences(texts: list[str], least: int | None = None) -> list[tuple[str, str]]:
     r = Redactor({"entities": list(DIGIT_TYPES)})
+    if least is not None:  # a run searched once when what is left after its first match is shorter than this
+        for det in r._detectors:
+            if isinstance(det, detectors.RunDetector):
+                det.least = least
     dets = [d for d in r._detectors if d.entity in DIGIT_TYPES and d.gate != "IP_ADDRESS/v6"]
     out = []
     for text in texts:
@@ -163,6 +167,32 @@ def test_the_digit_texts_catch_a_look_ahead_cut_short(monkeypatch, lookahead):
     them (``1234567890123456a``; ``212-555-1234x5`` needs two characters), so the test above can fail."""
     monkeypatch.setattr(detectors, "_RUN_LOOKAHEAD", lookahead)
     assert _run_differences(digit_texts(20_000)) != []
+
+
+def _shortest_match(regex: re.Pattern[str]) -> int:
+    """The fewest characters a match of ``regex`` holds, as ``re``'s own parser gives it."""
+    try:
+        from re import _parser as parser  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_parse as parser
+    return parser.parse(regex.pattern, regex.flags).getwidth()[0]
+
+
+def test_the_run_detectors_know_their_shortest_match():
+    """A run is searched once when what is left of it after its first match is shorter than the detector's
+    ``least``: that holds only while no match of its regex is shorter (else a second match there is lost)."""
+    dets = [d for d in Redactor()._detectors if isinstance(d, detectors.RunDetector)]
+    assert sorted(d.entity for d in dets) == sorted(DIGIT_TYPES)
+    for det in dets:
+        assert 0 < det.least <= _shortest_match(det.regex), det.entity
+        assert det.least <= _shortest_match(det.ascii_regex), det.entity
+
+
+@needs_hyperscan
+def test_the_digit_texts_catch_a_run_searched_once_too_often():
+    """...and runs searched once whatever is left after their first match change findings on the digit texts (they
+    hold runs of several values), so the first test can fail."""
+    assert _run_differences(digit_texts(20_000), least=10**6) != []
 
 
 def _card_ok_first(value: str) -> bool:
