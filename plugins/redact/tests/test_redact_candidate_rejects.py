@@ -107,8 +107,10 @@ def _phone_runs(drop: int | None = None, old: str = "", new: str = "") -> tuple[
     (prefilter_module.RUNS, "PHONE", _phone_runs(old="9?[0-9]{4}", new="9[0-9]{4}")),
     (prefilter_module.RUNS, "PHONE", _phone_runs(old="(?:^|", new="(?:")),
     (prefilter_module.RUNS, "PHONE", _phone_runs(old="#@:])", new="#@:()])")),
+    (prefilter_module.RUNS, "PHONE", _phone_runs(old="A-Za-wyz", new="A-Za-z")),
+    (prefilter_module.RUNS, "PHONE", _phone_runs(old="_@ ", new="_@ ,")),
 ], ids=["no BR 2-4-4", "no NANP 1-3-3", "NANP 3-3-3", "no trunk 0 run", "no IN 5-5 run", "no bare 10 run",
-        "no BR run 2-4", "no run at the start", "no run after a ("])
+        "no BR run 2-4", "no run at the start", "no run after a (", "no group before x", "no group before a comma"])
 def test_the_phone_texts_catch_a_shape_one_case_too_narrow(monkeypatch, narrower):
     """...and a shape test (of a candidate, or of a run in the pass) that forgets one case changes findings on
     them (so the test above can fail)."""

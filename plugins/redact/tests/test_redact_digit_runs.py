@@ -457,6 +457,27 @@ def test_the_digit_texts_catch_a_card_run_one_case_too_narrow(monkeypatch, narro
     assert _pass_differences(digit_texts(20_000)) != []
 
 
+def _ipv4_runs(old: str, new: str) -> tuple[str, ...]:
+    runs = tuple(p.replace(old, new) for p in prefilter_module.RUNS["IP_ADDRESS"])
+    assert runs != prefilter_module.RUNS["IP_ADDRESS"]
+    return runs
+
+
+@needs_hyperscan
+@pytest.mark.parametrize("narrower", [
+    _ipv4_runs("(?:^|", "(?:"), _ipv4_runs("[^0-9A-Za-z_.])", "[^0-9A-Za-z_.(])"),
+    _ipv4_runs("[0-9]{1,3}(?:", "[0-9]{1,2}(?:"), _ipv4_runs("[^0-9A-Za-z_ \\-./()+]|", "[^0-9A-Za-z_ \\-./()+,]|"),
+    _ipv4_runs("|[ \\-/()+]", "|[\\-/()+]"), _ipv4_runs("\\.(?:[^0-9 \\-./()+]|", "\\.(?:")],
+    ids=["no run at the start", "none after (", "a last octet of 2 digits at most", "none before a comma",
+         "none before a space", "none before a dot at the run's end"])
+def test_the_digit_texts_catch_an_ipv4_run_one_case_too_narrow(monkeypatch, narrower):
+    """The pass's IP_ADDRESS run pattern (the IPv4 regex's shape: four groups of 1-3 digits after no word character
+    or dot, then no word character nor a dot and a digit) keeps every address of the digit texts (the first test),
+    and one narrowed by a case changes findings on them."""
+    monkeypatch.setitem(prefilter_module.RUNS, "IP_ADDRESS", narrower)
+    assert _pass_differences(digit_texts(20_000)) != []
+
+
 def _phone_raw_ok_first(text: str, start: int, raw: str, n: int) -> bool:
     """``_phone_raw_ok`` as it was at 5544055 (every call finds the groups and sizes)."""
     # no format below takes fewer than 8 or more than 17 (most candidates are dates, times and
