@@ -352,7 +352,8 @@ def v6_texts(n: int, seed: int = 43) -> list[str]:
     tails, zones, clock times, MAC addresses) between letters, colons, dots, ``%``, digits and non-ASCII letters."""
     rng = random.Random(seed)
     before = ["", " ", "a", "g", ":", ".", "%", "1", "-", "(", "é", "ip ", "[", "x:", "1.", "::"]
-    after = ["", " ", "a", "g", ":", ".", "%", "1", "]", "/64", ",", "é", ".5", ":x", "::", " 10:22:33"]
+    after = ["", " ", "a", "g", ":", ".", "%", "1", "]", "/64", ",", "é", ".5", ":x", "::", " 10:22:33",
+             "%" + "e" * 90, "%eth0." + "1" * 80 + ":1::2", "g" * 90, "\n"]  # past the windows' 60 characters
     other = ["10:22:33", "aa:bb:cc:dd:ee:ff", "12:30", "a:b:c:d:e:f:g:h", "1:2:3:4:5:6:7", "dead:beef"]
     out = []
     for _ in range(n):
@@ -374,9 +375,13 @@ def _v6_differences(texts: list[str]) -> list[str]:
 
 
 def test_ipv6_is_matched_at_the_start_of_each_run_as_at_every_start_in_its_windows():
-    """``Ipv6Detector`` (one ``match`` at the first character of each run that can hold an address) finds what
-    the anchor windows searched at every ``_V6_START`` found, on 20,000 texts."""
+    """``Ipv6Detector`` (one ``match`` at the first character of each run that can hold an address, to the text's
+    end) finds what the anchor windows searched at every ``_V6_START`` found, on 20,000 texts (zones and tokens
+    longer than the windows' 60 characters after a hit among them), and on texts over 64 KiB."""
     texts = v6_texts(20_000)
+    long = "fe80::1%" + "a" * 70_000 + " 2001:db8::1 " + "x" * 70_000 + "1:2:3:4:5:6:7:8 x"
+    assert len(Redactor({"entities": ["IP_ADDRESS"]}).find(long)) == 2
+    assert _v6_differences([long, long[:65_000], " ".join(texts[:3000])]) == []
     r = Redactor({"entities": ["IP_ADDRESS"]})
     assert sum(len(r.find(t)) for t in texts) > 2_000
     assert _v6_differences(texts) == []

@@ -1327,6 +1327,8 @@ def _v6_hits(text: str) -> list[Span]:
 
 
 _HEX = "0123456789ABCDEFabcdef"
+#: the longest text :class:`Ipv6Detector` matches without the windows' ends (which are capped at 64 KiB past a hit)
+_V6_WINDOWLESS = 65536
 #: how far back from a run's first colon its first character is looked for: a group of up to 4 hex digits, or
 #: one of 5 (no address: the regex fails there)
 _V6_SEG = 5
@@ -1338,7 +1340,14 @@ class Ipv6Detector(Detector):
     which the look-behind refuses; a run without such a hit has fewer than seven colons and no ``::``, and so
     has every match in it (its colons are the run's), which ``ipv6_ok`` rejects; and a match's tail or zone
     never reaches into the next run. One ``match`` per address, instead of one at each hex digit before a colon
-    in the 100 characters around it."""
+    in the 100 characters around it.
+
+    In text of 64 KiB or less, the windows' ends (the regex's ``endpos``) are left out: a window ends at a
+    whitespace (or the text's end) at or after the first one that follows each of its hits, and a match, which
+    starts in its hit's first group, holds no whitespace, nor does anything its look-ahead reads match one: so the
+    regex finds the same match with the text's end as ``endpos``. (Past 64 KiB a window can end inside a token:
+    there the windows decide.) The match is checked with ``ipv6_ok`` here, not through ``_spans`` (no trim, the
+    whole match, never empty: ``h:`` at least)."""
 
     __slots__ = ()
 
@@ -1348,6 +1357,15 @@ class Ipv6Detector(Detector):
             return []
         regex = self.ascii_regex if (ctx.ascii if ctx is not None else ascii_classes(text)) else self.regex
         match = regex.match
+        if len(text) <= _V6_WINDOWLESS:
+            out: list[Span] = []
+            for s, _ in hits:
+                s += 1  # the first colon, after the run's first group (if it has at most 4 digits)
+                seg = text[s - _V6_SEG if s > _V6_SEG else 0:s]
+                m = match(text, s - (len(seg) - len(seg.rstrip(_HEX))))
+                if m is not None and ipv6_ok(m.group()):
+                    out.append(m.span())
+            return out
         matches = []
         k = 0
         for _, we in windows(text, hits, 40, 60):  # the windows' ends are the regex's ``endpos``, as before
