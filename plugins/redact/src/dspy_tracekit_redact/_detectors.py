@@ -53,18 +53,19 @@ _CARD_PREFIX = re.compile(r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3(?:0[0
 
 def card_ok(value: str) -> bool:
     """A card candidate (digits, each maybe after one space or ``-``: what the CREDIT_CARD regex matches, or
-    the part of it before a separator) is a card number."""
+    the part of it before a separator) is a card number. (Each test refuses on its own: their order is the
+    cheapest, not the one they were written in.)"""
     space, dash = " " in value, "-" in value
-    digits = value.replace(" ", "").replace("-", "") if space or dash else value
+    if space and dash:  # one kind of separator: "4111 1111-1111 1111" is not how anyone writes a card
+        return False
+    sep = " " if space else "-" if dash else ""
+    digits = value.replace(sep, "") if sep else value
     if not 13 <= len(digits) <= 19 or not _CARD_PREFIX.match(digits):
         return False
-    # the groups, split at the one kind of separator: "4111 1111-1111 1111" is not how anyone writes a card
-    if space or dash:
-        if space and dash:
-            return False
-        sizes = [len(g) for g in value.split(" " if space else "-")]
+    if sep:  # the groups, split at the separator (lengths by map, the 4s by count: no generator)
+        sizes = list(map(len, value.split(sep)))
         if sizes != [4, 6, 5] and sizes != [4, 6, 4] and not (
-                len(sizes) >= 4 and 1 <= sizes[-1] <= 4 and all(n == 4 for n in sizes[:-1])):
+                len(sizes) >= 4 and 1 <= sizes[-1] <= 4 and sizes[:-1].count(4) == len(sizes) - 1):
             return False
     if digits.count(digits[0]) == len(digits):  # one digit repeated
         return False
@@ -1163,12 +1164,13 @@ class IbanDetector(Detector):
         else:
             # the pass's ``CC00`` positions of the registry's countries: ``[A-Z][A-Z]\d\d`` is there, and its
             # matches cannot overlap, so the regex's look-behind (no ``\w`` before) is all that is left of it
-            # (``\w``: ``isalnum`` or ``_``, which ``ascii_classes`` text means in ASCII too)
-            starts = [i for i in at.get(self.entity, ())
-                      if not i or not (text[i - 1].isalnum() or text[i - 1] == _UNDERSCORE)]
+            # (``\w``: ``isalnum`` or ``_``, which ``ascii_classes`` text means in ASCII too), tested in the loop
+            starts = at.get(self.entity, ())
         n_text = len(text)
         out: list[Span] = []
         for start in starts:
+            if at is not None and start and (text[start - 1].isalnum() or text[start - 1] == _UNDERSCORE):
+                continue
             length = IBAN_LENGTHS.get(text[start:start + 2])
             if length is None:
                 continue
@@ -1198,9 +1200,10 @@ _IBAN_GROUPED = {n: re.compile(f"(?: [A-Z0-9]{{4}}){{{(n - 4) // 4}}}"
 
 def _iban_rest(text: str, i: int, length: int) -> re.Match[str] | None:
     """``_IBAN_REST[length].match(text, i)``, compact or grouped by four first: where either matches, the general
-    form does too, and ends at the same place (each character maybe after one space: no choice is left)."""
-    return (_IBAN_COMPACT[length].match(text, i) or _IBAN_GROUPED[length].match(text, i)
-            or _IBAN_REST[length].match(text, i))
+    form does too, and ends at the same place (each character maybe after one space: no choice is left). Of the two,
+    only the grouped form can match at a space and only the compact one elsewhere: the one that can is tried."""
+    fast = (_IBAN_GROUPED if text.startswith(" ", i) else _IBAN_COMPACT)[length].match(text, i)
+    return fast or _IBAN_REST[length].match(text, i)
 
 
 # ``\b[A-Z]{2}\d{2}`` with the boundary checked after the first letter: a leading character class
