@@ -169,6 +169,27 @@ def test_the_digit_texts_catch_a_look_ahead_cut_short(monkeypatch, lookahead):
     assert _run_differences(digit_texts(20_000)) != []
 
 
+def test_the_digit_detectors_check_their_candidates_as_the_generic_spans_did():
+    """CREDIT_CARD, US_SSN and IPv4 check their candidates in their own ``_spans`` (the validator inline, card trims
+    through ``Detector._spans``): the same spans as ``Detector._spans`` with their declared validator and trim, on
+    every candidate of the digit texts (the regexes' matches over the whole text)."""
+    r = Redactor({"entities": list(DIGIT_TYPES)})
+    dets = [d for d in r._detectors if type(d) in (detectors.CardDetector, detectors.SsnDetector,
+                                                     detectors.Ipv4Detector)]
+    assert len(dets) == 3
+    kept = dict.fromkeys((d.entity for d in dets), 0)
+    refused = dict(kept)
+    for text in digit_texts(20_000):
+        ascii_text = Text(text).ascii
+        for det in dets:
+            matches = list((det.ascii_regex if ascii_text else det.regex).finditer(text))
+            spans = det._spans(text, matches)
+            assert spans == detectors.Detector._spans(det, text, matches), (det.entity, text)
+            kept[det.entity] += len(spans)
+            refused[det.entity] += len(matches) - len(spans)
+    assert min(kept.values()) > 300 and min(refused.values()) > 300, (kept, refused)
+
+
 def _shortest_match(regex: re.Pattern[str]) -> int:
     """The fewest characters a match of ``regex`` holds, as ``re``'s own parser gives it."""
     try:
