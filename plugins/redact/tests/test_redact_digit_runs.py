@@ -351,6 +351,52 @@ def test_the_context_windows_catch_a_word_test_one_case_off(monkeypatch, broken)
     assert _context_differences(ssn) != []
 
 
+_VERSION_BITS = ["v", "V", "version", "Version", "VER", "ver.", "ver", "build", "Build", "release", "firmware", "sdk",
+                 "SDK", "python", "node", "chrome", "Chrome", "nv", "xv", "_v", "1v", "év", "K", "ſdk", " ", "  ",
+                 "\t", "\n", "\x1f", "\xa0", ".", ":", "-", "(", "x", "ab", "1", "é", "server ", "ip "]
+
+
+def version_cases(n: int, seed: int = 59) -> list[tuple[str, int]]:
+    """``(text, start)``: version words, their look-alikes (after a letter, digit, ``_`` or ``é``, in other cases, with
+    ``ſ`` and the Kelvin sign), spaces (``\x1f``, ``\xa0``) and punctuation, and a place in it, mostly near its end
+    (the window is 12 characters)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        text = "".join(rng.choice(_VERSION_BITS) for _ in range(rng.randint(1, 6)))
+        start = min(len(text), rng.choice([len(text), len(text), rng.randint(0, 16), rng.randint(0, len(text))]))
+        out.append((text, start))
+    return out
+
+
+def _version_differences(version_before) -> list[tuple[str, int]]:
+    first = detectors._VERSION_CONTEXT.search
+    return [(t, s) for t, s in version_cases(100_000) if version_before(t, s) != bool(first(t, max(0, s - 12), s))]
+
+
+def test_the_version_context_is_the_regex_search_it_replaced():
+    """``_version_before`` (``endswith`` on the lower-cased window, the boundary on the character before the word)
+    answers as the regex search did on 100,000 windows of version words and their look-alikes."""
+    cases = version_cases(100_000)
+    assert 10_000 < sum(bool(detectors._VERSION_CONTEXT.search(t, max(0, s - 12), s)) for t, s in cases) < 90_000
+    assert _version_differences(detectors._version_before) == []
+
+
+@pytest.mark.parametrize("broken", [("_VERSION_ENDING", {k: v for k, v in detectors._VERSION_ENDING.items() if k != "."}),
+                                    ("_VERSION_CONTEXT", re.compile(r"(?i)(?:v|version|ver\.?|build|release|firmware"
+                                                                    r"|sdk|python|node|chrome)\s*$"))],
+                         ids=["no 'ver.'", "no boundary before the word"])
+def test_the_version_windows_catch_a_word_test_one_case_off(monkeypatch, broken):
+    """...and a word test one case off answers differently on them (so the test above can fail)."""
+    if broken[0] == "_VERSION_ENDING":
+        monkeypatch.setattr(detectors, *broken)
+        assert _version_differences(detectors._version_before) != []
+    else:  # the first form without its boundary: what the boundary test in the fast one must give
+        first = broken[1].search
+        assert [(t, s) for t, s in version_cases(100_000)
+                if detectors._version_before(t, s) != bool(first(t, max(0, s - 12), s))] != []
+
+
 def _v6_value(rng: random.Random) -> str:
     groups = ["".join(rng.choice("0123456789abcdefABCDEF") for _ in range(rng.choice([1, 2, 3, 4, 4, 4, 5])))
               for _ in range(rng.choice([2, 3, 5, 6, 7, 8, 8, 8, 9]))]
