@@ -99,8 +99,11 @@ _RUN_BYTES = b"0123456789 -./()+"
 #: (``match``) instead of searching the whole text. A type with triggers too is active when both fire.
 POSITIONS: dict[str, tuple[tuple[str, int], ...]] = {
     # the detector looks only at the countries of the IBAN registry: ``CC00``, one pattern per country (one
-    # alternation of the 90 pairs scans 2-3 us slower per 2 KB prompt)
-    "IBAN": tuple((f"{country}[0-9]{{2}}", 4) for country in sorted(IBAN_LENGTHS)),
+    # alternation of the 90 pairs scans 2-3 us slower per 2 KB prompt), at the start or after no ASCII letter, digit
+    # or ``_`` (the regex's look-behind; the detector tests it on the character before too, for the non-ASCII
+    # letters, a ``?`` here): the ``CC00`` inside tokens and keys go (dense prompts: 0.4 of 1.1 positions), C scan
+    # unchanged
+    "IBAN": tuple((f"(?:^|[^0-9A-Za-z_]){country}[0-9]{{2}}", 4) for country in sorted(IBAN_LENGTHS)),
     # every end of a key word of the CREDENTIAL regex (after no ASCII letter or digit) and what the regex wants
     # right after it, ``:``/``=`` or `` is ``: one match per key word, whose end the detector finds back from
     # there (the separator varies)
