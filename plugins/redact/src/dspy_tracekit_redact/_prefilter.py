@@ -85,7 +85,10 @@ RUNS: dict[str, tuple[str, ...]] = {
     "CREDIT_CARD": (f"(?:^|[^0-9A-Za-z_.\\-+])[2-6][0-9]{{3}}(?:[0-9]{{4}}|[ \\-][0-9]{{4}}[ \\-]|[ \\-][0-9]{{6}}[ \\-])"
                     f"[0-9]{{4}}{_R}*{_NR}",),
     # the shapes of the SSN and IPv4 regexes, which take no other character; an SSN's area is not 9xx, it starts
-    # after none of ``\w-.``, and no word character, nor ``-``/``.`` and a digit, follows it
+    # after none of ``\w-.``, and no word character, nor ``-``/``.`` and a digit, follows it; an IPv4 address starts
+    # after none of ``\w.``, each of its groups is all the digits there (a group of 4 leaves the regex no match), and
+    # no word character, nor ``.`` and a digit, follows it (the SSN's context, for a bare one, in the pass: C scan
+    # 0.4-0.7 us more per prompt on dense and hard, 1.1 on prose, for its 0.3 runs per hard prompt)
     "US_SSN": (f"(?:^|[^0-9A-Za-z_\\-.])[0-8][0-9]{{2}}(?:[0-9]{{6}}|-[0-9]{{2}}-[0-9]{{4}}| [0-9]{{2}} [0-9]{{4}})"
                f"(?:[ ()+/]{_R}*{_NR}|[^0-9A-Za-z_ \\-./()+]|[\\-.](?:{_S}{_R}*)?{_NR})",),
     "IP_ADDRESS": (f"(?:^|[^0-9A-Za-z_.])(?:[0-9]{{1,3}}\\.){{3}}[0-9]{{1,3}}"
