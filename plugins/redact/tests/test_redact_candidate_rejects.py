@@ -92,8 +92,27 @@ def test_phone_candidates_rejected_on_their_groups_hide_no_phone():
 
 
 def _phone_runs(drop: int | None = None, old: str = "", new: str = "") -> tuple[str, ...]:
-    """The pass's PHONE run patterns, one left out or one changed."""
-    return tuple(p.replace(old, new) if old else p for i, p in enumerate(prefilter_module.RUNS["PHONE"]) if i != drop)
+    """The pass's PHONE run patterns, one shape (``_PHONE_SHAPES``, counted across its groups) left out or one
+    pattern changed."""
+    k = iter(range(100))
+    groups = tuple(tuple(sh for sh in shapes if next(k) != drop) for shapes in prefilter_module._PHONE_SHAPES)
+    runs = tuple(p.replace(old, new) if old else p for p in prefilter_module._phone_runs(groups))
+    assert runs != prefilter_module.RUNS["PHONE"]
+    return runs
+
+
+@needs_hyperscan
+def test_the_phone_runs_in_two_patterns_are_those_of_one_pattern_per_shape(monkeypatch):
+    """The pass's PHONE runs from its two patterns (each an alternation of shapes) are those of the seven shapes
+    each a pattern of its own (in one combination), on 30,000 texts of phones and near misses."""
+    texts = _phone_texts(30_000)
+    grouped = prefilter_module.Prefilter(["PHONE"])
+    monkeypatch.setitem(prefilter_module.RUNS, "PHONE", tuple(
+        prefilter_module._PHONE_AT + sh for shapes in prefilter_module._PHONE_SHAPES for sh in shapes))
+    single = prefilter_module.Prefilter(["PHONE"])
+    assert len(prefilter_module.RUNS["PHONE"]) == 7
+    assert sum(bool(grouped.scan(t)[2]) for t in texts) > 10_000
+    assert [t for t in texts if detectors.Text(t).scannable and grouped.scan(t) != single.scan(t)] == []
 
 
 @needs_hyperscan
@@ -107,8 +126,10 @@ def _phone_runs(drop: int | None = None, old: str = "", new: str = "") -> tuple[
     (prefilter_module.RUNS, "PHONE", _phone_runs(old="9?[0-9]{4}", new="9[0-9]{4}")),
     (prefilter_module.RUNS, "PHONE", _phone_runs(old="(?:^|", new="(?:")),
     (prefilter_module.RUNS, "PHONE", _phone_runs(old="#@:])", new="#@:()])")),
+    (prefilter_module.RUNS, "PHONE", _phone_runs(old="A-Za-wyz", new="A-Za-z")),
+    (prefilter_module.RUNS, "PHONE", _phone_runs(old="_@ ", new="_@ ,")),
 ], ids=["no BR 2-4-4", "no NANP 1-3-3", "NANP 3-3-3", "no trunk 0 run", "no IN 5-5 run", "no bare 10 run",
-        "no BR run 2-4", "no run at the start", "no run after a ("])
+        "no BR run 2-4", "no run at the start", "no run after a (", "no group before x", "no group before a comma"])
 def test_the_phone_texts_catch_a_shape_one_case_too_narrow(monkeypatch, narrower):
     """...and a shape test (of a candidate, or of a run in the pass) that forgets one case changes findings on
     them (so the test above can fail)."""

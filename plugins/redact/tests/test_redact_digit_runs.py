@@ -130,8 +130,12 @@ def first_form(det, text: str, ctx: Text):
     return det._spans(text, _matches_at(det.ascii_regex if ctx.ascii else det.regex, text, starts))
 
 
-def _run_differences(texts: list[str]) -> list[tuple[str, str]]:
+def _run_differences(texts: list[str], least: int | None = None) -> list[tuple[str, str]]:
     r = Redactor({"entities": list(DIGIT_TYPES)})
+    if least is not None:  # a run searched once when what is left after its first match is shorter than this
+        for det in r._detectors:
+            if isinstance(det, detectors.RunDetector):
+                det.least = least
     dets = [d for d in r._detectors if d.entity in DIGIT_TYPES and d.gate != "IP_ADDRESS/v6"]
     out = []
     for text in texts:
@@ -163,6 +167,53 @@ def test_the_digit_texts_catch_a_look_ahead_cut_short(monkeypatch, lookahead):
     them (``1234567890123456a``; ``212-555-1234x5`` needs two characters), so the test above can fail."""
     monkeypatch.setattr(detectors, "_RUN_LOOKAHEAD", lookahead)
     assert _run_differences(digit_texts(20_000)) != []
+
+
+def test_the_digit_detectors_check_their_candidates_as_the_generic_spans_did():
+    """CREDIT_CARD, US_SSN and IPv4 check their candidates in their own ``_spans`` (the validator inline, card trims
+    through ``Detector._spans``): the same spans as ``Detector._spans`` with their declared validator and trim, on
+    every candidate of the digit texts (the regexes' matches over the whole text)."""
+    r = Redactor({"entities": list(DIGIT_TYPES)})
+    dets = [d for d in r._detectors if type(d) in (detectors.CardDetector, detectors.SsnDetector,
+                                                     detectors.Ipv4Detector)]
+    assert len(dets) == 3
+    kept = dict.fromkeys((d.entity for d in dets), 0)
+    refused = dict(kept)
+    for text in digit_texts(20_000):
+        ascii_text = Text(text).ascii
+        for det in dets:
+            matches = list((det.ascii_regex if ascii_text else det.regex).finditer(text))
+            spans = det._spans(text, matches)
+            assert spans == detectors.Detector._spans(det, text, matches), (det.entity, text)
+            kept[det.entity] += len(spans)
+            refused[det.entity] += len(matches) - len(spans)
+    assert min(kept.values()) > 300 and min(refused.values()) > 300, (kept, refused)
+
+
+def _shortest_match(regex: re.Pattern[str]) -> int:
+    """The fewest characters a match of ``regex`` holds, as ``re``'s own parser gives it."""
+    try:
+        from re import _parser as parser  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_parse as parser
+    return parser.parse(regex.pattern, regex.flags).getwidth()[0]
+
+
+def test_the_run_detectors_know_their_shortest_match():
+    """A run is searched once when what is left of it after its first match is shorter than the detector's
+    ``least``: that holds only while no match of its regex is shorter (else a second match there is lost)."""
+    dets = [d for d in Redactor()._detectors if isinstance(d, detectors.RunDetector)]
+    assert sorted(d.entity for d in dets) == sorted(DIGIT_TYPES)
+    for det in dets:
+        assert 0 < det.least <= _shortest_match(det.regex), det.entity
+        assert det.least <= _shortest_match(det.ascii_regex), det.entity
+
+
+@needs_hyperscan
+def test_the_digit_texts_catch_a_run_searched_once_too_often():
+    """...and runs searched once whatever is left after their first match change findings on the digit texts (they
+    hold runs of several values), so the first test can fail."""
+    assert _run_differences(digit_texts(20_000), least=10**6) != []
 
 
 def _card_ok_first(value: str) -> bool:
@@ -300,6 +351,52 @@ def test_the_context_windows_catch_a_word_test_one_case_off(monkeypatch, broken)
     assert _context_differences(ssn) != []
 
 
+_VERSION_BITS = ["v", "V", "version", "Version", "VER", "ver.", "ver", "build", "Build", "release", "firmware", "sdk",
+                 "SDK", "python", "node", "chrome", "Chrome", "nv", "xv", "_v", "1v", "év", "K", "ſdk", " ", "  ",
+                 "\t", "\n", "\x1f", "\xa0", ".", ":", "-", "(", "x", "ab", "1", "é", "server ", "ip "]
+
+
+def version_cases(n: int, seed: int = 59) -> list[tuple[str, int]]:
+    """``(text, start)``: version words, their look-alikes (after a letter, digit, ``_`` or ``é``, in other cases, with
+    ``ſ`` and the Kelvin sign), spaces (``\x1f``, ``\xa0``) and punctuation, and a place in it, mostly near its end
+    (the window is 12 characters)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        text = "".join(rng.choice(_VERSION_BITS) for _ in range(rng.randint(1, 6)))
+        start = min(len(text), rng.choice([len(text), len(text), rng.randint(0, 16), rng.randint(0, len(text))]))
+        out.append((text, start))
+    return out
+
+
+def _version_differences(version_before) -> list[tuple[str, int]]:
+    first = detectors._VERSION_CONTEXT.search
+    return [(t, s) for t, s in version_cases(100_000) if version_before(t, s) != bool(first(t, max(0, s - 12), s))]
+
+
+def test_the_version_context_is_the_regex_search_it_replaced():
+    """``_version_before`` (``endswith`` on the lower-cased window, the boundary on the character before the word)
+    answers as the regex search did on 100,000 windows of version words and their look-alikes."""
+    cases = version_cases(100_000)
+    assert 10_000 < sum(bool(detectors._VERSION_CONTEXT.search(t, max(0, s - 12), s)) for t, s in cases) < 90_000
+    assert _version_differences(detectors._version_before) == []
+
+
+@pytest.mark.parametrize("broken", [("_VERSION_ENDING", {k: v for k, v in detectors._VERSION_ENDING.items() if k != "."}),
+                                    ("_VERSION_CONTEXT", re.compile(r"(?i)(?:v|version|ver\.?|build|release|firmware"
+                                                                    r"|sdk|python|node|chrome)\s*$"))],
+                         ids=["no 'ver.'", "no boundary before the word"])
+def test_the_version_windows_catch_a_word_test_one_case_off(monkeypatch, broken):
+    """...and a word test one case off answers differently on them (so the test above can fail)."""
+    if broken[0] == "_VERSION_ENDING":
+        monkeypatch.setattr(detectors, *broken)
+        assert _version_differences(detectors._version_before) != []
+    else:  # the first form without its boundary: what the boundary test in the fast one must give
+        first = broken[1].search
+        assert [(t, s) for t, s in version_cases(100_000)
+                if detectors._version_before(t, s) != bool(first(t, max(0, s - 12), s))] != []
+
+
 def _v6_value(rng: random.Random) -> str:
     groups = ["".join(rng.choice("0123456789abcdefABCDEF") for _ in range(rng.choice([1, 2, 3, 4, 4, 4, 5])))
               for _ in range(rng.choice([2, 3, 5, 6, 7, 8, 8, 8, 9]))]
@@ -322,7 +419,8 @@ def v6_texts(n: int, seed: int = 43) -> list[str]:
     tails, zones, clock times, MAC addresses) between letters, colons, dots, ``%``, digits and non-ASCII letters."""
     rng = random.Random(seed)
     before = ["", " ", "a", "g", ":", ".", "%", "1", "-", "(", "é", "ip ", "[", "x:", "1.", "::"]
-    after = ["", " ", "a", "g", ":", ".", "%", "1", "]", "/64", ",", "é", ".5", ":x", "::", " 10:22:33"]
+    after = ["", " ", "a", "g", ":", ".", "%", "1", "]", "/64", ",", "é", ".5", ":x", "::", " 10:22:33",
+             "%" + "e" * 90, "%eth0." + "1" * 80 + ":1::2", "g" * 90, "\n"]  # past the windows' 60 characters
     other = ["10:22:33", "aa:bb:cc:dd:ee:ff", "12:30", "a:b:c:d:e:f:g:h", "1:2:3:4:5:6:7", "dead:beef"]
     out = []
     for _ in range(n):
@@ -344,9 +442,13 @@ def _v6_differences(texts: list[str]) -> list[str]:
 
 
 def test_ipv6_is_matched_at_the_start_of_each_run_as_at_every_start_in_its_windows():
-    """``Ipv6Detector`` (one ``match`` at the first character of each run that can hold an address) finds what
-    the anchor windows searched at every ``_V6_START`` found, on 20,000 texts."""
+    """``Ipv6Detector`` (one ``match`` at the first character of each run that can hold an address, to the text's
+    end) finds what the anchor windows searched at every ``_V6_START`` found, on 20,000 texts (zones and tokens
+    longer than the windows' 60 characters after a hit among them), and on texts over 64 KiB."""
     texts = v6_texts(20_000)
+    long = "fe80::1%" + "a" * 70_000 + " 2001:db8::1 " + "x" * 70_000 + "1:2:3:4:5:6:7:8 x"
+    assert len(Redactor({"entities": ["IP_ADDRESS"]}).find(long)) == 2
+    assert _v6_differences([long, long[:65_000], " ".join(texts[:3000])]) == []
     r = Redactor({"entities": ["IP_ADDRESS"]})
     assert sum(len(r.find(t)) for t in texts) > 2_000
     assert _v6_differences(texts) == []
@@ -424,6 +526,27 @@ def test_the_digit_texts_catch_a_card_run_one_case_too_narrow(monkeypatch, narro
     """The pass's CREDIT_CARD run pattern (one group of 13 digits or more, or 4-6-x or 4-4-4-x from a 2-6 on) keeps
     every card of the digit texts (the first test), and one narrowed by a case changes findings on them."""
     monkeypatch.setitem(prefilter_module.RUNS, "CREDIT_CARD", narrower)
+    assert _pass_differences(digit_texts(20_000)) != []
+
+
+def _ipv4_runs(old: str, new: str) -> tuple[str, ...]:
+    runs = tuple(p.replace(old, new) for p in prefilter_module.RUNS["IP_ADDRESS"])
+    assert runs != prefilter_module.RUNS["IP_ADDRESS"]
+    return runs
+
+
+@needs_hyperscan
+@pytest.mark.parametrize("narrower", [
+    _ipv4_runs("(?:^|", "(?:"), _ipv4_runs("[^0-9A-Za-z_.])", "[^0-9A-Za-z_.(])"),
+    _ipv4_runs("[0-9]{1,3}(?:", "[0-9]{1,2}(?:"), _ipv4_runs("[^0-9A-Za-z_ \\-./()+]|", "[^0-9A-Za-z_ \\-./()+,]|"),
+    _ipv4_runs("|[ \\-/()+]", "|[\\-/()+]"), _ipv4_runs("\\.(?:[^0-9 \\-./()+]|", "\\.(?:")],
+    ids=["no run at the start", "none after (", "a last octet of 2 digits at most", "none before a comma",
+         "none before a space", "none before a dot at the run's end"])
+def test_the_digit_texts_catch_an_ipv4_run_one_case_too_narrow(monkeypatch, narrower):
+    """The pass's IP_ADDRESS run pattern (the IPv4 regex's shape: four groups of 1-3 digits after no word character
+    or dot, then no word character nor a dot and a digit) keeps every address of the digit texts (the first test),
+    and one narrowed by a case changes findings on them."""
+    monkeypatch.setitem(prefilter_module.RUNS, "IP_ADDRESS", narrower)
     assert _pass_differences(digit_texts(20_000)) != []
 
 
@@ -566,13 +689,17 @@ def _phone_texts():
         "test_redact_candidate_rejects.py"))
     rejects = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rejects)
-    return rejects._phone_texts(15_000) + digit_texts(5_000)
+    texts = rejects._phone_texts(15_000) + digit_texts(5_000)
+    # and some with their digits in other scripts (``\d`` takes them; the pass does not see such text)
+    other = [str.maketrans("0123456789", "".join(chr(z + k) for k in range(10))) for z in (0x660, 0x966, 0xff10)]
+    return texts + [t.translate(other[i % 3]) for i, t in enumerate(texts[:3000:3])]
 
 
 def test_the_phone_candidates_are_read_from_their_groups_as_they_were_from_a_count_and_a_regex():
-    """``PhoneDetector`` (the groups found once per candidate, its head read from them) finds what it found
-    with the digits counted, ``_PHONE_HEAD`` matched and the groups found again in ``phone_ok``, on 20,000 texts
-    of phones, near misses and digit groups, with and without the pass."""
+    """``PhoneDetector`` (the groups found once per candidate, by ``split`` with the separators made spaces, its
+    head read from them) finds what it found with the digits counted, ``_PHONE_HEAD`` matched and the groups found
+    again in ``phone_ok``, on 20,000 texts of phones, near misses and digit groups (1,000 of them in Arabic-Indic,
+    Devanagari or full-width digits), with and without the pass."""
     texts = _phone_texts()
     fast = Redactor({"entities": ["PHONE"]})
     assert sum(len(fast.find(t)) for t in texts) > 3_000
@@ -675,10 +802,24 @@ def test_the_iban_starts_of_the_pass_keep_every_iban():
     assert _iban_text_differences(texts) == []
 
 
+def _iban_positions(old: str, new: str) -> tuple[tuple[str, int], ...]:
+    positions = tuple((p.replace(old, new), n) for p, n in prefilter_module.POSITIONS["IBAN"])
+    assert positions != prefilter_module.POSITIONS["IBAN"]
+    return positions
+
+
 @needs_hyperscan
-def test_the_iban_texts_catch_a_look_behind_one_case_off(monkeypatch):
-    """...and a look-behind that forgets ``_`` changes findings on them (so the test above can fail)."""
-    monkeypatch.setattr(detectors, "_UNDERSCORE", "-")
+@pytest.mark.parametrize("broken", ["detector and pass forget _", "the pass refuses -", "the pass refuses the start"])
+def test_the_iban_texts_catch_a_look_behind_one_case_off(monkeypatch, broken):
+    """...and a look-behind that forgets ``_`` (in the detector, and in the pass, which refuses it first) or one
+    that refuses ``-`` or the text's start in the pass changes findings on them (so the test above can fail)."""
+    if broken == "detector and pass forget _":
+        monkeypatch.setattr(detectors, "_UNDERSCORE", "-")
+        monkeypatch.setitem(prefilter_module.POSITIONS, "IBAN", _iban_positions("A-Za-z_]", "A-Za-z]"))
+    elif broken == "the pass refuses -":
+        monkeypatch.setitem(prefilter_module.POSITIONS, "IBAN", _iban_positions("A-Za-z_]", "A-Za-z_\\-]"))
+    else:
+        monkeypatch.setitem(prefilter_module.POSITIONS, "IBAN", _iban_positions("(?:^|", "(?:"))
     assert _iban_text_differences(iban_texts(10_000)) != []
 
 

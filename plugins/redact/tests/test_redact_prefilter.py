@@ -253,16 +253,17 @@ def test_the_key_prefix_positions_of_the_pass_keep_every_prefixed_key():
 @needs_hyperscan
 def test_the_iban_positions_of_the_pass_are_every_registry_country_and_two_digits():
     """``POSITIONS["IBAN"]`` (one pattern per country): every place a registry country code and two digits
-    start, overlapping ones too, as a look-ahead regex finds them (a country less fails this)."""
+    start after no ASCII letter, digit or ``_``, overlapping ones too, as a look-ahead regex finds them (a country
+    less fails this)."""
     import random
     import re
 
     from dspy_tracekit_redact._detectors import IBAN_LENGTHS
 
     rng = random.Random(3)
-    at = re.compile("(?=(?:" + "|".join(IBAN_LENGTHS) + ")[0-9]{2})")
+    at = re.compile("(?<![0-9A-Za-z_])(?=(?:" + "|".join(IBAN_LENGTHS) + ")[0-9]{2})")
     p = prefilter_module.Prefilter(BUILTIN_ENTITIES)
-    pieces = [*IBAN_LENGTHS, "QZ", "de", "D", "E", "0", "1", "42", "9", " ", "é", "-"]
+    pieces = [*IBAN_LENGTHS, "QZ", "de", "D", "E", "0", "1", "42", "9", " ", "é", "-", "_", "a", "\n"]
     for _ in range(3000):
         text = "".join(rng.choice(pieces) for _ in range(30))
         assert p.scan(text)[3].get("IBAN", []) == [m.start() for m in at.finditer(text)], text
