@@ -817,8 +817,8 @@ def _iban_differences() -> list[str]:
 
 
 def test_iban_ok_is_the_check_it_replaced():
-    """``iban_ok`` (the country's number looked up when the rest is digits) answers as the ``translate`` of every
-    letter did, on 100,000 IBANs of every registry country, valid or a character off."""
+    """``iban_ok`` (the country's number looked up when the rest is digits, the ASCII letters' numbers joined)
+    answers as the ``translate`` of every letter did, on 100,000 IBANs of every registry country, valid or a character off."""
     assert sum(map(_iban_ok_first, iban_values())) > 40_000
     assert _iban_differences() == []
 
@@ -826,6 +826,12 @@ def test_iban_ok_is_the_check_it_replaced():
 def test_the_iban_values_catch_a_country_number_one_case_off(monkeypatch):
     """...and one country's number wrong changes answers on them (so the test above can fail)."""
     monkeypatch.setitem(detectors._IBAN_COUNTRY_NUMBER, "DE", "1413")
+    assert _iban_differences() != []
+
+
+def test_the_iban_values_catch_a_letter_number_one_case_off(monkeypatch):
+    """...and one ASCII letter's number wrong in the join of ASCII values changes answers on them too."""
+    monkeypatch.setitem(detectors._IBAN_ALNUM, "Q", "27")
     assert _iban_differences() != []
 
 
