@@ -753,7 +753,7 @@ _SSN_WORDS = ("ssn", "social sec", "tax id", "taxpayer")
 
 def _ssn_context(text: str, start: int) -> bool:
     """``_SSN_CONTEXT.search(text, start - 40, start)``: for ASCII text (where ``(?i)`` is ``lower()``) by
-    ``in`` on the lower-cased 40 characters, ``sin\b`` by ``find`` and the character after it (a boundary at the
+    ``in`` on the lower-cased 40 characters, ``sin\\b`` by ``find`` and the character after it (a boundary at the
     window's end too, as ``endpos`` makes it), 2-3 us less than the regex's caseless alternation."""
     before = text[start - 40 if start > 40 else 0:start]
     if not before.isascii():
