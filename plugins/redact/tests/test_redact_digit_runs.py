@@ -351,6 +351,65 @@ def test_the_context_windows_catch_a_word_test_one_case_off(monkeypatch, broken)
     assert _context_differences(ssn) != []
 
 
+_PHONE_BITS = ["phone", "PHONE", "Phone", "telephone", "tel", "Tel", "TEL", "tel.", "tel:", "tel_", "tel1", "telx",
+               "telefon", "Telefone", "téléphone", "TÉLÉPHONE", "call", "CALL", "mobile", "cell", "whatsapp", "WhatsApp",
+               "whats app", "whats  app", "whats\tapp", "whats\x1fapp", "whats\xa0app", "text me", "text  me",
+               "Text\nme", "textme", "text\x1cme", "sms", "ſms", "fax", "contact", "reach", "number is", "Number Is",
+               "number  is", "dial", "ring", "handy", "portable", "celular", "ceLLular", "K", "İ", "ı", "é", " ", "  ",
+               "\t", "\n", "\x1f", "\xa0", ":", "#", "_", "x", "ab", "1", "-", "my "]
+
+
+def phone_context_cases(n: int, seed: int = 43) -> list[tuple[str, int]]:
+    """``(text, start)``: runs of the phone context words and their look-alikes (cut, joined, in other cases, with
+    ``ſ``, ``İ``, ``é``, ``\x1f``, ``\xa0``, ``tel`` before letters, digits and ``_``), and a place in it, mostly
+    0-45 characters after its start (the window is 40 characters)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        text = "".join(rng.choice(_PHONE_BITS) for _ in range(rng.randint(1, 12)))
+        start = min(len(text), rng.choice([len(text), len(text), rng.randint(0, 45), rng.randint(0, len(text))]))
+        out.append((text, start))
+    return out
+
+
+def _phone_context_differences(phone_context) -> list[tuple[str, int]]:
+    first = detectors._PHONE_CONTEXT.search
+    return [(t, s) for t, s in phone_context_cases(100_000)
+            if phone_context(t, s) != bool(first(t, max(0, s - 40), s))]
+
+
+def test_the_phone_context_is_the_regex_search_it_replaced():
+    """``_phone_context`` (the words' regex without ``(?i)`` on the lower-cased ASCII window) answers as the caseless
+    search in the text did on 100,000 windows of phone words and their look-alikes, some not ASCII."""
+    cases = phone_context_cases(100_000)
+    found = [bool(detectors._PHONE_CONTEXT.search(t, max(0, s - 40), s)) for t, s in cases]
+    assert 20_000 < sum(found) < 90_000
+    assert sum(t[max(0, s - 40):s].isascii() and not f for (t, s), f in zip(cases, found)) > 5_000
+    assert _phone_context_differences(detectors._phone_context) == []
+
+
+def _phone_context_not_at_the_end(text: str, start: int) -> bool:
+    """A ``_phone_context`` that forgets the boundary ``endpos`` makes after a ``tel`` at the window's end."""
+    before = text[max(0, start - 40):start]
+    if before.isascii():
+        return detectors._PHONE_CONTEXT_LOW.search(before.lower() + "x") is not None
+    return detectors._phone_context(text, start)
+
+
+def _phone_context_case_sensitive(text: str, start: int) -> bool:
+    """A ``_phone_context`` that forgets to lower-case the window."""
+    before = text[max(0, start - 40):start]
+    if before.isascii():
+        return detectors._PHONE_CONTEXT_LOW.search(before) is not None
+    return detectors._phone_context(text, start)
+
+
+@pytest.mark.parametrize("broken", [_phone_context_not_at_the_end, _phone_context_case_sensitive])
+def test_the_phone_context_windows_catch_a_word_test_one_case_off(broken):
+    """...and a context test one case off answers differently on them (so the test above can fail)."""
+    assert _phone_context_differences(broken) != []
+
+
 _VERSION_BITS = ["v", "V", "version", "Version", "VER", "ver.", "ver", "build", "Build", "release", "firmware", "sdk",
                  "SDK", "python", "node", "chrome", "Chrome", "nv", "xv", "_v", "1v", "év", "K", "ſdk", " ", "  ",
                  "\t", "\n", "\x1f", "\xa0", ".", ":", "-", "(", "x", "ab", "1", "é", "server ", "ip "]
@@ -758,8 +817,8 @@ def _iban_differences() -> list[str]:
 
 
 def test_iban_ok_is_the_check_it_replaced():
-    """``iban_ok`` (the country's number looked up when the rest is digits) answers as the ``translate`` of every
-    letter did, on 100,000 IBANs of every registry country, valid or a character off."""
+    """``iban_ok`` (the country's number looked up when the rest is digits, the ASCII letters' numbers joined)
+    answers as the ``translate`` of every letter did, on 100,000 IBANs of every registry country, valid or a character off."""
     assert sum(map(_iban_ok_first, iban_values())) > 40_000
     assert _iban_differences() == []
 
@@ -767,6 +826,12 @@ def test_iban_ok_is_the_check_it_replaced():
 def test_the_iban_values_catch_a_country_number_one_case_off(monkeypatch):
     """...and one country's number wrong changes answers on them (so the test above can fail)."""
     monkeypatch.setitem(detectors._IBAN_COUNTRY_NUMBER, "DE", "1413")
+    assert _iban_differences() != []
+
+
+def test_the_iban_values_catch_a_letter_number_one_case_off(monkeypatch):
+    """...and one ASCII letter's number wrong in the join of ASCII values changes answers on them too."""
+    monkeypatch.setitem(detectors._IBAN_ALNUM, "Q", "27")
     assert _iban_differences() != []
 
 

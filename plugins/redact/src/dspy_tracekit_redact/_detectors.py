@@ -90,6 +90,10 @@ IBAN_LENGTHS = {
 _IBAN_LETTERS = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
 
 
+#: an ASCII letter or digit → what ``translate(_IBAN_LETTERS)`` makes of it (a digit stays itself)
+_IBAN_ALNUM = {chr(c): v for c, v in _IBAN_LETTERS.items()} | {d: d for d in "0123456789"}
+
+
 #: a registry country's letters as ISO 7064's numbers (``DE`` → ``1314``)
 _IBAN_COUNTRY_NUMBER = {cc: cc.translate(_IBAN_LETTERS) for cc in IBAN_LENGTHS}
 
@@ -103,6 +107,8 @@ def iban_ok(compact: str) -> bool:
     rearranged = bban + compact[:4]
     if not rearranged.isalnum():
         return False
+    if rearranged.isascii():  # ASCII letters and digits, all keys of _IBAN_ALNUM: joined, not translated (0.4 us less)
+        return int("".join(map(_IBAN_ALNUM.__getitem__, rearranged))) % 97 == 1
     try:  # one translate instead of a conversion per character (``int`` takes Unicode digits as they are)
         number = int(rearranged.translate(_IBAN_LETTERS))
     except ValueError:
@@ -216,10 +222,15 @@ _PHONE_CAND = re.compile(
     r"(?<![\w+\-./#@:])(?<!\d[ \-.])(?:\+|00)?\(?\d[\d()\- ./]{5,22}\d(?!(?!x\d)[\w@]|[\-./]\d|[ \-]\d)"
 )
 _GROUPS = re.compile(r"\d+")
-_PHONE_CONTEXT = re.compile(
-    r"(?i)(?:phone|tel\b|telephone|call|mobile|cell|whats\s?app|sms|text\s+me|fax|contact|reach|number is|"
+#: the phone words (lower case), for ``_PHONE_CONTEXT`` and ``_PHONE_CONTEXT_LOW``
+_PHONE_WORDS = (
+    r"(?:phone|tel\b|telephone|call|mobile|cell|whats\s?app|sms|text\s+me|fax|contact|reach|number is|"
     r"dial|ring|handy|portable|celular|telefone|téléphone|telefon)"
 )
+_PHONE_CONTEXT = re.compile("(?i)" + _PHONE_WORDS)
+#: ``_PHONE_CONTEXT`` without ``(?i)``, for a lower-cased ASCII window: ``re`` then skips to the words' first
+#: letters at C speed (~0.7 us a window instead of ~3.8 for the caseless alternation)
+_PHONE_CONTEXT_LOW = re.compile(_PHONE_WORDS)
 _E164_CC = (
     "1", "7", "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47",
     "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81",
@@ -227,6 +238,17 @@ _E164_CC = (
     "352", "353", "354", "358", "370", "371", "372", "380", "420", "421", "852", "886", "971", "972",
     "966", "974",
 )
+
+
+def _phone_context(text: str, start: int) -> bool:
+    """``_PHONE_CONTEXT.search(text, start - 40, start)``: for an ASCII window (where ``(?i)`` is ``lower()``: no
+    ASCII character matches another caselessly but its other case, and every letter of the words is lower case)
+    by ``_PHONE_CONTEXT_LOW`` on the lower-cased 40 characters (``tel\\b`` at the window's end: a boundary there
+    too, as ``endpos`` makes it; ``\\s`` and ``\\b`` are the same on the lower-cased ASCII characters)."""
+    before = text[start - 40 if start > 40 else 0:start]
+    if before.isascii():
+        return _PHONE_CONTEXT_LOW.search(before.lower()) is not None
+    return _PHONE_CONTEXT.search(text, max(0, start - 40), start) is not None
 
 
 def _nanp_ok(ten: str) -> bool:
@@ -253,7 +275,7 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int, groups: list[str] | N
         if raw.startswith("00") or not ((n == 10 and (_nanp_ok(raw) or raw[0] in "6789"))
                                         or (n in (10, 11) and raw[0] == "0" and raw[1] != "0")):
             return False
-        return bool(_PHONE_CONTEXT.search(text, max(0, start - 40), start))
+        return _phone_context(text, start)
     if raw.count("(") != raw.count(")") or "  " in raw:
         return False
     # the separators are those of " -./" (digits and "()+" aside)
@@ -309,7 +331,7 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int, groups: list[str] | N
     # a bare run of digits after a phone word: "call me at 2125551234", "Tel 0301234567"
     if len(groups) == 1 and ((n == 10 and (_nanp_ok(digits) or digits[0] in "6789"))
                              or (n in (10, 11) and digits[0] == "0" and digits[1] != "0")):
-        return bool(_PHONE_CONTEXT.search(text, max(0, start - 40), start))
+        return _phone_context(text, start)
     return False
 
 
@@ -731,7 +753,7 @@ _SSN_WORDS = ("ssn", "social sec", "tax id", "taxpayer")
 
 def _ssn_context(text: str, start: int) -> bool:
     """``_SSN_CONTEXT.search(text, start - 40, start)``: for ASCII text (where ``(?i)`` is ``lower()``) by
-    ``in`` on the lower-cased 40 characters, ``sin\b`` by ``find`` and the character after it (a boundary at the
+    ``in`` on the lower-cased 40 characters, ``sin\\b`` by ``find`` and the character after it (a boundary at the
     window's end too, as ``endpos`` makes it), 2-3 us less than the regex's caseless alternation."""
     before = text[start - 40 if start > 40 else 0:start]
     if not before.isascii():
