@@ -271,6 +271,14 @@ class Prefilter:
         #: entity types without triggers (none today) are never skipped
         self._always = frozenset(e for e in entities
                                  if e not in TRIGGERS and e not in RUNS and e not in POSITIONS and e != GENERIC)
+        #: the order the patterns are compiled in (their ids stay as above): the digit runs first (PHONE's the first
+        #: of them), then the triggers, positions and words. Hyperscan builds its engines in that order, and its C
+        #: scan depends on it (one process, the same patterns and ids: prose 3.4 -> 2.8, hard negatives 6.5 -> 5.6,
+        #: PII-dense 9.5 -> 7.8 us per prompt than with the triggers first; the best of the 120 orders of the five
+        #: kinds within noise)
+        runs_first = [j for j, i in enumerate(ids) if self._n_triggers <= i < self._n_runs]
+        order = runs_first + [j for j, i in enumerate(ids) if not self._n_triggers <= i < self._n_runs]
+        exprs, ids, flags = [exprs[j] for j in order], [ids[j] for j in order], [flags[j] for j in order]
         from ._dbcache import compiled_database  # ~0.13 s compiled, ~0.1 ms loaded (issue #12)
 
         #: None: no pattern to compile (``entities = ["EMAIL"]``: its one trigger is a character, found by ``in``)
