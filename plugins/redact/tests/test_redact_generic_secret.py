@@ -99,6 +99,12 @@ def test_the_entropy_bounds_decide_as_the_count_does():
             assert _entropy_at_least(value, threshold) == (h >= threshold), (value, threshold)
 
 
+def _first_classes(value: str) -> tuple[bool, bool, bool, bool]:
+    """``_generic._classes`` as at a19b7b7 (``token_ok`` has it inline now): upper, lower, digit, other."""
+    digit = generic._DIGIT.search(value) is not None
+    return value.lower() != value, value.upper() != value, digit, not value.isalnum()
+
+
 class _FirstRule(GenericSecretRule):
     """``token_ok`` as at a19b7b7 (every token through ``_SHAPES``, the entropy counted, symbols one by one)."""
 
@@ -110,7 +116,7 @@ class _FirstRule(GenericSecretRule):
             return False
         if value.startswith(("<", "base64,")) or "://" in value:
             return False
-        upper, lower, digit, other = generic._classes(value)
+        upper, lower, digit, other = _first_classes(value)
         if not digit:
             return (n >= 20 and upper and lower and len(generic._CAPITAL_PAIR.findall(value)) >= 2
                     and shannon_entropy(value) >= self.entropy + 0.5)
