@@ -99,6 +99,12 @@ def test_the_entropy_bounds_decide_as_the_count_does():
             assert _entropy_at_least(value, threshold) == (h >= threshold), (value, threshold)
 
 
+def _first_classes(value: str) -> tuple[bool, bool, bool, bool]:
+    """``_generic._classes`` as at a19b7b7 (``token_ok`` has it inline now): upper, lower, digit, other."""
+    digit = generic._DIGIT.search(value) is not None
+    return value.lower() != value, value.upper() != value, digit, not value.isalnum()
+
+
 class _FirstRule(GenericSecretRule):
     """``token_ok`` as at a19b7b7 (every token through ``_SHAPES``, the entropy counted, symbols one by one)."""
 
@@ -110,7 +116,7 @@ class _FirstRule(GenericSecretRule):
             return False
         if value.startswith(("<", "base64,")) or "://" in value:
             return False
-        upper, lower, digit, other = generic._classes(value)
+        upper, lower, digit, other = _first_classes(value)
         if not digit:
             return (n >= 20 and upper and lower and len(generic._CAPITAL_PAIR.findall(value)) >= 2
                     and shannon_entropy(value) >= self.entropy + 0.5)
@@ -288,3 +294,43 @@ def test_prose_with_credential_words_and_identifiers_stays_mostly_untouched(caps
         print(f"\nGENERIC_SECRET on Faker prose with credential words and identifiers: {hits}/{texts} texts touched")
     assert hits / texts <= 0.02
 
+
+
+def test_the_claimed_lists_cover_what_a_claimed_span_covers_in_any_order():
+    """``_claimed_lists`` reads the spans in order of start as ``Redactor.find`` hands them (ties in any order) and
+    sorts spans out of order: the covered test (``bisect_right`` on the starts, the furthest end up to there) is
+    ``any(cs <= s and e <= ce)`` whatever the order, on 3,000 sets of nested, equal-start and overlapping spans."""
+    import bisect
+
+    rng = random.Random(71)
+    for _ in range(3_000):
+        spans = [(s, s + rng.choice([0, 1, 3, 9, 40])) for s in (rng.randrange(60) for _ in range(rng.randint(1, 14)))]
+        spans.sort(key=lambda sp: sp[0])  # in order of start, ties in the order they came
+        if rng.random() < 0.5:
+            rng.shuffle(spans)
+        starts, reach = generic._claimed_lists(spans)
+        assert starts == sorted(starts)
+        for s in range(-1, 62):
+            for e in range(s, s + 45, 2):
+                k = bisect.bisect_right(starts, s)
+                assert (k > 0 and reach[k - 1] >= e) == any(cs <= s and e <= ce for cs, ce in spans)
+
+
+def test_the_redactor_hands_generic_secret_the_claimed_spans_in_order_of_start():
+    """What ``_claimed_lists`` reads without sorting: the spans of the detectors before GENERIC_SECRET, by start."""
+    seen = []
+
+    class Recording(generic.GenericSecretDetector):
+        __slots__ = ()
+
+        def find(self, text, ctx=None):
+            seen.append(list(ctx.claimed))
+            return super().find(text, ctx)
+
+    r = Redactor()
+    r._detectors = tuple(Recording(d.rule) if isinstance(d, generic.GenericSecretDetector) else d for d in r._detectors)
+    text = ("my key sk_live_4eC39HqLyjWDarjtT1zdp7dc, phone +1 415 555 0134, mail a.b@example.com, "
+            "ip 10.0.0.1, token ghp_16C7e42F292c6912E7710c838347Ae178B4a and the AWS key AKIAIOSFODNN7EXAMPLE")
+    found = r.find(text)
+    assert seen and len(seen[-1]) >= 4 and found
+    assert all([s for s, _ in spans] == sorted(s for s, _ in spans) for spans in seen)
