@@ -307,17 +307,23 @@ _CONTEXT_BITS = ["ssn", "SSN", "Ssn", "social security", "Social Sec", "social  
                  "x", "ab", "1", "12", "-", "İ", "number is ", "my "]
 
 
+def _window_cases(bits: list[str], n: int, seed: int, most: int, near: int) -> list[tuple[str, int]]:
+    """``n`` texts of 1 to ``most`` of ``bits`` each, and a place in each: its end half the time, else mostly within
+    ``near`` characters of its start (the cases of the context tests below)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        text = "".join(rng.choice(bits) for _ in range(rng.randint(1, most)))
+        start = min(len(text), rng.choice([len(text), len(text), rng.randint(0, near), rng.randint(0, len(text))]))
+        out.append((text, start))
+    return out
+
+
 def context_cases(n: int, seed: int = 41) -> list[tuple[str, int]]:
     """``(text, start)``: a run of words, spaces and look-alikes of the SSN context words (the words cut, joined to
     letters, digits and ``_``, in other cases, with ``ſ``, ``é``, ``\x1f`` and ``\xa0``), and a place in it, mostly
     0-45 characters after its start (the window is 40 characters)."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        text = "".join(rng.choice(_CONTEXT_BITS) for _ in range(rng.randint(1, 12)))
-        start = min(len(text), rng.choice([len(text), len(text), rng.randint(0, 45), rng.randint(0, len(text))]))
-        out.append((text, start))
-    return out
+    return _window_cases(_CONTEXT_BITS, n, seed, 12, 45)
 
 
 def _context_differences(ssn_context) -> list[tuple[str, int]]:
@@ -363,13 +369,7 @@ def phone_context_cases(n: int, seed: int = 43) -> list[tuple[str, int]]:
     """``(text, start)``: runs of the phone context words and their look-alikes (cut, joined, in other cases, with
     ``ſ``, ``İ``, ``é``, ``\x1f``, ``\xa0``, ``tel`` before letters, digits and ``_``), and a place in it, mostly
     0-45 characters after its start (the window is 40 characters)."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        text = "".join(rng.choice(_PHONE_BITS) for _ in range(rng.randint(1, 12)))
-        start = min(len(text), rng.choice([len(text), len(text), rng.randint(0, 45), rng.randint(0, len(text))]))
-        out.append((text, start))
-    return out
+    return _window_cases(_PHONE_BITS, n, seed, 12, 45)
 
 
 def _phone_context_differences(phone_context) -> list[tuple[str, int]]:
@@ -419,13 +419,7 @@ def version_cases(n: int, seed: int = 59) -> list[tuple[str, int]]:
     """``(text, start)``: version words, their look-alikes (after a letter, digit, ``_`` or ``é``, in other cases, with
     ``ſ`` and the Kelvin sign), spaces (``\x1f``, ``\xa0``) and punctuation, and a place in it, mostly near its end
     (the window is 12 characters)."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        text = "".join(rng.choice(_VERSION_BITS) for _ in range(rng.randint(1, 6)))
-        start = min(len(text), rng.choice([len(text), len(text), rng.randint(0, 16), rng.randint(0, len(text))]))
-        out.append((text, start))
-    return out
+    return _window_cases(_VERSION_BITS, n, seed, 6, 16)
 
 
 def _version_differences(version_before) -> list[tuple[str, int]]:
