@@ -336,6 +336,17 @@ def _covering(spans: list[Span]) -> Callable[[int, int], bool]:
     return covered
 
 
+def _value_span(text: str, s: int, e: int) -> Span:
+    """The value in the token run ``text[s:e]``: less the punctuation that ends it (a ``)`` only when it closes
+    nothing opened in the run) and the ``=``/``:`` before it ("key=abc", "token:abc": the value is after the
+    separator)."""
+    while e > s and text[e - 1] in _TRAILING and (text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
+        e -= 1
+    if e - s > 1 and text[s] in "=:":
+        s += 1
+    return s, e
+
+
 def _password_word(word: str) -> bool:
     """Whether the credential word ``word`` (as in the text) is one after which short tokens count."""
     word = word.lower()
@@ -432,12 +443,7 @@ class GenericSecretDetector:
                     password = None
                     tm = token_at(text, ws, we)
                     while tm is not None:
-                        s, e = tm.span()
-                        while e > s and text[e - 1] in _TRAILING and (
-                                text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
-                            e -= 1
-                        if e - s > 1 and text[s] in "=:":
-                            s += 1
+                        s, e = _value_span(text, *tm.span())
                         if password is None:
                             password = _password_word(m.group(0))
                         if token_ok(text[s:e], password):
@@ -528,12 +534,7 @@ class GenericSecretDetector:
                         password = None
                         tm = token_at(text, ws, we)
                         while tm is not None:
-                            s, e = tm.span()
-                            while e > s and text[e - 1] in _TRAILING and (
-                                    text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
-                                e -= 1
-                            if e - s > 1 and text[s] in "=:":
-                                s += 1
+                            s, e = _value_span(text, *tm.span())
                             k = right(cs_at, s)
                             if k and ce_max[k - 1] >= e:
                                 span = (s, e, True)
@@ -599,12 +600,7 @@ class GenericSecretDetector:
             return None  # inline data ("data:image/png;base64,..."), not a key
         m = _TOKEN.search(text, ws, we)
         while m is not None:
-            s, e = m.span()
-            # "key=abc", "token:abc": the value is after the separator
-            while e > s and text[e - 1] in _TRAILING and (text[e - 1] != ")" or text.count("(", s, e) < text.count(")", s, e)):
-                e -= 1
-            if e - s > 1 and text[s] in "=:":
-                s += 1
+            s, e = _value_span(text, *m.span())
             if claimed is not None and claimed(s, e):
                 return s, e, True
             if password.__class__ is str:
