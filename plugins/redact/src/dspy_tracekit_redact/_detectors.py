@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
 from ._generic import CONTEXT_WORDS as GENERIC_CONTEXT_WORDS
-from ._generic import GenericSecretDetector
+from ._generic import GenericSecretDetector, _find_all
 
 Span = tuple[int, int]
 
@@ -1141,11 +1141,7 @@ class UrlCredentialsDetector(Detector):
             return Detector.find(self, text, ctx)
         hits = ctx.positions.get(self.entity) if ctx.positions is not None else None
         if hits is None:
-            hits = []
-            h = text.find("://")
-            while h != -1:
-                hits.append(h)
-                h = text.find("://", h + 1)
+            hits = _find_all(text, "://")
         match = (self.ascii_regex if ctx.ascii else self.regex).match
         back = _SCHEME_BEFORE.match
         out: list[Span] = []
@@ -1185,11 +1181,7 @@ class BearerDetector(Detector):
             return Detector.find(self, text, ctx)
         starts = ctx.positions.get(self.entity) if ctx.positions is not None else None
         if starts is None:
-            starts = []
-            i = text.find("earer", 1)
-            while i != -1:
-                starts.append(i - 1)
-                i = text.find("earer", i + 1)
+            starts = [i - 1 for i in _find_all(text, "earer") if i]
         match = (self.ascii_regex if ctx.ascii else self.regex).match
         not_letter = _BEARER_NOT_LETTER.search
         out: list[Span] = []
