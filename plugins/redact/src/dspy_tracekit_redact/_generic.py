@@ -294,6 +294,11 @@ def _lead_regexes(short: str = _SHORT_WORD) -> tuple[re.Pattern[str], dict[str, 
 _CONTEXT_LEAD, _CONTEXT_LEAD_AT, _LEAD_AFTER = _lead_regexes()
 
 
+#: the first words of the credential words of several words ("parola d'ordine"), and the longest of them
+_MULTI_WORD_HEADS = tuple(sorted({w.split()[0] for w in CONTEXT_WORDS if " " in w}))
+_MULTI_WORD_HEAD = max(map(len, _MULTI_WORD_HEADS), default=0)
+
+
 def _find_all(hay: str, needle: str) -> list[int]:
     out = []
     i = hay.find(needle)
@@ -471,11 +476,18 @@ class GenericSecretDetector:
         right = bisect.bisect_right
         claimed = None  # _covering(spans), for _words
         after = 0
+        # where the first word read after the last credential word starts, when a claimed span decided it without a
+        # token_ok call (which depends on the word): a credential word that starts after that one's match and before
+        # this word ("Authorization: Bearer <token>": "Bearer") is followed by short words only, then this word, which
+        # it reads first and finds claimed as well: nothing more to take (last_end is past it), and the match end it
+        # would leave in ``after`` is before this word, where the next start is past it too. (A credential word of
+        # several words, "parola d'ordine", can run into this word: those are looked at.) 0.7 starts per dense prompt
+        decided = -1
         at = _CONTEXT_LEAD_AT.get
         token_at = _TOKEN.search
         token_ok = self.rule.token_ok
         for c in starts:
-            if c < after:
+            if c < after or c < decided and not text[c:c + _MULTI_WORD_HEAD].lower().startswith(_MULTI_WORD_HEADS):
                 continue
             m = at(text[c], _CONTEXT_LEAD).match(text, c)
             if m is None:
@@ -515,6 +527,8 @@ class GenericSecretDetector:
                     if k and ce_max[k - 1] >= we:  # claimed
                         if ws >= last_end:
                             last_end = we
+                        if w is m:
+                            decided = ws
                         break
                     token = text[ws:we]
                     if not (token.isalpha() and (we - ws < 20 or token.islower())) and token_ok(
@@ -530,6 +544,8 @@ class GenericSecretDetector:
                         k = right(cs_at, ws)
                         if k and ce_max[k - 1] >= we:
                             span = (ws, we, True)
+                            if w is m:
+                                decided = ws
                     elif text.find("base64,", ws, we) == -1:  # _token, inline
                         password = None
                         tm = token_at(text, ws, we)
@@ -538,6 +554,8 @@ class GenericSecretDetector:
                             k = right(cs_at, s)
                             if k and ce_max[k - 1] >= e:
                                 span = (s, e, True)
+                                if password is None and w is m:  # no token_ok call before
+                                    decided = ws
                                 break
                             if password is None:
                                 password = _password_word(m.group(0))
