@@ -336,6 +336,8 @@ def _phone_raw_ok(text: str, start: int, raw: str, n: int, groups: list[str] | N
 
 
 _PHONE_SEPARATORS = " -./()+"
+#: ``bytes.translate``'s table that makes each of ``_PHONE_SEPARATORS`` a space
+_SEPARATORS_TO_SPACES = bytes.maketrans(_PHONE_SEPARATORS.encode(), b" " * len(_PHONE_SEPARATORS))
 
 
 def digit_count(candidate: str) -> int:
@@ -933,9 +935,10 @@ class PhoneDetector(RunDetector):
         for m in matches:
             raw = m.group()
             # its groups of digits (``_GROUPS.findall``): a candidate holds digits and ``_PHONE_SEPARATORS`` only,
-            # and no digit is a space: with the others made spaces, ``split`` gives them (~130 ns less)
-            groups = raw.replace("-", " ").replace(".", " ").replace("/", " ").replace("(", " ").replace(
-                ")", " ").replace("+", " ").split()
+            # and no digit is a space: with the others made spaces, ``split`` gives them. Made spaces in its UTF-8
+            # by one ``bytes.translate`` (~0.2 us less than six ``str.replace``; a non-ASCII digit's bytes are none
+            # of them, and a candidate holds no lone surrogate: it is digits and separators)
+            groups = raw.encode().translate(_SEPARATORS_TO_SPACES).decode().split()
             digits = "".join(groups)
             n = len(digits)
             if n < 10 and (n < 8 or raw[0] != "+"):
