@@ -1282,7 +1282,9 @@ class EmailDetector(Detector):
                     if s >= 0:
                         spans.append((s, e))
                         after = e  # (a match is never empty)
-                sp = r.end(1)  # the run's first special character (``at``: none)
+                # the run's first special character (``at``: none); none when the match at the run's start took this
+                # "@" ("first.last@example.com"): every start inside the run is before its end (``after``)
+                sp = r.end(1) if after < at else at
                 if sp < at - 1:
                     # a match from a start inside the run has its local part end at this "@" (the run holds
                     # local-part characters only): there is none when the domain does not match after it or the run
