@@ -478,7 +478,7 @@ class Redactor:
                 # in order of start, as GENERIC_SECRET reads them: sorted here, _resolve's sort then finds the candidates
                 # in order but GENERIC_SECRET's, at the end (one sort of them, ~0.4 us less); their starts and the
                 # furthest end up to each (what _generic._claimed_lists makes of the spans) in one loop, not the spans
-                # and that loop over them (~0.8 us less for 15 candidates)
+                # and that loop over them (~0.6 us less for 15 candidates, timeit)
                 cands.sort()
                 claimed_at: list[int] = []
                 reach: list[int] = []
