@@ -150,9 +150,6 @@ class _PlainGeneric(GenericSecretDetector):
         out, last_end = [], 0
         spans = getattr(ctx, "claimed", None)
         claimed = (lambda s, e: any(cs <= s and e <= ce for cs, ce in spans)) if spans else None
-        lists = getattr(ctx, "claimed_lists", None)
-        if lists is not None and lists[0]:  # a Redactor's (test_redact_generic_secret.py checks them)
-            claimed = generic._covering_lists(*lists)
         word = re.compile(r"\S+")
         for m in CONTEXT.finditer(text):
             lower = m.group(0).lower()

@@ -316,10 +316,10 @@ def test_the_claimed_lists_cover_what_a_claimed_span_covers_in_any_order():
                 assert (k > 0 and reach[k - 1] >= e) == any(cs <= s and e <= ce for cs, ce in spans)
 
 
-def test_the_redactor_hands_generic_secret_the_claimed_lists_of_the_spans_found_before_it(corpus):
-    """``Redactor.find`` makes GENERIC_SECRET's ``claimed_lists`` from its candidates: what ``_claimed_lists`` makes of
-    the spans found by the detectors of a higher priority (all run before it; PHONE's priority is lower), on the
-    labeled corpus and prompts of it."""
+def test_the_redactor_hands_generic_secret_the_spans_found_before_it_in_order_of_start(corpus):
+    """``Redactor.find`` hands GENERIC_SECRET the spans found by the detectors of a higher priority (all run before
+    it; PHONE's priority is lower), in order of start, which ``_claimed_lists`` reads without sorting: on the labeled
+    corpus and prompts of it."""
     seen = []
     found_before: list[tuple[int, int]] = []
 
@@ -327,7 +327,7 @@ def test_the_redactor_hands_generic_secret_the_claimed_lists_of_the_spans_found_
         __slots__ = ()
 
         def find(self, text, ctx=None):
-            seen.append((ctx.claimed_lists, sorted(found_before)))
+            seen.append((list(ctx.claimed), sorted(found_before)))
             found_before.clear()
             return super().find(text, ctx)
 
@@ -356,12 +356,8 @@ def test_the_redactor_hands_generic_secret_the_claimed_lists_of_the_spans_found_
     for text in texts:
         found_before.clear()
         r.find(text)
-    with_claims = [(lists, spans) for lists, spans in seen if spans]
+    with_claims = [(claimed, spans) for claimed, spans in seen if spans]
     assert len(with_claims) > 500
-    # among spans of one start only the furthest end up to the last of them counts (bisect_right lands past them
-    # all): the candidates' order there (the higher priority first) need not be _claimed_lists'
-    def decided(lists):
-        return lists[0], dict(zip(*lists))
-
-    assert all(decided(lists) == decided(generic._claimed_lists(spans)) for lists, spans in with_claims)
-    assert all(lists is None or lists == ([], []) for lists, spans in seen if not spans)
+    assert all(sorted(claimed) == spans for claimed, spans in with_claims)
+    assert all([s for s, _ in claimed] == sorted(s for s, _ in claimed) for claimed, _ in seen)
+    assert all(claimed == [] for claimed, spans in seen if not spans)

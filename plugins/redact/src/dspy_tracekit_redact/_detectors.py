@@ -354,8 +354,8 @@ def digit_count(candidate: str) -> int:
 class Text:
     """The text being scanned, with what several detectors share computed once (lazily)."""
 
-    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "claimed_lists", "context_starts", "digit_runs",
-                 "finders", "positions", "scannable", "text")
+    __slots__ = ("_lower", "_num_starts", "ascii", "claimed", "context_starts", "digit_runs", "finders",
+                 "positions", "scannable", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -363,9 +363,6 @@ class Text:
         self.context_starts: list[int] | None = None
         #: spans found by detectors of a higher priority (for GENERIC_SECRET, which runs last)
         self.claimed: list[tuple[int, int]] | None = None
-        #: the same as ``_generic._claimed_lists`` gives them (their starts in order, the furthest end up to each),
-        #: which ``Redactor.find`` makes from its candidates instead of the spans
-        self.claimed_lists: tuple[list[int], list[int]] | None = None
         #: the detectors may use their faster ``re.ASCII`` variants (see :func:`ascii_classes`); the
         #: Hyperscan pass may scan it (see :func:`pass_safe`)
         self.ascii, self.scannable = text_classes(text)

@@ -331,11 +331,7 @@ def _claimed_lists(spans: list[Span]) -> tuple[list[int], list[int]]:
 
 def _covering(spans: list[Span]) -> Callable[[int, int], bool]:
     """``(s, e) → any(cs <= s and e <= ce for cs, ce in spans)`` in O(log n), from ``_claimed_lists``."""
-    return _covering_lists(*_claimed_lists(spans))
-
-
-def _covering_lists(starts: list[int], reach: list[int]) -> Callable[[int, int], bool]:
-    """:func:`_covering` of the spans whose ``_claimed_lists`` are ``starts`` and ``reach``."""
+    starts, reach = _claimed_lists(spans)
     right = bisect.bisect_right
 
     def covered(s: int, e: int) -> bool:
@@ -404,15 +400,11 @@ class GenericSecretDetector:
                 starts = [m.start() for m in CONTEXT.finditer(text)]
             else:
                 starts = sorted({i for w in _NEEDLES for i in _find_all(low, w)})
-        # spans claimed by the detectors before: a credential word is mostly followed by one (a vendor key), which
-        # decides; _TAIL's skipping does not hold (a word it skips may be claimed). A Redactor hands them as
-        # _claimed_lists gives them (``claimed_lists``, made from its candidates), a caller may as spans (``claimed``)
-        lists = getattr(ctx, "claimed_lists", None)
-        if lists is None:
-            spans = getattr(ctx, "claimed", None)
-            lists = _claimed_lists(spans) if spans else None
-        if lists is not None and lists[0]:
-            return self._find_claimed(text, starts, lists)
+        spans = getattr(ctx, "claimed", None)
+        if spans:
+            # spans claimed by the detectors before: a credential word is mostly followed by one (a vendor key),
+            # which decides; _TAIL's skipping does not hold (a word it skips may be claimed)
+            return self._find_claimed(text, starts, spans)
         out: list[Span] = []
         last_end = 0
         n = len(text)
@@ -471,17 +463,16 @@ class GenericSecretDetector:
                 last_end = span[1]
         return out
 
-    def _find_claimed(self, text: str, starts: list[int], lists: tuple[list[int], list[int]]) -> list[Span]:
-        """``find`` with claimed spans (``lists``: their ``_claimed_lists``): what ``_words`` with ``claimed``
-        (whether a span covers ``s:e``) gives, the short words it drops whatever is claimed skipped in the credential
-        word's match (``_CONTEXT_LEAD``) and after each word it reads (``_LEAD_AFTER``), the words it reads read here
-        (its loop body and ``_token``'s, inline: a call each costs more than the loop), a word that runs past its end
-        by ``_words``."""
+    def _find_claimed(self, text: str, starts: list[int], spans: list[Span]) -> list[Span]:
+        """``find`` with claimed spans: what ``_words`` with ``claimed`` (whether a span covers ``s:e``) gives,
+        the short words it drops whatever is claimed skipped in the credential word's match (``_CONTEXT_LEAD``)
+        and after each word it reads (``_LEAD_AFTER``), the words it reads read here (its loop body and
+        ``_token``'s, inline: a call each costs more than the loop), a word that runs past its end by ``_words``."""
         out: list[Span] = []
         last_end = 0
         n = len(text)
         reach = _REACH + self.rule.max_length
-        cs_at, ce_max = lists  # covered(s, e): k = right(cs_at, s), k and ce_max[k - 1] >= e
+        cs_at, ce_max = _claimed_lists(spans)  # covered(s, e): k = right(cs_at, s), k and ce_max[k - 1] >= e
         right = bisect.bisect_right
         claimed = None  # _covering(spans), for _words
         after = 0
@@ -517,7 +508,7 @@ class GenericSecretDetector:
                     break
                 if we > limit:  # it runs past the end, where _words cuts it: _words
                     if claimed is None:
-                        claimed = _covering_lists(cs_at, ce_max)
+                        claimed = _covering(spans)
                     span = self._words(text, end, m.group(0), claimed)
                     if span is not None and span[0] >= last_end:
                         if not span[2]:
