@@ -788,7 +788,7 @@ del _word
 
 
 def _version_before(text: str, start: int) -> bool:
-    """``_VERSION_CONTEXT.search(text, start - 12, start)``: for ASCII text (where ``(?i)`` is ``lower()`` and
+    r"""``_VERSION_CONTEXT.search(text, start - 12, start)``: for ASCII text (where ``(?i)`` is ``lower()`` and
     ``\s`` is ``isspace()``) by ``endswith`` on the lower-cased 12 characters less their trailing spaces (a word
     ends where ``\s*$`` starts: it ends with no space), and the boundary before the word tested on the character
     before it (``\b`` looks before the search's start too; every word starts with a letter), ~0.3 us less than the
@@ -822,6 +822,8 @@ def _v_phone(text: str, m: re.Match[str]) -> bool:
 #: ``2022-10-03 13``, an order number ``942-6135966-7899688``, a build ``10.0.13584.3940``, ``7816 0594
 #: 5147``, an IPv4 address) holds no phone, trimmed or not
 _PHONE_HEADS = frozenset({(3, 3, 4), (1, 3, 3), (2, 5, 4), (2, 4, 4), (5, 5, 0)})
+#: IN 98765 43210's head (a name: Cython's inferred types reject the literal beside a tuple of lengths)
+_FIVE_FIVE = (5, 5, 0)
 #: what a candidate's first digit is when ``_PHONE_HEADS`` applies to its first three groups of digits (then it
 #: is not opened by ``+`` nor starts with ``0``: ``00``, trunk ``0``), right at its start or after one ``(``
 _NONZERO = "123456789"
@@ -945,7 +947,7 @@ class PhoneDetector(RunDetector):
                 # its first three groups (0: none); the first starts with 1-9, at the start or after one "("
                 f = len(groups[0])
                 g = len(groups[1]) if len(groups) > 1 else 0
-                if f < 10 and ((5, 5, 0) if f == g == 5 else (f, g, len(groups[2]) if len(groups) > 2 else 0)) \
+                if f < 10 and (_FIVE_FIVE if f == g == 5 else (f, g, len(groups[2]) if len(groups) > 2 else 0)) \
                         not in _PHONE_HEADS:
                     continue  # neither the candidate nor a trimmed one can be a phone (see _PHONE_HEADS)
             s, e = m.span()
