@@ -7,7 +7,14 @@ identifiers (:func:`pseudonym`, :func:`default_key_path`); erasure (:func:`plan_
 (``redact = "dspy_tracekit_redact"``) registers this module.
 """
 
-from ._detectors import BUILTIN_ENTITIES
+from pathlib import Path as _Path
+
+from . import _native
+
+#: whether the engine runs compiled (Cython, built with the package where a C compiler exists) or as Python
+COMPILED: bool = _native.load(__name__, _Path(__file__).parent)
+
+from ._detectors import BUILTIN_ENTITIES  # (after _native.load chose the copy)
 from ._erase import ErasurePlan, ErasureReceipt, erase, erase_user, plan_erasure
 from ._plugin import (
     COUNTS_ATTRIBUTE,
@@ -23,6 +30,7 @@ from ._redactor import ACTIONS, DEFAULT_SECRET_KEYS, Finding, Redactor
 __all__ = [
     "ACTIONS",
     "BUILTIN_ENTITIES",
+    "COMPILED",
     "COUNTS_ATTRIBUTE",
     "DEFAULT_IDENTIFIERS",
     "DEFAULT_SECRET_KEYS",
