@@ -334,9 +334,53 @@ def _per_detector_us(r: Redactor, prompts: list[str]) -> dict[str, float]:
     return {k: v / len(prompts) / 1000 for k, v in sorted(acc.items(), key=lambda kv: -kv[1])}
 
 
-def _mb_per_s_side_by_side(before: Redactor, now: Redactor, sets: list[tuple[str, list[str]]]) -> None:
-    """Print ``redact_text`` MB/s of ``before`` and ``now`` per labelled set of prompts (thread CPU time, best of 5
-    interleaved rounds), with the ratio and the µs per prompt now."""
+def _pure_redactor(into) -> Redactor | None:
+    """``Redactor`` of this checkout's ``.py`` files, imported under another package name (no compiled module is
+    beside them there), when the installed engine runs compiled (``dspy_tracekit_redact.COMPILED``); else None."""
+    import importlib.util
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import dspy_tracekit_redact
+
+    if not dspy_tracekit_redact.COMPILED:
+        return None
+    src = Path(dspy_tracekit_redact.__file__).parent
+    pkg = into / f"redact_pure_now_{abs(hash(str(into)))}"  # a name per test: its modules are its own
+    pkg.mkdir()
+    for path in src.glob("*.py"):
+        if path.name != "_compiled_from.py":  # the build record: without it, the copy is the .py files
+            shutil.copy(path, pkg / path.name)
+    spec = importlib.util.spec_from_file_location(pkg.name, pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[pkg.name] = module
+    spec.loader.exec_module(module)
+    assert not module.COMPILED and module._generic.__file__.endswith(".py")
+    return module.Redactor()
+
+
+def _columns(before: Redactor, now: Redactor, tmp_path) -> list[tuple[str, Redactor]]:
+    """The redactors the engine benchmarks compare: ``BEFORE_ENGINE``, now as Python (where the installed engine is
+    compiled: the same sources, the ``.py`` files), and now as installed."""
+    pure = _pure_redactor(tmp_path)
+    return [(BEFORE_ENGINE, before)] + ([("now .py", pure), ("now", now)] if pure is not None else [("now", now)])
+
+
+def _same_findings(columns: list[tuple[str, Redactor]], texts: list[str]) -> None:
+    """Each redactor's findings on ``texts`` are the first one's: printed, and asserted."""
+    (base_name, base), *others = columns
+    expected = [base.find(t) for t in texts]
+    for name, r in others:
+        differ = [t for t, f in zip(texts, expected) if r.find(t) != f]
+        print(f"{len(texts)} texts; {base_name} vs {name}: identical findings on {len(texts) - len(differ)}")
+        assert differ == []
+
+
+def _mb_per_s_side_by_side(columns: list[tuple[str, Redactor]], sets: list[tuple[str, list[str]]]) -> None:
+    """Print ``redact_text`` MB/s of each redactor of ``columns`` per labelled set of prompts (thread CPU time, best
+    of 5 interleaved rounds), with the ratios of the last to the first (and to the one before it, when there are
+    three) and the µs per prompt of the last."""
 
     def mb_per_s(r, prompts):
         size = sum(len(p.encode()) for p in prompts)
@@ -345,15 +389,20 @@ def _mb_per_s_side_by_side(before: Redactor, now: Redactor, sets: list[tuple[str
             r.redact_text(p)
         return size / (time.thread_time() - t0) / 1e6
 
-    print(f"redact_text MB/s, thread CPU time, best of 5 interleaved rounds\n  {'text':<36}{BEFORE_ENGINE:>10}{'now':>10}")
+    names = [name for name, _ in columns]
+    ratios = f"   x vs {names[0]}" + (f", vs {names[1]}" if len(columns) == 3 else "")
+    print("redact_text MB/s, thread CPU time, best of 5 interleaved rounds\n  "
+          f"{'text':<36}" + "".join(f"{name:>10}" for name in names) + ratios)
     for label, prompts in sets:
-        b = a = 0.0
+        best = [0.0] * len(columns)
         for _ in range(5):
-            b = max(b, mb_per_s(before, prompts))
-            a = max(a, mb_per_s(now, prompts))
-        per_prompt = sum(len(p.encode()) for p in prompts) / len(prompts) / a
-        print(f"  {label:<36}{b:10.1f}{a:10.1f}   x{a / b:.2f}   ({per_prompt:.0f} us per prompt now)")
-        assert a > 0 and b > 0
+            for k, (_, r) in enumerate(columns):
+                best[k] = max(best[k], mb_per_s(r, prompts))
+        per_prompt = sum(len(p.encode()) for p in prompts) / len(prompts) / best[-1]
+        versus = f"x{best[-1] / best[0]:.2f}" + (f", x{best[-1] / best[1]:.2f}" if len(columns) == 3 else "")
+        print(f"  {label:<36}" + "".join(f"{b:10.1f}" for b in best) + f"   {versus}   ({per_prompt:.0f} us per prompt "
+              f"{names[-1]})")
+        assert all(b > 0 for b in best)
 
 
 def test_redaction_engine_speed_side_by_side(corpus, regression_set, tmp_path):
@@ -374,13 +423,11 @@ def test_redaction_engine_speed_side_by_side(corpus, regression_set, tmp_path):
         ("prompts with PII (~2 per prompt)", _prompts(corpus, 1_000_000, with_pii=True)),
         ("PII-dense prompts (~15 per prompt)", _dense_prompts(corpus, 1_000_000)),
     ]
-    texts = list(regression_set) + [p for _, prompts in sets for p in prompts]
-    differ = [t for t in texts if before.find(t) != now.find(t)]
-    print(f"\nregression set + benchmark prompts: {len(texts)} texts; {BEFORE_ENGINE} vs now: identical findings "
-          f"on {len(texts) - len(differ)}")
-    assert differ == []
+    columns = _columns(before, now, tmp_path)
+    print("\nregression set + benchmark prompts")
+    _same_findings(columns, list(regression_set) + [p for _, prompts in sets for p in prompts])
 
-    _mb_per_s_side_by_side(before, now, sets)
+    _mb_per_s_side_by_side(columns, sets)
     print(f"where the time goes, thread CPU us per prompt, {BEFORE_ENGINE} -> now (best of 3 interleaved; "
           "steps under 1 us in both left out)")
     for label, prompts in sets:
@@ -424,9 +471,8 @@ def test_redaction_engine_speed_on_non_english_prompts(tmp_path):
         pytest.skip(f"cannot load the redactor at {BEFORE_ENGINE}: {exc}")
     now = Redactor()
     sets = [(locale, _faker_prompts(locale, 300_000)) for locale in ("ru_RU", "ja_JP", "de_DE")]
-    texts = [p for _, prompts in sets for p in prompts]
-    differ = [t for t in texts if before.find(t) != now.find(t)]
-    print(f"\n{len(texts)} prompts; {BEFORE_ENGINE} vs now: identical findings on {len(texts) - len(differ)}")
-    assert differ == []
+    columns = _columns(before, now, tmp_path)
+    print()
+    _same_findings(columns, [p for _, prompts in sets for p in prompts])
 
-    _mb_per_s_side_by_side(before, now, [(f"Faker {label} prompts", prompts) for label, prompts in sets])
+    _mb_per_s_side_by_side(columns, [(f"Faker {label} prompts", prompts) for label, prompts in sets])
