@@ -167,6 +167,22 @@ def test_from_a_clone_pip_installs_the_core_and_every_plugin(tmp_path):
     script = ("import dspy_tracekit as tk; assert tk.enable(plugins=['redact', 'sample', 'cost', 'buffer'], "
               "tracking_uri='sqlite:///m.db'); tk.disable()")
     sh([venv / "bin" / "python", "-c", script], env=env, cwd=out)
+    # where a C compiler exists (CI), the redact plugin's engine was compiled by the install
+    compiled = sh([venv / "bin" / "python", "-c", "import dspy_tracekit_redact as r; print(r.COMPILED)"], env=env,
+                  cwd=out).stdout.split()
+    assert compiled == ["True"]
+
+
+def test_without_a_c_compiler_the_redact_plugin_installs_and_runs_as_python(tmp_path):
+    """``plugins/redact/setup.py`` compiles its engine where it can; a failed compile leaves the ``.py`` files."""
+    venv = fresh_venv(tmp_path / "venv")
+    env = {**clean_env(venv), "CC": "false", "LDSHARED": "false"}  # every compile and link fails
+    done = sh([venv / "bin" / "pip", "install", "-v", ".", "./plugins/redact"], env=env, cwd=ROOT)
+    assert "not compiled" in done.stdout + done.stderr  # the build went on without its extensions
+    script = ("import dspy_tracekit_redact as r; print(r.COMPILED, r._redactor.__file__.endswith('.py')); "
+              "print(r.Redactor().redact_text('mail jane.doe@example.com, key sk-proj-' + 'a1B2' * 8))")
+    out = sh([venv / "bin" / "python", "-W", "error::RuntimeWarning", "-c", script], env=env, cwd=tmp_path).stdout
+    assert out.splitlines() == ["False True", "mail <EMAIL>, key <OPENAI_KEY>"]
 
 
 def test_from_a_clone_uv_add_editable_in_a_project_of_ones_own(tmp_path):
