@@ -3,7 +3,7 @@
 ``_detectors``, ``_generic``, ``_prefilter`` and ``_redactor`` are plain Python (Cython's pure-Python mode: no
 ``.pyx``, no ``cython`` import); Cython compiles the same files to C extension modules, which Python imports in place
 of the ``.py`` beside them (their findings are the same: ``tests/test_redact_compiled.py``). No compiler, a failed
-compile, or ``DSPY_TRACEKIT_REDACT_NO_EXTENSIONS=1`` at build time: the wheel holds the ``.py`` files only and they run
+compile, or ``TRACEKIT_REDACT_NO_EXTENSIONS=1`` at build time: the wheel holds the ``.py`` files only and they run
 as they are. Each build records the SHA-256 of the sources it compiled (``_compiled_from.py``): a compiled module whose
 ``.py`` changed since is not imported (``_native.py``), so an edit in a checkout takes effect before the next build.
 """
@@ -46,7 +46,7 @@ class BuildExt(build_ext):
 
 
 def extensions() -> list:
-    if os.environ.get("DSPY_TRACEKIT_REDACT_NO_EXTENSIONS"):
+    if os.environ.get("TRACEKIT_REDACT_NO_EXTENSIONS"):
         return []
     try:
         from Cython.Build import cythonize

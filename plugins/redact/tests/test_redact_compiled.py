@@ -3,7 +3,7 @@ they find the same values.
 
 Where a C compiler exists, installing the package (``uv sync`` included) compiles ``_detectors``, ``_generic``,
 ``_prefilter`` and ``_redactor``; ``_native.load`` imports the compiled modules unless a ``.py`` changed since they
-were built, or ``DSPY_TRACEKIT_REDACT_NO_EXTENSIONS=1``.
+were built, or ``TRACEKIT_REDACT_NO_EXTENSIONS=1``.
 """
 
 from __future__ import annotations
@@ -114,3 +114,16 @@ def test_a_source_edited_since_the_build_runs_as_python_with_a_warning(tmp_path)
     assert edited.stdout.split() == ["False", "True", "mail", "<EMAIL>"], edited.stdout + edited.stderr
     assert "_generic.py changed since the engine was compiled" in edited.stderr
     assert "uv sync --reinstall-package dspy-tracekit-redact" in edited.stderr
+
+
+def test_the_switch_to_python_is_no_setting_that_enable_refuses(tmp_path):
+    """``DSPY_TRACEKIT_REDACT_<KEY>`` variables are the plugin's settings (``enable()`` refuses unknown keys): the
+    switch has a name outside them, and a program that sets it enables the plugin as before."""
+    assert not _native.NO_EXTENSIONS.startswith("DSPY_TRACEKIT_")
+    code = ("import dspy_tracekit as tk, dspy_tracekit_redact as r; "
+            f"assert tk.enable(plugins=['redact'], tracking_uri='sqlite:///{tmp_path / 'm.db'}'); tk.disable(); "
+            "print(r.COMPILED)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, _native.NO_EXTENSIONS: "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False"]

@@ -3,7 +3,7 @@
 Python imports a compiled module in place of the ``.py`` beside it. That is right when the compiled module was built
 from that ``.py``; after an edit in a checkout it would run the old code. :func:`load` imports the four modules before
 anything else does: compiled where the build recorded the SHA-256 of the ``.py`` each was compiled from and the ``.py``
-still has it; else (no build record, an edited source, or ``DSPY_TRACEKIT_REDACT_NO_EXTENSIONS=1``) all four from
+still has it; else (no build record, an edited source, or ``TRACEKIT_REDACT_NO_EXTENSIONS=1``) all four from
 their ``.py`` files, with a warning for an edited source. Import time only: ~0.2 ms to hash ~150 KB of source.
 """
 
@@ -19,7 +19,9 @@ from pathlib import Path
 
 #: the modules ``setup.py`` compiles, each after those it imports (``_detectors`` imports ``_generic``)
 MODULES = ("_generic", "_detectors", "_prefilter", "_redactor")
-NO_EXTENSIONS = "DSPY_TRACEKIT_REDACT_NO_EXTENSIONS"
+#: set (not "0"): the .py files run. Not ``DSPY_TRACEKIT_REDACT_*``: those are the plugin's settings, and
+#: ``enable()`` refuses a name that is none of them
+NO_EXTENSIONS = "TRACEKIT_REDACT_NO_EXTENSIONS"
 
 
 def _built() -> dict[str, str]:
