@@ -370,6 +370,32 @@ def _own_config_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def python_engine(tmp_path_factory):
+    """This checkout's redact package imported from its ``.py`` files under another name (no compiled module is beside
+    them there, nor the build record), when the installed engine runs compiled; else None (it runs as Python)."""
+    import importlib.util
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import dspy_tracekit_redact
+
+    if not dspy_tracekit_redact.COMPILED:
+        return None
+    pkg = tmp_path_factory.mktemp("python_engine") / "redact_as_python"
+    pkg.mkdir()
+    for path in Path(dspy_tracekit_redact.__file__).parent.glob("*.py"):
+        if path.name != "_compiled_from.py":
+            shutil.copy(path, pkg / path.name)
+    spec = importlib.util.spec_from_file_location(pkg.name, pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[pkg.name] = module
+    spec.loader.exec_module(module)
+    assert not module.COMPILED and module._redactor.__file__.endswith(".py")
+    return module
+
+
+@pytest.fixture(scope="session")
 def corpus() -> list[Sample]:
     return CorpusGenerator().corpus()
 

@@ -334,36 +334,10 @@ def _per_detector_us(r: Redactor, prompts: list[str]) -> dict[str, float]:
     return {k: v / len(prompts) / 1000 for k, v in sorted(acc.items(), key=lambda kv: -kv[1])}
 
 
-def _pure_redactor(into) -> Redactor | None:
-    """``Redactor`` of this checkout's ``.py`` files, imported under another package name (no compiled module is
-    beside them there), when the installed engine runs compiled (``dspy_tracekit_redact.COMPILED``); else None."""
-    import importlib.util
-    import shutil
-    import sys
-    from pathlib import Path
-
-    import dspy_tracekit_redact
-
-    if not dspy_tracekit_redact.COMPILED:
-        return None
-    src = Path(dspy_tracekit_redact.__file__).parent
-    pkg = into / f"redact_pure_now_{abs(hash(str(into)))}"  # a name per test: its modules are its own
-    pkg.mkdir()
-    for path in src.glob("*.py"):
-        if path.name != "_compiled_from.py":  # the build record: without it, the copy is the .py files
-            shutil.copy(path, pkg / path.name)
-    spec = importlib.util.spec_from_file_location(pkg.name, pkg / "__init__.py", submodule_search_locations=[str(pkg)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[pkg.name] = module
-    spec.loader.exec_module(module)
-    assert not module.COMPILED and module._generic.__file__.endswith(".py")
-    return module.Redactor()
-
-
-def _columns(before: Redactor, now: Redactor, tmp_path) -> list[tuple[str, Redactor]]:
+def _columns(before: Redactor, now: Redactor, python_engine) -> list[tuple[str, Redactor]]:
     """The redactors the engine benchmarks compare: ``BEFORE_ENGINE``, now as Python (where the installed engine is
-    compiled: the same sources, the ``.py`` files), and now as installed."""
-    pure = _pure_redactor(tmp_path)
+    compiled: the same sources, the ``.py`` files; the ``python_engine`` fixture), and now as installed."""
+    pure = python_engine.Redactor() if python_engine is not None else None
     return [(BEFORE_ENGINE, before)] + ([("now .py", pure), ("now", now)] if pure is not None else [("now", now)])
 
 
@@ -405,7 +379,7 @@ def _mb_per_s_side_by_side(columns: list[tuple[str, Redactor]], sets: list[tuple
         assert all(b > 0 for b in best)
 
 
-def test_redaction_engine_speed_side_by_side(corpus, regression_set, tmp_path):
+def test_redaction_engine_speed_side_by_side(corpus, regression_set, tmp_path, python_engine):
     """The redactor at the start of the engine-speed work (``BEFORE_ENGINE``) and now, in one run: identical
     findings on the regression set and the benchmark prompts, redact_text MB/s per kind of text (thread CPU
     time, best of 5 interleaved rounds), then where the time of each kind goes, per detector, before and now.
@@ -423,7 +397,7 @@ def test_redaction_engine_speed_side_by_side(corpus, regression_set, tmp_path):
         ("prompts with PII (~2 per prompt)", _prompts(corpus, 1_000_000, with_pii=True)),
         ("PII-dense prompts (~15 per prompt)", _dense_prompts(corpus, 1_000_000)),
     ]
-    columns = _columns(before, now, tmp_path)
+    columns = _columns(before, now, python_engine)
     print("\nregression set + benchmark prompts")
     _same_findings(columns, list(regression_set) + [p for _, prompts in sets for p in prompts])
 
@@ -459,7 +433,7 @@ def _faker_prompts(locale: str, n_bytes: int, seed: int = 3) -> list[str]:
     return out
 
 
-def test_redaction_engine_speed_on_non_english_prompts(tmp_path):
+def test_redaction_engine_speed_on_non_english_prompts(tmp_path, python_engine):
     """``BEFORE_ENGINE`` and now on prompts in Russian, Japanese and German (text whose non-ASCII letters the pass
     sees): identical findings, then redact_text MB/s (thread CPU time, best of 5 interleaved rounds).
 
@@ -471,7 +445,7 @@ def test_redaction_engine_speed_on_non_english_prompts(tmp_path):
         pytest.skip(f"cannot load the redactor at {BEFORE_ENGINE}: {exc}")
     now = Redactor()
     sets = [(locale, _faker_prompts(locale, 300_000)) for locale in ("ru_RU", "ja_JP", "de_DE")]
-    columns = _columns(before, now, tmp_path)
+    columns = _columns(before, now, python_engine)
     print()
     _same_findings(columns, [p for _, prompts in sets for p in prompts])
 

@@ -8,8 +8,6 @@ were built, or ``TRACEKIT_REDACT_NO_EXTENSIONS=1``.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -29,42 +27,22 @@ def _compiler() -> bool:
     return shutil.which(cc) is not None and Path(sysconfig.get_paths()["include"], "Python.h").exists()
 
 
-def _built_here() -> bool:
-    return all(any((SRC / f"{name}{suffix}").exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES)
-               for name in _native.MODULES)
-
-
 def test_the_installed_engine_runs_compiled_where_a_compiler_exists():
     if not _compiler():
         pytest.skip("no C compiler or Python headers here: the package installs as Python")
-    if os.environ.get(_native.NO_EXTENSIONS):
+    if _native.python_requested():
         pytest.skip(f"{_native.NO_EXTENSIONS} is set")
-    assert _built_here(), f"no compiled modules beside the sources in {SRC}: the build skipped them"
+    assert _native._has_extensions(SRC), f"no compiled modules beside the sources in {SRC}: the build skipped them"
     assert dspy_tracekit_redact.COMPILED
     for name in _native.MODULES:
         module = sys.modules[f"dspy_tracekit_redact.{name}"]
         assert not module.__file__.endswith(".py"), module.__file__
 
 
-def _pure_copy(into: Path) -> object:
-    """This checkout's ``.py`` files as another package (no compiled module beside them)."""
-    pkg = into / "redact_as_python"
-    pkg.mkdir()
-    for path in SRC.glob("*.py"):
-        if path.name != "_compiled_from.py":
-            shutil.copy(path, pkg / path.name)
-    spec = importlib.util.spec_from_file_location(pkg.name, pkg / "__init__.py", submodule_search_locations=[str(pkg)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[pkg.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_compiled_and_python_engines_find_the_same_values(regression_set, tmp_path):
-    if not dspy_tracekit_redact.COMPILED:
+def test_compiled_and_python_engines_find_the_same_values(regression_set, python_engine):
+    if python_engine is None:
         pytest.skip("the engine runs as Python here: nothing compiled to compare")
-    pure = _pure_copy(tmp_path)
-    assert not pure.COMPILED and pure._redactor.__file__.endswith(".py")
+    pure = python_engine
     for config in ({}, {"actions": {"EMAIL": "hash", "PHONE": "partial"}, "hash_secret": "k"},
                    {"entities": ["EMAIL", "GENERIC_SECRET", "CREDIT_CARD"], "allow": ["ops@example.com"]}):
         a, b = Redactor(config), pure.Redactor(config)

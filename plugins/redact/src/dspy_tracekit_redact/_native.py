@@ -24,6 +24,11 @@ MODULES = ("_generic", "_detectors", "_prefilter", "_redactor")
 NO_EXTENSIONS = "TRACEKIT_REDACT_NO_EXTENSIONS"
 
 
+def python_requested() -> bool:
+    """Whether ``NO_EXTENSIONS`` asks for the .py files (set, and not ``0``)."""
+    return os.environ.get(NO_EXTENSIONS, "").strip() not in ("", "0")
+
+
 def _built() -> dict[str, str]:
     try:
         from ._compiled_from import SOURCES
@@ -48,7 +53,7 @@ def load(package: str, here: Path) -> bool:
     """Import the engine's modules of ``package`` (whose directory is ``here``); whether the compiled ones run."""
     built = _built()
     compiled = all(name in built for name in MODULES) and _has_extensions(here)
-    if compiled and os.environ.get(NO_EXTENSIONS, "").strip() not in ("", "0"):
+    if compiled and python_requested():
         compiled = False
     elif compiled:
         stale = _stale(here, built)
